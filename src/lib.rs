@@ -2,8 +2,20 @@
 //!
 //! Layers, front (HTTP client side) to back (Redis side): `http` parses requests,
 //! `command` maps a request to a Redis command, `resp` frames Redis replies, `render`
-//! turns them into response bodies, `response` writes HTTP heads; `front`, `back` and
-//! `worker` own the sockets and the event loop; `server` starts the workers.
+//! turns them into bodies, `reply` and `response` write whole HTTP responses; `buf`,
+//! `front`, `back` and `worker` own the sockets and the event loop; `server` starts the
+//! workers; `config` and `log` are read and written off the request path.
 
+pub mod back;
+pub mod buf;
+pub mod command;
+pub mod config;
+pub mod front;
+pub mod http;
+pub mod log;
 pub mod render;
+pub mod reply;
 pub mod resp;
+pub mod response;
+pub mod server;
+pub mod worker;

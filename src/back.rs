@@ -1,0 +1,279 @@
+//! The back side: one pipelined connection to Redis.
+//!
+//! A [`Back`] owns its socket, the commands waiting to be written (one `write` per turn
+//! of the event loop, however many front requests produced them), the replies read so
+//! far and the FIFO of [`Waiter`]s that says who each next reply belongs to. A new
+//! connection first sends its handshake (AUTH, SELECT); commands queued behind it are
+//! held back until the handshake succeeds, so a failed SELECT can never run a command
+//! on the wrong database.
+
+use crate::buf::{ReadBuf, WriteBuf};
+use crate::command::write_bulk;
+use crate::config::RedisAuth;
+use crate::resp::FrameScanner;
+use mio::net::{TcpStream, UnixStream};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Where Redis is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Tcp(SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
+/// What is needed to open a back connection.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    pub target: Target,
+    pub auth: Option<RedisAuth>,
+    pub keep_alive: Option<Duration>,
+}
+
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl mio::event::Source for Stream {
+    fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(r, t, i),
+            Stream::Unix(s) => s.register(r, t, i),
+        }
+    }
+    fn reregister(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(r, t, i),
+            Stream::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(r),
+            Stream::Unix(s) => s.deregister(r),
+        }
+    }
+}
+
+impl Stream {
+    /// `Ok(true)` once a non-blocking connect has completed.
+    fn connected(&self) -> io::Result<bool> {
+        let (err, peer) = match self {
+            Stream::Tcp(s) => (s.take_error(), s.peer_addr().map(|_| ())),
+            Stream::Unix(s) => (s.take_error(), s.peer_addr().map(|_| ())),
+        };
+        if let Some(e) = err? {
+            return Err(e);
+        }
+        match peer {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Which requests a connection serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One of the worker's `pool_size` shared connections, on the default database.
+    Shared,
+    /// The worker's shared connection for a DB prefix.
+    Db(u32),
+    /// A connection of its own for one blocking command at a time.
+    Blocking,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Connecting {
+        since: Instant,
+    },
+    /// Connected; the handshake replies are awaited, commands are held back.
+    Handshake,
+    Ready,
+    /// Not connected; a shared connection retries at `retry_at`.
+    Down {
+        retry_at: Instant,
+    },
+}
+
+/// Who the next reply belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiter {
+    Front { key: usize, gen: u32, seq: u64 },
+    Auth,
+    Select,
+}
+
+pub struct Back {
+    pub stream: Option<Stream>,
+    pub kind: Kind,
+    pub db: u32,
+    pub state: State,
+    pub wbuf: WriteBuf,
+    pub rbuf: ReadBuf,
+    pub scanner: FrameScanner,
+    pub waiters: VecDeque<Waiter>,
+    /// Bytes of `wbuf` that belong to the handshake and may go out before it succeeds.
+    pub gate: Option<usize>,
+    pub backoff: Duration,
+    /// Listed in the worker's to-flush list.
+    pub dirty: bool,
+}
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+impl Back {
+    pub fn new(kind: Kind, db: u32) -> Back {
+        Back {
+            stream: None,
+            kind,
+            db,
+            state: State::Down {
+                retry_at: Instant::now(),
+            },
+            wbuf: WriteBuf::with_capacity(16 * 1024),
+            rbuf: ReadBuf::with_capacity(16 * 1024),
+            scanner: FrameScanner::new(),
+            waiters: VecDeque::with_capacity(64),
+            gate: None,
+            backoff: MIN_BACKOFF,
+            dirty: false,
+        }
+    }
+
+    /// Starts a non-blocking connect and queues the handshake. The caller registers the
+    /// stream with its poll.
+    pub fn connect(&mut self, c: &Connector, now: Instant) -> io::Result<()> {
+        let stream = match &c.target {
+            Target::Tcp(addr) => {
+                let s = TcpStream::connect(*addr)?;
+                s.set_nodelay(true)?;
+                if let Some(idle) = c.keep_alive {
+                    let ka = socket2::TcpKeepalive::new()
+                        .with_time(idle)
+                        .with_interval((idle / 3).max(Duration::from_secs(1)));
+                    socket2::SockRef::from(&s).set_tcp_keepalive(&ka)?;
+                }
+                Stream::Tcp(s)
+            }
+            Target::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+        };
+        self.stream = Some(stream);
+        self.state = State::Connecting { since: now };
+        self.wbuf.clear();
+        self.rbuf.clear();
+        self.scanner.reset();
+        debug_assert!(self.waiters.is_empty());
+        let out = &mut self.wbuf.data;
+        match &c.auth {
+            Some(RedisAuth::Password(p)) => {
+                out.extend_from_slice(b"*2\r\n$4\r\nAUTH\r\n");
+                write_bulk(out, p.as_bytes());
+                self.waiters.push_back(Waiter::Auth);
+            }
+            Some(RedisAuth::User(u, p)) => {
+                out.extend_from_slice(b"*3\r\n$4\r\nAUTH\r\n");
+                write_bulk(out, u.as_bytes());
+                write_bulk(out, p.as_bytes());
+                self.waiters.push_back(Waiter::Auth);
+            }
+            None => {}
+        }
+        if self.db != 0 {
+            out.extend_from_slice(b"*2\r\n$6\r\nSELECT\r\n");
+            write_bulk(out, itoa::Buffer::new().format(self.db).as_bytes());
+            self.waiters.push_back(Waiter::Select);
+        }
+        self.gate = (!out.is_empty()).then_some(out.len());
+        Ok(())
+    }
+
+    /// Called when the socket reports writable while connecting. `Ok(true)`: connected.
+    pub fn finish_connect(&mut self) -> io::Result<bool> {
+        let Some(s) = &self.stream else {
+            return Ok(false);
+        };
+        if !s.connected()? {
+            return Ok(false);
+        }
+        self.state = if self.gate.is_some() {
+            State::Handshake
+        } else {
+            State::Ready
+        };
+        self.backoff = MIN_BACKOFF;
+        Ok(true)
+    }
+
+    /// Whether commands may be queued on this connection now.
+    pub fn accepts_commands(&self) -> bool {
+        !matches!(self.state, State::Down { .. })
+    }
+
+    /// Writes what may go out. `Err`: the connection is broken.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let Some(stream) = &mut self.stream else {
+            return Ok(());
+        };
+        if !matches!(self.state, State::Handshake | State::Ready) {
+            return Ok(());
+        }
+        let before = self.wbuf.pending();
+        self.wbuf.write_to(stream, self.gate)?;
+        if let Some(g) = &mut self.gate {
+            // The gate counts handshake bytes still unsent.
+            *g -= (before - self.wbuf.pending()).min(*g);
+        }
+        Ok(())
+    }
+
+    /// The handshake's last reply arrived and was fine: release the held commands.
+    pub fn open_gate(&mut self) {
+        self.gate = None;
+        self.state = State::Ready;
+    }
+
+    /// Drops the socket and everything queued; returns the waiters to fail.
+    pub fn reset(&mut self, now: Instant) -> VecDeque<Waiter> {
+        self.stream = None;
+        self.wbuf.clear();
+        self.rbuf.clear();
+        self.rbuf.shrink(16 * 1024);
+        self.wbuf.shrink(16 * 1024);
+        self.scanner.reset();
+        self.gate = None;
+        self.state = State::Down {
+            retry_at: now + self.backoff,
+        };
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        std::mem::take(&mut self.waiters)
+    }
+}

@@ -1,0 +1,561 @@
+//! Request → Redis command: webdis's URL grammar (spec §1.2), free of I/O.
+//!
+//! [`parse`] reads the path (or a POST body) in place and returns a [`Command`] that
+//! borrows from it; [`Command::write_resp`] appends the command to a back connection's
+//! write buffer as a RESP array of bulk strings, decoding `%XX` and `+` on the way, so no
+//! input can ever inject a second command and nothing is allocated.
+
+/// How the reply is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Json,
+    Raw,
+    Custom,
+}
+
+/// A format chosen from the extension of the last path segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    pub output: Output,
+    pub content_type: &'static str,
+}
+
+pub const JSON: Format = Format {
+    output: Output::Json,
+    content_type: "application/json",
+};
+
+/// The extension table of spec §2.1 (exact, case-sensitive matches).
+fn format_for_extension(ext: &[u8]) -> Option<Format> {
+    let (output, content_type) = match ext {
+        b"json" => (Output::Json, "application/json"),
+        b"js" => (Output::Json, "application/javascript"),
+        b"raw" => (Output::Raw, "binary/octet-stream"),
+        b"bin" => (Output::Custom, "binary/octet-stream"),
+        b"txt" => (Output::Custom, "text/plain"),
+        b"html" => (Output::Custom, "text/html"),
+        b"xhtml" => (Output::Custom, "application/xhtml+xml"),
+        b"xml" => (Output::Custom, "text/xml"),
+        b"png" => (Output::Custom, "image/png"),
+        b"jpg" | b"jpeg" => (Output::Custom, "image/jpeg"),
+        b"css" => (Output::Custom, "text/css"),
+        _ => return None,
+    };
+    Some(Format {
+        output,
+        content_type,
+    })
+}
+
+/// The query-string parameters webdis understands (values are not decoded).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Query<'a> {
+    /// `jsonp` or `callback`.
+    pub jsonp: Option<&'a [u8]>,
+    /// `type`: forces the custom formatter with this Content-Type.
+    pub content_type: Option<&'a [u8]>,
+    pub sep: Option<&'a [u8]>,
+    pub filename: Option<&'a [u8]>,
+}
+
+impl<'a> Query<'a> {
+    /// Parses webdis-style: a key runs to the next `=`, its value to the next `&`, and the
+    /// last occurrence wins. A pair without `=` merges into the next key (spec §1.4).
+    pub fn parse(target: &'a [u8]) -> Query<'a> {
+        let mut q = Query::default();
+        let Some(start) = memchr::memchr(b'?', target) else {
+            return q;
+        };
+        let s = &target[start + 1..];
+        let mut pos = 0;
+        while let Some(eq) = memchr::memchr(b'=', &s[pos..]) {
+            let key = &s[pos..pos + eq];
+            let vstart = pos + eq + 1;
+            let vend = memchr::memchr(b'&', &s[vstart..]).map_or(s.len(), |i| vstart + i);
+            let value = &s[vstart..vend];
+            match key {
+                b"jsonp" | b"callback" => q.jsonp = Some(value),
+                b"type" => q.content_type = Some(value),
+                b"sep" => q.sep = Some(value),
+                b"filename" => q.filename = Some(value),
+                _ => {}
+            }
+            pos = vend + 1;
+            if pos >= s.len() {
+                break;
+            }
+        }
+        q
+    }
+}
+
+/// Where a command may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The worker's shared pipelined connections.
+    Shared,
+    /// A connection of its own: the command blocks (spec §14.2 item 8).
+    Blocking,
+}
+
+/// Why a request maps to no command that may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandError {
+    /// Empty command: 403.
+    Empty,
+    /// A command that would change a shared connection's state: 403 (spec §14.2 item 7).
+    Refused,
+    /// A subscription: served by the streaming path, which this build lacks.
+    Streaming,
+    /// A DB prefix too large for Redis: 400.
+    BadDatabase,
+}
+
+/// One command, borrowing from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Command<'a> {
+    /// From an all-digit first segment.
+    pub db: Option<u32>,
+    /// argv[0] as sent: not decoded.
+    pub name: &'a [u8],
+    /// The segments after the name, still joined by `/` and still encoded.
+    args: Option<&'a [u8]>,
+    /// A PUT body, appended raw as the last argument.
+    pub put_body: Option<&'a [u8]>,
+    pub format: Format,
+    pub route: Route,
+}
+
+/// Maps `u` (the path without its leading `/`, or a POST body) to a command.
+/// `query` comes from the request target; `?type=` forces the custom formatter.
+pub fn parse<'a>(
+    u: &'a [u8],
+    query: &Query<'_>,
+    put_body: Option<&'a [u8]>,
+) -> Result<Command<'a>, CommandError> {
+    // 1. The query string is not part of the command.
+    let mut u = match memchr::memchr(b'?', u) {
+        Some(i) => &u[..i],
+        None => u,
+    };
+    // 2. A known extension on the last segment selects the format and is removed.
+    let mut format = JSON;
+    let last_start = memchr::memrchr(b'/', u).map_or(0, |i| i + 1);
+    if let Some(dot) = memchr::memrchr(b'.', &u[last_start..]) {
+        if let Some(f) = format_for_extension(&u[last_start + dot + 1..]) {
+            format = f;
+            u = &u[..last_start + dot];
+        }
+    }
+    // 3. `?type=` wins over the extension.
+    if query.content_type.is_some() {
+        format.output = Output::Custom;
+    }
+    // 5. A leading empty segment is ignored; an all-digit first segment is a database.
+    let mut db = None;
+    if let Some(slash) = memchr::memchr(b'/', u) {
+        let first = &u[..slash];
+        if first.iter().all(u8::is_ascii_digit) {
+            if !first.is_empty() {
+                db = Some(parse_db(first)?);
+            }
+            u = &u[slash + 1..];
+        }
+    }
+    // 4, 6, 7. Split: the name, then the arguments.
+    let (name, args) = match memchr::memchr(b'/', u) {
+        Some(i) => (&u[..i], Some(&u[i + 1..])),
+        None => (u, None),
+    };
+    let put_body = put_body.filter(|b| !b.is_empty());
+    if name.is_empty() {
+        return Err(CommandError::Empty);
+    }
+    let mut cmd = Command {
+        db,
+        name,
+        args,
+        put_body,
+        format,
+        route: Route::Shared,
+    };
+    cmd.route = cmd.classify()?;
+    Ok(cmd)
+}
+
+fn parse_db(digits: &[u8]) -> Result<u32, CommandError> {
+    let mut n: u32 = 0;
+    for &d in digits {
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u32::from(d - b'0')))
+            .ok_or(CommandError::BadDatabase)?;
+    }
+    Ok(n)
+}
+
+/// Commands that change the state of the connection they run on.
+const REFUSED: &[&[u8]] = &[
+    b"SELECT",
+    b"AUTH",
+    b"HELLO",
+    b"RESET",
+    b"QUIT",
+    b"MULTI",
+    b"EXEC",
+    b"DISCARD",
+    b"WATCH",
+    b"UNWATCH",
+    b"MONITOR",
+    b"SYNC",
+    b"PSYNC",
+    b"REPLCONF",
+];
+/// `CLIENT` subcommands that change the connection's state.
+const REFUSED_CLIENT: &[&[u8]] = &[
+    b"REPLY",
+    b"TRACKING",
+    b"CACHING",
+    b"SETNAME",
+    b"SETINFO",
+    b"NO-EVICT",
+    b"NO-TOUCH",
+];
+const STREAMING: &[&[u8]] = &[b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE"];
+const BLOCKING: &[&[u8]] = &[
+    b"BLPOP",
+    b"BRPOP",
+    b"BRPOPLPUSH",
+    b"BLMOVE",
+    b"BLMPOP",
+    b"BZPOPMIN",
+    b"BZPOPMAX",
+    b"BZMPOP",
+    b"WAIT",
+    b"WAITAOF",
+];
+
+fn is_one_of(name: &[u8], list: &[&[u8]]) -> bool {
+    list.iter().any(|c| c.eq_ignore_ascii_case(name))
+}
+
+impl<'a> Command<'a> {
+    fn classify(&self) -> Result<Route, CommandError> {
+        let name = self.name;
+        if is_one_of(name, REFUSED) {
+            return Err(CommandError::Refused);
+        }
+        if is_one_of(name, STREAMING) {
+            return Err(CommandError::Streaming);
+        }
+        if name.eq_ignore_ascii_case(b"CLIENT") {
+            let sub = self.args().next().unwrap_or(b"");
+            if REFUSED_CLIENT
+                .iter()
+                .any(|c| decoded_eq_ignore_case(sub, c))
+            {
+                return Err(CommandError::Refused);
+            }
+        }
+        if is_one_of(name, BLOCKING) {
+            return Ok(Route::Blocking);
+        }
+        if name.eq_ignore_ascii_case(b"XREAD") || name.eq_ignore_ascii_case(b"XREADGROUP") {
+            let mut it = self.args();
+            // XREADGROUP GROUP g c [COUNT n] [BLOCK ms] ...: BLOCK may follow any option.
+            if it.any(|a| decoded_eq_ignore_case(a, b"BLOCK")) {
+                return Ok(Route::Blocking);
+            }
+        }
+        Ok(Route::Shared)
+    }
+
+    /// The still-encoded argument segments (without the PUT body).
+    pub fn args(&self) -> impl Iterator<Item = &'a [u8]> {
+        self.args.into_iter().flat_map(|a| a.split(|&b| b == b'/'))
+    }
+
+    /// Number of RESP arguments, the name included.
+    pub fn argc(&self) -> usize {
+        let path_args = self
+            .args
+            .map_or(0, |a| memchr::memchr_iter(b'/', a).count() + 1);
+        1 + path_args + usize::from(self.put_body.is_some())
+    }
+
+    /// Appends the command as a RESP array of bulk strings.
+    pub fn write_resp(&self, out: &mut Vec<u8>) {
+        write_header(out, b'*', self.argc());
+        write_bulk(out, self.name);
+        for arg in self.args() {
+            write_header(out, b'$', decoded_len(arg));
+            decode_into(out, arg);
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some(body) = self.put_body {
+            write_bulk(out, body);
+        }
+    }
+}
+
+fn write_header(out: &mut Vec<u8>, marker: u8, n: usize) {
+    out.push(marker);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one RESP bulk string.
+pub fn write_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    write_header(out, b'$', bytes.len());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Calls `f` with each decoded byte: `%XX` → byte, `+` → space, a bad `%` kept as is.
+#[inline]
+fn decode(s: &[u8], mut f: impl FnMut(u8)) {
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => match (
+                s.get(i + 1).copied().and_then(hex),
+                s.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(h), Some(l)) => {
+                    f(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                _ => f(b'%'),
+            },
+            b'+' => f(b' '),
+            b => f(b),
+        }
+        i += 1;
+    }
+}
+
+fn decoded_len(s: &[u8]) -> usize {
+    if memchr::memchr2(b'%', b'+', s).is_none() {
+        return s.len();
+    }
+    let mut n = 0;
+    decode(s, |_| n += 1);
+    n
+}
+
+fn decode_into(out: &mut Vec<u8>, s: &[u8]) {
+    if memchr::memchr2(b'%', b'+', s).is_none() {
+        out.extend_from_slice(s);
+        return;
+    }
+    decode(s, |b| out.push(b));
+}
+
+/// Whether `s` decodes to `word`, ignoring ASCII case, without allocating.
+fn decoded_eq_ignore_case(s: &[u8], word: &[u8]) -> bool {
+    let mut i = 0;
+    let mut equal = true;
+    decode(s, |b| {
+        equal &= word.get(i).is_some_and(|w| w.eq_ignore_ascii_case(&b));
+        i += 1;
+    });
+    equal && i == word.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(args: &[&[u8]]) -> Vec<u8> {
+        let mut v = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            v.extend_from_slice(a);
+            v.extend_from_slice(b"\r\n");
+        }
+        v
+    }
+
+    fn run(u: &str) -> (Vec<u8>, Option<u32>, Format) {
+        let q = Query::parse(u.as_bytes());
+        let c = parse(u.as_bytes(), &q, None).unwrap_or_else(|e| panic!("{u}: {e:?}"));
+        let mut out = Vec::new();
+        c.write_resp(&mut out);
+        (out, c.db, c.format)
+    }
+
+    #[test]
+    fn url_grammar() {
+        let cases: &[(&str, &[&[u8]], Option<u32>, &str)] = &[
+            (
+                "SET/hello/world",
+                &[b"SET", b"hello", b"world"],
+                None,
+                "application/json",
+            ),
+            ("GET/hello.txt", &[b"GET", b"hello"], None, "text/plain"),
+            (
+                "LRANGE/l/0/-1.txt?sep=,",
+                &[b"LRANGE", b"l", b"0", b"-1"],
+                None,
+                "text/plain",
+            ),
+            ("7/GET/k", &[b"GET", b"k"], Some(7), "application/json"),
+            (
+                "SET/slash/a%2Fb",
+                &[b"SET", b"slash", b"a/b"],
+                None,
+                "application/json",
+            ),
+            (
+                "SET/plus/a+b",
+                &[b"SET", b"plus", b"a b"],
+                None,
+                "application/json",
+            ),
+            (
+                "SET/pk/a%20b+c",
+                &[b"SET", b"pk", b"a b c"],
+                None,
+                "application/json",
+            ),
+            (
+                "SET/a//b",
+                &[b"SET", b"a", b"", b"b"],
+                None,
+                "application/json",
+            ),
+            ("GET/k1/", &[b"GET", b"k1", b""], None, "application/json"),
+            (
+                "GET/file.tar.gz",
+                &[b"GET", b"file.tar.gz"],
+                None,
+                "application/json",
+            ),
+            (
+                "GET/x.txt.json",
+                &[b"GET", b"x.txt"],
+                None,
+                "application/json",
+            ),
+            ("PING.JSON", &[b"PING.JSON"], None, "application/json"),
+            (
+                "JSON.GET/key",
+                &[b"JSON.GET", b"key"],
+                None,
+                "application/json",
+            ),
+            (
+                "SET/k.json/v",
+                &[b"SET", b"k.json", b"v"],
+                None,
+                "application/json",
+            ),
+            ("FT._LIST", &[b"FT._LIST"], None, "application/json"),
+            ("PING.json", &[b"PING"], None, "application/json"),
+            ("INFO.txt", &[b"INFO"], None, "text/plain"),
+            ("GET/x%2etxt", &[b"GET", b"x.txt"], None, "application/json"),
+            (
+                "GET/k1#frag",
+                &[b"GET", b"k1#frag"],
+                None,
+                "application/json",
+            ),
+            ("G%45T/k", &[b"G%45T", b"k"], None, "application/json"),
+            ("get/k1", &[b"get", b"k1"], None, "application/json"),
+            (
+                "GET/a%00b%zz%4",
+                &[b"GET", b"a\0b%zz%4"],
+                None,
+                "application/json",
+            ),
+            ("GET/key.", &[b"GET", b"key."], None, "application/json"),
+            ("GET/k.js", &[b"GET", b"k"], None, "application/javascript"),
+            ("GET/k.raw", &[b"GET", b"k"], None, "binary/octet-stream"),
+            ("GET/k.jpeg", &[b"GET", b"k"], None, "image/jpeg"),
+            ("GET/k.msg", &[b"GET", b"k.msg"], None, "application/json"),
+            ("/GET/k1", &[b"GET", b"k1"], None, "application/json"),
+            ("7", &[b"7"], None, "application/json"),
+            (
+                "GET/%E2%82%AC",
+                &[b"GET", "€".as_bytes()],
+                None,
+                "application/json",
+            ),
+        ];
+        for (u, args, db, ct) in cases {
+            let (out, got_db, f) = run(u);
+            assert_eq!(out, resp(args), "{u}");
+            assert_eq!(got_db, *db, "{u}");
+            assert_eq!(f.content_type, *ct, "{u}");
+        }
+    }
+
+    #[test]
+    fn put_body_is_last_and_raw() {
+        let q = Query::default();
+        let c = parse(b"SET/putk", &q, Some(b"put+value%20x")).unwrap();
+        let mut out = Vec::new();
+        c.write_resp(&mut out);
+        assert_eq!(out, resp(&[b"SET", b"putk", b"put+value%20x"]));
+        let c = parse(b"SET/k", &q, Some(b"")).unwrap();
+        assert_eq!(c.argc(), 2);
+    }
+
+    #[test]
+    fn errors_and_routes() {
+        let q = Query::default();
+        let cases: &[(&str, Result<Route, CommandError>)] = &[
+            ("", Err(CommandError::Empty)),
+            ("7/", Err(CommandError::Empty)),
+            ("SELECT/1", Err(CommandError::Refused)),
+            ("select/1", Err(CommandError::Refused)),
+            ("MULTI", Err(CommandError::Refused)),
+            ("HELLO/3", Err(CommandError::Refused)),
+            ("CLIENT/SETNAME/x", Err(CommandError::Refused)),
+            ("CLIENT/set%6Eame/x", Err(CommandError::Refused)),
+            ("CLIENT/LIST", Ok(Route::Shared)),
+            ("SUBSCRIBE/ch", Err(CommandError::Streaming)),
+            ("BLPOP/l/2", Ok(Route::Blocking)),
+            ("XREAD/COUNT/1/block/0/STREAMS/s/$", Ok(Route::Blocking)),
+            ("XREAD/STREAMS/s/0", Ok(Route::Shared)),
+            ("GETSET/k/v", Ok(Route::Shared)),
+            ("99999999999/GET/k", Err(CommandError::BadDatabase)),
+        ];
+        for (u, want) in cases {
+            let got = parse(u.as_bytes(), &q, None).map(|c| c.route);
+            assert_eq!(got, *want, "{u}");
+        }
+    }
+
+    #[test]
+    fn query_parameters() {
+        let q = Query::parse(b"/GET/k?jsonp=f&type=text/plain&sep=,&filename=a%20b.txt");
+        assert_eq!(q.jsonp, Some(&b"f"[..]));
+        assert_eq!(q.content_type, Some(&b"text/plain"[..]));
+        assert_eq!(q.sep, Some(&b","[..]));
+        assert_eq!(q.filename, Some(&b"a%20b.txt"[..]));
+        assert_eq!(Query::parse(b"/x?y&jsonp=f").jsonp, None);
+        assert_eq!(Query::parse(b"/x?&&jsonp=f").jsonp, None);
+        assert_eq!(Query::parse(b"/x?x=1&jsonp=f&y").jsonp, Some(&b"f"[..]));
+        assert_eq!(Query::parse(b"/x?jsonp").jsonp, None);
+        assert_eq!(
+            Query::parse(b"/x?callback=a&jsonp=b").jsonp,
+            Some(&b"b"[..])
+        );
+        assert_eq!(Query::parse(b"/x?jsonp=").jsonp, Some(&b""[..]));
+        let q = Query::parse(b"/GET/k.json?type=foo/bar");
+        let c = parse(b"GET/k.json", &q, None).unwrap();
+        assert_eq!(c.format.output, Output::Custom);
+    }
+}

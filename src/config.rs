@@ -1,0 +1,304 @@
+//! `webdis.json`: webdis's keys, types, defaults and `$ENV` substitution (spec §7).
+//!
+//! Read once at startup with serde_json; nothing here runs on the request path.
+
+use serde_json::{Map, Value};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisAuth {
+    Password(String),
+    User(String, String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFsync {
+    Auto,
+    All,
+    Millis(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis_host: String,
+    pub redis_port: u16,
+    pub redis_auth: Option<RedisAuth>,
+    pub http_host: String,
+    pub http_port: u16,
+    pub threads: usize,
+    pub pool_size: usize,
+    pub http_max_request_size: usize,
+    pub database: u32,
+    pub daemonize: bool,
+    pub pidfile: String,
+    pub websockets: bool,
+    pub default_root: Option<String>,
+    pub acl: Option<Value>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// `None`: log to stderr.
+    pub logfile: Option<String>,
+    pub verbosity: u8,
+    pub log_fsync: LogFsync,
+    pub keep_alive_sec: u32,
+    pub ssl: Option<Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            redis_host: "127.0.0.1".into(),
+            redis_port: 6379,
+            redis_auth: None,
+            http_host: "0.0.0.0".into(),
+            http_port: 7379,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pool_size: 2,
+            http_max_request_size: 128 * 1024 * 1024,
+            database: 0,
+            daemonize: false,
+            pidfile: "webdis.pid".into(),
+            websockets: false,
+            default_root: None,
+            acl: None,
+            user: None,
+            group: None,
+            logfile: None,
+            verbosity: 2,
+            log_fsync: LogFsync::Auto,
+            keep_alive_sec: 0,
+            ssl: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ConfigError {
+    Read(String, std::io::Error),
+    Json(String, serde_json::Error),
+    NotAnObject(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read(p, e) => write!(f, "cannot read config file {p}: {e}"),
+            ConfigError::Json(p, e) => write!(f, "invalid JSON in config file {p}: {e}"),
+            ConfigError::NotAnObject(p) => write!(f, "config file {p} is not a JSON object"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A loaded config and the warnings met while reading it.
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    pub fn load(path: &str) -> Result<Loaded, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_string(), e))?;
+        Self::parse(&text, path, |name| std::env::var(name).ok())
+    }
+
+    /// Parses a config text; `env` looks up `$VAR` substitutions.
+    pub fn parse(
+        text: &str,
+        path: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Loaded, ConfigError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::Json(path.to_string(), e))?;
+        let Value::Object(map) = value else {
+            return Err(ConfigError::NotAnObject(path.to_string()));
+        };
+        let mut r = Reader {
+            env: &env,
+            warnings: Vec::new(),
+            path,
+        };
+        let mut c = Config::default();
+        for (key, v) in &map {
+            let ok = match key.as_str() {
+                "redis_host" => r.string(v).map(|s| c.redis_host = s),
+                "redis_port" => r
+                    .number(v)
+                    .and_then(|n| u16::try_from(n).ok())
+                    .map(|n| c.redis_port = n),
+                "redis_auth" => match v {
+                    Value::Null => Some(c.redis_auth = None),
+                    Value::Array(a) if a.len() == 2 => match (r.string(&a[0]), r.string(&a[1])) {
+                        (Some(u), Some(p)) => Some(c.redis_auth = Some(RedisAuth::User(u, p))),
+                        _ => None,
+                    },
+                    _ => r
+                        .string(v)
+                        .map(|p| c.redis_auth = Some(RedisAuth::Password(p))),
+                },
+                "http_host" => r.string(v).map(|s| c.http_host = s),
+                "http_port" => r
+                    .number(v)
+                    .and_then(|n| u16::try_from(n).ok())
+                    .map(|n| c.http_port = n),
+                "threads" => r
+                    .number(v)
+                    .filter(|&n| (1..=1024).contains(&n))
+                    .map(|n| c.threads = n as usize),
+                "pool_size" => r
+                    .number(v)
+                    .filter(|&n| (1..=1024).contains(&n))
+                    .map(|n| c.pool_size = n as usize),
+                "http_max_request_size" => r
+                    .number(v)
+                    .filter(|&n| n > 0)
+                    .map(|n| c.http_max_request_size = n as usize),
+                "database" => r
+                    .number(v)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .map(|n| c.database = n),
+                "daemonize" => r.boolean(v).map(|b| c.daemonize = b),
+                "pidfile" => r.string(v).map(|s| c.pidfile = s),
+                "websockets" => r.boolean(v).map(|b| c.websockets = b),
+                "default_root" => r.string(v).map(|s| c.default_root = Some(s)),
+                "acl" => v.is_array().then(|| c.acl = Some(v.clone())),
+                "user" => r.string(v).map(|s| c.user = Some(s)),
+                "group" => r.string(v).map(|s| c.group = Some(s)),
+                "logfile" => r.string(v).map(|s| c.logfile = Some(s)),
+                "verbosity" => r.number(v).map(|n| c.verbosity = n.min(8) as u8),
+                "log_fsync" => match v {
+                    Value::String(s) if s == "auto" => Some(c.log_fsync = LogFsync::Auto),
+                    Value::String(s) if s == "all" => Some(c.log_fsync = LogFsync::All),
+                    Value::Number(n) => n
+                        .as_u64()
+                        .filter(|&n| n > 0)
+                        .map(|n| c.log_fsync = LogFsync::Millis(n)),
+                    _ => None,
+                },
+                "hiredis" => r.hiredis(v).map(|k| c.keep_alive_sec = k),
+                "ssl" => v.is_object().then(|| c.ssl = Some(v.clone())),
+                _ => None,
+            };
+            if ok.is_none() {
+                r.warnings.push(format!(
+                    "Warning! Unexpected key or incorrect value in {}: '{}'",
+                    r.path, key
+                ));
+            }
+        }
+        Ok(Loaded {
+            config: c,
+            warnings: r.warnings,
+        })
+    }
+}
+
+struct Reader<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    warnings: Vec<String>,
+    path: &'a str,
+}
+
+impl Reader<'_> {
+    /// A string, with webdis's `$VAR` rule: at least 2 chars, `$`, then no lowercase.
+    fn string(&mut self, v: &Value) -> Option<String> {
+        let s = v.as_str()?;
+        if s.len() >= 2 && s.starts_with('$') && !s[1..].chars().any(|c| c.is_lowercase()) {
+            match (self.env)(&s[1..]) {
+                Some(val) => return Some(val),
+                None => self
+                    .warnings
+                    .push(format!("No value found for env var {}", &s[1..])),
+            }
+        }
+        Some(s.to_string())
+    }
+
+    /// An integer, or a string holding one (after `$VAR` substitution).
+    fn number(&mut self, v: &Value) -> Option<u64> {
+        match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(_) => self.string(v)?.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn boolean(&mut self, v: &Value) -> Option<bool> {
+        match v {
+            Value::Bool(b) => Some(*b),
+            Value::String(_) => Some(self.string(v)?.eq_ignore_ascii_case("true")),
+            _ => None,
+        }
+    }
+
+    fn hiredis(&mut self, v: &Value) -> Option<u32> {
+        let obj: &Map<String, Value> = v.as_object()?;
+        let mut keep_alive = 0;
+        for (k, v) in obj {
+            match k.as_str() {
+                "keep_alive_sec" => keep_alive = u32::try_from(self.number(v)?).ok()?,
+                _ => self
+                    .warnings
+                    .push(format!("Config error under 'hiredis': unknown key '{k}'.")),
+            }
+        }
+        Some(keep_alive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Loaded {
+        Config::parse(text, "t.json", |k| {
+            (k == "PORT").then(|| "6380".to_string())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_and_keys() {
+        let l = parse(
+            r#"{"redis_port":"$PORT","http_port":"7380","threads":2,"pool_size":3,
+            "redis_auth":["u","p"],"websockets":"TRUE","verbosity":12,"log_fsync":100,
+            "hiredis":{"keep_alive_sec":15},"database":"3"}"#,
+        );
+        let c = l.config;
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(c.redis_port, 6380);
+        assert_eq!(c.http_port, 7380);
+        assert_eq!((c.threads, c.pool_size, c.database), (2, 3, 3));
+        assert_eq!(c.redis_auth, Some(RedisAuth::User("u".into(), "p".into())));
+        assert!(c.websockets);
+        assert_eq!(c.verbosity, 8);
+        assert_eq!(c.log_fsync, LogFsync::Millis(100));
+        assert_eq!(c.keep_alive_sec, 15);
+        assert_eq!(c.redis_host, "127.0.0.1");
+        assert_eq!(c.http_max_request_size, 128 * 1024 * 1024);
+    }
+
+    #[test]
+    fn warnings() {
+        let l = parse(r#"{"nope":1,"redis_port":"$MISSING","threads":0,"hiredis":{"x":1}}"#);
+        assert_eq!(
+            l.warnings,
+            vec![
+                "Config error under 'hiredis': unknown key 'x'.",
+                "Warning! Unexpected key or incorrect value in t.json: 'nope'",
+                "No value found for env var MISSING",
+                "Warning! Unexpected key or incorrect value in t.json: 'redis_port'",
+                "Warning! Unexpected key or incorrect value in t.json: 'threads'",
+            ]
+        );
+        assert_eq!(l.config.redis_port, 6379);
+    }
+
+    #[test]
+    fn bad_json_is_an_error() {
+        assert!(Config::parse("{", "x", |_| None).is_err());
+        assert!(Config::parse("[]", "x", |_| None).is_err());
+    }
+}

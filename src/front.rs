@@ -1,0 +1,189 @@
+//! The front side: one HTTP client connection.
+//!
+//! An idle keep-alive connection is only a [`Front`] in the worker's slab (a socket and a
+//! few flags). While it has work it holds a [`Busy`] taken from the worker's pool: the
+//! read buffer, the output buffer and the queue of response [`Slot`]s. Slots keep
+//! responses in request order: a reply for the head slot is rendered straight into the
+//! output buffer; one that completes early (it ran on another Redis connection) is
+//! rendered aside and emitted when its turn comes.
+
+use crate::buf::{ReadBuf, WriteBuf};
+use crate::command::Output;
+use crate::render::Shape;
+use mio::net::TcpStream;
+use smallvec::SmallVec;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// Most requests in flight on one connection; past it, parsing pauses.
+pub const MAX_IN_FLIGHT: usize = 1024;
+/// Unsent output past which no new request is parsed (the client is not reading).
+pub const OUT_HIGH_WATER: usize = 1024 * 1024;
+/// Buffer sizes a pooled [`Busy`] starts with and shrinks back to.
+pub const BUF_SIZE: usize = 16 * 1024;
+
+/// How the reply of one request is to be written.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// argv[0] as typed: the JSON key.
+    pub name: SmallVec<[u8; 24]>,
+    pub output: Output,
+    pub shape: Shape,
+    pub content_type: &'static str,
+    pub minor: u8,
+    pub keep_alive: bool,
+    /// HEAD: the head only.
+    pub head_only: bool,
+    /// Rare parameters, boxed so the common case carries one null pointer.
+    pub extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    pub jsonp: Option<Vec<u8>>,
+    pub content_type: Option<Vec<u8>>,
+    pub sep: Option<Vec<u8>>,
+    pub filename: Option<Vec<u8>>,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Output::Json
+    }
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape::Plain
+    }
+}
+
+pub struct Slot {
+    pub meta: Meta,
+    /// The response, when it was completed before the slots ahead of it.
+    pub early: Option<Vec<u8>>,
+    /// The back connection of its own running this request (a blocking command).
+    pub blocking: Option<usize>,
+}
+
+/// Buffers and queues of a connection with work in progress.
+pub struct Busy {
+    pub rbuf: ReadBuf,
+    pub out: WriteBuf,
+    pub slots: VecDeque<Slot>,
+    /// Sequence number of `slots[0]`.
+    pub base_seq: u64,
+    /// `100 Continue` was sent for the request being received.
+    pub continue_sent: bool,
+}
+
+impl Busy {
+    pub fn new() -> Busy {
+        Busy {
+            rbuf: ReadBuf::with_capacity(BUF_SIZE),
+            out: WriteBuf::with_capacity(BUF_SIZE),
+            slots: VecDeque::with_capacity(16),
+            base_seq: 0,
+            continue_sent: false,
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.rbuf.is_empty() && self.out.is_empty() && self.slots.is_empty()
+    }
+
+    /// Readies a returned `Busy` for its next connection.
+    pub fn recycle(&mut self) {
+        self.rbuf.clear();
+        self.rbuf.shrink(BUF_SIZE);
+        self.out.clear();
+        self.out.shrink(BUF_SIZE);
+        self.slots.clear();
+        if self.slots.capacity() > 256 {
+            self.slots = VecDeque::with_capacity(16);
+        }
+        self.base_seq = 0;
+        self.continue_sent = false;
+    }
+
+    /// Adds a slot for a new request and returns its sequence number.
+    pub fn push(&mut self, meta: Meta) -> u64 {
+        self.slots.push_back(Slot {
+            meta,
+            early: None,
+            blocking: None,
+        });
+        self.base_seq + self.slots.len() as u64 - 1
+    }
+
+    /// Writes the response of request `seq` with `write`, keeping request order.
+    /// Returns whether it was the last response before closing (not keep-alive), or
+    /// `None` when there is no such request (any more).
+    pub fn complete(&mut self, seq: u64, write: impl FnOnce(&mut Vec<u8>, &Meta)) -> Option<bool> {
+        let idx = seq.checked_sub(self.base_seq)? as usize;
+        let slot = self.slots.get_mut(idx)?;
+        if slot.early.is_some() {
+            return None;
+        }
+        if idx > 0 {
+            let mut early = Vec::new();
+            write(&mut early, &slot.meta);
+            slot.early = Some(early);
+            return Some(false);
+        }
+        write(&mut self.out.data, &slot.meta);
+        let mut last = !slot.meta.keep_alive;
+        self.pop_head();
+        while let Some(early) = self.slots.front_mut().and_then(|s| s.early.take()) {
+            self.out.data.extend_from_slice(&early);
+            last |= !self.slots[0].meta.keep_alive;
+            self.pop_head();
+        }
+        Some(last)
+    }
+
+    fn pop_head(&mut self) {
+        self.slots.pop_front();
+        self.base_seq += 1;
+    }
+}
+
+impl Default for Busy {
+    fn default() -> Self {
+        Busy::new()
+    }
+}
+
+/// What happens to the connection once its output is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    No,
+    /// The last response is queued: shut down the write side once it is sent.
+    AfterFlush,
+    /// Write side shut; reading and discarding until EOF or the deadline, so that the
+    /// client gets the last response rather than a reset.
+    Linger {
+        until: Instant,
+    },
+}
+
+pub struct Front {
+    pub sock: TcpStream,
+    /// Tells this connection apart from a later one in the same slab entry.
+    pub gen: u32,
+    pub peer: IpAddr,
+    pub busy: Option<Box<Busy>>,
+    /// Readiness seen and not yet used up (edge-triggered polling).
+    pub readable: bool,
+    pub writable: bool,
+    /// The client shut down its write side.
+    pub eof: bool,
+    /// No request after the current ones will be served (Connection: close, errors).
+    pub stop_parsing: bool,
+    pub closing: Closing,
+    /// Index of the shared back connection this client's commands go to.
+    pub back: u16,
+    /// Listed in the worker's to-flush list.
+    pub dirty: bool,
+}

@@ -1,0 +1,333 @@
+//! HTTP response heads, written straight into the front's output buffer, free of I/O.
+//!
+//! A body is rendered after its head, so the head leaves room for the Content-Length
+//! digits ([`open`]) and [`close`] fills them in once the body length is known; the body
+//! moves only when the digit count was guessed wrong (rare, and cheap when it happens).
+//! The `Date` value is cached per worker ([`DateCache`]) and refreshed once a second.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Statuses webdis-rs sends, with webdis's reason phrases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    NotModified,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    TooLarge,
+    Internal,
+    NotImplemented,
+    Unavailable,
+}
+
+impl Status {
+    fn line(self) -> &'static [u8] {
+        match self {
+            Status::Ok => b" 200 OK\r\n",
+            Status::NotModified => b" 304 Not Modified\r\n",
+            Status::BadRequest => b" 400 Bad Request\r\n",
+            Status::Forbidden => b" 403 Forbidden\r\n",
+            Status::NotFound => b" 404 Not found\r\n",
+            Status::MethodNotAllowed => b" 405 Method Not Allowed\r\n",
+            Status::TooLarge => b" 413 Request Entity Too Large\r\n",
+            Status::Internal => b" 500 Internal Server Error\r\n",
+            Status::NotImplemented => b" 501 Not Implemented\r\n",
+            Status::Unavailable => b" 503 Service Unavailable\r\n",
+        }
+    }
+
+    /// The JSON error body for this status (spec §14.2 item 15).
+    pub fn error_body(self) -> &'static [u8] {
+        match self {
+            Status::BadRequest => br#"{"error":"Bad Request"}"#,
+            Status::Forbidden => br#"{"error":"Forbidden"}"#,
+            Status::MethodNotAllowed => br#"{"error":"Method Not Allowed"}"#,
+            Status::TooLarge => br#"{"error":"Request Entity Too Large"}"#,
+            Status::Internal => br#"{"error":"Internal Server Error"}"#,
+            Status::NotImplemented => br#"{"error":"Not Implemented"}"#,
+            Status::Unavailable => br#"{"error":"Service Unavailable"}"#,
+            Status::Ok | Status::NotModified | Status::NotFound => b"",
+        }
+    }
+}
+
+const SERVER: &[u8] = b"Server: webdis-rs\r\nDate: ";
+/// webdis's CORS block (spec §3.2), with HEAD added since it is served.
+const COMMON: &[u8] = b"\r\nAllow: GET,HEAD,POST,PUT,OPTIONS\r\n\
+Access-Control-Allow-Methods: GET,HEAD,POST,PUT,OPTIONS\r\n\
+Access-Control-Allow-Origin: *\r\n\
+Access-Control-Allow-Headers: X-Requested-With, Content-Type, Authorization\r\n";
+
+/// What a head says besides the status.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    pub status: Status,
+    /// HTTP/1.`minor` in the status line.
+    pub minor: u8,
+    pub keep_alive: bool,
+    pub content_type: Option<&'a [u8]>,
+    /// `Content-Disposition: attachment; filename="..."`.
+    pub filename: Option<&'a [u8]>,
+}
+
+/// A head whose Content-Length is not written yet.
+#[must_use]
+#[derive(Debug, Clone, Copy)]
+pub struct Open {
+    digits_at: usize,
+    width: usize,
+    body_at: usize,
+}
+
+fn digits(n: usize) -> usize {
+    let mut d = 1;
+    let mut n = n / 10;
+    while n > 0 {
+        d += 1;
+        n /= 10;
+    }
+    d
+}
+
+/// Writes everything of the head but the Content-Length value, guessing its width
+/// from `body_hint`, and returns where the body starts.
+pub fn open(out: &mut Vec<u8>, head: &Head<'_>, date: &DateCache, body_hint: usize) -> Open {
+    out.extend_from_slice(if head.minor == 0 {
+        b"HTTP/1.0"
+    } else {
+        b"HTTP/1.1"
+    });
+    out.extend_from_slice(head.status.line());
+    out.extend_from_slice(SERVER);
+    out.extend_from_slice(date.get());
+    out.extend_from_slice(COMMON);
+    if let Some(name) = head.filename {
+        out.extend_from_slice(b"Content-Disposition: attachment; filename=\"");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\"\r\n");
+    }
+    if let Some(ct) = head.content_type {
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(ct);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(if head.keep_alive {
+        b"Connection: Keep-Alive\r\nContent-Length: "
+    } else {
+        b"Connection: Close\r\nContent-Length: "
+    });
+    let width = digits(body_hint);
+    let digits_at = out.len();
+    out.resize(digits_at + width + 4, b' ');
+    Open {
+        digits_at,
+        width,
+        body_at: digits_at + width + 4,
+    }
+}
+
+/// Fills in the Content-Length for the body appended since [`open`]; with `drop_body`
+/// (HEAD) the body is then removed. Returns the body length.
+pub fn close(out: &mut Vec<u8>, open: Open, drop_body: bool) -> usize {
+    let body_len = out.len() - open.body_at;
+    let width = digits(body_len);
+    let mut body_at = open.body_at;
+    if width != open.width {
+        let end = out.len();
+        if width > open.width {
+            let grow = width - open.width;
+            out.resize(end + grow, 0);
+            out.copy_within(body_at..end, body_at + grow);
+            body_at += grow;
+        } else {
+            let shrink = open.width - width;
+            out.copy_within(body_at..end, body_at - shrink);
+            out.truncate(end - shrink);
+            body_at -= shrink;
+        }
+    }
+    let mut itoa = itoa::Buffer::new();
+    let text = itoa.format(body_len).as_bytes();
+    out[open.digits_at..open.digits_at + width].copy_from_slice(text);
+    out[open.digits_at + width..body_at].copy_from_slice(b"\r\n\r\n");
+    if drop_body {
+        out.truncate(body_at);
+    }
+    body_len
+}
+
+/// A complete response with a fixed body.
+pub fn write(out: &mut Vec<u8>, head: &Head<'_>, date: &DateCache, body: &[u8], drop_body: bool) {
+    let o = open(out, head, date, body.len());
+    out.extend_from_slice(body);
+    let _ = close(out, o, drop_body);
+}
+
+/// An error response with its JSON body.
+pub fn error(
+    out: &mut Vec<u8>,
+    status: Status,
+    minor: u8,
+    keep_alive: bool,
+    drop_body: bool,
+    date: &DateCache,
+) {
+    let body = status.error_body();
+    let head = Head {
+        status,
+        minor,
+        keep_alive,
+        content_type: (!body.is_empty()).then_some(&b"application/json"[..]),
+        filename: None,
+    };
+    write(out, &head, date, body, drop_body);
+}
+
+/// The `Date` header value, formatted once per second.
+pub struct DateCache {
+    secs: u64,
+    text: [u8; 29],
+}
+
+impl Default for DateCache {
+    fn default() -> Self {
+        let mut d = DateCache {
+            secs: u64::MAX,
+            text: [b' '; 29],
+        };
+        d.refresh(SystemTime::now());
+        d
+    }
+}
+
+impl DateCache {
+    pub fn get(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// Re-formats the date if the second changed.
+    pub fn refresh(&mut self, now: SystemTime) {
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if secs != self.secs {
+            self.secs = secs;
+            self.text = http_date(secs);
+        }
+    }
+}
+
+/// IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(secs: u64) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = secs / 86400;
+    let rem = secs % 86400;
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+
+    let mut out = [0u8; 29];
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    out[3..5].copy_from_slice(b", ");
+    two(&mut out[5..7], day as u64);
+    out[7] = b' ';
+    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
+    out[11] = b' ';
+    let y = year.clamp(0, 9999) as u64;
+    two(&mut out[12..14], y / 100);
+    two(&mut out[14..16], y % 100);
+    out[16] = b' ';
+    two(&mut out[17..19], h);
+    out[19] = b':';
+    two(&mut out[20..22], m);
+    out[22] = b':';
+    two(&mut out[23..25], s);
+    out[25..].copy_from_slice(b" GMT");
+    out
+}
+
+fn two(dst: &mut [u8], n: u64) {
+    dst[0] = b'0' + (n / 10 % 10) as u8;
+    dst[1] = b'0' + (n % 10) as u8;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(&http_date(784111777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(&http_date(1795330139), b"Sun, 22 Nov 2026 06:48:59 GMT");
+        assert_eq!(&http_date(951782400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+
+    fn fixed_date() -> DateCache {
+        let mut d = DateCache::default();
+        d.refresh(UNIX_EPOCH + std::time::Duration::from_secs(784111777));
+        d
+    }
+
+    #[test]
+    fn head_and_length_fixup() {
+        let date = fixed_date();
+        let head = Head {
+            status: Status::Ok,
+            minor: 1,
+            keep_alive: true,
+            content_type: Some(b"application/json"),
+            filename: None,
+        };
+        for (hint, body) in [(5usize, "{\"SET\":[true,\"OK\"]}"), (500, "x"), (0, "")] {
+            let mut out = b"previous".to_vec();
+            let o = open(&mut out, &head, &date, hint);
+            out.extend_from_slice(body.as_bytes());
+            close(&mut out, o, false);
+            let expected = format!(
+                "previousHTTP/1.1 200 OK\r\nServer: webdis-rs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+Allow: GET,HEAD,POST,PUT,OPTIONS\r\nAccess-Control-Allow-Methods: GET,HEAD,POST,PUT,OPTIONS\r\n\
+Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: X-Requested-With, Content-Type, Authorization\r\n\
+Content-Type: application/json\r\nConnection: Keep-Alive\r\nContent-Length: {}\r\n\r\n{}",
+                body.len(),
+                body
+            );
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn head_request_drops_body_keeps_length() {
+        let date = fixed_date();
+        let mut out = Vec::new();
+        error(&mut out, Status::Forbidden, 0, false, false, &date);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.0 403 Forbidden\r\n"));
+        assert!(text.ends_with("Content-Type: application/json\r\nConnection: Close\r\nContent-Length: 21\r\n\r\n{\"error\":\"Forbidden\"}"));
+        let mut out = Vec::new();
+        let head = Head {
+            status: Status::Ok,
+            minor: 1,
+            keep_alive: true,
+            content_type: None,
+            filename: Some(b"a.txt"),
+        };
+        write(&mut out, &head, &date, b"hello", true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with(
+            "Content-Disposition: attachment; filename=\"a.txt\"\r\nConnection: Keep-Alive\r\nContent-Length: 5\r\n\r\n"
+        ));
+    }
+}

@@ -1,0 +1,139 @@
+//! Starting and stopping the workers: binds one SO_REUSEPORT listener per worker, pins
+//! each worker thread to a core and gives it its own `mio::Poll`.
+
+use crate::back::{Connector, Target};
+use crate::config::Config;
+use crate::log;
+use crate::log::Level;
+use crate::worker::{Shared, Worker, WAKER};
+use socket2::{Domain, Socket, Type};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Running workers.
+pub struct Server {
+    pub local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    wakers: Vec<mio::Waker>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+pub enum StartError {
+    Resolve(String, io::Error),
+    Bind(SocketAddr, io::Error),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Resolve(h, e) => write!(f, "cannot resolve {h}: {e}"),
+            StartError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            StartError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, StartError> {
+    let mut addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| StartError::Resolve(host.to_string(), e))?;
+    addrs
+        .next()
+        .ok_or_else(|| StartError::Resolve(host.to_string(), io::Error::other("no address found")))
+}
+
+fn listener(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    Ok(s.into())
+}
+
+/// Binds the listeners and starts `config.threads` workers.
+pub fn start(config: Config) -> Result<Server, StartError> {
+    let addr = resolve(&config.http_host, config.http_port)?;
+    // A plain bind first: SO_REUSEPORT would silently share a port that another
+    // process already serves.
+    let probe = listener(addr, false).map_err(|e| StartError::Bind(addr, e))?;
+    let addr = probe.local_addr().map_err(StartError::Io)?;
+    drop(probe);
+    let target = if config.redis_host.starts_with('/') {
+        Target::Unix(config.redis_host.clone().into())
+    } else {
+        Target::Tcp(resolve(&config.redis_host, config.redis_port)?)
+    };
+    let connector = Connector {
+        target,
+        auth: config.redis_auth.clone(),
+        keep_alive: (config.keep_alive_sec > 0)
+            .then(|| Duration::from_secs(u64::from(config.keep_alive_sec))),
+    };
+    let threads = config.threads.max(1);
+    let shared = Arc::new(Shared {
+        config,
+        connector,
+        stop: AtomicBool::new(false),
+    });
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut workers = Vec::with_capacity(threads);
+    let mut wakers = Vec::with_capacity(threads);
+    for id in 0..threads {
+        let l = listener(addr, true).map_err(|e| StartError::Bind(addr, e))?;
+        let poll = mio::Poll::new().map_err(StartError::Io)?;
+        let waker = mio::Waker::new(poll.registry(), WAKER).map_err(StartError::Io)?;
+        let worker = Worker::new(id, poll, mio::net::TcpListener::from_std(l), shared.clone())
+            .map_err(StartError::Io)?;
+        workers.push(worker);
+        wakers.push(waker);
+    }
+    let mut handles = Vec::with_capacity(threads);
+    for (id, worker) in workers.into_iter().enumerate() {
+        let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+        let h = std::thread::Builder::new()
+            .name(format!("worker-{id}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                worker.run();
+            })
+            .map_err(StartError::Io)?;
+        handles.push(h);
+    }
+    log!(
+        Level::Info,
+        "webdis-rs listening on {addr} with {threads} workers"
+    );
+    Ok(Server {
+        local_addr: addr,
+        shared,
+        wakers,
+        threads: handles,
+    })
+}
+
+impl Server {
+    /// Stops every worker and waits for them.
+    pub fn stop(self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,982 @@
+//! A worker: one thread, one `mio::Poll`, its own listening socket (SO_REUSEPORT), its
+//! own front connections in a slab and its own back connections to Redis. Nothing on
+//! the request path is shared with other workers.
+//!
+//! One turn of the loop: wait for readiness; read every readable front and dispatch
+//! every complete request in its buffer (commands are appended to back write buffers,
+//! immediate answers to the front's slots); read every readable back and render each
+//! complete reply into its front; then write each back that has commands (one `write`
+//! for all the commands of the turn) and each front that has output.
+
+use crate::back::{self, Back, Connector, Kind, State, Waiter};
+use crate::buf::READ_CHUNK;
+use crate::command::{self, CommandError, Output, Query, Route};
+use crate::config::Config;
+use crate::front::{Busy, Closing, Extra, Front, Meta, MAX_IN_FLIGHT, OUT_HIGH_WATER};
+use crate::http::{self, HttpError, Method, Request};
+use crate::log;
+use crate::log::Level;
+use crate::render::Shape;
+use crate::reply;
+use crate::response::{self, DateCache, Head, Status};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What every worker reads and nobody writes on the request path.
+pub struct Shared {
+    pub config: Config,
+    pub connector: Connector,
+    pub stop: AtomicBool,
+}
+
+pub const LISTENER: Token = Token(usize::MAX - 1);
+pub const WAKER: Token = Token(usize::MAX - 2);
+/// Back connection tokens start here; front tokens are their slab keys, below it.
+const BACK_BASE: usize = 1 << 30;
+/// How long a closing connection waits for its client to finish sending.
+const LINGER: Duration = Duration::from_secs(2);
+const TICK: Duration = Duration::from_millis(50);
+/// Spare `Busy` buffers kept per worker.
+const SPARE_BUSY: usize = 256;
+/// Idle connections kept for blocking commands.
+const IDLE_BLOCKING: usize = 8;
+/// Most blocking commands running at once per worker.
+const MAX_BLOCKING: usize = 512;
+
+const CROSSDOMAIN: &[u8] = b"<?xml version=\"1.0\"?>\n<!DOCTYPE cross-domain-policy SYSTEM \"http://www.macromedia.com/xml/dtds/cross-domain-policy.dtd\">\n<cross-domain-policy>\n<allow-access-from domain=\"*\" />\n</cross-domain-policy>\n";
+
+/// The back connections of a worker.
+struct Backs {
+    slab: Slab<Back>,
+    /// The shared pool, on the configured database.
+    pool: Vec<usize>,
+    /// Shared connections per DB prefix, created on first use.
+    dbs: HashMap<u32, usize>,
+    idle_blocking: Vec<usize>,
+    blocking: usize,
+    dirty: Vec<usize>,
+    /// Created at dispatch, to be connected once the request is queued.
+    to_connect: Vec<usize>,
+}
+
+/// A response known without asking Redis.
+enum Immediate {
+    Options,
+    Crossdomain,
+    Error(Status),
+}
+
+/// What became of a request at dispatch.
+enum Dispatched {
+    /// Sent to Redis; `Some(back)` when on a connection of its own.
+    Sent(Option<usize>),
+    Now(Immediate),
+}
+
+/// What a front gets in place of its request.
+enum Answer<'a> {
+    Frame(&'a [u8]),
+    Error(Status),
+    ErrorMsg(Status, &'a [u8]),
+}
+
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    fronts: Slab<Front>,
+    backs: Backs,
+    spare: Vec<Box<Busy>>,
+    dirty_fronts: Vec<usize>,
+    lingering: Vec<usize>,
+    date: DateCache,
+    gen: u32,
+    accept_paused: Option<Instant>,
+    ticking: bool,
+    next_tick: Instant,
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        mut listener: TcpListener,
+        shared: Arc<Shared>,
+    ) -> io::Result<Worker> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Worker {
+            id,
+            poll,
+            listener,
+            shared,
+            fronts: Slab::with_capacity(1024),
+            backs: Backs {
+                slab: Slab::with_capacity(16),
+                pool: Vec::new(),
+                dbs: HashMap::new(),
+                idle_blocking: Vec::new(),
+                blocking: 0,
+                dirty: Vec::with_capacity(16),
+                to_connect: Vec::new(),
+            },
+            spare: Vec::new(),
+            dirty_fronts: Vec::with_capacity(1024),
+            lingering: Vec::new(),
+            date: DateCache::default(),
+            gen: 0,
+            accept_paused: None,
+            ticking: true,
+            next_tick: Instant::now(),
+        })
+    }
+
+    pub fn run(mut self) {
+        let now = Instant::now();
+        let db = self.shared.config.database;
+        for _ in 0..self.shared.config.pool_size {
+            let b = self.backs.slab.insert(Back::new(Kind::Shared, db));
+            self.backs.pool.push(b);
+            self.connect_back(b, now);
+        }
+        let mut events = Events::with_capacity(1024);
+        log!(Level::Debug, "worker {} running", self.id);
+        loop {
+            let timeout = self.ticking.then_some(TICK);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log!(Level::Error, "poll failed: {e}");
+                break;
+            }
+            if self.shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            self.date.refresh(SystemTime::now());
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) if t >= BACK_BASE => self.back_event(t - BACK_BASE, ev),
+                    Token(k) => self.front_event(k, ev),
+                }
+            }
+            let now = Instant::now();
+            if self.ticking && now >= self.next_tick {
+                self.next_tick = now + TICK;
+                self.ticking = self.tick(now);
+            }
+            while !self.backs.dirty.is_empty() || !self.dirty_fronts.is_empty() {
+                self.flush_backs();
+                self.flush_fronts();
+            }
+        }
+        log!(Level::Debug, "worker {} stopped", self.id);
+    }
+
+    // ---- front side ----------------------------------------------------------------
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut sock, addr)) => {
+                    let entry = self.fronts.vacant_entry();
+                    let k = entry.key();
+                    if k >= BACK_BASE {
+                        continue;
+                    }
+                    let _ = sock.set_nodelay(true);
+                    if let Err(e) = self.poll.registry().register(
+                        &mut sock,
+                        Token(k),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log!(Level::Warning, "cannot register a client socket: {e}");
+                        continue;
+                    }
+                    self.gen = self.gen.wrapping_add(1);
+                    let pool = self.backs.pool.len().max(1);
+                    entry.insert(Front {
+                        sock,
+                        gen: self.gen,
+                        peer: addr.ip(),
+                        busy: None,
+                        readable: false,
+                        writable: true,
+                        eof: false,
+                        stop_parsing: false,
+                        closing: Closing::No,
+                        back: (self.gen as usize % pool) as u16,
+                        dirty: false,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // Out of file descriptors or memory: back off, the backlog waits.
+                    log!(
+                        Level::Warning,
+                        "accept failed: {e}; pausing accepts for 100 ms"
+                    );
+                    self.accept_paused = Some(Instant::now() + Duration::from_millis(100));
+                    self.ticking = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn front_event(&mut self, k: usize, ev: &mio::event::Event) {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            f.readable = true;
+        }
+        if ev.is_writable() || ev.is_write_closed() {
+            f.writable = true;
+            if f.busy.as_ref().is_some_and(|b| !b.out.is_empty()) {
+                mark_front(f, k, &mut self.dirty_fronts);
+            }
+        }
+        if f.readable {
+            self.front_read(k);
+        }
+    }
+
+    /// Reads while the socket has bytes and the connection may take more requests.
+    fn front_read(&mut self, k: usize) {
+        loop {
+            let Some(f) = self.fronts.get_mut(k) else {
+                return;
+            };
+            if let Closing::Linger { .. } = f.closing {
+                let mut sink = [0u8; 4096];
+                loop {
+                    match f.sock.read(&mut sink) {
+                        Ok(0) => return self.close_front(k),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            f.readable = false;
+                            return;
+                        }
+                        Err(_) => return self.close_front(k),
+                    }
+                }
+            }
+            if !f.readable || f.eof || f.stop_parsing {
+                break;
+            }
+            let busy = f
+                .busy
+                .get_or_insert_with(|| self.spare.pop().unwrap_or_default());
+            if paused(busy) {
+                break;
+            }
+            match busy.rbuf.read_from(&mut f.sock, READ_CHUNK) {
+                Ok(0) => {
+                    f.eof = true;
+                    f.readable = false;
+                }
+                Ok(_) => self.parse_requests(k),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => f.readable = false,
+                Err(_) => return self.close_front(k),
+            }
+        }
+        self.settle(k);
+    }
+
+    /// Parses and dispatches every complete request in the read buffer.
+    fn parse_requests(&mut self, k: usize) {
+        let max = self.shared.config.http_max_request_size;
+        loop {
+            let Some(f) = self.fronts.get_mut(k) else {
+                return;
+            };
+            let Some(busy) = f.busy.as_deref_mut() else {
+                return;
+            };
+            if f.stop_parsing || busy.rbuf.is_empty() || paused(busy) {
+                return;
+            }
+            match http::parse(busy.rbuf.bytes_mut(), max) {
+                Ok(http::Status::Complete(req)) => {
+                    busy.continue_sent = false;
+                    self.dispatch(k, &req);
+                    if let Some(b) = self.fronts.get_mut(k).and_then(|f| f.busy.as_deref_mut()) {
+                        b.rbuf.consume(req.len);
+                    }
+                }
+                Ok(http::Status::Partial(p)) => {
+                    if busy.rbuf.len() > max.saturating_add(http::MAX_HEAD_LEN) {
+                        self.reject(k, Status::TooLarge);
+                    } else if p.expect_continue && !busy.continue_sent && busy.slots.is_empty() {
+                        busy.continue_sent = true;
+                        busy.out
+                            .data
+                            .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        mark_front(f, k, &mut self.dirty_fronts);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    log!(Level::Debug, "bad request from {}: {:?}", f.peer, e);
+                    let status = match e {
+                        HttpError::BodyTooLarge => Status::TooLarge,
+                        HttpError::Malformed | HttpError::HeadTooLarge => Status::BadRequest,
+                    };
+                    return self.reject(k, status);
+                }
+            }
+        }
+    }
+
+    /// Answers a request that could not be parsed, then closes (HTTP/1.0 status line, as
+    /// webdis: the request's own version is unknown).
+    fn reject(&mut self, k: usize, status: Status) {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
+        f.stop_parsing = true;
+        busy.rbuf.clear();
+        let meta = Meta {
+            minor: 0,
+            keep_alive: false,
+            ..Meta::default()
+        };
+        let seq = busy.push(meta);
+        deliver(
+            f,
+            k,
+            seq,
+            Answer::Error(status),
+            &self.date,
+            &mut self.dirty_fronts,
+        );
+    }
+
+    /// Turns one complete request into a command sent to Redis, or an immediate answer.
+    fn dispatch(&mut self, k: usize, req: &Request) {
+        let cfg = &self.shared.config;
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let gen = f.gen;
+        let prefer = f.back as usize;
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
+        let mut meta = Meta {
+            minor: req.minor,
+            keep_alive: req.keep_alive,
+            head_only: req.method == Method::Head,
+            ..Meta::default()
+        };
+        let seq = busy.base_seq + busy.slots.len() as u64;
+        let buf = busy.rbuf.bytes();
+        let target = match &buf[req.target.clone()] {
+            b"" => &b"/"[..],
+            t => t,
+        };
+        log!(Level::Debug, "{}", String::from_utf8_lossy(target));
+        let outcome = match req.method {
+            Method::Options => Dispatched::Now(Immediate::Options),
+            Method::Other => Dispatched::Now(Immediate::Error(Status::MethodNotAllowed)),
+            Method::Get | Method::Head if target == b"/crossdomain.xml" => {
+                Dispatched::Now(Immediate::Crossdomain)
+            }
+            Method::Get | Method::Head | Method::Post | Method::Put => {
+                let query = Query::parse(target);
+                let path = match (target, &cfg.default_root) {
+                    (b"/", Some(root)) => root.as_bytes(),
+                    _ => target,
+                };
+                let path = path.strip_prefix(b"/").unwrap_or(path);
+                let body = &buf[req.body.clone()];
+                let parsed = match req.method {
+                    Method::Post => {
+                        command::parse(body.strip_prefix(b"/").unwrap_or(body), &query, None)
+                    }
+                    Method::Put => command::parse(path, &query, Some(body)),
+                    _ => command::parse(path, &query, None),
+                };
+                match parsed {
+                    Err(CommandError::Empty | CommandError::Refused) => {
+                        Dispatched::Now(Immediate::Error(Status::Forbidden))
+                    }
+                    Err(CommandError::Streaming) => {
+                        Dispatched::Now(Immediate::Error(Status::NotImplemented))
+                    }
+                    Err(CommandError::BadDatabase) => {
+                        Dispatched::Now(Immediate::Error(Status::BadRequest))
+                    }
+                    Ok(cmd) => {
+                        fill_meta(&mut meta, &cmd, &query);
+                        let waiter = Waiter::Front { key: k, gen, seq };
+                        let db = cmd.db.filter(|&d| d != cfg.database);
+                        match self.backs.pick(cmd.route, db, prefer) {
+                            Some(b) => {
+                                let back = &mut self.backs.slab[b];
+                                cmd.write_resp(&mut back.wbuf.data);
+                                back.waiters.push_back(waiter);
+                                if !back.dirty {
+                                    back.dirty = true;
+                                    self.backs.dirty.push(b);
+                                }
+                                Dispatched::Sent((cmd.route == Route::Blocking).then_some(b))
+                            }
+                            None => Dispatched::Now(Immediate::Error(Status::Unavailable)),
+                        }
+                    }
+                }
+            }
+        };
+        if !req.keep_alive {
+            f.stop_parsing = true;
+        }
+        let pushed = busy.push(meta);
+        debug_assert_eq!(pushed, seq);
+        match outcome {
+            Dispatched::Sent(blocking) => {
+                if let Some(slot) = busy.slots.back_mut() {
+                    slot.blocking = blocking;
+                }
+            }
+            Dispatched::Now(imm) => {
+                let date = &self.date;
+                let last = busy.complete(seq, |out, meta| match imm {
+                    Immediate::Options => {
+                        let head = Head {
+                            status: Status::Ok,
+                            minor: meta.minor,
+                            keep_alive: meta.keep_alive,
+                            content_type: Some(b"text/html"),
+                            filename: None,
+                        };
+                        response::write(out, &head, date, b"", false);
+                    }
+                    Immediate::Crossdomain => {
+                        let head = Head {
+                            status: Status::Ok,
+                            minor: meta.minor,
+                            keep_alive: meta.keep_alive,
+                            content_type: Some(b"application/xml"),
+                            filename: None,
+                        };
+                        response::write(out, &head, date, CROSSDOMAIN, meta.head_only);
+                    }
+                    Immediate::Error(status) => reply::error(out, meta, status, date),
+                });
+                if last == Some(true) {
+                    f.closing = Closing::AfterFlush;
+                }
+                mark_front(f, k, &mut self.dirty_fronts);
+            }
+        }
+        // New DB and blocking connections are opened on first use.
+        if !self.backs.to_connect.is_empty() {
+            self.connect_pending_backs();
+        }
+    }
+
+    fn flush_fronts(&mut self) {
+        let mut list = std::mem::take(&mut self.dirty_fronts);
+        for &k in &list {
+            self.front_write(k);
+        }
+        list.clear();
+        if self.dirty_fronts.is_empty() {
+            self.dirty_fronts = list;
+        } else {
+            self.dirty_fronts.append(&mut list);
+        }
+    }
+
+    fn front_write(&mut self, k: usize) {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        f.dirty = false;
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
+        if !busy.out.is_empty() && f.writable {
+            match busy.out.write_to(&mut f.sock, None) {
+                Ok(true) => {}
+                Ok(false) => f.writable = false,
+                Err(_) => return self.close_front(k),
+            }
+        }
+        if !busy.out.is_empty() {
+            return;
+        }
+        if f.closing == Closing::AfterFlush {
+            let _ = f.sock.shutdown(Shutdown::Write);
+            f.closing = Closing::Linger {
+                until: Instant::now() + LINGER,
+            };
+            self.lingering.push(k);
+            self.ticking = true;
+            f.readable = true;
+            return self.front_read(k);
+        }
+        // Output drained: requests held back by back-pressure may go on.
+        if !busy.rbuf.is_empty() && !f.stop_parsing {
+            self.parse_requests(k);
+        }
+        self.front_read(k);
+    }
+
+    /// Closes a connection that has nothing left to do, or gives back its buffers when it
+    /// went idle.
+    fn settle(&mut self, k: usize) {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        if f.closing != Closing::No {
+            return;
+        }
+        let idle = f
+            .busy
+            .as_ref()
+            .is_none_or(|b| b.slots.is_empty() && b.out.is_empty());
+        if idle && (f.eof || f.stop_parsing) {
+            if f.stop_parsing && !f.eof {
+                // Nothing more will be answered; let the client read what it has.
+                f.closing = Closing::AfterFlush;
+                return self.front_write(k);
+            }
+            return self.close_front(k);
+        }
+        if f.busy.as_ref().is_some_and(|b| b.is_idle()) {
+            let mut busy = f.busy.take().unwrap_or_default();
+            if self.spare.len() < SPARE_BUSY {
+                busy.recycle();
+                self.spare.push(busy);
+            }
+        }
+    }
+
+    fn close_front(&mut self, k: usize) {
+        let Some(mut f) = self.fronts.try_remove(k) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut f.sock);
+        if let Some(mut busy) = f.busy.take() {
+            for slot in &busy.slots {
+                if let Some(b) = slot.blocking {
+                    // Its client is gone: stop the blocking command before it takes data.
+                    self.drop_back(b);
+                }
+            }
+            if self.spare.len() < SPARE_BUSY {
+                busy.recycle();
+                self.spare.push(busy);
+            }
+        }
+    }
+
+    // ---- back side -----------------------------------------------------------------
+
+    fn connect_back(&mut self, b: usize, now: Instant) {
+        let Some(back) = self.backs.slab.get_mut(b) else {
+            return;
+        };
+        self.ticking = true;
+        let registered = back.connect(&self.shared.connector, now).and_then(|()| {
+            let s = back.stream.as_mut().expect("connect sets the stream");
+            self.poll.registry().register(
+                s,
+                Token(BACK_BASE + b),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+        });
+        if let Err(e) = registered {
+            log!(Level::Error, "Cannot connect to Redis: {e}");
+            self.back_failed(b, now);
+        }
+    }
+
+    /// Opens DB-prefix and blocking connections that were created at dispatch.
+    fn connect_pending_backs(&mut self) {
+        let now = Instant::now();
+        while let Some(b) = self.backs.to_connect.pop() {
+            self.connect_back(b, now);
+        }
+    }
+
+    fn back_event(&mut self, b: usize, ev: &mio::event::Event) {
+        let Some(back) = self.backs.slab.get_mut(b) else {
+            return;
+        };
+        if let State::Connecting { .. } = back.state {
+            match back.finish_connect() {
+                Ok(true) => {}
+                Ok(false) if !ev.is_error() => return,
+                Ok(false) => return self.back_failed(b, Instant::now()),
+                Err(e) => {
+                    log!(Level::Error, "Cannot connect to Redis: {e}");
+                    return self.back_failed(b, Instant::now());
+                }
+            }
+        }
+        if !back.dirty && !back.wbuf.is_empty() {
+            back.dirty = true;
+            self.backs.dirty.push(b);
+        }
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            self.back_read(b);
+        }
+    }
+
+    fn back_read(&mut self, b: usize) {
+        loop {
+            let Some(back) = self.backs.slab.get_mut(b) else {
+                return;
+            };
+            let Some(stream) = back.stream.as_mut() else {
+                return;
+            };
+            match back.rbuf.read_from(stream, READ_CHUNK) {
+                Ok(0) => {
+                    log!(
+                        Level::Error,
+                        "Error disconnecting: Server closed the connection"
+                    );
+                    return self.back_failed(b, Instant::now());
+                }
+                Ok(_) => {
+                    if !self.back_replies(b) {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log!(Level::Error, "Error disconnecting: {e}");
+                    return self.back_failed(b, Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Hands every complete reply to its waiter. `false`: the connection was dropped.
+    fn back_replies(&mut self, b: usize) -> bool {
+        loop {
+            let Some(back) = self.backs.slab.get_mut(b) else {
+                return false;
+            };
+            let n = match back.scanner.scan(back.rbuf.bytes()) {
+                Ok(Some(n)) => n,
+                Ok(None) => return true,
+                Err(e) => {
+                    log!(Level::Error, "Protocol error from Redis: {e:?}");
+                    self.back_failed(b, Instant::now());
+                    return false;
+                }
+            };
+            let frame = &back.rbuf.bytes()[..n];
+            match back.waiters.pop_front() {
+                Some(Waiter::Front { key, gen, seq }) => {
+                    if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
+                        deliver(
+                            f,
+                            key,
+                            seq,
+                            Answer::Frame(frame),
+                            &self.date,
+                            &mut self.dirty_fronts,
+                        );
+                    }
+                }
+                Some(w @ (Waiter::Auth | Waiter::Select)) => {
+                    if frame.first() == Some(&b'-') {
+                        let msg = String::from_utf8_lossy(frame.get(1..n - 2).unwrap_or(b""));
+                        let (what, status) = match w {
+                            Waiter::Auth => ("Authentication failed", Status::Unavailable),
+                            _ => ("SELECT failed", Status::BadRequest),
+                        };
+                        log!(Level::Error, "{what}: {msg}");
+                        let msg = frame.get(1..n - 2).unwrap_or(b"").to_vec();
+                        self.back_refused(b, status, &msg);
+                        return false;
+                    }
+                    if w == Waiter::Auth {
+                        log!(Level::Info, "Authentication succeeded: OK");
+                    }
+                    if !matches!(back.waiters.front(), Some(Waiter::Auth | Waiter::Select)) {
+                        back.open_gate();
+                        if !back.dirty {
+                            back.dirty = true;
+                            self.backs.dirty.push(b);
+                        }
+                    }
+                }
+                None => {
+                    log!(
+                        Level::Error,
+                        "Protocol error: a reply from Redis nobody waits for"
+                    );
+                    self.back_failed(b, Instant::now());
+                    return false;
+                }
+            }
+            let back = &mut self.backs.slab[b];
+            back.rbuf.consume(n);
+            if back.kind == Kind::Blocking && back.waiters.is_empty() {
+                self.backs.release_blocking(b, &self.poll);
+            }
+        }
+    }
+
+    /// The handshake was refused: answer the waiters with `status` and Redis's message.
+    fn back_refused(&mut self, b: usize, status: Status, msg: &[u8]) {
+        self.back_down(b, Instant::now(), Answer::ErrorMsg(status, msg));
+    }
+
+    /// The connection broke: its requests get 503.
+    fn back_failed(&mut self, b: usize, now: Instant) {
+        self.back_down(b, now, Answer::Error(Status::Unavailable));
+    }
+
+    fn back_down(&mut self, b: usize, now: Instant, answer: Answer<'_>) {
+        let Some(back) = self.backs.slab.get_mut(b) else {
+            return;
+        };
+        if let Some(s) = back.stream.as_mut() {
+            let _ = self.poll.registry().deregister(s);
+        }
+        let waiters = back.reset(now);
+        let kind = back.kind;
+        for w in waiters {
+            if let Waiter::Front { key, gen, seq } = w {
+                if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
+                    let a = match answer {
+                        Answer::Error(s) => Answer::Error(s),
+                        Answer::ErrorMsg(s, m) => Answer::ErrorMsg(s, m),
+                        Answer::Frame(fr) => Answer::Frame(fr),
+                    };
+                    if let Some(slot) = f
+                        .busy
+                        .as_deref_mut()
+                        .and_then(|bz| bz.slots.iter_mut().find(|s| s.blocking == Some(b)))
+                    {
+                        slot.blocking = None;
+                    }
+                    deliver(f, key, seq, a, &self.date, &mut self.dirty_fronts);
+                }
+            }
+        }
+        match kind {
+            Kind::Shared => self.ticking = true,
+            Kind::Db(_) | Kind::Blocking => self.drop_back(b),
+        }
+    }
+
+    /// Forgets a DB or blocking connection.
+    fn drop_back(&mut self, b: usize) {
+        let Some(mut back) = self.backs.slab.try_remove(b) else {
+            return;
+        };
+        if let Some(s) = back.stream.as_mut() {
+            let _ = self.poll.registry().deregister(s);
+        }
+        match back.kind {
+            Kind::Db(db) => {
+                if self.backs.dbs.get(&db) == Some(&b) {
+                    self.backs.dbs.remove(&db);
+                }
+            }
+            Kind::Blocking => {
+                self.backs.blocking -= 1;
+                self.backs.idle_blocking.retain(|&x| x != b);
+            }
+            Kind::Shared => {}
+        }
+    }
+
+    fn flush_backs(&mut self) {
+        let mut list = std::mem::take(&mut self.backs.dirty);
+        for &b in &list {
+            let Some(back) = self.backs.slab.get_mut(b) else {
+                continue;
+            };
+            back.dirty = false;
+            if let Err(e) = back.flush() {
+                log!(Level::Error, "Error disconnecting: {e}");
+                self.back_failed(b, Instant::now());
+            }
+        }
+        list.clear();
+        if self.backs.dirty.is_empty() {
+            self.backs.dirty = list;
+        } else {
+            self.backs.dirty.append(&mut list);
+        }
+    }
+
+    /// Timers: reconnects, connect timeouts, lingering closes, paused accepts. Returns
+    /// whether anything still needs the timer.
+    fn tick(&mut self, now: Instant) -> bool {
+        let mut again = false;
+        let mut retry = Vec::new();
+        let mut timed_out = Vec::new();
+        for (b, back) in self.backs.slab.iter() {
+            match back.state {
+                State::Down { retry_at } if back.kind == Kind::Shared => {
+                    again = true;
+                    if retry_at <= now {
+                        retry.push(b);
+                    }
+                }
+                State::Connecting { since } => {
+                    again = true;
+                    if now.duration_since(since) >= back::CONNECT_TIMEOUT {
+                        timed_out.push(b);
+                    }
+                }
+                State::Handshake => again = true,
+                _ => {}
+            }
+        }
+        for b in timed_out {
+            log!(Level::Error, "Cannot connect to Redis: timed out");
+            self.back_failed(b, now);
+        }
+        for b in retry {
+            self.connect_back(b, now);
+        }
+        let lingering = std::mem::take(&mut self.lingering);
+        for k in lingering {
+            match self.fronts.get(k).map(|f| f.closing) {
+                Some(Closing::Linger { until }) if until <= now => self.close_front(k),
+                Some(Closing::Linger { .. }) => self.lingering.push(k),
+                _ => {}
+            }
+        }
+        again |= !self.lingering.is_empty();
+        if let Some(t) = self.accept_paused {
+            if t <= now {
+                self.accept_paused = None;
+                self.accept();
+            }
+            again |= self.accept_paused.is_some();
+        }
+        again
+    }
+}
+
+impl Backs {
+    /// The connection a command goes to, or `None` when Redis can't be reached.
+    fn pick(&mut self, route: Route, db: Option<u32>, prefer: usize) -> Option<usize> {
+        if route == Route::Blocking {
+            if let Some(b) = self.idle_blocking.pop() {
+                return Some(b);
+            }
+            if self.blocking >= MAX_BLOCKING {
+                log!(Level::Warning, "too many blocking commands in flight");
+                return None;
+            }
+            self.blocking += 1;
+            let db = db.unwrap_or(self.slab[self.pool[0]].db);
+            let b = self.slab.insert(Back::new(Kind::Blocking, db));
+            self.to_connect.push(b);
+            return Some(b);
+        }
+        if let Some(db) = db {
+            if let Some(&b) = self.dbs.get(&db) {
+                return Some(b);
+            }
+            let b = self.slab.insert(Back::new(Kind::Db(db), db));
+            self.dbs.insert(db, b);
+            self.to_connect.push(b);
+            return Some(b);
+        }
+        let n = self.pool.len();
+        (0..n)
+            .map(|i| self.pool[(prefer + i) % n])
+            .find(|&b| self.slab[b].accepts_commands())
+    }
+
+    /// A blocking connection finished its command: keep it for the next one.
+    fn release_blocking(&mut self, b: usize, _poll: &Poll) {
+        if !self.idle_blocking.contains(&b) && self.idle_blocking.len() < IDLE_BLOCKING {
+            self.idle_blocking.push(b);
+        }
+    }
+}
+
+fn paused(busy: &Busy) -> bool {
+    busy.slots.len() >= MAX_IN_FLIGHT || busy.out.pending() > OUT_HIGH_WATER
+}
+
+fn mark_front(f: &mut Front, k: usize, dirty: &mut Vec<usize>) {
+    if !f.dirty {
+        f.dirty = true;
+        dirty.push(k);
+    }
+}
+
+/// Writes the answer to request `seq` of front `f`, in order.
+fn deliver(
+    f: &mut Front,
+    k: usize,
+    seq: u64,
+    answer: Answer<'_>,
+    date: &DateCache,
+    dirty: &mut Vec<usize>,
+) {
+    let Some(busy) = f.busy.as_deref_mut() else {
+        return;
+    };
+    let last = busy.complete(seq, |out, meta| match answer {
+        Answer::Frame(frame) => reply::write(out, meta, frame, date),
+        Answer::Error(status) => reply::error(out, meta, status, date),
+        Answer::ErrorMsg(status, msg) => reply::error_with(out, meta, status, msg, date),
+    });
+    if last == Some(true) {
+        f.closing = Closing::AfterFlush;
+    }
+    if last.is_some() {
+        mark_front(f, k, dirty);
+    }
+}
+
+/// Copies what rendering needs from the request into the slot's metadata.
+fn fill_meta(meta: &mut Meta, cmd: &command::Command<'_>, query: &Query<'_>) {
+    meta.name.extend_from_slice(cmd.name);
+    meta.output = cmd.format.output;
+    meta.content_type = cmd.format.content_type;
+    meta.shape = match cmd.format.output {
+        Output::Json => Shape::for_command(cmd.name),
+        _ => Shape::Plain,
+    };
+    let jsonp = query.jsonp.filter(|_| cmd.format.output == Output::Json);
+    if jsonp.is_some()
+        || query.content_type.is_some()
+        || query.sep.is_some()
+        || query.filename.is_some()
+    {
+        meta.extra = Some(Box::new(Extra {
+            jsonp: jsonp.map(<[u8]>::to_vec),
+            content_type: query.content_type.map(<[u8]>::to_vec),
+            sep: query.sep.map(<[u8]>::to_vec),
+            filename: query.filename.map(<[u8]>::to_vec),
+        }));
+    }
+}
