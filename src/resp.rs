@@ -4,6 +4,13 @@
 //! complete value is there (capping every length and the nesting depth), and [`Reader`]
 //! walks a complete, validated frame item by item so that renderers can stream it
 //! without building a value tree.
+//!
+//! Accepted types: RESP2 `+ - : $ *` (with `$-1` / `*-1` nil) and RESP3 `_ , # ( ! = % ~ > |`.
+//! Streamed RESP3 types (`$?`, `*?`, ...) are rejected. An attribute (`|`) and the value it
+//! annotates form one frame; [`Reader`] skips attributes transparently.
+
+use memchr::{memchr, memchr2};
+use smallvec::SmallVec;
 
 /// Largest bulk string accepted from Redis (Redis's own `proto-max-bulk-len` default).
 pub const MAX_BULK_LEN: usize = 512 * 1024 * 1024;
@@ -11,6 +18,9 @@ pub const MAX_BULK_LEN: usize = 512 * 1024 * 1024;
 pub const MAX_AGGREGATE_LEN: usize = 1 << 28;
 /// Deepest nesting of aggregates accepted.
 pub const MAX_DEPTH: usize = 64;
+/// Longest line (simple string, error, number, double, big number, length) accepted,
+/// CRLF excluded. Without this cap a missing CRLF would make us buffer forever.
+const MAX_LINE: usize = 64 * 1024;
 
 /// Why a byte sequence can never become a valid RESP value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +39,19 @@ pub enum RespError {
 
 /// Finds the end of one complete RESP value at the start of a buffer.
 /// Resumable: feed it the same (growing) buffer again after more bytes arrived.
+///
+/// State kept between calls: `pos`, the start of the first element not yet fully
+/// scanned; `searched`, how far the line starting at `pos` is known to hold no CR/LF;
+/// and one remaining-children count per open aggregate. Every byte is therefore
+/// looked at a bounded number of times, however the frame is split into reads.
 #[derive(Debug, Default)]
-pub struct FrameScanner {}
+pub struct FrameScanner {
+    pos: usize,
+    searched: usize,
+    /// Remaining child values of each open aggregate, innermost last. A map counts
+    /// 2 per pair; an attribute counts 2 per pair plus 1 for the value it annotates.
+    stack: SmallVec<[u32; 8]>,
+}
 
 impl FrameScanner {
     pub fn new() -> Self {
@@ -38,11 +59,250 @@ impl FrameScanner {
     }
     /// `buf` starts at the first byte of the frame. `Ok(Some(n))`: the first `n` bytes are
     /// one complete value (the scanner is then reset). `Ok(None)`: more bytes are needed.
+    /// After an error the scanner is reset too.
     pub fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, RespError> {
-        let _ = buf;
-        todo!()
+        let r = self.scan_inner(buf);
+        if !matches!(r, Ok(None)) {
+            self.reset();
+        }
+        r
     }
-    pub fn reset(&mut self) {}
+
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.searched = 0;
+        self.stack.clear();
+    }
+
+    fn scan_inner(&mut self, buf: &[u8]) -> Result<Option<usize>, RespError> {
+        loop {
+            let Some(&t) = buf.get(self.pos) else {
+                return Ok(None);
+            };
+            if !is_type(t) {
+                return Err(RespError::BadType(t));
+            }
+            let Some(cr) = self.find_line(buf)? else {
+                return Ok(None);
+            };
+            let line = &buf[self.pos + 1..cr];
+            let next = cr + 2;
+            match t {
+                b'+' | b'-' => {}
+                b':' => {
+                    parse_i64(line).ok_or(RespError::BadNumber)?;
+                }
+                b'_' => {
+                    if !line.is_empty() {
+                        return Err(RespError::BadNumber);
+                    }
+                }
+                b'#' => {
+                    if line != b"t" && line != b"f" {
+                        return Err(RespError::BadNumber);
+                    }
+                }
+                b',' => {
+                    if !valid_double(line) {
+                        return Err(RespError::BadNumber);
+                    }
+                }
+                b'(' => {
+                    if !valid_bignum(line) {
+                        return Err(RespError::BadNumber);
+                    }
+                }
+                b'$' | b'!' | b'=' => {
+                    if let Some(n) = parse_len(line, t == b'$')? {
+                        if n > MAX_BULK_LEN {
+                            return Err(RespError::TooLong);
+                        }
+                        if t == b'=' && n < 4 {
+                            return Err(RespError::BadNumber);
+                        }
+                        let end = next + n;
+                        if buf.len() < end + 2 {
+                            // The length line is rescanned next time: it is short.
+                            self.searched = cr;
+                            return Ok(None);
+                        }
+                        if &buf[end..end + 2] != b"\r\n" {
+                            return Err(RespError::BadTerminator);
+                        }
+                        if t == b'=' && buf[next + 3] != b':' {
+                            return Err(RespError::BadTerminator);
+                        }
+                        self.pos = end + 2;
+                        self.searched = 0;
+                        if let Some(n) = self.complete() {
+                            return Ok(Some(n));
+                        }
+                        continue;
+                    }
+                }
+                _ => {
+                    // Aggregates: * % ~ > |
+                    let n = parse_len(line, t == b'*')?;
+                    if let Some(n) = n {
+                        if n > MAX_AGGREGATE_LEN {
+                            return Err(RespError::TooLong);
+                        }
+                        if self.stack.len() >= MAX_DEPTH {
+                            return Err(RespError::TooDeep);
+                        }
+                        let children = match t {
+                            b'%' => 2 * n,
+                            b'|' => 2 * n + 1,
+                            _ => n,
+                        };
+                        if children > 0 {
+                            // At most 2^29 + 1: fits u32.
+                            self.stack.push(children as u32);
+                            self.pos = next;
+                            self.searched = 0;
+                            continue;
+                        }
+                    }
+                }
+            }
+            self.pos = next;
+            self.searched = 0;
+            if let Some(n) = self.complete() {
+                return Ok(Some(n));
+            }
+        }
+    }
+
+    /// One value ending at `self.pos` is complete: close every aggregate it completes.
+    /// Returns the frame length when the top-level value is complete.
+    fn complete(&mut self) -> Option<usize> {
+        loop {
+            match self.stack.last_mut() {
+                None => return Some(self.pos),
+                Some(top) => {
+                    *top -= 1;
+                    if *top > 0 {
+                        return None;
+                    }
+                    self.stack.pop();
+                }
+            }
+        }
+    }
+
+    /// Finds the CR of the CRLF ending the line that starts at `self.pos` (the type byte).
+    fn find_line(&mut self, buf: &[u8]) -> Result<Option<usize>, RespError> {
+        let content = self.pos + 1;
+        // The CR may be at most at `content + MAX_LINE`.
+        let window_end = buf.len().min(content + MAX_LINE + 1);
+        let start = self.searched.max(content).min(window_end);
+        match memchr2(b'\r', b'\n', &buf[start..window_end]) {
+            Some(i) => {
+                let cr = start + i;
+                if buf[cr] == b'\n' {
+                    return Err(RespError::BadTerminator);
+                }
+                match buf.get(cr + 1) {
+                    None => {
+                        self.searched = cr;
+                        Ok(None)
+                    }
+                    Some(b'\n') => Ok(Some(cr)),
+                    Some(_) => Err(RespError::BadTerminator),
+                }
+            }
+            None => {
+                if window_end - content > MAX_LINE {
+                    return Err(RespError::TooLong);
+                }
+                self.searched = window_end;
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn is_type(t: u8) -> bool {
+    matches!(
+        t,
+        b'+' | b'-'
+            | b':'
+            | b'$'
+            | b'*'
+            | b'_'
+            | b','
+            | b'#'
+            | b'('
+            | b'!'
+            | b'='
+            | b'%'
+            | b'~'
+            | b'>'
+            | b'|'
+    )
+}
+
+/// `-?[0-9]+` fitting an i64.
+fn parse_i64(line: &[u8]) -> Option<i64> {
+    let (neg, digits) = match line.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, line),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    // Accumulate negatively so that i64::MIN parses.
+    let mut v: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_sub((b - b'0') as i64)?;
+    }
+    if neg {
+        Some(v)
+    } else {
+        v.checked_neg()
+    }
+}
+
+/// A length or count: `[0-9]+`, or `-1` (nil) when `allow_nil`. Values too large for any
+/// cap saturate so that the caller reports `TooLong`.
+fn parse_len(line: &[u8], allow_nil: bool) -> Result<Option<usize>, RespError> {
+    if line == b"-1" {
+        return if allow_nil {
+            Ok(None)
+        } else {
+            Err(RespError::BadNumber)
+        };
+    }
+    if line.is_empty() {
+        return Err(RespError::BadNumber);
+    }
+    let mut v: usize = 0;
+    for &b in line {
+        if !b.is_ascii_digit() {
+            return Err(RespError::BadNumber);
+        }
+        v = v.saturating_mul(10).saturating_add((b - b'0') as usize);
+    }
+    Ok(Some(v))
+}
+
+/// RESP3 doubles: `1.5`, `-2e10`, `inf`, `-inf`, `nan`... Only a light check.
+fn valid_double(line: &[u8]) -> bool {
+    !line.is_empty()
+        && line
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'-'))
+}
+
+fn valid_bignum(line: &[u8]) -> bool {
+    let digits = match line.split_first() {
+        Some((b'-', rest)) => rest,
+        _ => line,
+    };
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
 /// One item of a frame, as [`Reader::next`] yields them (aggregates give their length;
@@ -67,6 +327,23 @@ pub enum Item<'a> {
     BulkError(&'a [u8]),
 }
 
+impl Item<'_> {
+    /// How many values follow this item as its children.
+    pub fn children(&self) -> usize {
+        match *self {
+            Item::Array(n) | Item::Set(n) | Item::Push(n) => n,
+            Item::Map(n) => n.saturating_mul(2),
+            _ => 0,
+        }
+    }
+}
+
+/// What one header parses to: an item, or an attribute with its pair count.
+enum Head<'a> {
+    Item(Item<'a>),
+    Attr(usize),
+}
+
 /// Walks a validated frame. Attributes (`|`) are skipped transparently.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
@@ -81,11 +358,445 @@ impl<'a> Reader<'a> {
     /// The next item, or `None` at the end of the frame (or on malformed bytes).
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Item<'a>> {
-        let _ = (self.buf, self.pos);
-        todo!()
+        loop {
+            match self.head() {
+                Some(Head::Item(item)) => return Some(item),
+                Some(Head::Attr(n)) => {
+                    if !self.skip_values(n.saturating_mul(2)) {
+                        return None;
+                    }
+                }
+                None => return None,
+            }
+        }
     }
     /// Skips one whole value, children included.
     pub fn skip(&mut self) {
-        todo!()
+        self.skip_values(1);
+    }
+
+    /// Skips `count` whole values without recursion; false if the frame ended first.
+    fn skip_values(&mut self, mut count: usize) -> bool {
+        while count > 0 {
+            match self.head() {
+                Some(Head::Item(item)) => count = (count - 1).saturating_add(item.children()),
+                // The attribute does not take the slot; its value still follows.
+                Some(Head::Attr(n)) => count = count.saturating_add(n.saturating_mul(2)),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Parses one header (and a bulk payload) at `pos`. On malformed bytes, moves to the
+    /// end of the frame so that every later call returns `None` too.
+    fn head(&mut self) -> Option<Head<'a>> {
+        let r = self.head_inner();
+        if r.is_none() {
+            self.pos = self.buf.len();
+        }
+        r
+    }
+
+    fn head_inner(&mut self) -> Option<Head<'a>> {
+        let buf = self.buf;
+        let t = *buf.get(self.pos)?;
+        let start = self.pos + 1;
+        let cr = start + memchr(b'\r', buf.get(start..)?)?;
+        if buf.get(cr + 1) != Some(&b'\n') {
+            return None;
+        }
+        let line = &buf[start..cr];
+        self.pos = cr + 2;
+        let item = match t {
+            b'+' => Item::Simple(line),
+            b'-' => Item::Error(line),
+            b':' => Item::Int(parse_i64(line)?),
+            b'_' => Item::Nil,
+            b',' => Item::Double(line),
+            b'#' => match line {
+                b"t" => Item::Bool(true),
+                b"f" => Item::Bool(false),
+                _ => return None,
+            },
+            b'(' => Item::BigNum(line),
+            b'$' | b'!' | b'=' => match parse_len(line, t == b'$').ok()? {
+                None => Item::Nil,
+                Some(n) => {
+                    let s = self.pos;
+                    let e = s.checked_add(n)?;
+                    let payload = buf.get(s..e)?;
+                    if buf.get(e..e.checked_add(2)?)? != b"\r\n" {
+                        return None;
+                    }
+                    self.pos = e + 2;
+                    match t {
+                        b'$' => Item::Bulk(payload),
+                        b'!' => Item::BulkError(payload),
+                        _ => Item::Verbatim(payload.get(4..)?),
+                    }
+                }
+            },
+            b'*' | b'%' | b'~' | b'>' | b'|' => match parse_len(line, t == b'*').ok()? {
+                None => Item::Nil,
+                Some(n) if n > MAX_AGGREGATE_LEN => return None,
+                Some(n) => match t {
+                    b'*' => Item::Array(n),
+                    b'%' => Item::Map(n),
+                    b'~' => Item::Set(n),
+                    b'>' => Item::Push(n),
+                    _ => return Some(Head::Attr(n)),
+                },
+            },
+            _ => return None,
+        };
+        Some(Head::Item(item))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Scan = Result<Option<usize>, RespError>;
+
+    /// Scans `buf` in one call, then again feeding it one byte more at a time (the same
+    /// scanner, resumed), and checks both agree.
+    fn scan_all_ways(buf: &[u8]) -> Scan {
+        let whole = FrameScanner::new().scan(buf);
+        let mut s = FrameScanner::new();
+        let mut inc = Ok(None);
+        for end in 0..=buf.len() {
+            inc = s.scan(&buf[..end]);
+            match inc {
+                Ok(None) => {}
+                _ => break,
+            }
+        }
+        assert_eq!(whole, inc, "one-shot and incremental disagree on {buf:?}");
+        whole
+    }
+
+    #[test]
+    fn scan_table() {
+        use RespError::*;
+        let cases: &[(&[u8], Scan)] = &[
+            (b"", Ok(None)),
+            (b"+OK\r\n", Ok(Some(5))),
+            (b"+OK\r\n+PONG\r\n", Ok(Some(5))),
+            (b"+OK\r", Ok(None)),
+            (b"+OK", Ok(None)),
+            (b"+OK\n", Err(BadTerminator)),
+            (b"+OK\rx", Err(BadTerminator)),
+            (b"-ERR x\r\n", Ok(Some(8))),
+            (b":0\r\n", Ok(Some(4))),
+            (b":-12\r\n", Ok(Some(6))),
+            (b":9223372036854775807\r\n", Ok(Some(22))),
+            (b":-9223372036854775808\r\n", Ok(Some(23))),
+            (b":9223372036854775808\r\n", Err(BadNumber)),
+            (b":\r\n", Err(BadNumber)),
+            (b":-\r\n", Err(BadNumber)),
+            (b":+1\r\n", Err(BadNumber)),
+            (b":1x\r\n", Err(BadNumber)),
+            (b"$5\r\nhello\r\n", Ok(Some(11))),
+            (b"$5\r\nhel", Ok(None)),
+            (b"$5\r\nhello\r", Ok(None)),
+            (b"$5\r\nhelloXY", Err(BadTerminator)),
+            (b"$0\r\n\r\n", Ok(Some(6))),
+            (b"$-1\r\n", Ok(Some(5))),
+            (b"$-2\r\n", Err(BadNumber)),
+            (b"$?\r\n", Err(BadNumber)),
+            (b"$\r\n", Err(BadNumber)),
+            (b"$536870913\r\n", Err(TooLong)),
+            (b"$99999999999999999999999999\r\n", Err(TooLong)),
+            (b"$3\r\na\r\n\r\n", Ok(Some(9))),
+            (b"*0\r\n", Ok(Some(4))),
+            (b"*-1\r\n", Ok(Some(5))),
+            (b"*2\r\n$2\r\nv1\r\n:3\r\n", Ok(Some(16))),
+            (b"*2\r\n$2\r\nv1\r\n", Ok(None)),
+            (b"*2\r\n*1\r\n:1\r\n*0\r\n:9\r\n", Ok(Some(16))),
+            (b"*268435457\r\n", Err(TooLong)),
+            (b"*1\r\n*-1\r\n", Ok(Some(9))),
+            (b"_\r\n", Ok(Some(3))),
+            (b"_x\r\n", Err(BadNumber)),
+            (b",3.14\r\n", Ok(Some(7))),
+            (b",-inf\r\n", Ok(Some(7))),
+            (b",\r\n", Err(BadNumber)),
+            (b"#t\r\n", Ok(Some(4))),
+            (b"#f\r\n", Ok(Some(4))),
+            (b"#x\r\n", Err(BadNumber)),
+            (b"(123456789012345678901234567890\r\n", Ok(Some(33))),
+            (b"(-1\r\n", Ok(Some(5))),
+            (b"(1a\r\n", Err(BadNumber)),
+            (b"!3\r\nERR\r\n", Ok(Some(9))),
+            (b"!-1\r\n", Err(BadNumber)),
+            (b"=8\r\ntxt:abcd\r\n", Ok(Some(14))),
+            (b"=4\r\ntxt:\r\n", Ok(Some(10))),
+            (b"=3\r\ntxt\r\n", Err(BadNumber)),
+            (b"=8\r\ntxtxabcd\r\n", Err(BadTerminator)),
+            (b"%1\r\n+a\r\n:1\r\n", Ok(Some(12))),
+            (b"%1\r\n+a\r\n", Ok(None)),
+            (b"%0\r\n", Ok(Some(4))),
+            (b"%-1\r\n", Err(BadNumber)),
+            (b"~2\r\n+a\r\n+b\r\n", Ok(Some(12))),
+            (b">2\r\n+a\r\n+b\r\n", Ok(Some(12))),
+            (b"|1\r\n+k\r\n+v\r\n:5\r\n", Ok(Some(16))),
+            (b"|1\r\n+k\r\n+v\r\n", Ok(None)),
+            (b"|0\r\n:5\r\n", Ok(Some(8))),
+            (b"*2\r\n|1\r\n+k\r\n+v\r\n:5\r\n:6\r\n", Ok(Some(24))),
+            (b"*?\r\n", Err(BadNumber)),
+            (b"x\r\n", Err(BadType(b'x'))),
+            (b"\r\n", Err(BadType(b'\r'))),
+            (b"*1\r\nx", Err(BadType(b'x'))),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                scan_all_ways(input),
+                *expected,
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn scan_depth_cap() {
+        let ok = [b"*1\r\n".repeat(MAX_DEPTH), b":1\r\n".to_vec()].concat();
+        assert_eq!(scan_all_ways(&ok), Ok(Some(ok.len())));
+        let ok_empty = [b"*1\r\n".repeat(MAX_DEPTH - 1), b"*0\r\n".to_vec()].concat();
+        assert_eq!(scan_all_ways(&ok_empty), Ok(Some(ok_empty.len())));
+        let deep = [b"*1\r\n".repeat(MAX_DEPTH + 1), b":1\r\n".to_vec()].concat();
+        assert_eq!(scan_all_ways(&deep), Err(RespError::TooDeep));
+    }
+
+    #[test]
+    fn scan_line_cap() {
+        let mut long = vec![b'+'];
+        long.extend(std::iter::repeat(b'a').take(MAX_LINE));
+        assert_eq!(FrameScanner::new().scan(&long), Ok(None));
+        long.extend_from_slice(b"\r\n");
+        assert_eq!(FrameScanner::new().scan(&long), Ok(Some(long.len())));
+        let mut too_long = vec![b'+'];
+        too_long.extend(std::iter::repeat(b'a').take(MAX_LINE + 1));
+        assert_eq!(FrameScanner::new().scan(&too_long), Err(RespError::TooLong));
+        // Incrementally too.
+        let mut s = FrameScanner::new();
+        let mut r = Ok(None);
+        for end in (0..=too_long.len()).step_by(1000).chain([too_long.len()]) {
+            r = s.scan(&too_long[..end]);
+            if r.is_err() {
+                break;
+            }
+        }
+        assert_eq!(r, Err(RespError::TooLong));
+    }
+
+    #[test]
+    fn scan_resets_after_frame() {
+        let buf = b"+A\r\n:1\r\n";
+        let mut s = FrameScanner::new();
+        assert_eq!(s.scan(buf), Ok(Some(4)));
+        assert_eq!(s.scan(&buf[4..]), Ok(Some(4)));
+        assert_eq!(s.scan(b"*2\r\n:1\r\n"), Ok(None));
+        s.reset();
+        assert_eq!(s.scan(b":7\r\n"), Ok(Some(4)));
+    }
+
+    #[test]
+    fn scan_big_array_in_many_reads() {
+        let n = 100_000;
+        let mut buf = format!("*{n}\r\n").into_bytes();
+        for i in 0..n {
+            buf.extend_from_slice(format!("$5\r\n{i:05}\r\n").as_bytes());
+        }
+        let mut s = FrameScanner::new();
+        let chunk = buf.len() / 1000 + 1;
+        let mut end = 0;
+        let result = loop {
+            end = (end + chunk).min(buf.len());
+            match s.scan(&buf[..end]) {
+                Ok(None) => assert!(end < buf.len()),
+                r => break r,
+            }
+        };
+        assert_eq!(result, Ok(Some(buf.len())));
+        // Resumed: the scanner did not restart from 0 (position kept between reads).
+        let mut s = FrameScanner::new();
+        assert_eq!(s.scan(&buf[..buf.len() / 2]), Ok(None));
+        assert!(s.pos > buf.len() / 2 - 20);
+    }
+
+    fn read_all(frame: &[u8]) -> Vec<Item<'_>> {
+        let mut r = Reader::new(frame);
+        let mut v = Vec::new();
+        while let Some(it) = r.next() {
+            v.push(it);
+        }
+        v
+    }
+
+    #[test]
+    fn reader_table() {
+        use Item::*;
+        let cases: &[(&[u8], &[Item])] = &[
+            (b"+OK\r\n", &[Simple(b"OK")]),
+            (b"-ERR x\r\n", &[Error(b"ERR x")]),
+            (b":-9223372036854775808\r\n", &[Int(i64::MIN)]),
+            (b"$3\r\na\r\n\r\n", &[Bulk(b"a\r\n")]),
+            (b"$-1\r\n", &[Nil]),
+            (b"*-1\r\n", &[Nil]),
+            (b"_\r\n", &[Nil]),
+            (
+                b"*2\r\n$2\r\nv1\r\n*1\r\n:3\r\n",
+                &[Array(2), Bulk(b"v1"), Array(1), Int(3)],
+            ),
+            (b"%1\r\n+a\r\n:1\r\n", &[Map(1), Simple(b"a"), Int(1)]),
+            (b"~1\r\n#t\r\n", &[Set(1), Bool(true)]),
+            (b">1\r\n#f\r\n", &[Push(1), Bool(false)]),
+            (b",1.5\r\n", &[Double(b"1.5")]),
+            (b"(12\r\n", &[BigNum(b"12")]),
+            (b"!3\r\nERR\r\n", &[BulkError(b"ERR")]),
+            (b"=8\r\ntxt:abcd\r\n", &[Verbatim(b"abcd")]),
+            (b"|1\r\n+k\r\n*1\r\n+v\r\n:5\r\n", &[Int(5)]),
+            (b"|1\r\n|1\r\n+a\r\n+b\r\n+k\r\n+v\r\n:5\r\n", &[Int(5)]),
+            (
+                b"*2\r\n|1\r\n+k\r\n+v\r\n:5\r\n:6\r\n",
+                &[Array(2), Int(5), Int(6)],
+            ),
+            // Malformed: stops, never panics.
+            (b"+OK", &[]),
+            (b"$5\r\nab\r\n", &[]),
+            (b":x\r\n", &[]),
+            (b"*1\r\n?\r\n", &[Array(1)]),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                read_all(input),
+                *expected,
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn reader_skip() {
+        let frame =
+            b"*3\r\n*2\r\n%1\r\n+k\r\n*1\r\n:1\r\n|1\r\n+a\r\n+b\r\n:2\r\n$1\r\nx\r\n:9\r\n";
+        let mut r = Reader::new(frame);
+        assert_eq!(r.next(), Some(Item::Array(3)));
+        r.skip();
+        assert_eq!(r.next(), Some(Item::Bulk(b"x")));
+        r.skip();
+        assert_eq!(r.next(), None);
+        r.skip();
+        assert_eq!(r.next(), None);
+    }
+
+    /// A tiny deterministic PRNG (xorshift64*), to avoid a dev-dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn exercise(buf: &[u8]) {
+        let whole = FrameScanner::new().scan(buf);
+        // Resumed in random-ish steps: must agree with the one-shot scan.
+        let mut s = FrameScanner::new();
+        let mut inc = Ok(None);
+        let mut end = 0;
+        while end <= buf.len() {
+            inc = s.scan(&buf[..end]);
+            if inc != Ok(None) {
+                break;
+            }
+            end += 1 + end % 3;
+        }
+        if end > buf.len() {
+            inc = s.scan(buf);
+        }
+        assert_eq!(whole, inc, "{buf:?}");
+        if let Ok(Some(n)) = whole {
+            let mut r = Reader::new(&buf[..n]);
+            r.skip();
+            assert_eq!(r.next(), None);
+        }
+        let _ = read_all(buf);
+        let mut r = Reader::new(buf);
+        r.skip();
+    }
+
+    #[test]
+    fn no_panic_on_garbage() {
+        const PIECES: &[&[u8]] = &[
+            b"*",
+            b"%",
+            b"~",
+            b">",
+            b"|",
+            b"$",
+            b"=",
+            b"!",
+            b"+",
+            b"-",
+            b":",
+            b"_",
+            b",",
+            b"#",
+            b"(",
+            b"\r\n",
+            b"\r",
+            b"\n",
+            b"0",
+            b"1",
+            b"2",
+            b"3",
+            b"-1",
+            b"4",
+            b"txt:",
+            b"t",
+            b"?",
+            b"x",
+            b"\0",
+            b"\xff",
+            b"99999999999999999999",
+        ];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..20_000 {
+            let mut buf = Vec::new();
+            for _ in 0..rng.below(24) {
+                buf.extend_from_slice(PIECES[rng.below(PIECES.len())]);
+            }
+            exercise(&buf);
+        }
+        for _ in 0..2_000 {
+            let buf: Vec<u8> = (0..rng.below(40)).map(|_| rng.next() as u8).collect();
+            exercise(&buf);
+        }
+        // Every truncation and single-byte corruption of valid frames.
+        let valid: &[&[u8]] = &[
+            b"*3\r\n$2\r\nv1\r\n*2\r\n:1\r\n_\r\n%1\r\n+k\r\n=8\r\ntxt:abcd\r\n",
+            b"|1\r\n+k\r\n~2\r\n,1.5\r\n(12\r\n>2\r\n#t\r\n!3\r\nERR\r\n",
+        ];
+        for v in valid {
+            for end in 0..=v.len() {
+                exercise(&v[..end]);
+            }
+            for i in 0..v.len() {
+                for b in [b'\r', b'\n', b'*', b'9', b'-', b'|', 0] {
+                    let mut c = v.to_vec();
+                    c[i] = b;
+                    exercise(&c);
+                }
+            }
+        }
     }
 }

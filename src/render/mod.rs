@@ -4,6 +4,8 @@
 pub mod custom;
 pub mod json;
 
+use crate::resp::{Item, Reader};
+
 /// Command-specific reshaping of JSON output (spec §2.2), chosen from the command name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -20,7 +22,69 @@ pub enum Shape {
 impl Shape {
     /// Case-insensitive: `hgetall` → `Hgetall`, `GEORADIUSBYMEMBER` → `Georadius`, ...
     pub fn for_command(name: &[u8]) -> Shape {
-        let _ = name;
-        todo!()
+        const PREFIX: &[u8] = b"GEORADIUS";
+        let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
+        if is(b"INFO") {
+            Shape::Info
+        } else if is(b"HGETALL") {
+            Shape::Hgetall
+        } else if is(b"XRANGE") || is(b"XREVRANGE") {
+            Shape::Xrange
+        } else if is(b"XCLAIM") {
+            Shape::Xclaim
+        } else if is(b"XREAD") || is(b"XREADGROUP") {
+            Shape::Xread
+        } else if is(b"XPENDING") {
+            Shape::Xpending
+        } else if name.len() >= PREFIX.len() && name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
+            Shape::Georadius
+        } else {
+            Shape::Plain
+        }
+    }
+}
+
+/// After `r.next()` returned `item`, skips the children that follow it.
+fn skip_children(r: &mut Reader<'_>, item: Item<'_>) {
+    for _ in 0..item.children() {
+        r.skip();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let cases: &[(&[u8], Shape)] = &[
+            (b"INFO", Shape::Info),
+            (b"info", Shape::Info),
+            (b"INFOX", Shape::Plain),
+            (b"HGETALL", Shape::Hgetall),
+            (b"hGetAll", Shape::Hgetall),
+            (b"HGET", Shape::Plain),
+            (b"XRANGE", Shape::Xrange),
+            (b"xrevrange", Shape::Xrange),
+            (b"XCLAIM", Shape::Xclaim),
+            (b"XAUTOCLAIM", Shape::Plain),
+            (b"XREAD", Shape::Xread),
+            (b"xreadgroup", Shape::Xread),
+            (b"XPENDING", Shape::Xpending),
+            (b"GEORADIUS", Shape::Georadius),
+            (b"georadiusbymember_ro", Shape::Georadius),
+            (b"GEORADIU", Shape::Plain),
+            (b"GEOSEARCH", Shape::Plain),
+            (b"GET", Shape::Plain),
+            (b"", Shape::Plain),
+        ];
+        for (name, shape) in cases {
+            assert_eq!(
+                Shape::for_command(name),
+                *shape,
+                "{:?}",
+                String::from_utf8_lossy(name)
+            );
+        }
     }
 }
