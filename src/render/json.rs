@@ -1000,4 +1000,44 @@ mod tests {
             let _ = super::super::custom::render(&mut out, &frame, b",");
         }
     }
+
+    /// Naive reference: lossy UTF-8, then jansson's escapes char by char.
+    fn reference(bytes: &[u8]) -> Vec<u8> {
+        let mut s = String::from("\"");
+        for c in String::from_utf8_lossy(bytes).chars() {
+            match c {
+                '"' => s.push_str("\\\""),
+                '\\' => s.push_str("\\\\"),
+                '\u{8}' => s.push_str("\\b"),
+                '\u{c}' => s.push_str("\\f"),
+                '\n' => s.push_str("\\n"),
+                '\r' => s.push_str("\\r"),
+                '\t' => s.push_str("\\t"),
+                c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04X}", c as u32)),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+        s.into_bytes()
+    }
+
+    #[test]
+    fn write_string_matches_reference() {
+        // Every byte value at every position of strings around the 8-byte word size,
+        // on plain and on non-ASCII backgrounds.
+        for background in [&b"abcdefghijklmnopq"[..], "é€xyzéé€".as_bytes()] {
+            for len in [1, 7, 8, 9, 15, 16, 17] {
+                let base = &background[..len.min(background.len())];
+                for pos in 0..base.len() {
+                    for b in 0..=255u8 {
+                        let mut v = base.to_vec();
+                        v[pos] = b;
+                        let mut out = Vec::new();
+                        write_string(&mut out, &v);
+                        assert_eq!(out, reference(&v), "{v:?}");
+                    }
+                }
+            }
+        }
+    }
 }
