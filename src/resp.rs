@@ -196,7 +196,7 @@ impl FrameScanner {
         // The CR may be at most at `content + MAX_LINE`.
         let window_end = buf.len().min(content + MAX_LINE + 1);
         let start = self.searched.max(content).min(window_end);
-        match memchr2(b'\r', b'\n', &buf[start..window_end]) {
+        match find_cr_or_lf(&buf[start..window_end]) {
             Some(i) => {
                 let cr = start + i;
                 if buf[cr] == b'\n' {
@@ -220,6 +220,35 @@ impl FrameScanner {
             }
         }
     }
+}
+
+/// Index of the first `\r` in `s`. Most lines are a few bytes long: look at the first
+/// 16 bytes inline before paying for a `memchr` call.
+#[inline]
+fn find_cr(s: &[u8]) -> Option<usize> {
+    const SHORT: usize = 16;
+    let head = &s[..s.len().min(SHORT)];
+    if let Some(i) = head.iter().position(|&b| b == b'\r') {
+        return Some(i);
+    }
+    if s.len() <= SHORT {
+        return None;
+    }
+    memchr(b'\r', &s[SHORT..]).map(|i| i + SHORT)
+}
+
+/// Like [`find_cr`], for the first `\r` or `\n`.
+#[inline]
+fn find_cr_or_lf(s: &[u8]) -> Option<usize> {
+    const SHORT: usize = 16;
+    let head = &s[..s.len().min(SHORT)];
+    if let Some(i) = head.iter().position(|&b| b == b'\r' || b == b'\n') {
+        return Some(i);
+    }
+    if s.len() <= SHORT {
+        return None;
+    }
+    memchr2(b'\r', b'\n', &s[SHORT..]).map(|i| i + SHORT)
 }
 
 fn is_type(t: u8) -> bool {
@@ -402,7 +431,7 @@ impl<'a> Reader<'a> {
         let buf = self.buf;
         let t = *buf.get(self.pos)?;
         let start = self.pos + 1;
-        let cr = start + memchr(b'\r', buf.get(start..)?)?;
+        let cr = start + find_cr(buf.get(start..)?)?;
         if buf.get(cr + 1) != Some(&b'\n') {
             return None;
         }

@@ -32,10 +32,15 @@ pub fn render(out: &mut Vec<u8>, name: &[u8], frame: &[u8], shape: Shape) {
 /// Appends `bytes` as a JSON string literal (quotes included).
 pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
-    for chunk in bytes.utf8_chunks() {
-        escape_valid(out, chunk.valid().as_bytes());
-        if !chunk.invalid().is_empty() {
-            out.extend_from_slice("\u{FFFD}".as_bytes());
+    // Plain ASCII (the usual case) needs no UTF-8 validation: escape up to the first
+    // non-ASCII byte, and only from there walk the UTF-8 chunks.
+    let ascii = escape::<true>(out, bytes);
+    if ascii < bytes.len() {
+        for chunk in bytes[ascii..].utf8_chunks() {
+            escape::<false>(out, chunk.valid().as_bytes());
+            if !chunk.invalid().is_empty() {
+                out.extend_from_slice("\u{FFFD}".as_bytes());
+            }
         }
     }
     out.push(b'"');
@@ -59,13 +64,42 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
-/// Escapes valid UTF-8: runs of bytes needing no escape are copied in one go.
-fn escape_valid(out: &mut Vec<u8>, s: &[u8]) {
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// True if any byte of `w` is < 0x20, `"` or `\\` (or, with `NON_ASCII`, >= 0x80).
+#[inline(always)]
+fn word_is_special<const NON_ASCII: bool>(w: u64) -> bool {
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    // Bytes below 0x20 (the borrow can only flag extra bytes above a true hit).
+    let ctrl = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let high = if NON_ASCII { w & HIGH } else { 0 };
+    (ctrl | high | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))) != 0
+}
+
+/// Escapes `s` into `out`: runs of bytes needing no escape are skipped eight at a time
+/// and copied in one go. With `STOP_AT_NON_ASCII`, stops before the first byte >= 0x80
+/// and returns its index; otherwise `s` must be valid UTF-8 and `s.len()` is returned.
+#[inline(always)]
+fn escape<const STOP_AT_NON_ASCII: bool>(out: &mut Vec<u8>, s: &[u8]) -> usize {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
+    let mut i = 0;
+    while i < s.len() {
+        if let Some(w) = s.get(i..i + 8) {
+            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            if !word_is_special::<STOP_AT_NON_ASCII>(w) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = s[i];
+        if STOP_AT_NON_ASCII && b >= 0x80 {
+            break;
+        }
         let e = ESCAPE[b as usize];
         if e == 0 {
+            i += 1;
             continue;
         }
         out.extend_from_slice(&s[start..i]);
@@ -81,9 +115,11 @@ fn escape_valid(out: &mut Vec<u8>, s: &[u8]) {
         } else {
             out.extend_from_slice(&[b'\\', e]);
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
-    out.extend_from_slice(&s[start..]);
+    out.extend_from_slice(&s[start..i]);
+    i
 }
 
 fn write_int(out: &mut Vec<u8>, i: i64) {
@@ -870,5 +906,138 @@ mod tests {
         let too_deep = [b"*1\r\n".repeat(1000), b":1\r\n".to_vec()].concat();
         let got = json(b"X", &too_deep);
         serde_json::from_slice::<serde_json::Value>(&got).unwrap();
+    }
+
+    /// A tiny deterministic PRNG (xorshift64*).
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+        }
+    }
+
+    /// Appends one random valid RESP value, biased towards the shapes' structures.
+    fn gen(rng: &mut Rng, out: &mut Vec<u8>, depth: usize) {
+        const STRINGS: &[&[u8]] = &[
+            b"",
+            b"a",
+            b"1-1",
+            b"k:v\r\n#x\r\ny:z",
+            b"\xff\x00\"",
+            b"\xc3\xa9",
+        ];
+        let kind = if depth >= 5 {
+            rng.below(12)
+        } else {
+            rng.below(20)
+        };
+        match kind {
+            0..=3 => {
+                let s = STRINGS[rng.below(STRINGS.len())];
+                out.extend_from_slice(format!("${}\r\n", s.len()).as_bytes());
+                out.extend_from_slice(s);
+                out.extend_from_slice(b"\r\n");
+            }
+            4 => out.extend_from_slice(b"+OK\r\n"),
+            5 => out.extend_from_slice(b"-ERR e\r\n"),
+            6 => out.extend_from_slice(b":-42\r\n"),
+            7 => out.extend_from_slice(b"$-1\r\n"),
+            8 => out.extend_from_slice(b"*-1\r\n"),
+            9 => out.extend_from_slice(b"_\r\n"),
+            10 => out.extend_from_slice(
+                [
+                    &b",1.5\r\n"[..],
+                    b",-inf\r\n",
+                    b"#t\r\n",
+                    b"(9\r\n",
+                    b"!1\r\nE\r\n",
+                    b"=5\r\ntxt:x\r\n",
+                ][rng.below(6)],
+            ),
+            11 => {
+                out.extend_from_slice(b"|1\r\n+k\r\n+v\r\n");
+                gen(rng, out, depth + 1);
+            }
+            _ => {
+                let n = rng.below(5);
+                let marker = [b'*', b'*', b'*', b'%', b'~', b'>'][rng.below(6)];
+                out.extend_from_slice(format!("{}{n}\r\n", marker as char).as_bytes());
+                let children = if marker == b'%' { 2 * n } else { n };
+                for _ in 0..children {
+                    gen(rng, out, depth + 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_frames_render_valid_json() {
+        let names: &[&[u8]] = &[
+            b"GET",
+            b"INFO",
+            b"HGETALL",
+            b"XRANGE",
+            b"XCLAIM",
+            b"XREAD",
+            b"XPENDING",
+            b"GEORADIUS",
+        ];
+        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        for _ in 0..5_000 {
+            let mut frame = Vec::new();
+            gen(&mut rng, &mut frame, 0);
+            assert_eq!(FrameScanner::new().scan(&frame), Ok(Some(frame.len())));
+            for name in names {
+                let got = json(name, &frame);
+                if let Err(e) = serde_json::from_slice::<serde_json::Value>(&got) {
+                    panic!("{e}: {:?} for {:?}", String::from_utf8_lossy(&got), frame);
+                }
+            }
+            let mut out = Vec::new();
+            let _ = super::super::custom::render(&mut out, &frame, b",");
+        }
+    }
+
+    /// Naive reference: lossy UTF-8, then jansson's escapes char by char.
+    fn reference(bytes: &[u8]) -> Vec<u8> {
+        let mut s = String::from("\"");
+        for c in String::from_utf8_lossy(bytes).chars() {
+            match c {
+                '"' => s.push_str("\\\""),
+                '\\' => s.push_str("\\\\"),
+                '\u{8}' => s.push_str("\\b"),
+                '\u{c}' => s.push_str("\\f"),
+                '\n' => s.push_str("\\n"),
+                '\r' => s.push_str("\\r"),
+                '\t' => s.push_str("\\t"),
+                c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04X}", c as u32)),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+        s.into_bytes()
+    }
+
+    #[test]
+    fn write_string_matches_reference() {
+        // Every byte value at every position of strings around the 8-byte word size,
+        // on plain and on non-ASCII backgrounds.
+        for background in [&b"abcdefghijklmnopq"[..], "é€xyzéé€".as_bytes()] {
+            for len in [1, 7, 8, 9, 15, 16, 17] {
+                let base = &background[..len.min(background.len())];
+                for pos in 0..base.len() {
+                    for b in 0..=255u8 {
+                        let mut v = base.to_vec();
+                        v[pos] = b;
+                        let mut out = Vec::new();
+                        write_string(&mut out, &v);
+                        assert_eq!(out, reference(&v), "{v:?}");
+                    }
+                }
+            }
+        }
     }
 }
