@@ -1,0 +1,843 @@
+//! Shared harness for the integration tests: a throw-away `redis-server`, a
+//! `webdis-rs` gateway in front of it, and a raw HTTP/1.x client over `TcpStream`.
+//!
+//! Every test starts its own Redis and gateway (a few tens of milliseconds each), so
+//! tests are independent and can run in parallel. Children are killed on drop and, as
+//! a safety net, when the thread that spawned them dies (`PR_SET_PDEATHSIG`).
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+// ---- temp dirs and ports ------------------------------------------------------------
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "webdis-rs-test-{}-{}-{}",
+            std::process::id(),
+            tag,
+            n
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A free TCP port on 127.0.0.1, never handed out twice by this process.
+pub fn free_port() -> u16 {
+    static USED: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let mut used = USED.lock().unwrap();
+        if used.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Spawns `cmd`, killed with SIGKILL if the spawning thread dies first.
+fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+// ---- Redis --------------------------------------------------------------------------
+
+pub struct Redis {
+    pub port: u16,
+    pub dir: TempDir,
+    extra: Vec<String>,
+    child: Option<Child>,
+    /// `AUTH` arguments the harness itself must send (with `--requirepass`).
+    auth: Vec<String>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// Starts with extra `redis-server` arguments (e.g. `["--requirepass", "pw"]`).
+    pub fn start_with(extra: &[&str]) -> Redis {
+        let dir = TempDir::new("redis");
+        let mut r = Redis {
+            port: 0,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            auth: Vec::new(),
+        };
+        if let Some(i) = extra.iter().position(|a| *a == "--requirepass") {
+            r.auth = vec![extra[i + 1].to_string()];
+        }
+        for _ in 0..5 {
+            r.port = free_port();
+            if r.launch() {
+                return r;
+            }
+        }
+        panic!("redis-server did not start; log:\n{}", r.log());
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
+    }
+
+    fn launch(&mut self) -> bool {
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--save")
+            .arg("")
+            .arg("--appendonly")
+            .arg("no")
+            .arg("--dir")
+            .arg(&self.dir.path)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"))
+            .arg("--unixsocket")
+            .arg(self.socket_path())
+            .arg("--unixsocketperm")
+            .arg("700")
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = match spawn(&mut cmd) {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("redis-server not found: run `make test`, which installs it")
+            }
+            Err(e) => panic!("cannot run redis-server: {e}"),
+        };
+        self.child = Some(child);
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return false; // exited: port taken?
+            }
+            if let Ok(reply) = self.try_cmd(&["PING"]) {
+                if reply.starts_with(b"+PONG") {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        kill(&mut self.child);
+        false
+    }
+
+    /// Sends one command on a fresh connection and returns the raw RESP reply.
+    pub fn cmd(&self, args: &[&str]) -> Vec<u8> {
+        self.try_cmd(args)
+            .unwrap_or_else(|e| panic!("redis command {args:?} failed: {e}"))
+    }
+
+    pub fn cmd_bytes(&self, args: &[&[u8]]) -> Vec<u8> {
+        self.try_cmd_bytes(args)
+            .unwrap_or_else(|e| panic!("redis command failed: {e}"))
+    }
+
+    pub fn try_cmd(&self, args: &[&str]) -> std::io::Result<Vec<u8>> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.try_cmd_bytes(&args)
+    }
+
+    pub fn try_cmd_bytes(&self, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+        let s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        let mut w = s.try_clone()?;
+        let mut r = BufReader::new(s);
+        if !self.auth.is_empty() {
+            let a: Vec<&[u8]> = std::iter::once(&b"AUTH"[..])
+                .chain(self.auth.iter().map(|s| s.as_bytes()))
+                .collect();
+            w.write_all(&resp_command(&a))?;
+            read_resp(&mut r)?;
+        }
+        w.write_all(&resp_command(args))?;
+        read_resp(&mut r)
+    }
+
+    /// Stops the server (SIGKILL) and waits for it.
+    pub fn stop(&mut self) {
+        kill(&mut self.child);
+    }
+
+    /// Starts a server again on the same port and directory.
+    pub fn restart_same_port(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.launch() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not restart on port {}; log:\n{}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+pub fn resp_command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Reads one complete RESP2 reply and returns its exact bytes.
+pub fn read_resp(r: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line)?;
+    if line.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "redis closed the connection",
+        ));
+    }
+    let n: i64 = std::str::from_utf8(&line[1..line.len().saturating_sub(2)])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut out = line.clone();
+    match line[0] {
+        b'$' if n >= 0 => {
+            let mut body = vec![0u8; n as usize + 2];
+            r.read_exact(&mut body)?;
+            out.extend_from_slice(&body);
+        }
+        b'*' => {
+            for _ in 0..n.max(0) {
+                out.extend_from_slice(&read_resp(r)?);
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+// ---- the gateway --------------------------------------------------------------------
+
+pub struct Gateway {
+    pub port: u16,
+    pub dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    /// Starts webdis-rs in front of `redis`; `extra_json` holds more config keys
+    /// (e.g. `"\"threads\":1"`, or empty), which override the defaults.
+    pub fn start(redis: &Redis, extra_json: &str) -> Gateway {
+        let gw = Gateway::start_no_wait(redis, extra_json);
+        gw.wait_for_ping();
+        gw
+    }
+
+    /// Starts and waits only until the port accepts connections.
+    pub fn start_no_wait(redis: &Redis, extra_json: &str) -> Gateway {
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let dir = TempDir::new("gw");
+            let port = free_port();
+            let mut config = serde_json::json!({
+                "redis_host": "127.0.0.1",
+                "redis_port": redis.port,
+                "http_host": "127.0.0.1",
+                "http_port": port,
+                "threads": 2,
+                "pool_size": 2,
+                "verbosity": 3,
+                "logfile": dir.join("gw.log").to_str().unwrap(),
+            });
+            if !extra_json.trim().is_empty() {
+                let extra: serde_json::Value =
+                    serde_json::from_str(&format!("{{{extra_json}}}")).expect("extra_json");
+                for (k, v) in extra.as_object().unwrap() {
+                    config[k] = v.clone();
+                }
+            }
+            let path = dir.join("webdis.json");
+            std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_webdis-rs"));
+            cmd.arg(&path)
+                .current_dir(&dir.path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+            let child = spawn(&mut cmd).expect("run webdis-rs");
+            let mut gw = Gateway {
+                port,
+                dir,
+                child: Some(child),
+            };
+            let deadline = Instant::now() + TIMEOUT;
+            loop {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return gw;
+                }
+                if let Some(Ok(Some(_))) = gw.child.as_mut().map(|c| c.try_wait()) {
+                    break; // exited: the port may have been taken; try another
+                }
+                if Instant::now() > deadline {
+                    panic!("webdis-rs did not listen within 5 s; log:\n{}", gw.log());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            kill(&mut gw.child);
+            last_log = gw.log();
+        }
+        panic!("webdis-rs keeps exiting at start-up; log:\n{last_log}");
+    }
+
+    /// Polls `GET /PING` until it answers 200 (the pool is connected).
+    pub fn wait_for_ping(&self) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(r) = try_request(self.port, b"GET /PING HTTP/1.1\r\n\r\n") {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "webdis-rs never answered /PING with 200; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = std::fs::read_to_string(self.dir.join("gw.log")).unwrap_or_default();
+        s.push_str(&std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default());
+        s
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// `GET <path> HTTP/1.1` on a fresh connection.
+    pub fn get(&self, path: &str) -> Response {
+        self.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+    }
+
+    /// A raw request on a fresh connection; returns the first final response.
+    pub fn request(&self, raw: &[u8]) -> Response {
+        let mut c = self.connect();
+        c.send(raw);
+        c.read_response()
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> Response {
+        let mut c = self.connect();
+        c.send(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        c.send(body);
+        c.read_response()
+    }
+
+    pub fn put(&self, path: &str, body: &[u8]) -> Response {
+        let mut c = self.connect();
+        c.send(
+            format!(
+                "PUT {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        c.send(body);
+        c.read_response()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// A Redis and a gateway in front of it.
+pub fn setup() -> (Redis, Gateway) {
+    setup_with("")
+}
+
+pub fn setup_with(extra_json: &str) -> (Redis, Gateway) {
+    let redis = Redis::start();
+    let gw = Gateway::start(&redis, extra_json);
+    (redis, gw)
+}
+
+// ---- the HTTP client ----------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status_line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The exact bytes of the response (head and body).
+    pub raw: Vec<u8>,
+}
+
+impl Response {
+    pub fn status(&self) -> u16 {
+        self.status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The raw bytes with the Date value replaced by `<DATE>`.
+    pub fn normalized(&self) -> Vec<u8> {
+        normalize_date(&self.raw)
+    }
+
+    pub fn normalized_str(&self) -> String {
+        String::from_utf8_lossy(&self.normalized()).into_owned()
+    }
+}
+
+/// Replaces every `Date:` header value with `<DATE>`.
+pub fn normalize_date(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    let head_end = find(raw, b"\r\n\r\n").map_or(raw.len(), |e| e + 4);
+    while i < raw.len() {
+        if i < head_end && raw[i..].starts_with(b"\r\nDate: ") {
+            out.extend_from_slice(b"\r\nDate: <DATE>");
+            i += 8;
+            while i < raw.len() && raw[i] != b'\r' {
+                i += 1;
+            }
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A client connection with its own read buffer.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        Client::try_connect(port).expect("connect to webdis-rs")
+    }
+
+    pub fn try_connect(port: u16) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        stream.set_write_timeout(Some(TIMEOUT))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Client {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to webdis-rs");
+    }
+
+    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    pub fn shutdown_write(&mut self) {
+        self.stream.shutdown(Shutdown::Write).expect("shutdown");
+    }
+
+    pub fn set_timeout(&mut self, t: Duration) {
+        self.stream.set_read_timeout(Some(t)).unwrap();
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` at EOF.
+    fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// Reads one response, interim `1xx` responses included.
+    pub fn try_read_any(&mut self, head_request: bool) -> std::io::Result<Response> {
+        let head_end = loop {
+            if let Some(e) = find(&self.buf, b"\r\n\r\n") {
+                break e + 4;
+            }
+            if self.fill()? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed before a full response head; got {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    ),
+                ));
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end - 4]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or("").to_string();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| match l.split_once(':') {
+                Some((n, v)) => (n.to_string(), v.trim().to_string()),
+                None => (l.to_string(), String::new()),
+            })
+            .collect();
+        let code: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let len: usize = if head_request || code == 304 || (100..200).contains(&code) {
+            0
+        } else {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0)
+        };
+        while self.buf.len() < head_end + len {
+            if self.fill()? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed in the middle of a body",
+                ));
+            }
+        }
+        let raw: Vec<u8> = self.buf.drain(..head_end + len).collect();
+        Ok(Response {
+            status_line,
+            headers,
+            body: raw[head_end..].to_vec(),
+            raw,
+        })
+    }
+
+    /// Reads the next final response (skipping `100 Continue`).
+    pub fn read_response(&mut self) -> Response {
+        self.read_response_to(false)
+    }
+
+    pub fn read_head_response(&mut self) -> Response {
+        self.read_response_to(true)
+    }
+
+    fn read_response_to(&mut self, head_request: bool) -> Response {
+        loop {
+            let r = self
+                .try_read_any(head_request)
+                .unwrap_or_else(|e| panic!("reading a response: {e}"));
+            if !(100..200).contains(&r.status()) {
+                return r;
+            }
+        }
+    }
+
+    /// Bytes buffered but not yet consumed by a response.
+    pub fn leftover(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// True if the server closes the connection (EOF or reset) within `within`
+    /// without sending anything more.
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        self.stream.set_read_timeout(Some(within)).unwrap();
+        let r = match self.fill() {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        self.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        r
+    }
+
+    /// Reads until EOF (or the timeout) and returns everything received.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        loop {
+            match self.fill() {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        std::mem::take(&mut self.buf)
+    }
+}
+
+/// One request on a fresh connection, errors returned rather than panicking.
+pub fn try_request(port: u16, raw: &[u8]) -> std::io::Result<Response> {
+    let mut c = Client::try_connect(port)?;
+    c.try_send(raw)?;
+    c.try_read_any(false)
+}
+
+// ---- expected responses -------------------------------------------------------------
+
+pub const COMMON_HEADERS: &str = "Server: webdis-rs\r\nDate: <DATE>\r\n\
+Allow: GET,HEAD,POST,PUT,OPTIONS\r\n\
+Access-Control-Allow-Methods: GET,HEAD,POST,PUT,OPTIONS\r\n\
+Access-Control-Allow-Origin: *\r\n\
+Access-Control-Allow-Headers: X-Requested-With, Content-Type, Authorization\r\n";
+
+/// The exact (Date-normalized) bytes of a webdis-rs response.
+/// `status` is the whole status line without CRLF, e.g. `HTTP/1.1 200 OK`.
+pub fn expected(
+    status: &str,
+    filename: Option<&str>,
+    content_type: Option<&str>,
+    keep_alive: bool,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = expected_head(status, filename, content_type, keep_alive, body.len());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The head only, with a given Content-Length (for HEAD requests).
+pub fn expected_head(
+    status: &str,
+    filename: Option<&str>,
+    content_type: Option<&str>,
+    keep_alive: bool,
+    content_length: usize,
+) -> Vec<u8> {
+    let mut s = format!("{status}\r\n{COMMON_HEADERS}");
+    if let Some(f) = filename {
+        s.push_str(&format!(
+            "Content-Disposition: attachment; filename=\"{f}\"\r\n"
+        ));
+    }
+    if let Some(ct) = content_type {
+        s.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    s.push_str(if keep_alive {
+        "Connection: Keep-Alive\r\n"
+    } else {
+        "Connection: Close\r\n"
+    });
+    s.push_str(&format!("Content-Length: {content_length}\r\n\r\n"));
+    s.into_bytes()
+}
+
+/// A 200 JSON response on an HTTP/1.1 keep-alive connection.
+pub fn ok_json(body: &str) -> Vec<u8> {
+    expected(
+        "HTTP/1.1 200 OK",
+        None,
+        Some("application/json"),
+        true,
+        body.as_bytes(),
+    )
+}
+
+/// An error response (`{"error":"<reason>"}`) on an HTTP/1.1 keep-alive connection.
+pub fn error_response(code: u16, reason: &str) -> Vec<u8> {
+    expected(
+        &format!("HTTP/1.1 {code} {reason}"),
+        None,
+        Some("application/json"),
+        true,
+        format!("{{\"error\":\"{reason}\"}}").as_bytes(),
+    )
+}
+
+/// Shows bytes readably in assertion messages.
+pub fn show(b: &[u8]) -> String {
+    b.escape_ascii().to_string()
+}
+
+/// Asserts a response equals `want` byte for byte (Date normalized).
+#[track_caller]
+pub fn assert_bytes(resp: &Response, want: &[u8]) {
+    let got = resp.normalized();
+    assert!(
+        got == want,
+        "response mismatch\n got: {}\nwant: {}",
+        show(&got),
+        show(want)
+    );
+}
+
+pub fn path_exists(p: &Path) -> bool {
+    p.exists()
+}
+
+/// The reason phrase webdis-rs uses for a status code.
+pub fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not found",
+        405 => "Method Not Allowed",
+        413 => "Request Entity Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "?",
+    }
+}
+
+/// Collects mismatches of table-driven checks so that one bad row does not hide the
+/// others; panics with all of them when dropped (or on [`Checks::finish`]).
+#[derive(Default)]
+pub struct Checks {
+    failures: Vec<String>,
+    done: bool,
+}
+
+impl Checks {
+    pub fn new() -> Checks {
+        Checks::default()
+    }
+
+    /// Records a mismatch between a response and the exact expected bytes.
+    pub fn bytes(&mut self, what: &str, resp: &Response, want: &[u8]) {
+        let got = resp.normalized();
+        if got != want {
+            self.failures.push(format!(
+                "{what}\n     got: {}\n    want: {}",
+                show(&got),
+                show(want)
+            ));
+        }
+    }
+
+    pub fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            self.failures.push(what());
+        }
+    }
+
+    /// Expects a 200 (or 404 for the custom formatter) with this Content-Type and body,
+    /// or an error status with its JSON body, as the whole response.
+    pub fn expect(
+        &mut self,
+        what: &str,
+        resp: &Response,
+        status: u16,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) {
+        let want = expected(
+            &format!("HTTP/1.1 {status} {}", reason(status)),
+            None,
+            content_type,
+            true,
+            body,
+        );
+        self.bytes(what, resp, &want);
+    }
+
+    pub fn finish(mut self) {
+        self.done = true;
+        let f = std::mem::take(&mut self.failures);
+        assert!(
+            f.is_empty(),
+            "{} check(s) failed:\n{}",
+            f.len(),
+            f.join("\n")
+        );
+    }
+}
+
+impl Drop for Checks {
+    fn drop(&mut self) {
+        if !self.done && !self.failures.is_empty() && !std::thread::panicking() {
+            panic!("unfinished checks failed:\n{}", self.failures.join("\n"));
+        }
+    }
+}
