@@ -607,8 +607,7 @@ impl Worker {
             )
         });
         if let Err(e) = registered {
-            log!(Level::Error, "Cannot connect to Redis: {e}");
-            self.back_failed(b, now);
+            self.connect_failed(b, &e, now);
         }
     }
 
@@ -625,14 +624,16 @@ impl Worker {
             return;
         };
         if let State::Connecting { .. } = back.state {
+            let retried = back.backoff > back::MIN_BACKOFF;
             match back.finish_connect() {
+                Ok(true) if retried => log!(Level::Notice, "Reconnected to Redis"),
                 Ok(true) => {}
                 Ok(false) if !ev.is_error() => return,
-                Ok(false) => return self.back_failed(b, Instant::now()),
-                Err(e) => {
-                    log!(Level::Error, "Cannot connect to Redis: {e}");
-                    return self.back_failed(b, Instant::now());
+                Ok(false) => {
+                    let e = io::Error::other("connection failed");
+                    return self.connect_failed(b, &e, Instant::now());
                 }
+                Err(e) => return self.connect_failed(b, &e, Instant::now()),
             }
         }
         if !back.dirty && !back.wbuf.is_empty() {
@@ -742,6 +743,20 @@ impl Worker {
                 self.backs.release_blocking(b, &self.poll);
             }
         }
+    }
+
+    /// A connect attempt failed. Only the first failure of a series is logged, so that an
+    /// outage does not flood the log with one line per retry.
+    fn connect_failed(&mut self, b: usize, e: &io::Error, now: Instant) {
+        if self
+            .backs
+            .slab
+            .get(b)
+            .is_some_and(|x| x.backoff == back::MIN_BACKOFF)
+        {
+            log!(Level::Error, "Cannot connect to Redis: {e}; retrying");
+        }
+        self.back_failed(b, now);
     }
 
     /// The handshake was refused: answer the waiters with `status` and Redis's message.
@@ -855,8 +870,7 @@ impl Worker {
             }
         }
         for b in timed_out {
-            log!(Level::Error, "Cannot connect to Redis: timed out");
-            self.back_failed(b, now);
+            self.connect_failed(b, &io::ErrorKind::TimedOut.into(), now);
         }
         for b in retry {
             self.connect_back(b, now);

@@ -1,0 +1,58 @@
+# webdis-rs: `make run` and `make test` work on a fresh Debian machine with a Rust toolchain.
+
+CONFIG ?= webdis.json
+CARGO  ?= cargo
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Where the config says Redis is (webdis.json keys; defaults 127.0.0.1:6379).
+REDIS_HOST := $(or $(shell sed -n 's/.*"redis_host" *: *"\([^"]*\)".*/\1/p' $(CONFIG) 2>/dev/null | head -1),127.0.0.1)
+REDIS_PORT := $(or $(shell sed -n 's/.*"redis_port" *: *"\{0,1\}\([0-9][0-9]*\).*/\1/p' $(CONFIG) 2>/dev/null | head -1),6379)
+RUN_DIR    := $(CURDIR)/target/run
+
+.PHONY: all build release run test deps deps-test check loadtest bench clean
+
+all: build
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+# Debian packages, installed only when missing.
+deps:
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
+	  echo "Installing redis-server with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+
+deps-test: deps
+	@command -v wrk >/dev/null || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+
+# Starts a private Redis on the configured port unless one already answers there,
+# then runs webdis-rs in the foreground with $(CONFIG).
+run: deps release
+	@mkdir -p $(RUN_DIR)
+	@if redis-cli -h $(REDIS_HOST) -p $(REDIS_PORT) ping >/dev/null 2>&1; then \
+	  echo "Using the Redis already running at $(REDIS_HOST):$(REDIS_PORT)"; \
+	else \
+	  echo "Starting a private Redis on 127.0.0.1:$(REDIS_PORT) (data in $(RUN_DIR))"; \
+	  redis-server --bind 127.0.0.1 --port $(REDIS_PORT) --save '' --appendonly no \
+	    --dir $(RUN_DIR) --daemonize yes --pidfile $(RUN_DIR)/redis.pid --logfile $(RUN_DIR)/redis.log; \
+	  for i in $$(seq 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+	fi
+	./target/release/webdis-rs $(CONFIG)
+
+# Every test: unit tests, integration tests against a real redis-server, lint.
+test: deps-test
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test
+
+loadtest: deps-test
+	loadtest/run
+
+bench:
+	$(CARGO) bench
+
+clean:
+	$(CARGO) clean
