@@ -188,31 +188,37 @@ impl Back {
         };
         self.stream = Some(stream);
         self.state = State::Connecting { since: now };
-        self.wbuf.clear();
         self.rbuf.clear();
         self.scanner.reset();
-        debug_assert!(self.waiters.is_empty());
-        let out = &mut self.wbuf.data;
+        // The handshake goes in front of any commands queued while this connection was
+        // being created (a first DB-prefix or blocking request).
+        let mut hs = Vec::new();
+        let mut hs_waiters = 0;
         match &c.auth {
             Some(RedisAuth::Password(p)) => {
-                out.extend_from_slice(b"*2\r\n$4\r\nAUTH\r\n");
-                write_bulk(out, p.as_bytes());
-                self.waiters.push_back(Waiter::Auth);
+                hs.extend_from_slice(b"*2\r\n$4\r\nAUTH\r\n");
+                write_bulk(&mut hs, p.as_bytes());
+                self.waiters.push_front(Waiter::Auth);
+                hs_waiters += 1;
             }
             Some(RedisAuth::User(u, p)) => {
-                out.extend_from_slice(b"*3\r\n$4\r\nAUTH\r\n");
-                write_bulk(out, u.as_bytes());
-                write_bulk(out, p.as_bytes());
-                self.waiters.push_back(Waiter::Auth);
+                hs.extend_from_slice(b"*3\r\n$4\r\nAUTH\r\n");
+                write_bulk(&mut hs, u.as_bytes());
+                write_bulk(&mut hs, p.as_bytes());
+                self.waiters.push_front(Waiter::Auth);
+                hs_waiters += 1;
             }
             None => {}
         }
         if self.db != 0 {
-            out.extend_from_slice(b"*2\r\n$6\r\nSELECT\r\n");
-            write_bulk(out, itoa::Buffer::new().format(self.db).as_bytes());
-            self.waiters.push_back(Waiter::Select);
+            hs.extend_from_slice(b"*2\r\n$6\r\nSELECT\r\n");
+            write_bulk(&mut hs, itoa::Buffer::new().format(self.db).as_bytes());
+            self.waiters.insert(hs_waiters, Waiter::Select);
         }
-        self.gate = (!out.is_empty()).then_some(out.len());
+        self.gate = (!hs.is_empty()).then_some(hs.len());
+        if !hs.is_empty() {
+            self.wbuf.prepend(&hs);
+        }
         Ok(())
     }
 

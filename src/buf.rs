@@ -134,6 +134,13 @@ impl WriteBuf {
         self.sent = 0;
     }
 
+    /// Puts `bytes` in front of the unsent bytes.
+    pub fn prepend(&mut self, bytes: &[u8]) {
+        self.data.drain(..self.sent);
+        self.sent = 0;
+        self.data.splice(0..0, bytes.iter().copied());
+    }
+
     pub fn shrink(&mut self, keep: usize) {
         if self.is_empty() && self.data.capacity() > keep {
             self.data = Vec::with_capacity(keep);

@@ -108,7 +108,14 @@ pub fn start(config: Config) -> Result<Server, StartError> {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                worker.run();
+                let run = std::panic::AssertUnwindSafe(move || worker.run());
+                if std::panic::catch_unwind(run).is_err() {
+                    // A worker that died would leave its listener accepting connections
+                    // nobody serves: end the process so that a supervisor restarts it.
+                    log!(Level::Error, "worker {id} panicked; exiting");
+                    crate::log::sync();
+                    std::process::exit(70);
+                }
             })
             .map_err(StartError::Io)?;
         handles.push(h);
