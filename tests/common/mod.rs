@@ -209,6 +209,30 @@ impl Redis {
         read_resp(&mut r)
     }
 
+    /// Runs one command in database `db` (SELECT then the command, one connection).
+    pub fn cmd_in_db(&self, db: u32, args: &[&str]) -> Vec<u8> {
+        let run = || -> std::io::Result<Vec<u8>> {
+            let s = TcpStream::connect(("127.0.0.1", self.port))?;
+            s.set_read_timeout(Some(TIMEOUT))?;
+            let mut w = s.try_clone()?;
+            let mut r = BufReader::new(s);
+            if !self.auth.is_empty() {
+                let a: Vec<&[u8]> = std::iter::once(&b"AUTH"[..])
+                    .chain(self.auth.iter().map(|s| s.as_bytes()))
+                    .collect();
+                w.write_all(&resp_command(&a))?;
+                read_resp(&mut r)?;
+            }
+            let db = db.to_string();
+            w.write_all(&resp_command(&[b"SELECT", db.as_bytes()]))?;
+            read_resp(&mut r)?;
+            let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+            w.write_all(&resp_command(&args))?;
+            read_resp(&mut r)
+        };
+        run().unwrap_or_else(|e| panic!("redis command {args:?} in db {db} failed: {e}"))
+    }
+
     /// Stops the server (SIGKILL) and waits for it.
     pub fn stop(&mut self) {
         kill(&mut self.child);
