@@ -764,3 +764,122 @@ fn info_is_a_clean_flat_object() {
         resp.body_str()
     );
 }
+
+#[test]
+fn etag_and_if_none_match() {
+    // Spec §2.6 and §14.1: `ETag: "<md5 hex of the body>"` on 200 responses, 304 when
+    // If-None-Match equals it (lists and W/ forms accepted too).
+    assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    assert_eq!(
+        md5_hex(br#"{"SET":[true,"OK"]}"#),
+        "0db1124cf79ffeb80aff6d199d5822f8"
+    );
+    let (redis, gw) = setup();
+    redis.cmd(&["SET", "hello", "world"]);
+    let resp = gw.get("/SET/a/b");
+    assert_eq!(
+        resp.header("ETag"),
+        Some("\"0db1124cf79ffeb80aff6d199d5822f8\""),
+        "no ETag on {}",
+        show(&resp.normalized())
+    );
+    let resp = gw.get("/GET/hello.txt");
+    let etag = format!("\"{}\"", md5_hex(b"world"));
+    assert_eq!(resp.header("ETag"), Some(etag.as_str()));
+    for inm in [etag.clone(), format!("W/{etag}"), format!("\"x\", {etag}")] {
+        let resp = gw.request(
+            format!("GET /GET/hello.txt HTTP/1.1\r\nIf-None-Match: {inm}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(
+            resp.status_line, "HTTP/1.1 304 Not Modified",
+            "If-None-Match: {inm}"
+        );
+        assert!(resp.body.is_empty());
+    }
+    let resp = gw.request(b"GET /GET/hello.txt HTTP/1.1\r\nIf-None-Match: \"nope\"\r\n\r\n");
+    assert_eq!(resp.status(), 200);
+}
+
+#[test]
+fn more_shapes_and_numbers() {
+    let (redis, gw) = setup();
+    redis.cmd(&["SET", "min", "-9223372036854775807"]);
+    redis.cmd(&["SET", "max", "9223372036854775806"]);
+    redis.cmd(&["XADD", "st", "1-1", "f", "v"]);
+    redis.cmd(&["XADD", "st", "2-1", "f", "w"]);
+    redis.cmd(&["XGROUP", "CREATE", "st", "g", "0"]);
+    redis.cmd(&["XREADGROUP", "GROUP", "g", "c1", "STREAMS", "st", ">"]);
+    let raw = Some("binary/octet-stream");
+    run_table(
+        &gw,
+        &[
+            ("/DECR/min", 200, JSON, br#"{"DECR":-9223372036854775808}"#),
+            ("/INCR/max", 200, JSON, br#"{"INCR":9223372036854775807}"#),
+            ("/GET/min.raw", 200, raw, b"$20\r\n-9223372036854775808\r\n"),
+            ("/INCR/max.raw", 200, raw, b"-ERR increment or decrement would overflow\r\n"),
+            (
+                "/XPENDING/st/g",
+                200,
+                JSON,
+                br#"{"XPENDING":{"msgs":2,"idmin":"1-1","idmax":"2-1","msgsperconsumer":{"c1":"2"}}}"#,
+            ),
+            (
+                "/XREVRANGE/st/%2B/-/COUNT/1",
+                200,
+                JSON,
+                br#"{"XREVRANGE":[{"id":"2-1","msg":{"f":"w"}}]}"#,
+            ),
+            (
+                "/XCLAIM/st/g/c2/0/1-1/JUSTID",
+                200,
+                JSON,
+                br#"{"XCLAIM":["1-1"]}"#,
+            ),
+            // ?sep= goes before every string element with index != 0 (spec §2.4).
+            (
+                "/EVAL/return%20%7B1%2C'a'%2C'b'%7D/0.txt?sep=,",
+                200,
+                Some("text/plain"),
+                b",a,b",
+            ),
+            (
+                "/EVAL/return%20%7B'a'%2C%7B'x'%7D%2C'b'%7D/0.txt?sep=,",
+                200,
+                Some("text/plain"),
+                b"a,b",
+            ),
+        ],
+    );
+    // XPENDING extended form and GEORADIUS: shapes.
+    let resp = gw.get("/XPENDING/st/g/-/%2B/10");
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).expect("JSON");
+    let items = v["XPENDING"].as_array().expect("array");
+    assert_eq!(items.len(), 2, "{}", resp.body_str());
+    assert_eq!(items[1]["id"], "2-1");
+    assert!(items[0]["owner"].is_string() && items[0]["elapsedtime"].is_i64());
+    assert_eq!(items[1]["deliveries"], 1);
+    redis.cmd(&[
+        "GEOADD",
+        "Sicily",
+        "13.361389",
+        "38.115556",
+        "Palermo",
+        "15.087269",
+        "37.502669",
+        "Catania",
+    ]);
+    let resp = gw.get("/GEORADIUS/Sicily/15/37/200/km/WITHDIST/WITHHASH/WITHCOORD/ASC");
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).expect("JSON");
+    let items = v["GEORADIUS"].as_array().expect("array");
+    assert_eq!(items.len(), 2, "{}", resp.body_str());
+    assert_eq!(items[0]["name"], "Catania", "{}", resp.body_str());
+    assert!(items[0]["dist"].is_string());
+    assert!(items[0]["hash"].is_i64());
+    assert_eq!(items[0]["coords"].as_array().map(|a| a.len()), Some(2));
+    let resp = gw.get("/GEOSEARCH/Sicily/FROMLONLAT/15/37/BYRADIUS/200/km/ASC/WITHDIST");
+    assert!(
+        resp.body.starts_with(br#"{"GEOSEARCH":[["Catania","#),
+        "{}",
+        resp.body_str()
+    );
+}

@@ -605,3 +605,102 @@ fn many_connections_at_once() {
     }
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn declared_oversized_body_gets_413_without_100_continue() {
+    let redis = Redis::start();
+    let gw = Gateway::start(&redis, r#""http_max_request_size": 1024"#);
+    let mut c = gw.connect();
+    c.send(
+        b"PUT /SET/huge HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 1073741824\r\n\r\n",
+    );
+    let start = Instant::now();
+    let r = c
+        .try_read_any(false)
+        .unwrap_or_else(|e| panic!("no answer to an oversized declared body: {e}"));
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_bytes(
+        &r,
+        &expected(
+            "HTTP/1.0 413 Request Entity Too Large",
+            None,
+            JSON,
+            false,
+            br#"{"error":"Request Entity Too Large"}"#,
+        ),
+    );
+    assert!(c.closed_within(Duration::from_secs(3)));
+}
+
+#[test]
+fn expect_100_continue_on_http10() {
+    let (redis, gw) = setup();
+    let mut c = gw.connect();
+    c.send(b"PUT /SET/e10 HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    let interim = c.try_read_any(false).expect("interim response");
+    assert_eq!(show(&interim.raw), show(b"HTTP/1.1 100 Continue\r\n\r\n"));
+    c.send(b"ok");
+    let r = c.read_response();
+    assert_bytes(
+        &r,
+        &expected(
+            "HTTP/1.0 200 OK",
+            None,
+            JSON,
+            false,
+            br#"{"SET":[true,"OK"]}"#,
+        ),
+    );
+    assert_eq!(redis.cmd(&["GET", "e10"]), b"$2\r\nok\r\n");
+}
+
+#[test]
+fn body_on_get_is_ignored_and_skipped() {
+    let (_redis, gw) = setup();
+    let mut c = gw.connect();
+    c.send(b"GET /ECHO/a HTTP/1.1\r\nContent-Length: 14\r\n\r\nGET /FLUSHALL");
+    c.send(b" ");
+    assert_bytes(&c.read_response(), &ok_json(r#"{"ECHO":"a"}"#));
+    c.send(get_req("/ECHO/b").as_bytes());
+    assert_bytes(&c.read_response(), &ok_json(r#"{"ECHO":"b"}"#));
+}
+
+#[test]
+fn two_thousand_pipelined_requests() {
+    let (_redis, gw) = setup();
+    let mut c = gw.connect();
+    let mut writer = c.stream.try_clone().unwrap();
+    let n = 2000;
+    let batch: String = (0..n).map(|i| get_req(&format!("/ECHO/{i}"))).collect();
+    let t = std::thread::spawn(move || {
+        use std::io::Write;
+        writer.write_all(batch.as_bytes()).unwrap();
+    });
+    let mut checks = Checks::new();
+    for i in 0..n {
+        let r = c.read_response();
+        checks.bytes(
+            &format!("response {i}"),
+            &r,
+            &ok_json(&format!("{{\"ECHO\":\"{i}\"}}")),
+        );
+    }
+    t.join().unwrap();
+    checks.finish();
+}
+
+#[test]
+fn slow_reader_gets_large_responses_intact() {
+    let (redis, gw) = setup();
+    let value: Vec<u8> = (0..300_000).map(|i| b'a' + (i % 26) as u8).collect();
+    redis.cmd_bytes(&[b"SET", b"big", &value]);
+    let mut c = gw.connect();
+    let batch: String = (0..10).map(|_| get_req("/GET/big.txt")).collect();
+    c.send(batch.as_bytes());
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..10 {
+        let r = c.read_response();
+        assert_eq!(r.status(), 200, "response {i}");
+        assert!(r.body == value, "response {i} body differs");
+    }
+}
