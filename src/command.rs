@@ -6,8 +6,9 @@
 //! input can ever inject a second command and nothing is allocated.
 
 /// How the reply is rendered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Output {
+    #[default]
     Json,
     Raw,
     Custom,
@@ -394,9 +395,17 @@ mod tests {
         (out, c.db, c.format)
     }
 
+    /// (path, RESP arguments, DB prefix, content type)
+    type Case = (
+        &'static str,
+        &'static [&'static [u8]],
+        Option<u32>,
+        &'static str,
+    );
+
     #[test]
     fn url_grammar() {
-        let cases: &[(&str, &[&[u8]], Option<u32>, &str)] = &[
+        let cases: &[Case] = &[
             (
                 "SET/hello/world",
                 &[b"SET", b"hello", b"world"],
@@ -488,7 +497,7 @@ mod tests {
             ("7", &[b"7"], None, "application/json"),
             (
                 "GET/%E2%82%AC",
-                &[b"GET", "€".as_bytes()],
+                &[b"GET", b"\xe2\x82\xac"],
                 None,
                 "application/json",
             ),

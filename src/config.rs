@@ -129,9 +129,15 @@ impl Config {
                     .and_then(|n| u16::try_from(n).ok())
                     .map(|n| c.redis_port = n),
                 "redis_auth" => match v {
-                    Value::Null => Some(c.redis_auth = None),
+                    Value::Null => {
+                        c.redis_auth = None;
+                        Some(())
+                    }
                     Value::Array(a) if a.len() == 2 => match (r.string(&a[0]), r.string(&a[1])) {
-                        (Some(u), Some(p)) => Some(c.redis_auth = Some(RedisAuth::User(u, p))),
+                        (Some(u), Some(p)) => {
+                            c.redis_auth = Some(RedisAuth::User(u, p));
+                            Some(())
+                        }
                         _ => None,
                     },
                     _ => r
@@ -169,8 +175,14 @@ impl Config {
                 "logfile" => r.string(v).map(|s| c.logfile = Some(s)),
                 "verbosity" => r.number(v).map(|n| c.verbosity = n.min(8) as u8),
                 "log_fsync" => match v {
-                    Value::String(s) if s == "auto" => Some(c.log_fsync = LogFsync::Auto),
-                    Value::String(s) if s == "all" => Some(c.log_fsync = LogFsync::All),
+                    Value::String(s) if s == "auto" => {
+                        c.log_fsync = LogFsync::Auto;
+                        Some(())
+                    }
+                    Value::String(s) if s == "all" => {
+                        c.log_fsync = LogFsync::All;
+                        Some(())
+                    }
                     Value::Number(n) => n
                         .as_u64()
                         .filter(|&n| n > 0)

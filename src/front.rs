@@ -47,18 +47,6 @@ pub struct Extra {
     pub filename: Option<Vec<u8>>,
 }
 
-impl Default for Output {
-    fn default() -> Self {
-        Output::Json
-    }
-}
-
-impl Default for Shape {
-    fn default() -> Self {
-        Shape::Plain
-    }
-}
-
 pub struct Slot {
     pub meta: Meta,
     /// The response, when it was completed before the slots ahead of it.

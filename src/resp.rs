@@ -601,12 +601,12 @@ mod tests {
     #[test]
     fn scan_line_cap() {
         let mut long = vec![b'+'];
-        long.extend(std::iter::repeat(b'a').take(MAX_LINE));
+        long.extend(std::iter::repeat_n(b'a', MAX_LINE));
         assert_eq!(FrameScanner::new().scan(&long), Ok(None));
         long.extend_from_slice(b"\r\n");
         assert_eq!(FrameScanner::new().scan(&long), Ok(Some(long.len())));
         let mut too_long = vec![b'+'];
-        too_long.extend(std::iter::repeat(b'a').take(MAX_LINE + 1));
+        too_long.extend(std::iter::repeat_n(b'a', MAX_LINE + 1));
         assert_eq!(FrameScanner::new().scan(&too_long), Err(RespError::TooLong));
         // Incrementally too.
         let mut s = FrameScanner::new();

@@ -81,6 +81,7 @@ enum Dispatched {
 }
 
 /// What a front gets in place of its request.
+#[derive(Clone, Copy)]
 enum Answer<'a> {
     Frame(&'a [u8]),
     Error(Status),
@@ -94,6 +95,9 @@ pub struct Worker {
     shared: Arc<Shared>,
     fronts: Slab<Front>,
     backs: Backs,
+    /// Boxed: a `Busy` moves between this pool and a `Front` (which must stay small for
+    /// idle connections) by pointer.
+    #[allow(clippy::vec_box)]
     spare: Vec<Box<Busy>>,
     dirty_fronts: Vec<usize>,
     lingering: Vec<usize>,
@@ -781,11 +785,6 @@ impl Worker {
         for w in waiters {
             if let Waiter::Front { key, gen, seq } = w {
                 if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
-                    let a = match answer {
-                        Answer::Error(s) => Answer::Error(s),
-                        Answer::ErrorMsg(s, m) => Answer::ErrorMsg(s, m),
-                        Answer::Frame(fr) => Answer::Frame(fr),
-                    };
                     if let Some(slot) = f
                         .busy
                         .as_deref_mut()
@@ -793,7 +792,7 @@ impl Worker {
                     {
                         slot.blocking = None;
                     }
-                    deliver(f, key, seq, a, &self.date, &mut self.dirty_fronts);
+                    deliver(f, key, seq, answer, &self.date, &mut self.dirty_fronts);
                 }
             }
         }

@@ -57,13 +57,15 @@ fn count(hay: &[u8], needle: &[u8]) -> usize {
 fn small_gets_do_not_allocate() {
     let redis = common::Redis::start();
     redis.cmd(&["SET", "hello", "world"]);
-    let mut config = webdis_rs::config::Config::default();
-    config.redis_port = redis.port;
-    config.http_host = "127.0.0.1".into();
-    config.http_port = 0;
-    config.threads = 1;
-    config.pool_size = 1;
-    config.verbosity = 0;
+    let config = webdis_rs::config::Config {
+        redis_port: redis.port,
+        http_host: "127.0.0.1".into(),
+        http_port: 0,
+        threads: 1,
+        pool_size: 1,
+        verbosity: 0,
+        ..Default::default()
+    };
     let server = webdis_rs::server::start(config).expect("server starts");
     let mut sock = TcpStream::connect(server.local_addr).unwrap();
     sock.set_nodelay(true).unwrap();

@@ -7,8 +7,9 @@ pub mod json;
 use crate::resp::{Item, Reader};
 
 /// Command-specific reshaping of JSON output (spec §2.2), chosen from the command name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Shape {
+    #[default]
     Plain,
     Info,
     Hgetall,

@@ -1,0 +1,158 @@
+//! Criterion benchmarks of the per-request work, without sockets: parsing a request and
+//! building its Redis command, and scanning a Redis reply and rendering the response.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use webdis_rs::command::{self, Output, Query};
+use webdis_rs::front::Meta;
+use webdis_rs::http::{self, Status};
+use webdis_rs::render::Shape;
+use webdis_rs::reply;
+use webdis_rs::resp::FrameScanner;
+use webdis_rs::response::DateCache;
+
+/// Parses every request in `input` and writes each command as RESP, like `dispatch`.
+fn parse_and_build(input: &mut [u8], out: &mut Vec<u8>) -> usize {
+    let mut pos = 0;
+    let mut n = 0;
+    while pos < input.len() {
+        let Ok(Status::Complete(req)) = http::parse(&mut input[pos..], 1 << 20) else {
+            panic!("incomplete request in the benchmark input");
+        };
+        let buf = &input[pos..];
+        let target = &buf[req.target.clone()];
+        let query = Query::parse(target);
+        let body = &buf[req.body.clone()];
+        let cmd = match req.method {
+            http::Method::Post => command::parse(body, &query, None),
+            _ => command::parse(&target[1..], &query, None),
+        }
+        .expect("valid command");
+        cmd.write_resp(out);
+        pos += req.len;
+        n += 1;
+    }
+    n
+}
+
+fn requests(c: &mut Criterion) {
+    let get =
+        b"GET /GET/hello HTTP/1.1\r\nHost: 127.0.0.1:7379\r\nUser-Agent: wrk\r\n\r\n".to_vec();
+    let post = b"POST / HTTP/1.1\r\nHost: 127.0.0.1:7379\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 24\r\n\r\nSET/some%20key/a+value%21".to_vec();
+    let post = {
+        // Content-Length must match the body exactly.
+        let body = b"SET/some%20key/a+value%21";
+        let mut p = format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1:7379\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        p.extend_from_slice(body);
+        let _ = post;
+        p
+    };
+    let batch: Vec<u8> = get.iter().copied().cycle().take(get.len() * 16).collect();
+    let mut group = c.benchmark_group("request");
+    let mut out = Vec::with_capacity(64 * 1024);
+    for (name, input, count) in [
+        ("get", &get, 1usize),
+        ("post", &post, 1),
+        ("pipelined_16_gets", &batch, 16),
+    ] {
+        group.throughput(Throughput::Bytes(input.len() as u64));
+        group.bench_function(name, |b| {
+            let mut buf = input.clone();
+            b.iter(|| {
+                out.clear();
+                buf.copy_from_slice(input);
+                assert_eq!(parse_and_build(black_box(&mut buf), &mut out), count);
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bulk(bytes: &[u8]) -> Vec<u8> {
+    let mut v = format!("${}\r\n", bytes.len()).into_bytes();
+    v.extend_from_slice(bytes);
+    v.extend_from_slice(b"\r\n");
+    v
+}
+
+fn array(items: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = format!("*{}\r\n", items.len()).into_bytes();
+    for i in items {
+        v.extend_from_slice(i);
+    }
+    v
+}
+
+fn replies(c: &mut Criterion) {
+    let short = bulk(b"world");
+    let kb1 = bulk(&[b'x'; 1024]);
+    let arr100 = array(
+        &(0..100)
+            .map(|i| bulk(format!("element-{i}").as_bytes()))
+            .collect::<Vec<_>>(),
+    );
+    let hgetall50 = array(
+        &(0..50)
+            .flat_map(|i| {
+                [
+                    bulk(format!("field{i}").as_bytes()),
+                    bulk(format!("value number {i}").as_bytes()),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    let date = DateCache::default();
+    let mut group = c.benchmark_group("reply");
+    let mut out = Vec::with_capacity(64 * 1024);
+    for (name, cmd, frame) in [
+        ("short_string", "GET", &short),
+        ("1k_string", "GET", &kb1),
+        ("array_100", "LRANGE", &arr100),
+        ("hgetall_50", "HGETALL", &hgetall50),
+    ] {
+        for output in [Output::Json, Output::Raw] {
+            let meta = Meta {
+                name: cmd.as_bytes().into(),
+                output,
+                shape: if output == Output::Json {
+                    Shape::for_command(cmd.as_bytes())
+                } else {
+                    Shape::Plain
+                },
+                content_type: if output == Output::Json {
+                    "application/json"
+                } else {
+                    "binary/octet-stream"
+                },
+                minor: 1,
+                keep_alive: true,
+                ..Meta::default()
+            };
+            let label = format!(
+                "{name}/{}",
+                if output == Output::Json {
+                    "json"
+                } else {
+                    "raw"
+                }
+            );
+            group.throughput(Throughput::Bytes(frame.len() as u64));
+            group.bench_function(label, |b| {
+                let mut scanner = FrameScanner::new();
+                b.iter(|| {
+                    out.clear();
+                    let n = scanner.scan(black_box(frame)).unwrap().unwrap();
+                    reply::write(&mut out, &meta, &frame[..n], &date);
+                    black_box(out.len())
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, requests, replies);
+criterion_main!(benches);
