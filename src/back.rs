@@ -142,6 +142,8 @@ pub struct Back {
     /// Bytes of `wbuf` that belong to the handshake and may go out before it succeeds.
     pub gate: Option<usize>,
     pub backoff: Duration,
+    /// When the last connect attempt started.
+    pub attempted: Option<Instant>,
     /// Listed in the worker's to-flush list.
     pub dirty: bool,
 }
@@ -165,6 +167,7 @@ impl Back {
             waiters: VecDeque::with_capacity(64),
             gate: None,
             backoff: MIN_BACKOFF,
+            attempted: None,
             dirty: false,
         }
     }
@@ -188,6 +191,7 @@ impl Back {
         };
         self.stream = Some(stream);
         self.state = State::Connecting { since: now };
+        self.attempted = Some(now);
         self.rbuf.clear();
         self.scanner.reset();
         // The handshake goes in front of any commands queued while this connection was
@@ -237,6 +241,15 @@ impl Back {
         };
         self.backoff = MIN_BACKOFF;
         Ok(true)
+    }
+
+    /// Whether a request may start a connect attempt now, ahead of the backoff timer:
+    /// at most one attempt per [`MIN_BACKOFF`].
+    pub fn may_retry_now(&self, now: Instant) -> bool {
+        matches!(self.state, State::Down { .. })
+            && self
+                .attempted
+                .is_none_or(|t| now.duration_since(t) >= MIN_BACKOFF)
     }
 
     /// Whether commands may be queued on this connection now.

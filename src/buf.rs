@@ -53,7 +53,10 @@ impl ReadBuf {
     }
 
     /// Reads once from `r`, offering at least `min` bytes of room. `Ok(0)` is end of file.
-    pub fn read_from(&mut self, r: &mut impl Read, min: usize) -> io::Result<usize> {
+    /// Returns the bytes read and whether the room was filled: a read that did not fill
+    /// it emptied the socket, so under edge-triggered polling the next bytes will come
+    /// with a new readiness event and there is no need to read again until then.
+    pub fn read_from(&mut self, r: &mut impl Read, min: usize) -> io::Result<(usize, bool)> {
         if self.data.len() - self.end < min {
             if self.start > 0 {
                 self.data.copy_within(self.start..self.end, 0);
@@ -65,9 +68,10 @@ impl ReadBuf {
                 self.data.resize(want, 0);
             }
         }
+        let room = self.data.len() - self.end;
         let n = r.read(&mut self.data[self.end..])?;
         self.end += n;
-        Ok(n)
+        Ok((n, n == room))
     }
 
     /// Gives memory back after a large request or reply, once the buffer is empty.

@@ -42,6 +42,8 @@ pub struct Config {
     pub log_fsync: LogFsync,
     pub keep_alive_sec: u32,
     pub ssl: Option<Value>,
+    /// Send `ETag` headers (and answer `If-None-Match` with 304).
+    pub etag: bool,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             log_fsync: LogFsync::Auto,
             keep_alive_sec: 0,
             ssl: None,
+            etag: true,
         }
     }
 }
@@ -191,6 +194,7 @@ impl Config {
                 },
                 "hiredis" => r.hiredis(v).map(|k| c.keep_alive_sec = k),
                 "ssl" => v.is_object().then(|| c.ssl = Some(v.clone())),
+                "etag" => r.boolean(v).map(|b| c.etag = b),
                 _ => None,
             };
             if ok.is_none() {

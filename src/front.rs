@@ -35,6 +35,8 @@ pub struct Meta {
     pub keep_alive: bool,
     /// HEAD: the head only.
     pub head_only: bool,
+    /// Send an ETag (config `etag`, default on).
+    pub etag: bool,
     /// Rare parameters, boxed so the common case carries one null pointer.
     pub extra: Option<Box<Extra>>,
 }
@@ -45,6 +47,8 @@ pub struct Extra {
     pub content_type: Option<Vec<u8>>,
     pub sep: Option<Vec<u8>>,
     pub filename: Option<Vec<u8>>,
+    /// The request's `If-None-Match`, compared with the ETag of the response.
+    pub if_none_match: Option<Vec<u8>>,
 }
 
 pub struct Slot {

@@ -4,24 +4,24 @@
 use crate::command::Output;
 use crate::front::Meta;
 use crate::render::{custom, json};
-use crate::response::{self, DateCache, Head, Status};
+use crate::response::{self, DateCache, Head, Open, Status};
 
 /// The response to a request whose command produced `frame`.
 pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     let extra = meta.extra.as_deref();
-    let filename = extra.and_then(|e| e.filename.as_deref());
-    match meta.output {
+    let start = out.len();
+    let mut head = Head {
+        status: Status::Ok,
+        minor: meta.minor,
+        keep_alive: meta.keep_alive,
+        content_type: Some(meta.content_type.as_bytes()),
+        filename: extra.and_then(|e| e.filename.as_deref()),
+        etag: meta.etag,
+    };
+    let opened: Open = match meta.output {
         Output::Json => {
             let jsonp = extra.and_then(|e| e.jsonp.as_deref());
-            let head = Head {
-                status: Status::Ok,
-                minor: meta.minor,
-                keep_alive: meta.keep_alive,
-                content_type: Some(meta.content_type.as_bytes()),
-                filename,
-            };
-            let hint = frame.len() + meta.name.len() + 8;
-            let o = response::open(out, &head, date, hint);
+            let o = response::open(out, &head, date, frame.len() + meta.name.len() + 8);
             if let Some(cb) = jsonp {
                 out.extend_from_slice(cb);
                 out.push(b'(');
@@ -30,53 +30,70 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
             if jsonp.is_some() {
                 out.extend_from_slice(b");\n");
             }
-            response::close(out, o, meta.head_only);
+            o
         }
         Output::Raw => {
-            let head = Head {
-                status: Status::Ok,
-                minor: meta.minor,
-                keep_alive: meta.keep_alive,
-                content_type: Some(meta.content_type.as_bytes()),
-                filename,
-            };
-            response::write(out, &head, date, frame, meta.head_only);
+            let o = response::open(out, &head, date, frame.len());
+            out.extend_from_slice(frame);
+            o
         }
         Output::Custom => {
-            let content_type = extra
-                .and_then(|e| e.content_type.as_deref())
-                .unwrap_or(meta.content_type.as_bytes());
+            if let Some(ct) = extra.and_then(|e| e.content_type.as_deref()) {
+                head.content_type = Some(ct);
+            }
             let sep = extra.and_then(|e| e.sep.as_deref()).unwrap_or(b"");
-            let head = Head {
-                status: Status::Ok,
-                minor: meta.minor,
-                keep_alive: meta.keep_alive,
-                content_type: Some(content_type),
-                filename,
-            };
-            let start = out.len();
             let o = response::open(out, &head, date, frame.len());
             match custom::render(out, frame, sep) {
-                custom::Custom::Body => {
-                    response::close(out, o, meta.head_only);
-                }
+                custom::Custom::Body => o,
                 custom::Custom::NotFound => {
                     out.truncate(start);
                     let head = Head {
                         status: Status::NotFound,
                         content_type: None,
                         filename: None,
+                        etag: false,
                         ..head
                     };
-                    response::write(out, &head, date, b"", false);
+                    return response::write(out, &head, date, b"", false);
                 }
                 custom::Custom::Unsupported => {
                     out.truncate(start);
-                    error(out, meta, Status::BadRequest, date);
+                    return error(out, meta, Status::BadRequest, date);
                 }
             }
         }
+    };
+    response::close(out, opened, meta.head_only);
+    if let (Some(at), Some(inm)) = (
+        opened.etag_at(),
+        extra.and_then(|e| e.if_none_match.as_deref()),
+    ) {
+        if etag_matches(inm, &out[at..at + 32]) {
+            out.truncate(start);
+            let head = Head {
+                status: Status::NotModified,
+                content_type: None,
+                filename: None,
+                etag: false,
+                ..head
+            };
+            response::write(out, &head, date, b"", false);
+        }
     }
+}
+
+/// Whether an `If-None-Match` value names this ETag: `*`, or a comma-separated list of
+/// entity tags, weak (`W/"..."`) or strong, compared by their opaque part.
+pub fn etag_matches(if_none_match: &[u8], hex: &[u8]) -> bool {
+    if_none_match.split(|&b| b == b',').any(|tag| {
+        let tag = tag.trim_ascii();
+        let tag = tag.strip_prefix(b"W/").unwrap_or(tag);
+        tag == b"*"
+            || (tag.len() == hex.len() + 2
+                && tag[0] == b'"'
+                && &tag[1..tag.len() - 1] == hex
+                && tag[tag.len() - 1] == b'"')
+    })
 }
 
 /// An error response in place of a reply.
@@ -99,10 +116,38 @@ pub fn error_with(out: &mut Vec<u8>, meta: &Meta, status: Status, msg: &[u8], da
         keep_alive: meta.keep_alive,
         content_type: Some(b"application/json"),
         filename: None,
+        etag: false,
     };
     let o = response::open(out, &head, date, msg.len() + 12);
     out.extend_from_slice(b"{\"error\":");
     json::write_string(out, msg);
     out.push(b'}');
     response::close(out, o, meta.head_only);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etag_matches;
+
+    #[test]
+    fn if_none_match_forms() {
+        let hex = b"0db1124cf79ffeb80aff6d199d5822f8";
+        let cases: &[(&[u8], bool)] = &[
+            (b"\"0db1124cf79ffeb80aff6d199d5822f8\"", true),
+            (b"W/\"0db1124cf79ffeb80aff6d199d5822f8\"", true),
+            (b"\"x\", \"0db1124cf79ffeb80aff6d199d5822f8\"", true),
+            (b"*", true),
+            (b"\"0db1124cf79ffeb80aff6d199d5822f9\"", false),
+            (b"0db1124cf79ffeb80aff6d199d5822f8", false),
+            (b"", false),
+        ];
+        for (inm, want) in cases {
+            assert_eq!(
+                etag_matches(inm, hex),
+                *want,
+                "{}",
+                String::from_utf8_lossy(inm)
+            );
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! moves only when the digit count was guessed wrong (rare, and cheap when it happens).
 //! The `Date` value is cached per worker ([`DateCache`]) and refreshed once a second.
 
+use md5::Digest;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Statuses webdis-rs sends, with webdis's reason phrases.
@@ -70,6 +71,8 @@ pub struct Head<'a> {
     pub content_type: Option<&'a [u8]>,
     /// `Content-Disposition: attachment; filename="..."`.
     pub filename: Option<&'a [u8]>,
+    /// Send `ETag: "<md5 hex of the body>"` (filled in by [`close`]).
+    pub etag: bool,
 }
 
 /// A head whose Content-Length is not written yet.
@@ -79,6 +82,14 @@ pub struct Open {
     digits_at: usize,
     width: usize,
     body_at: usize,
+    etag_at: Option<usize>,
+}
+
+impl Open {
+    /// Where the 32 hex digits of the ETag are, once [`close`] wrote them.
+    pub fn etag_at(&self) -> Option<usize> {
+        self.etag_at
+    }
 }
 
 fn digits(n: usize) -> usize {
@@ -105,7 +116,13 @@ pub fn open(out: &mut Vec<u8>, head: &Head<'_>, date: &DateCache, body_hint: usi
     out.extend_from_slice(COMMON);
     if let Some(name) = head.filename {
         out.extend_from_slice(b"Content-Disposition: attachment; filename=\"");
-        out.extend_from_slice(name);
+        // A quoted-string: `"` and `\` are escaped (the value comes from the URL).
+        for &b in name {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
         out.extend_from_slice(b"\"\r\n");
     }
     if let Some(ct) = head.content_type {
@@ -113,6 +130,13 @@ pub fn open(out: &mut Vec<u8>, head: &Head<'_>, date: &DateCache, body_hint: usi
         out.extend_from_slice(ct);
         out.extend_from_slice(b"\r\n");
     }
+    let etag_at = head.etag.then(|| {
+        out.extend_from_slice(b"ETag: \"");
+        let at = out.len();
+        out.extend_from_slice(&[b'0'; 32]);
+        out.extend_from_slice(b"\"\r\n");
+        at
+    });
     out.extend_from_slice(if head.keep_alive {
         b"Connection: Keep-Alive\r\nContent-Length: "
     } else {
@@ -125,6 +149,7 @@ pub fn open(out: &mut Vec<u8>, head: &Head<'_>, date: &DateCache, body_hint: usi
         digits_at,
         width,
         body_at: digits_at + width + 4,
+        etag_at,
     }
 }
 
@@ -152,6 +177,14 @@ pub fn close(out: &mut Vec<u8>, open: Open, drop_body: bool) -> usize {
     let text = itoa.format(body_len).as_bytes();
     out[open.digits_at..open.digits_at + width].copy_from_slice(text);
     out[open.digits_at + width..body_at].copy_from_slice(b"\r\n\r\n");
+    if let Some(at) = open.etag_at {
+        let digest = md5::Md5::digest(&out[body_at..]);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, byte) in digest.iter().enumerate() {
+            out[at + 2 * i] = HEX[usize::from(byte >> 4)];
+            out[at + 2 * i + 1] = HEX[usize::from(byte & 15)];
+        }
+    }
     if drop_body {
         out.truncate(body_at);
     }
@@ -181,6 +214,7 @@ pub fn error(
         keep_alive,
         content_type: (!body.is_empty()).then_some(&b"application/json"[..]),
         filename: None,
+        etag: false,
     };
     write(out, &head, date, body, drop_body);
 }
@@ -290,6 +324,7 @@ mod tests {
             keep_alive: true,
             content_type: Some(b"application/json"),
             filename: None,
+            etag: false,
         };
         for (hint, body) in [(5usize, "{\"SET\":[true,\"OK\"]}"), (500, "x"), (0, "")] {
             let mut out = b"previous".to_vec();
@@ -309,6 +344,27 @@ Content-Type: application/json\r\nConnection: Keep-Alive\r\nContent-Length: {}\r
     }
 
     #[test]
+    fn etag_is_the_md5_of_the_body() {
+        let date = fixed_date();
+        let head = Head {
+            status: Status::Ok,
+            minor: 1,
+            keep_alive: true,
+            content_type: Some(b"application/json"),
+            filename: None,
+            etag: true,
+        };
+        let mut out = Vec::new();
+        let o = open(&mut out, &head, &date, 1);
+        out.extend_from_slice(br#"{"SET":[true,"OK"]}"#);
+        close(&mut out, o, true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with(
+            "Content-Type: application/json\r\nETag: \"0db1124cf79ffeb80aff6d199d5822f8\"\r\nConnection: Keep-Alive\r\nContent-Length: 19\r\n\r\n"
+        ), "{text}");
+    }
+
+    #[test]
     fn head_request_drops_body_keeps_length() {
         let date = fixed_date();
         let mut out = Vec::new();
@@ -322,12 +378,13 @@ Content-Type: application/json\r\nConnection: Keep-Alive\r\nContent-Length: {}\r
             minor: 1,
             keep_alive: true,
             content_type: None,
-            filename: Some(b"a.txt"),
+            filename: Some(b"a\"b.txt"),
+            etag: false,
         };
         write(&mut out, &head, &date, b"hello", true);
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with(
-            "Content-Disposition: attachment; filename=\"a.txt\"\r\nConnection: Keep-Alive\r\nContent-Length: 5\r\n\r\n"
+            "Content-Disposition: attachment; filename=\"a\\\"b.txt\"\r\nConnection: Keep-Alive\r\nContent-Length: 5\r\n\r\n"
         ));
     }
 }

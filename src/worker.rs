@@ -289,11 +289,14 @@ impl Worker {
                 break;
             }
             match busy.rbuf.read_from(&mut f.sock, READ_CHUNK) {
-                Ok(0) => {
+                Ok((0, _)) => {
                     f.eof = true;
                     f.readable = false;
                 }
-                Ok(_) => self.parse_requests(k),
+                Ok((_, full)) => {
+                    f.readable = full;
+                    self.parse_requests(k);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => f.readable = false,
                 Err(_) => return self.close_front(k),
@@ -430,7 +433,9 @@ impl Worker {
                         Dispatched::Now(Immediate::Error(Status::BadRequest))
                     }
                     Ok(cmd) => {
-                        fill_meta(&mut meta, &cmd, &query);
+                        let inm = req.if_none_match.clone().map(|r| &buf[r]);
+                        fill_meta(&mut meta, &cmd, &query, inm);
+                        meta.etag = cfg.etag;
                         let waiter = Waiter::Front { key: k, gen, seq };
                         let db = cmd.db.filter(|&d| d != cfg.database);
                         match self.backs.pick(cmd.route, db, prefer) {
@@ -463,6 +468,7 @@ impl Worker {
             }
             Dispatched::Now(imm) => {
                 let date = &self.date;
+                let etag = self.shared.config.etag;
                 let last = busy.complete(seq, |out, meta| match imm {
                     Immediate::Options => {
                         let head = Head {
@@ -471,6 +477,7 @@ impl Worker {
                             keep_alive: meta.keep_alive,
                             content_type: Some(b"text/html"),
                             filename: None,
+                            etag,
                         };
                         response::write(out, &head, date, b"", false);
                     }
@@ -481,6 +488,7 @@ impl Worker {
                             keep_alive: meta.keep_alive,
                             content_type: Some(b"application/xml"),
                             filename: None,
+                            etag,
                         };
                         response::write(out, &head, date, CROSSDOMAIN, meta.head_only);
                     }
@@ -658,15 +666,15 @@ impl Worker {
                 return;
             };
             match back.rbuf.read_from(stream, READ_CHUNK) {
-                Ok(0) => {
+                Ok((0, _)) => {
                     log!(
                         Level::Error,
                         "Error disconnecting: Server closed the connection"
                     );
                     return self.back_failed(b, Instant::now());
                 }
-                Ok(_) => {
-                    if !self.back_replies(b) {
+                Ok((_, full)) => {
+                    if !self.back_replies(b) || !full {
                         return;
                     }
                 }
@@ -717,8 +725,14 @@ impl Worker {
                             _ => ("SELECT failed", Status::BadRequest),
                         };
                         log!(Level::Error, "{what}: {msg}");
-                        let msg = frame.get(1..n - 2).unwrap_or(b"").to_vec();
-                        self.back_refused(b, status, &msg);
+                        if status == Status::Unavailable {
+                            // Redis refused our credentials: the operator's problem, logged
+                            // above; clients get the plain 503 they get for any outage.
+                            self.back_failed(b, Instant::now());
+                        } else {
+                            let msg = frame.get(1..n - 2).unwrap_or(b"").to_vec();
+                            self.back_refused(b, status, &msg);
+                        }
                         return false;
                     }
                     if w == Waiter::Auth {
@@ -921,9 +935,21 @@ impl Backs {
             return Some(b);
         }
         let n = self.pool.len();
-        (0..n)
+        let up = (0..n)
             .map(|i| self.pool[(prefer + i) % n])
-            .find(|&b| self.slab[b].accepts_commands())
+            .find(|&b| self.slab[b].accepts_commands());
+        if up.is_some() {
+            return up;
+        }
+        // Every shared connection is down. Rather than wait for the backoff timer, this
+        // request tries to reconnect now (at most once per 100 ms per connection), so
+        // service resumes as soon as Redis is back; it gets 503 if Redis is still away.
+        let b = self.pool[prefer % n];
+        if self.slab[b].may_retry_now(Instant::now()) {
+            self.to_connect.push(b);
+            return Some(b);
+        }
+        None
     }
 
     /// A blocking connection finished its command: keep it for the next one.
@@ -971,7 +997,12 @@ fn deliver(
 }
 
 /// Copies what rendering needs from the request into the slot's metadata.
-fn fill_meta(meta: &mut Meta, cmd: &command::Command<'_>, query: &Query<'_>) {
+fn fill_meta(
+    meta: &mut Meta,
+    cmd: &command::Command<'_>,
+    query: &Query<'_>,
+    if_none_match: Option<&[u8]>,
+) {
     meta.name.extend_from_slice(cmd.name);
     meta.output = cmd.format.output;
     meta.content_type = cmd.format.content_type;
@@ -984,12 +1015,14 @@ fn fill_meta(meta: &mut Meta, cmd: &command::Command<'_>, query: &Query<'_>) {
         || query.content_type.is_some()
         || query.sep.is_some()
         || query.filename.is_some()
+        || if_none_match.is_some()
     {
         meta.extra = Some(Box::new(Extra {
             jsonp: jsonp.map(<[u8]>::to_vec),
             content_type: query.content_type.map(<[u8]>::to_vec),
             sep: query.sep.map(<[u8]>::to_vec),
             filename: query.filename.map(<[u8]>::to_vec),
+            if_none_match: if_none_match.map(<[u8]>::to_vec),
         }));
     }
 }

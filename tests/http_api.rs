@@ -27,7 +27,8 @@ fn set_response_exact_bytes() {
         b"HTTP/1.1 200 OK\r\nServer: webdis-rs\r\nDate: <DATE>\r\n\
 Allow: GET,HEAD,POST,PUT,OPTIONS\r\nAccess-Control-Allow-Methods: GET,HEAD,POST,PUT,OPTIONS\r\n\
 Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: X-Requested-With, Content-Type, Authorization\r\n\
-Content-Type: application/json\r\nConnection: Keep-Alive\r\nContent-Length: 19\r\n\r\n{\"SET\":[true,\"OK\"]}",
+Content-Type: application/json\r\nETag: \"0db1124cf79ffeb80aff6d199d5822f8\"\r\n\
+Connection: Keep-Alive\r\nContent-Length: 19\r\n\r\n{\"SET\":[true,\"OK\"]}",
     );
 }
 
@@ -573,7 +574,7 @@ fn default_root() {
 #[test]
 fn crossdomain_xml() {
     let (_redis, gw) = setup();
-    let body = b"<?xml version=\"1.0\"?>\n<!DOCTYPE cross-domain-policy SYSTEM \"http://www.macromedia.com/xml/dtds/cross-domain-policy.dtd\">\n<cross-domain-policy>\n<allow-access-from domain=\"*\" />\n</cross-domain-policy>\n";
+    let body = CROSSDOMAIN;
     assert_eq!(body.len(), 199);
     let resp = gw.get("/crossdomain.xml");
     assert_bytes(

@@ -704,19 +704,21 @@ pub fn expected(
     keep_alive: bool,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut out = expected_head(status, filename, content_type, keep_alive, body.len());
+    let mut out = expected_head(status, filename, content_type, keep_alive, body);
     out.extend_from_slice(body);
     out
 }
 
-/// The head only, with a given Content-Length (for HEAD requests).
+/// The head only of the response carrying `body` (for HEAD requests). Every 200
+/// response has `ETag: "<md5 hex of the body>"` (the gateway's default `etag: true`).
 pub fn expected_head(
     status: &str,
     filename: Option<&str>,
     content_type: Option<&str>,
     keep_alive: bool,
-    content_length: usize,
+    body: &[u8],
 ) -> Vec<u8> {
+    let content_length = body.len();
     let mut s = format!("{status}\r\n{COMMON_HEADERS}");
     if let Some(f) = filename {
         s.push_str(&format!(
@@ -725,6 +727,9 @@ pub fn expected_head(
     }
     if let Some(ct) = content_type {
         s.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    if status.ends_with(" 200 OK") {
+        s.push_str(&format!("ETag: \"{}\"\r\n", md5_hex(body)));
     }
     s.push_str(if keep_alive {
         "Connection: Keep-Alive\r\n"
@@ -867,6 +872,9 @@ impl Drop for Checks {
 }
 
 /// MD5 of `data` as lowercase hex (RFC 1321), for checking ETags.
+/// The fixed body of `GET /crossdomain.xml` (spec §3.6).
+pub const CROSSDOMAIN: &[u8] = b"<?xml version=\"1.0\"?>\n<!DOCTYPE cross-domain-policy SYSTEM \"http://www.macromedia.com/xml/dtds/cross-domain-policy.dtd\">\n<cross-domain-policy>\n<allow-access-from domain=\"*\" />\n</cross-domain-policy>\n";
+
 pub fn md5_hex(data: &[u8]) -> String {
     const S: [u32; 64] = [
         7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
