@@ -29,18 +29,20 @@ deps-test: deps
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 
 # Starts a private Redis on the configured port unless one already answers there,
-# then runs webdis-rs in the foreground with $(CONFIG).
+# then runs webdis-rs in the foreground with $(CONFIG). The private Redis stops with it.
 run: deps release
-	@mkdir -p $(RUN_DIR)
-	@if redis-cli -h $(REDIS_HOST) -p $(REDIS_PORT) ping >/dev/null 2>&1; then \
+	@mkdir -p $(RUN_DIR); \
+	if redis-cli -h $(REDIS_HOST) -p $(REDIS_PORT) ping >/dev/null 2>&1; then \
 	  echo "Using the Redis already running at $(REDIS_HOST):$(REDIS_PORT)"; \
 	else \
 	  echo "Starting a private Redis on 127.0.0.1:$(REDIS_PORT) (data in $(RUN_DIR))"; \
 	  redis-server --bind 127.0.0.1 --port $(REDIS_PORT) --save '' --appendonly no \
-	    --dir $(RUN_DIR) --daemonize yes --pidfile $(RUN_DIR)/redis.pid --logfile $(RUN_DIR)/redis.log; \
+	    --dir $(RUN_DIR) --logfile $(RUN_DIR)/redis.log & redis_pid=$$!; \
+	  trap 'kill $$redis_pid 2>/dev/null' EXIT; \
 	  for i in $$(seq 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done; \
-	fi
-	./target/release/webdis-rs $(CONFIG)
+	fi; \
+	trap 'kill $$gw_pid 2>/dev/null' INT TERM; \
+	./target/release/webdis-rs $(CONFIG) & gw_pid=$$!; wait $$gw_pid
 
 # Every test: unit tests, integration tests against a real redis-server, lint.
 test: deps-test
