@@ -387,6 +387,17 @@ fn stream_value(out: &mut Vec<u8>, r: &mut Reader<'_>) {
 /// XREAD (RESP2): `[[stream, entries], ...]` as `{"stream":[entries],...}`; elements of
 /// another form are left out (an object needs a key).
 fn xread_array(out: &mut Vec<u8>, r: &mut Reader<'_>, n: usize) {
+    named_pairs(out, r, n, stream_value);
+}
+
+/// `[[name, value], ...]` as `{"name":value,...}`, writing each value with `value_of`;
+/// elements that are not such a pair are left out (an object needs a key).
+fn named_pairs(
+    out: &mut Vec<u8>,
+    r: &mut Reader<'_>,
+    n: usize,
+    value_of: fn(&mut Vec<u8>, &mut Reader<'_>),
+) {
     out.push(b'{');
     let mut first = true;
     for _ in 0..n {
@@ -401,7 +412,7 @@ fn xread_array(out: &mut Vec<u8>, r: &mut Reader<'_>, n: usize) {
                 first = false;
                 write_string(out, name);
                 out.push(b':');
-                stream_value(out, r);
+                value_of(out, r);
             }
             _ => skip_children(r, it),
         }
@@ -453,28 +464,7 @@ fn xpending_summary(out: &mut Vec<u8>, r: &mut Reader<'_>) {
     out.extend_from_slice(b",\"msgsperconsumer\":");
     match r.next() {
         Some(Item::Nil) | None => out.extend_from_slice(b"{}"),
-        Some(Item::Array(m)) => {
-            out.push(b'{');
-            let mut first = true;
-            for _ in 0..m {
-                let Some(it) = r.next() else { break };
-                let mut look = r.clone();
-                match (it, look.next()) {
-                    (Item::Array(2), Some(Item::Bulk(name) | Item::Simple(name))) => {
-                        *r = look;
-                        if !first {
-                            out.push(b',');
-                        }
-                        first = false;
-                        write_string(out, name);
-                        out.push(b':');
-                        next_value(out, r, 3);
-                    }
-                    _ => skip_children(r, it),
-                }
-            }
-            out.push(b'}');
-        }
+        Some(Item::Array(m)) => named_pairs(out, r, m, |out, r| next_value(out, r, 3)),
         Some(v) => value(out, r, v, 1),
     }
     out.push(b'}');

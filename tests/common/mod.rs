@@ -194,6 +194,18 @@ impl Redis {
     }
 
     pub fn try_cmd_bytes(&self, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+        self.session(None, args)
+    }
+
+    /// Runs one command in database `db` (SELECT then the command, one connection).
+    pub fn cmd_in_db(&self, db: u32, args: &[&str]) -> Vec<u8> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.session(Some(db), &args)
+            .unwrap_or_else(|e| panic!("redis command {args:?} in db {db} failed: {e}"))
+    }
+
+    /// One fresh connection: AUTH if needed, SELECT `db` if given, then the command.
+    fn session(&self, db: Option<u32>, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
         let s = TcpStream::connect(("127.0.0.1", self.port))?;
         s.set_read_timeout(Some(TIMEOUT))?;
         let mut w = s.try_clone()?;
@@ -205,32 +217,13 @@ impl Redis {
             w.write_all(&resp_command(&a))?;
             read_resp(&mut r)?;
         }
-        w.write_all(&resp_command(args))?;
-        read_resp(&mut r)
-    }
-
-    /// Runs one command in database `db` (SELECT then the command, one connection).
-    pub fn cmd_in_db(&self, db: u32, args: &[&str]) -> Vec<u8> {
-        let run = || -> std::io::Result<Vec<u8>> {
-            let s = TcpStream::connect(("127.0.0.1", self.port))?;
-            s.set_read_timeout(Some(TIMEOUT))?;
-            let mut w = s.try_clone()?;
-            let mut r = BufReader::new(s);
-            if !self.auth.is_empty() {
-                let a: Vec<&[u8]> = std::iter::once(&b"AUTH"[..])
-                    .chain(self.auth.iter().map(|s| s.as_bytes()))
-                    .collect();
-                w.write_all(&resp_command(&a))?;
-                read_resp(&mut r)?;
-            }
+        if let Some(db) = db {
             let db = db.to_string();
             w.write_all(&resp_command(&[b"SELECT", db.as_bytes()]))?;
             read_resp(&mut r)?;
-            let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-            w.write_all(&resp_command(&args))?;
-            read_resp(&mut r)
-        };
-        run().unwrap_or_else(|e| panic!("redis command {args:?} in db {db} failed: {e}"))
+        }
+        w.write_all(&resp_command(args))?;
+        read_resp(&mut r)
     }
 
     /// Stops the server (SIGKILL) and waits for it.
