@@ -118,6 +118,8 @@ impl Busy {
         if slot.early.is_some() {
             return None;
         }
+        // Its back connection (if one of its own) is done with it and may serve others.
+        slot.blocking = None;
         if idx > 0 {
             let mut early = Vec::new();
             write(&mut early, &slot.meta);
@@ -178,4 +180,49 @@ pub struct Front {
     pub back: u16,
     /// Listed in the worker's to-flush list.
     pub dirty: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(keep_alive: bool) -> Meta {
+        Meta {
+            keep_alive,
+            ..Meta::default()
+        }
+    }
+
+    #[test]
+    fn responses_leave_in_request_order() {
+        let mut b = Busy::new();
+        let s0 = b.push(meta(true));
+        let s1 = b.push(meta(true));
+        let s2 = b.push(meta(false));
+        b.slots[1].blocking = Some(7);
+        // Completed out of order: 2, then 1, then 0.
+        assert_eq!(
+            b.complete(s2, |o, _| o.extend_from_slice(b"two;")),
+            Some(false)
+        );
+        assert_eq!(
+            b.complete(s1, |o, _| o.extend_from_slice(b"one;")),
+            Some(false)
+        );
+        assert!(b.out.is_empty(), "nothing may leave before the head");
+        assert_eq!(
+            b.slots[1].blocking, None,
+            "a completed slot frees its connection"
+        );
+        assert_eq!(
+            b.complete(s0, |o, _| o.extend_from_slice(b"zero;")),
+            Some(true)
+        );
+        assert_eq!(b.out.data, b"zero;one;two;");
+        assert!(b.slots.is_empty());
+        // A slot can be answered once; unknown sequence numbers are ignored.
+        assert_eq!(b.complete(s1, |o, _| o.push(b'x')), None);
+        assert_eq!(b.complete(99, |o, _| o.push(b'x')), None);
+        assert_eq!(b.out.data, b"zero;one;two;");
+    }
 }
