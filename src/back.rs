@@ -149,6 +149,8 @@ pub struct Back {
 }
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Smallest room offered to one read from Redis (replies for many clients at once).
+pub const READ_CHUNK: usize = 16 * 1024;
 pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -285,8 +287,8 @@ impl Back {
         self.stream = None;
         self.wbuf.clear();
         self.rbuf.clear();
-        self.rbuf.shrink(16 * 1024);
-        self.wbuf.shrink(16 * 1024);
+        self.rbuf.shrink(64 * 1024, READ_CHUNK);
+        self.wbuf.shrink(64 * 1024);
         self.scanner.reset();
         self.gate = None;
         self.state = State::Down {

@@ -4,8 +4,8 @@
 
 use std::io::{self, Read, Write};
 
-/// Smallest free space offered to one `read` call.
-pub const READ_CHUNK: usize = 16 * 1024;
+/// Smallest free space offered to one `read` from a client.
+pub const READ_CHUNK: usize = 1024;
 
 pub struct ReadBuf {
     data: Vec<u8>,
@@ -74,10 +74,11 @@ impl ReadBuf {
         Ok((n, n == room))
     }
 
-    /// Gives memory back after a large request or reply, once the buffer is empty.
-    pub fn shrink(&mut self, keep: usize) {
+    /// Gives memory back after a large request or reply, once the buffer is empty: a
+    /// buffer over `keep` bytes is replaced by one of `size`.
+    pub fn shrink(&mut self, keep: usize, size: usize) {
         if self.is_empty() && self.data.len() > keep {
-            self.data = vec![0; keep];
+            self.data = vec![0; size];
         }
     }
 
@@ -145,9 +146,10 @@ impl WriteBuf {
         self.data.splice(0..0, bytes.iter().copied());
     }
 
+    /// Gives memory back once empty, when the buffer grew over `keep` bytes.
     pub fn shrink(&mut self, keep: usize) {
         if self.is_empty() && self.data.capacity() > keep {
-            self.data = Vec::with_capacity(keep);
+            self.data = Vec::new();
         }
     }
 }

@@ -20,8 +20,11 @@ use std::time::Instant;
 pub const MAX_IN_FLIGHT: usize = 1024;
 /// Unsent output past which no new request is parsed (the client is not reading).
 pub const OUT_HIGH_WATER: usize = 1024 * 1024;
-/// Buffer sizes a pooled [`Busy`] starts with and shrinks back to.
-pub const BUF_SIZE: usize = 16 * 1024;
+/// Size a [`Busy`]'s read buffer starts with: most requests fit; it doubles on demand.
+pub const BUF_SIZE: usize = 1024;
+/// A pooled [`Busy`] keeps buffers up to this size (their working size) and gives back
+/// anything larger (a 1 MB PUT) when recycled.
+pub const KEEP_SIZE: usize = 16 * 1024;
 
 /// How the reply of one request is to be written.
 #[derive(Debug, Clone, Default)]
@@ -74,8 +77,8 @@ impl Busy {
     pub fn new() -> Busy {
         Busy {
             rbuf: ReadBuf::with_capacity(BUF_SIZE),
-            out: WriteBuf::with_capacity(BUF_SIZE),
-            slots: VecDeque::with_capacity(16),
+            out: WriteBuf::default(),
+            slots: VecDeque::new(),
             base_seq: 0,
             continue_sent: false,
         }
@@ -88,12 +91,12 @@ impl Busy {
     /// Readies a returned `Busy` for its next connection.
     pub fn recycle(&mut self) {
         self.rbuf.clear();
-        self.rbuf.shrink(BUF_SIZE);
+        self.rbuf.shrink(KEEP_SIZE, BUF_SIZE);
         self.out.clear();
-        self.out.shrink(BUF_SIZE);
+        self.out.shrink(KEEP_SIZE);
         self.slots.clear();
         if self.slots.capacity() > 256 {
-            self.slots = VecDeque::with_capacity(16);
+            self.slots = VecDeque::new();
         }
         self.base_seq = 0;
         self.continue_sent = false;

@@ -44,7 +44,7 @@ const BACK_BASE: usize = 1 << 30;
 const LINGER: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(50);
 /// Spare `Busy` buffers kept per worker.
-const SPARE_BUSY: usize = 256;
+const SPARE_BUSY: usize = 64;
 /// Idle connections kept for blocking commands.
 const IDLE_BLOCKING: usize = 8;
 /// Most blocking commands running at once per worker.
@@ -665,7 +665,7 @@ impl Worker {
             let Some(stream) = back.stream.as_mut() else {
                 return;
             };
-            match back.rbuf.read_from(stream, READ_CHUNK) {
+            match back.rbuf.read_from(stream, back::READ_CHUNK) {
                 Ok((0, _)) => {
                     log!(
                         Level::Error,
