@@ -49,25 +49,36 @@ function response(status, headers, body)
       non200 = non200 + 1
    elseif expect_len >= 0 and #body ~= expect_len then
       badbody = badbody + 1
+      if not badsample then
+         badsample = string.sub(body, 1, 200)
+      end
    end
 end
 
+-- A Lua string as a JSON string literal (control and non-ASCII bytes as \u00XX).
+local function json_string(s)
+   return '"' .. string.gsub(s, '[%c"\\\128-\255]', function(c)
+      return string.format("\\u%04x", string.byte(c))
+   end) .. '"'
+end
+
 function done(summary, latency, requests)
-   local n_resp, n_non200, n_bad = 0, 0, 0
+   local n_resp, n_non200, n_bad, sample = 0, 0, 0, nil
    for _, t in ipairs(threads) do
       n_resp = n_resp + (t:get("responses") or 0)
       n_non200 = n_non200 + (t:get("non200") or 0)
       n_bad = n_bad + (t:get("badbody") or 0)
+      sample = sample or t:get("badsample")
    end
    local e = summary.errors
    io.write(string.format(
       'JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
       '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
-      '"responses":%d,"non200":%d,"badbody":%d,' ..
+      '"responses":%d,"non200":%d,"badbody":%d,"badsample":%s,' ..
       '"lat_mean_us":%.1f,"lat_p50_us":%d,"lat_p90_us":%d,"lat_p99_us":%d,"lat_max_us":%d}\n',
       summary.requests, summary.duration, summary.bytes,
       e.connect, e.read, e.write, e.status, e.timeout,
-      n_resp, n_non200, n_bad,
+      n_resp, n_non200, n_bad, sample and json_string(sample) or "null",
       latency.mean, latency:percentile(50), latency:percentile(90),
       latency:percentile(99), latency.max))
 end
