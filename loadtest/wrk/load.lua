@@ -50,7 +50,7 @@ function response(status, headers, body)
    elseif expect_len >= 0 and #body ~= expect_len then
       badbody = badbody + 1
       if not badsample then
-         badsample = string.sub(body, 1, 200)
+         badsample = #body .. " bytes: " .. string.sub(body, 1, 60)
       end
    end
 end
