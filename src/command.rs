@@ -195,23 +195,42 @@ fn parse_db(digits: &[u8]) -> Result<u32, CommandError> {
     Ok(n)
 }
 
-/// Commands that change the state of the connection they run on.
-const REFUSED: &[&[u8]] = &[
-    b"SELECT",
-    b"AUTH",
-    b"HELLO",
-    b"RESET",
-    b"QUIT",
-    b"MULTI",
-    b"EXEC",
-    b"DISCARD",
-    b"WATCH",
-    b"UNWATCH",
-    b"MONITOR",
-    b"SYNC",
-    b"PSYNC",
-    b"REPLCONF",
-];
+/// What a command name means for routing, matched case-insensitively in one pass.
+enum Class {
+    /// Changes the state of the connection it runs on (spec §14.2 item 7).
+    Refused,
+    /// A subscription: the streaming path.
+    Streaming,
+    /// Blocks its connection.
+    Blocking,
+    /// `CLIENT`: depends on the subcommand.
+    Client,
+    /// `XREAD`/`XREADGROUP`: blocking with a `BLOCK` option.
+    Xread,
+    Plain,
+}
+
+fn class_of(name: &[u8]) -> Class {
+    // Every special name is at most 10 bytes: longer names are plain.
+    let mut upper = [0u8; 10];
+    let Some(dst) = upper.get_mut(..name.len()) else {
+        return Class::Plain;
+    };
+    for (d, s) in dst.iter_mut().zip(name) {
+        *d = s.to_ascii_uppercase();
+    }
+    match &*dst {
+        b"SELECT" | b"AUTH" | b"HELLO" | b"RESET" | b"QUIT" | b"MULTI" | b"EXEC" | b"DISCARD"
+        | b"WATCH" | b"UNWATCH" | b"MONITOR" | b"SYNC" | b"PSYNC" | b"REPLCONF" => Class::Refused,
+        b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" => Class::Streaming,
+        b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX"
+        | b"BZMPOP" | b"WAIT" | b"WAITAOF" => Class::Blocking,
+        b"CLIENT" => Class::Client,
+        b"XREAD" | b"XREADGROUP" => Class::Xread,
+        _ => Class::Plain,
+    }
+}
+
 /// `CLIENT` subcommands that change the connection's state.
 const REFUSED_CLIENT: &[&[u8]] = &[
     b"REPLY",
@@ -222,53 +241,31 @@ const REFUSED_CLIENT: &[&[u8]] = &[
     b"NO-EVICT",
     b"NO-TOUCH",
 ];
-const STREAMING: &[&[u8]] = &[b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE"];
-const BLOCKING: &[&[u8]] = &[
-    b"BLPOP",
-    b"BRPOP",
-    b"BRPOPLPUSH",
-    b"BLMOVE",
-    b"BLMPOP",
-    b"BZPOPMIN",
-    b"BZPOPMAX",
-    b"BZMPOP",
-    b"WAIT",
-    b"WAITAOF",
-];
-
-fn is_one_of(name: &[u8], list: &[&[u8]]) -> bool {
-    list.iter().any(|c| c.eq_ignore_ascii_case(name))
-}
 
 impl<'a> Command<'a> {
     fn classify(&self) -> Result<Route, CommandError> {
-        let name = self.name;
-        if is_one_of(name, REFUSED) {
-            return Err(CommandError::Refused);
-        }
-        if is_one_of(name, STREAMING) {
-            return Err(CommandError::Streaming);
-        }
-        if name.eq_ignore_ascii_case(b"CLIENT") {
-            let sub = self.args().next().unwrap_or(b"");
-            if REFUSED_CLIENT
-                .iter()
-                .any(|c| decoded_eq_ignore_case(sub, c))
-            {
-                return Err(CommandError::Refused);
+        match class_of(self.name) {
+            Class::Plain => Ok(Route::Shared),
+            Class::Refused => Err(CommandError::Refused),
+            Class::Streaming => Err(CommandError::Streaming),
+            Class::Blocking => Ok(Route::Blocking),
+            Class::Client => {
+                let sub = self.args().next().unwrap_or(b"");
+                if REFUSED_CLIENT
+                    .iter()
+                    .any(|c| decoded_eq_ignore_case(sub, c))
+                {
+                    Err(CommandError::Refused)
+                } else {
+                    Ok(Route::Shared)
+                }
             }
-        }
-        if is_one_of(name, BLOCKING) {
-            return Ok(Route::Blocking);
-        }
-        if name.eq_ignore_ascii_case(b"XREAD") || name.eq_ignore_ascii_case(b"XREADGROUP") {
-            let mut it = self.args();
             // XREADGROUP GROUP g c [COUNT n] [BLOCK ms] ...: BLOCK may follow any option.
-            if it.any(|a| decoded_eq_ignore_case(a, b"BLOCK")) {
-                return Ok(Route::Blocking);
+            Class::Xread if self.args().any(|a| decoded_eq_ignore_case(a, b"BLOCK")) => {
+                Ok(Route::Blocking)
             }
+            Class::Xread => Ok(Route::Shared),
         }
-        Ok(Route::Shared)
     }
 
     /// The still-encoded argument segments (without the PUT body).

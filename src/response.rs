@@ -111,9 +111,7 @@ pub fn open(out: &mut Vec<u8>, head: &Head<'_>, date: &DateCache, body_hint: usi
         b"HTTP/1.1"
     });
     out.extend_from_slice(head.status.line());
-    out.extend_from_slice(SERVER);
-    out.extend_from_slice(date.get());
-    out.extend_from_slice(COMMON);
+    out.extend_from_slice(date.common_headers());
     if let Some(name) = head.filename {
         out.extend_from_slice(b"Content-Disposition: attachment; filename=\"");
         // A quoted-string: `"` and `\` are escaped (the value comes from the URL).
@@ -219,17 +217,24 @@ pub fn error(
     write(out, &head, date, body, drop_body);
 }
 
-/// The `Date` header value, formatted once per second.
+/// Length of the headers every response starts with: `Server`, `Date`, the CORS block.
+const COMMON_LEN: usize = SERVER.len() + 29 + COMMON.len();
+
+/// The `Date` header value, formatted once per second, kept inside the block of headers
+/// every response starts with so that a head copies it in one go.
 pub struct DateCache {
     secs: u64,
-    text: [u8; 29],
+    block: [u8; COMMON_LEN],
 }
 
 impl Default for DateCache {
     fn default() -> Self {
+        let mut block = [b' '; COMMON_LEN];
+        block[..SERVER.len()].copy_from_slice(SERVER);
+        block[SERVER.len() + 29..].copy_from_slice(COMMON);
         let mut d = DateCache {
             secs: u64::MAX,
-            text: [b' '; 29],
+            block,
         };
         d.refresh(SystemTime::now());
         d
@@ -237,8 +242,14 @@ impl Default for DateCache {
 }
 
 impl DateCache {
+    /// The `Date` value.
     pub fn get(&self) -> &[u8] {
-        &self.text
+        &self.block[SERVER.len()..SERVER.len() + 29]
+    }
+
+    /// `Server`, `Date` and the CORS headers, each with its CRLF.
+    pub fn common_headers(&self) -> &[u8] {
+        &self.block
     }
 
     /// Re-formats the date if the second changed.
@@ -246,7 +257,7 @@ impl DateCache {
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != self.secs {
             self.secs = secs;
-            self.text = http_date(secs);
+            self.block[SERVER.len()..SERVER.len() + 29].copy_from_slice(&http_date(secs));
         }
     }
 }
