@@ -174,7 +174,12 @@ pub struct Front {
     /// Readiness seen and not yet used up (edge-triggered polling).
     pub readable: bool,
     pub writable: bool,
-    /// The client shut down its write side.
+    /// Registered for writable events (only while output waits for the client).
+    pub write_interest: bool,
+    /// An event said the client shut down its write side; the bytes before the end
+    /// may still be unread.
+    pub peer_closed: bool,
+    /// The end of the client's stream was read.
     pub eof: bool,
     /// No request after the current ones will be served (Connection: close, errors).
     pub stop_parsing: bool,

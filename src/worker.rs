@@ -199,11 +199,13 @@ impl Worker {
                         continue;
                     }
                     let _ = sock.set_nodelay(true);
-                    if let Err(e) = self.poll.registry().register(
-                        &mut sock,
-                        Token(k),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
+                    // Writable interest only while output is blocked (see front_write):
+                    // otherwise every response would bring an EPOLLOUT wake-up with it.
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut sock, Token(k), Interest::READABLE)
+                    {
                         log!(Level::Warning, "cannot register a client socket: {e}");
                         continue;
                     }
@@ -216,6 +218,8 @@ impl Worker {
                         busy: None,
                         readable: false,
                         writable: true,
+                        write_interest: false,
+                        peer_closed: false,
                         eof: false,
                         stop_parsing: false,
                         closing: Closing::No,
@@ -246,6 +250,11 @@ impl Worker {
         };
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
             f.readable = true;
+        }
+        if ev.is_read_closed() || ev.is_error() {
+            // The end of the stream is already there: a short read must not end the read
+            // loop before it, since no later event will announce it again.
+            f.peer_closed = true;
         }
         if ev.is_writable() || ev.is_write_closed() {
             f.writable = true;
@@ -294,7 +303,7 @@ impl Worker {
                     f.readable = false;
                 }
                 Ok((_, full)) => {
-                    f.readable = full;
+                    f.readable = full || f.peer_closed;
                     self.parse_requests(k);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -534,7 +543,25 @@ impl Worker {
                 Err(_) => return self.close_front(k),
             }
         }
-        if !busy.out.is_empty() {
+        // Ask for writable events only while the client is not reading fast enough.
+        let want_writable = !busy.out.is_empty();
+        if want_writable != f.write_interest {
+            let interest = if want_writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut f.sock, Token(k), interest)
+                .is_err()
+            {
+                return self.close_front(k);
+            }
+            f.write_interest = want_writable;
+        }
+        if want_writable {
             return;
         }
         if f.closing == Closing::AfterFlush {
@@ -653,11 +680,13 @@ impl Worker {
             self.backs.dirty.push(b);
         }
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-            self.back_read(b);
+            self.back_read(b, ev.is_read_closed() || ev.is_error());
         }
     }
 
-    fn back_read(&mut self, b: usize) {
+    /// Reads replies. With `to_end`, reads until the end of the stream even after a
+    /// short read (the event said Redis closed the connection).
+    fn back_read(&mut self, b: usize, to_end: bool) {
         loop {
             let Some(back) = self.backs.slab.get_mut(b) else {
                 return;
@@ -674,7 +703,7 @@ impl Worker {
                     return self.back_failed(b, Instant::now());
                 }
                 Ok((_, full)) => {
-                    if !self.back_replies(b) || !full {
+                    if !self.back_replies(b) || !(full || to_end) {
                         return;
                     }
                 }
