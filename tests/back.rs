@@ -7,10 +7,6 @@ use common::*;
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn get_req(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
-}
-
 fn unavailable() -> Vec<u8> {
     error_response(503, "Service Unavailable")
 }

@@ -7,10 +7,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const JSON: Option<&str> = Some("application/json");
 
-fn get_req(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
-}
-
 fn bad_request_close() -> Vec<u8> {
     expected(
         "HTTP/1.0 400 Bad Request",

@@ -313,6 +313,11 @@ impl Gateway {
 
     /// Starts and waits only until the port accepts connections.
     pub fn start_no_wait(redis: &Redis, extra_json: &str) -> Gateway {
+        Gateway::start_env(redis, extra_json, &[])
+    }
+
+    /// Like [`Gateway::start_no_wait`], with environment variables for the process.
+    pub fn start_env(redis: &Redis, extra_json: &str, env: &[(&str, &str)]) -> Gateway {
         let mut last_log = String::new();
         for _ in 0..5 {
             let dir = TempDir::new("gw");
@@ -338,6 +343,7 @@ impl Gateway {
             std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_webdis-rs"));
             cmd.arg(&path)
+                .envs(env.iter().copied())
                 .current_dir(&dir.path)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -368,6 +374,32 @@ impl Gateway {
     }
 
     /// Polls `GET /PING` until it answers 200 (the pool is connected).
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// Sends a signal to the gateway process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the pid of our own child process.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0, "kill failed");
+    }
+
+    /// Waits up to `within` for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn wait_for_ping(&self) {
         let deadline = Instant::now() + TIMEOUT;
         loop {
@@ -530,7 +562,11 @@ impl Client {
     }
 
     pub fn try_connect(port: u16) -> std::io::Result<Client> {
-        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        Client::from_stream(TcpStream::connect(("127.0.0.1", port))?)
+    }
+
+    /// A client on a connection made elsewhere (e.g. to `[::1]`).
+    pub fn from_stream(stream: TcpStream) -> std::io::Result<Client> {
         stream.set_read_timeout(Some(TIMEOUT))?;
         stream.set_write_timeout(Some(TIMEOUT))?;
         let _ = stream.set_nodelay(true);
@@ -865,6 +901,11 @@ impl Drop for Checks {
 }
 
 /// MD5 of `data` as lowercase hex (RFC 1321), for checking ETags.
+/// A minimal HTTP/1.1 GET request for `path`.
+pub fn get_req(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
+}
+
 /// The fixed body of `GET /crossdomain.xml` (spec §3.6).
 pub const CROSSDOMAIN: &[u8] = b"<?xml version=\"1.0\"?>\n<!DOCTYPE cross-domain-policy SYSTEM \"http://www.macromedia.com/xml/dtds/cross-domain-policy.dtd\">\n<cross-domain-policy>\n<allow-access-from domain=\"*\" />\n</cross-domain-policy>\n";
 

@@ -1,0 +1,175 @@
+//! The process as an operator sees it: command line, config errors and exit codes, the
+//! listen address (IPv6), `$ENV` substitution, and signals (SIGHUP reopens the log,
+//! SIGTERM stops cleanly).
+
+mod common;
+
+use common::*;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs the binary to completion in `dir`: (exit code, stdout, stderr).
+fn run(args: &[&str], dir: &TempDir) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_webdis-rs"))
+        .args(args)
+        .current_dir(&dir.path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run webdis-rs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_and_version() {
+    let dir = TempDir::new("cli");
+    let (code, out, _) = run(&["--version"], &dir);
+    assert_eq!(code, 0);
+    assert_eq!(out, format!("webdis-rs {}\n", env!("CARGO_PKG_VERSION")));
+    let (code, out, _) = run(&["--help"], &dir);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("Usage: webdis-rs [CONFIG]\n"), "{out}");
+    let (code, _, err) = run(&["--bogus"], &dir);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("webdis-rs: unknown option --bogus"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["a.json", "b.json"], &dir);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("webdis-rs: too many arguments"), "{err}");
+}
+
+#[test]
+fn config_errors_exit_1() {
+    let dir = TempDir::new("cfg");
+    let (code, _, err) = run(&["missing.json"], &dir);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("webdis-rs: cannot read config file missing.json: "),
+        "{err}"
+    );
+    std::fs::write(dir.join("bad.json"), "{\"http_port\": ").unwrap();
+    let (code, _, err) = run(&["bad.json"], &dir);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("webdis-rs: invalid JSON in config file bad.json: "),
+        "{err}"
+    );
+    // An invalid ./webdis.json is an error too, not silently replaced by defaults.
+    std::fs::write(dir.join("webdis.json"), "[1]").unwrap();
+    let (code, _, err) = run(&[], &dir);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "webdis-rs: config file webdis.json is not a JSON object\n"
+    );
+}
+
+#[test]
+fn port_in_use_exits_1_and_leaves_the_running_server_alone() {
+    let redis = Redis::start();
+    let gw = Gateway::start(&redis, "");
+    let dir = TempDir::new("busy");
+    std::fs::write(
+        dir.join("c.json"),
+        format!(
+            r#"{{"http_host":"127.0.0.1","http_port":{},"redis_port":{}}}"#,
+            gw.port, redis.port
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["c.json"], &dir);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{}: ", gw.port)),
+        "{err}"
+    );
+    assert_bytes(&gw.get("/PING"), &ok_json(r#"{"PING":[true,"PONG"]}"#));
+}
+
+#[test]
+fn env_substitution_and_unknown_keys() {
+    let redis = Redis::start();
+    let port = redis.port.to_string();
+    let gw = Gateway::start_env(
+        &redis,
+        r#""redis_port":"$WEBDIS_TEST_REDIS_PORT","no_such_key":1"#,
+        &[("WEBDIS_TEST_REDIS_PORT", &port)],
+    );
+    gw.wait_for_ping();
+    assert_bytes(&gw.get("/PING"), &ok_json(r#"{"PING":[true,"PONG"]}"#));
+    let log = gw.log();
+    assert!(
+        log.contains("W Warning! Unexpected key or incorrect value in ")
+            && log.contains(": 'no_such_key'"),
+        "{log}"
+    );
+}
+
+#[test]
+fn listens_on_ipv6() {
+    let redis = Redis::start();
+    let dir = TempDir::new("v6");
+    let port = free_port();
+    std::fs::write(
+        dir.join("c.json"),
+        format!(
+            r#"{{"http_host":"::1","http_port":{port},"redis_port":{},"threads":1,"logfile":"gw.log"}}"#,
+            redis.port
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_webdis-rs"))
+        .arg("c.json")
+        .current_dir(&dir.path)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("run webdis-rs");
+    let deadline = Instant::now() + TIMEOUT;
+    let answer = loop {
+        if let Ok(s) = TcpStream::connect(("::1", port)) {
+            let mut c = Client::from_stream(s).unwrap();
+            c.send(get_req("/PING").as_bytes());
+            break c.read_response();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no IPv6 listener on [::1]:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_bytes(&answer, &ok_json(r#"{"PING":[true,"PONG"]}"#));
+}
+
+#[test]
+fn sighup_reopens_the_log_and_sigterm_stops() {
+    let redis = Redis::start();
+    let mut gw = Gateway::start(&redis, r#""verbosity":3"#);
+    let log = gw.dir.join("gw.log");
+    let rotated = gw.dir.join("gw.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    gw.signal(libc::SIGHUP);
+    let deadline = Instant::now() + TIMEOUT;
+    while !std::fs::read_to_string(&log).is_ok_and(|s| s.contains(" I Log file reopened")) {
+        assert!(Instant::now() < deadline, "no new log file after SIGHUP");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Still serving after the reopen.
+    assert_bytes(&gw.get("/PING"), &ok_json(r#"{"PING":[true,"PONG"]}"#));
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit(TIMEOUT), Some(0), "exit status after SIGTERM");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last = text.lines().last().unwrap_or("");
+    assert!(last.ends_with(" I webdis-rs terminating"), "{text}");
+    assert!(
+        last.starts_with('[') && last.contains("] "),
+        "webdis log format: {last}"
+    );
+}
