@@ -44,6 +44,8 @@ pub struct Config {
     pub ssl: Option<Value>,
     /// Send `ETag` headers (and answer `If-None-Match` with 304).
     pub etag: bool,
+    /// Pin each worker thread to a core.
+    pub cpu_affinity: bool,
 }
 
 impl Default for Config {
@@ -71,6 +73,7 @@ impl Default for Config {
             keep_alive_sec: 0,
             ssl: None,
             etag: true,
+            cpu_affinity: true,
         }
     }
 }
@@ -195,6 +198,7 @@ impl Config {
                 "hiredis" => r.hiredis(v).map(|k| c.keep_alive_sec = k),
                 "ssl" => v.is_object().then(|| c.ssl = Some(v.clone())),
                 "etag" => r.boolean(v).map(|b| c.etag = b),
+                "cpu_affinity" => r.boolean(v).map(|b| c.cpu_affinity = b),
                 _ => None,
             };
             if ok.is_none() {

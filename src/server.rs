@@ -87,7 +87,14 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         connector,
         stop: AtomicBool::new(false),
     });
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    // Pinning helps when the workers have their cores to themselves; on a machine where
+    // Redis or the clients share the cores, letting the scheduler move them is faster
+    // (measured in README "Performance"), hence `"cpu_affinity": false`.
+    let cores = if shared.config.cpu_affinity {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let mut workers = Vec::with_capacity(threads);
     let mut wakers = Vec::with_capacity(threads);
     for id in 0..threads {
