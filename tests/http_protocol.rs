@@ -28,21 +28,15 @@ fn http11_keep_alive_by_default() {
     }
 }
 
-#[test]
-fn http11_connection_close() {
-    let (_redis, gw) = setup();
+/// Sends one PING request that does not keep the connection alive, checks the
+/// `Connection: Close` answer with `status_line`, then that the server closes.
+fn ping_then_closed(gw: &Gateway, request: &[u8], status_line: &str) {
     let mut c = gw.connect();
-    c.send(b"GET /PING HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    c.send(request);
     let r = c.read_response();
     assert_bytes(
         &r,
-        &expected(
-            "HTTP/1.1 200 OK",
-            None,
-            JSON,
-            false,
-            br#"{"PING":[true,"PONG"]}"#,
-        ),
+        &expected(status_line, None, JSON, false, br#"{"PING":[true,"PONG"]}"#),
     );
     assert!(
         c.closed_within(Duration::from_secs(2)),
@@ -51,25 +45,19 @@ fn http11_connection_close() {
 }
 
 #[test]
+fn http11_connection_close() {
+    let (_redis, gw) = setup();
+    ping_then_closed(
+        &gw,
+        b"GET /PING HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 200 OK",
+    );
+}
+
+#[test]
 fn http10_without_keep_alive_closes() {
     let (_redis, gw) = setup();
-    let mut c = gw.connect();
-    c.send(b"GET /PING HTTP/1.0\r\n\r\n");
-    let r = c.read_response();
-    assert_bytes(
-        &r,
-        &expected(
-            "HTTP/1.0 200 OK",
-            None,
-            JSON,
-            false,
-            br#"{"PING":[true,"PONG"]}"#,
-        ),
-    );
-    assert!(
-        c.closed_within(Duration::from_secs(2)),
-        "server kept the connection open"
-    );
+    ping_then_closed(&gw, b"GET /PING HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK");
 }
 
 #[test]

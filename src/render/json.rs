@@ -228,17 +228,7 @@ fn value(out: &mut Vec<u8>, r: &mut Reader<'_>, item: Item<'_>, depth: usize) {
             skip_children(r, item);
             out.extend_from_slice(b"null");
         }
-        Item::Array(n) | Item::Set(n) | Item::Push(n) => {
-            out.push(b'[');
-            for i in 0..n {
-                let Some(it) = r.next() else { break };
-                if i > 0 {
-                    out.push(b',');
-                }
-                value(out, r, it, depth + 1);
-            }
-            out.push(b']');
-        }
+        Item::Array(n) | Item::Set(n) | Item::Push(n) => array(out, r, n, depth + 1, value),
         Item::Map(n) => map(out, r, n, depth + 1),
     }
 }
@@ -339,17 +329,28 @@ fn info(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'}');
 }
 
-/// Stream entries `[[id, [f, v, ...]], ...]` as `[{"id":..,"msg":{..}},...]`.
-fn entries(out: &mut Vec<u8>, r: &mut Reader<'_>, n: usize, depth: usize) {
+/// A JSON array of the next `n` elements, each written by `element` at `depth`.
+fn array(
+    out: &mut Vec<u8>,
+    r: &mut Reader<'_>,
+    n: usize,
+    depth: usize,
+    element: fn(&mut Vec<u8>, &mut Reader<'_>, Item<'_>, usize),
+) {
     out.push(b'[');
     for i in 0..n {
         let Some(it) = r.next() else { break };
         if i > 0 {
             out.push(b',');
         }
-        entry(out, r, it, depth + 1);
+        element(out, r, it, depth);
     }
     out.push(b']');
+}
+
+/// Stream entries `[[id, [f, v, ...]], ...]` as `[{"id":..,"msg":{..}},...]`.
+fn entries(out: &mut Vec<u8>, r: &mut Reader<'_>, n: usize, depth: usize) {
+    array(out, r, n, depth + 1, entry);
 }
 
 /// One stream entry `[id, [f, v, ...]]` (or `[id, {f: v}]`); anything else plainly.
