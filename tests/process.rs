@@ -96,8 +96,8 @@ fn port_in_use_exits_1_and_leaves_the_running_server_alone() {
 fn env_substitution_and_unknown_keys() {
     let redis = Redis::start();
     let port = redis.port.to_string();
-    let gw = Gateway::start_env(
-        &redis,
+    let gw = Gateway::start_on(
+        redis.port,
         r#""redis_port":"$WEBDIS_TEST_REDIS_PORT","no_such_key":1"#,
         &[("WEBDIS_TEST_REDIS_PORT", &port)],
     );

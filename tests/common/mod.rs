@@ -313,18 +313,19 @@ impl Gateway {
 
     /// Starts and waits only until the port accepts connections.
     pub fn start_no_wait(redis: &Redis, extra_json: &str) -> Gateway {
-        Gateway::start_env(redis, extra_json, &[])
+        Gateway::start_on(redis.port, extra_json, &[])
     }
 
-    /// Like [`Gateway::start_no_wait`], with environment variables for the process.
-    pub fn start_env(redis: &Redis, extra_json: &str, env: &[(&str, &str)]) -> Gateway {
+    /// Like [`Gateway::start_no_wait`], in front of the Redis (or fake Redis) listening
+    /// on `redis_port`, with environment variables for the process.
+    pub fn start_on(redis_port: u16, extra_json: &str, env: &[(&str, &str)]) -> Gateway {
         let mut last_log = String::new();
         for _ in 0..5 {
             let dir = TempDir::new("gw");
             let port = free_port();
             let mut config = serde_json::json!({
                 "redis_host": "127.0.0.1",
-                "redis_port": redis.port,
+                "redis_port": redis_port,
                 "http_host": "127.0.0.1",
                 "http_port": port,
                 "threads": 2,
