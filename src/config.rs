@@ -2,6 +2,7 @@
 //!
 //! Read once at startup with serde_json; nothing here runs on the request path.
 
+use crate::acl::{self, Acl, Names, Net, Rule};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -33,7 +34,8 @@ pub struct Config {
     pub pidfile: String,
     pub websockets: bool,
     pub default_root: Option<String>,
-    pub acl: Option<Value>,
+    /// `acl` rules with `acl_default`; `None` when neither is configured (all allowed).
+    pub acl: Option<Acl>,
     pub user: Option<String>,
     pub group: Option<String>,
     /// `None`: log to stderr.
@@ -83,6 +85,8 @@ pub enum ConfigError {
     Read(String, std::io::Error),
     Json(String, serde_json::Error),
     NotAnObject(String),
+    /// A value that cannot be used safely (an ACL rule that would not mean what it says).
+    Invalid(String, String),
 }
 
 impl fmt::Display for ConfigError {
@@ -91,6 +95,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Read(p, e) => write!(f, "cannot read config file {p}: {e}"),
             ConfigError::Json(p, e) => write!(f, "invalid JSON in config file {p}: {e}"),
             ConfigError::NotAnObject(p) => write!(f, "config file {p} is not a JSON object"),
+            ConfigError::Invalid(p, msg) => write!(f, "config file {p}: {msg}"),
         }
     }
 }
@@ -127,6 +132,8 @@ impl Config {
             path,
         };
         let mut c = Config::default();
+        let mut acl_rules: Option<Vec<Rule>> = None;
+        let mut acl_default_allow = true;
         for (key, v) in &map {
             let ok = match key.as_str() {
                 "redis_host" => r.string(v).map(|s| c.redis_host = s),
@@ -175,7 +182,24 @@ impl Config {
                 "pidfile" => r.string(v).map(|s| c.pidfile = s),
                 "websockets" => r.boolean(v).map(|b| c.websockets = b),
                 "default_root" => r.string(v).map(|s| c.default_root = Some(s)),
-                "acl" => v.is_array().then(|| c.acl = Some(v.clone())),
+                "acl" => match r.acl(v) {
+                    Ok(rules) => {
+                        acl_rules = Some(rules);
+                        Some(())
+                    }
+                    Err(msg) => return Err(ConfigError::Invalid(path.to_string(), msg)),
+                },
+                "acl_default" => match r.string(v).as_deref() {
+                    Some("allow") => Some(()),
+                    Some("deny") => {
+                        acl_default_allow = false;
+                        Some(())
+                    }
+                    _ => {
+                        let msg = "'acl_default' must be \"allow\" or \"deny\"".to_string();
+                        return Err(ConfigError::Invalid(path.to_string(), msg));
+                    }
+                },
                 "user" => r.string(v).map(|s| c.user = Some(s)),
                 "group" => r.string(v).map(|s| c.group = Some(s)),
                 "logfile" => r.string(v).map(|s| c.logfile = Some(s)),
@@ -207,6 +231,12 @@ impl Config {
                     r.path, key
                 ));
             }
+        }
+        if acl_rules.is_some() || !acl_default_allow {
+            c.acl = Some(Acl {
+                rules: acl_rules.unwrap_or_default(),
+                default_allow: acl_default_allow,
+            });
         }
         Ok(Loaded {
             config: c,
@@ -251,6 +281,63 @@ impl Reader<'_> {
             Value::String(_) => Some(self.string(v)?.eq_ignore_ascii_case("true")),
             _ => None,
         }
+    }
+
+    /// The `acl` array. A rule that cannot be read is an error, never a rule that
+    /// silently matches more (or fewer) clients than written.
+    fn acl(&mut self, v: &Value) -> Result<Vec<Rule>, String> {
+        let Value::Array(list) = v else {
+            return Err("'acl' must be an array of rules".into());
+        };
+        let mut rules = Vec::with_capacity(list.len());
+        for (i, item) in list.iter().enumerate() {
+            let n = i + 1;
+            let Value::Object(obj) = item else {
+                return Err(format!("ACL rule {n} is not an object"));
+            };
+            let mut rule = Rule::default();
+            for (k, v) in obj {
+                let text = |r: &mut Self| {
+                    r.string(v)
+                        .ok_or_else(|| format!("ACL rule {n}: '{k}' must be a string"))
+                };
+                match k.as_str() {
+                    "ip" => {
+                        let s = text(self)?;
+                        rule.net = Some(Net::parse(&s).map_err(|e| format!("ACL rule {n}: {e}"))?);
+                    }
+                    "http_basic_auth" => {
+                        let s = text(self)?;
+                        if !s.contains(':') {
+                            return Err(format!(
+                                "ACL rule {n}: 'http_basic_auth' must be \"user:password\""
+                            ));
+                        }
+                        rule.basic = Some(acl::basic_token(&s));
+                    }
+                    "enabled" | "disabled" => {
+                        let Value::Array(names) = v else {
+                            return Err(format!("ACL rule {n}: '{k}' must be a list of commands"));
+                        };
+                        let mut list = Vec::with_capacity(names.len());
+                        for name in names {
+                            list.push(self.string(name).ok_or_else(|| {
+                                format!("ACL rule {n}: '{k}' must hold command names")
+                            })?);
+                        }
+                        let names = Names::new(&list);
+                        if k == "enabled" {
+                            rule.enabled = names;
+                        } else {
+                            rule.disabled = names;
+                        }
+                    }
+                    _ => return Err(format!("ACL rule {n}: unknown key '{k}'")),
+                }
+            }
+            rules.push(rule);
+        }
+        Ok(rules)
     }
 
     fn hiredis(&mut self, v: &Value) -> Option<u32> {
@@ -314,6 +401,39 @@ mod tests {
             ]
         );
         assert_eq!(l.config.redis_port, 6379);
+    }
+
+    #[test]
+    fn acl_rules() {
+        let l = parse(
+            r#"{"acl":[{"disabled":["DEBUG"]},{"http_basic_auth":"user:password","enabled":["DEBUG"]},
+            {"ip":"10.0.0.0/8","enabled":["*"]}],"acl_default":"deny"}"#,
+        );
+        let acl = l.config.acl.expect("acl");
+        assert!(!acl.default_allow);
+        assert_eq!(acl.rules.len(), 3);
+        let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(!acl.allows(local, None, b"GET"));
+        assert!(acl.allows(local, Some(b"Basic dXNlcjpwYXNzd29yZA=="), b"DEBUG"));
+        assert!(acl.allows("10.9.9.9".parse().unwrap(), None, b"GET"));
+        assert!(parse("{}").config.acl.is_none());
+    }
+
+    #[test]
+    fn bad_acl_is_an_error() {
+        for text in [
+            r#"{"acl":{"ip":"1.2.3.4"}}"#,
+            r#"{"acl":[{"ip":"1.2.3.4/40"}]}"#,
+            r#"{"acl":[{"ip":"localhost"}]}"#,
+            r#"{"acl":[{"http_basic_auth":"nopassword"}]}"#,
+            r#"{"acl":[{"enabled":"GET"}]}"#,
+            r#"{"acl":[{"enabled":[1]}]}"#,
+            r#"{"acl":[{"ips":"1.2.3.4"}]}"#,
+            r#"{"acl_default":"maybe"}"#,
+        ] {
+            let err = Config::parse(text, "t.json", |_| None).err();
+            assert!(matches!(err, Some(ConfigError::Invalid(..))), "{text}");
+        }
     }
 
     #[test]

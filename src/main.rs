@@ -63,7 +63,6 @@ fn main() {
     for (on, key) in [
         (config.daemonize, "daemonize"),
         (config.websockets, "websockets"),
-        (config.acl.is_some(), "acl"),
         (config.ssl.is_some(), "ssl"),
         (
             config.user.is_some() || config.group.is_some(),

@@ -393,6 +393,7 @@ impl Worker {
             return;
         };
         let gen = f.gen;
+        let peer = f.peer;
         let prefer = f.back as usize;
         let Some(busy) = f.busy.as_deref_mut() else {
             return;
@@ -440,6 +441,20 @@ impl Worker {
                     }
                     Err(CommandError::BadDatabase) => {
                         Dispatched::Now(Immediate::Error(Status::BadRequest))
+                    }
+                    Ok(cmd)
+                        if cfg.acl.as_ref().is_some_and(|acl| {
+                            let auth = req.authorization.clone().map(|r| &buf[r]);
+                            !acl.allows(peer, auth, cmd.name)
+                        }) =>
+                    {
+                        log!(
+                            Level::Info,
+                            "ACL: {} denied {}",
+                            peer,
+                            String::from_utf8_lossy(cmd.name)
+                        );
+                        Dispatched::Now(Immediate::Error(Status::Forbidden))
                     }
                     Ok(cmd) => {
                         let inm = req.if_none_match.clone().map(|r| &buf[r]);

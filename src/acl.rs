@@ -1,0 +1,285 @@
+//! The ACL: which client may run which command (spec §6, with the fixes of §14.2 item 6).
+//! Free of I/O: the worker asks [`Acl::allows`] with the peer address, the request's
+//! `Authorization` header and the command name.
+//!
+//! Rules are tried in file order and every rule that matches the client applies, so a
+//! later rule wins over an earlier one; inside one rule `disabled` wins over `enabled`.
+//! Command names match exactly, ignoring ASCII case (`GETSET` does not match `GET`);
+//! `"*"` matches every command. A rule's `ip` is a host (`1.2.3.4`, `::1`) or a network
+//! (`10.0.0.0/8`, `fe80::/10`, and `/0` really is everyone). Basic credentials are
+//! compared in constant time.
+
+use base64::Engine;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acl {
+    pub rules: Vec<Rule>,
+    /// What a command no rule speaks of gets (`acl_default`; webdis: allow).
+    pub default_allow: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rule {
+    pub net: Option<Net>,
+    /// base64 of `user:password`, as it appears after `Basic ` in the header.
+    pub basic: Option<Vec<u8>>,
+    pub enabled: Names,
+    pub disabled: Names,
+}
+
+/// A list of command names, or everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Names {
+    all: bool,
+    names: Vec<Box<[u8]>>,
+}
+
+impl Names {
+    pub fn new<S: AsRef<str>>(list: &[S]) -> Names {
+        let mut n = Names::default();
+        for s in list {
+            let s = s.as_ref();
+            if s == "*" {
+                n.all = true;
+            } else {
+                n.names
+                    .push(s.as_bytes().to_ascii_uppercase().into_boxed_slice());
+            }
+        }
+        n
+    }
+
+    fn matches(&self, cmd: &[u8]) -> bool {
+        self.all || self.names.iter().any(|n| n.eq_ignore_ascii_case(cmd))
+    }
+}
+
+/// An address or a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    V4 { addr: u32, mask: u32 },
+    V6 { addr: u128, mask: u128 },
+}
+
+impl Net {
+    /// `a.b.c.d`, `a.b.c.d/bits`, `v6addr`, `v6addr/bits`; no bits means one host.
+    pub fn parse(s: &str) -> Result<Net, String> {
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IP address or network"))?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let bits: u32 = match bits {
+            None => max,
+            Some(b) => b
+                .parse()
+                .ok()
+                .filter(|&b| b <= max)
+                .ok_or_else(|| format!("'{s}': the prefix length must be 0 to {max}"))?,
+        };
+        Ok(match ip {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                Net::V4 {
+                    addr: u32::from(v4) & mask,
+                    mask,
+                }
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                Net::V6 {
+                    addr: u128::from(v6) & mask,
+                    mask,
+                }
+            }
+        })
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 client on a dual-stack listener shows up as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self, ip) {
+            (Net::V4 { addr, mask }, IpAddr::V4(v4)) => u32::from(v4) & mask == *addr,
+            (Net::V6 { addr, mask }, IpAddr::V6(v6)) => u128::from(v6) & mask == *addr,
+            _ => false,
+        }
+    }
+}
+
+/// The header token for `user:password`.
+pub fn basic_token(user_pass: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .encode(user_pass)
+        .into_bytes()
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+impl Rule {
+    fn matches_client(&self, peer: IpAddr, authorization: Option<&[u8]>) -> bool {
+        if let Some(net) = &self.net {
+            if !net.contains(peer) {
+                return false;
+            }
+        }
+        if let Some(expected) = &self.basic {
+            let given = authorization
+                .filter(|a| a.len() >= 6 && a[..6].eq_ignore_ascii_case(b"Basic "))
+                .map(|a| a[6..].trim_ascii());
+            match given {
+                Some(token) if constant_time_eq(token, expected) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+impl Acl {
+    /// Whether the client may run `cmd`.
+    pub fn allows(&self, peer: IpAddr, authorization: Option<&[u8]>, cmd: &[u8]) -> bool {
+        let mut allowed = self.default_allow;
+        for rule in &self.rules {
+            if rule.matches_client(peer, authorization) {
+                if rule.enabled.matches(cmd) {
+                    allowed = true;
+                }
+                if rule.disabled.matches(cmd) {
+                    allowed = false;
+                }
+            }
+        }
+        allowed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(ip: Option<&str>, basic: Option<&str>, enabled: &[&str], disabled: &[&str]) -> Rule {
+        Rule {
+            net: ip.map(|s| Net::parse(s).unwrap()),
+            basic: basic.map(basic_token),
+            enabled: Names::new(enabled),
+            disabled: Names::new(disabled),
+        }
+    }
+
+    const AUTH: &[u8] = b"Basic dXNlcjpwYXNzd29yZA==";
+
+    /// (Authorization header, command, allowed?)
+    type Case = (Option<&'static [u8]>, &'static [u8], bool);
+
+    #[test]
+    fn webdis_sample_acl() {
+        let acl = Acl {
+            rules: vec![
+                rule(None, None, &[], &["DEBUG"]),
+                rule(None, Some("user:password"), &["DEBUG"], &[]),
+            ],
+            default_allow: true,
+        };
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let cases: &[Case] = &[
+            (None, b"DEBUG", false),
+            (None, b"debug", false),
+            // Exact names: a prefix of a listed name is not that name (webdis denied it).
+            (None, b"DEB", true),
+            (None, b"GET", true),
+            (Some(AUTH), b"DEBUG", true),
+            (Some(b"basic dXNlcjpwYXNzd29yZA=="), b"DEBUG", true),
+            (Some(b"Basic dXNlcjpwYXNzd29yZA"), b"DEBUG", false),
+            (Some(b"Bearer dXNlcjpwYXNzd29yZA=="), b"DEBUG", false),
+        ];
+        for (auth, cmd, want) in cases {
+            assert_eq!(
+                acl.allows(local, *auth, cmd),
+                *want,
+                "{:?} {:?}",
+                auth.map(String::from_utf8_lossy),
+                String::from_utf8_lossy(cmd)
+            );
+        }
+    }
+
+    #[test]
+    fn exact_names_order_and_default() {
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        let acl = Acl {
+            rules: vec![rule(None, None, &[], &["GETSET"])],
+            default_allow: true,
+        };
+        assert!(acl.allows(ip, None, b"GET"));
+        assert!(!acl.allows(ip, None, b"getset"));
+        // Default deny; a later matching rule wins; disabled beats enabled in one rule.
+        let acl = Acl {
+            rules: vec![
+                rule(Some("10.0.0.0/8"), None, &["*"], &[]),
+                rule(Some("10.1.0.0/16"), None, &["GET"], &["SET", "GET"]),
+                rule(Some("10.1.2.3"), None, &["SET"], &[]),
+            ],
+            default_allow: false,
+        };
+        assert!(acl.allows(ip, None, b"INCR"));
+        assert!(!acl.allows(ip, None, b"GET"));
+        assert!(acl.allows(ip, None, b"SET"));
+        assert!(!acl.allows("192.168.0.1".parse().unwrap(), None, b"INCR"));
+    }
+
+    #[test]
+    fn networks() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("0.0.0.0/0", "203.0.113.9", true),
+            ("1.2.3.4/0", "203.0.113.9", true),
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.1", "127.0.0.2", false),
+            ("127.0.0.1/32", "127.0.0.2", false),
+            ("10.0.0.0/8", "10.255.0.1", true),
+            ("10.0.0.0/8", "11.0.0.1", false),
+            ("127.0.0.1", "::ffff:127.0.0.1", true),
+            ("::1", "::1", true),
+            ("::1", "127.0.0.1", false),
+            ("::/0", "2001:db8::1", true),
+            ("2001:db8::/32", "2001:db8:ffff::1", true),
+            ("2001:db8::/32", "2001:db9::1", false),
+        ];
+        for (net, ip, want) in cases {
+            let n = Net::parse(net).unwrap();
+            assert_eq!(n.contains(ip.parse().unwrap()), *want, "{net} {ip}");
+        }
+        for bad in [
+            "",
+            "1.2.3",
+            "1.2.3.4/33",
+            "::/129",
+            "1.2.3.4/x",
+            "host.example",
+        ] {
+            assert!(Net::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn constant_time_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}
