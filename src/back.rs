@@ -30,6 +30,8 @@ pub struct Connector {
     pub target: Target,
     pub auth: Option<RedisAuth>,
     pub keep_alive: Option<Duration>,
+    /// 2 (webdis's RESP2) or 3 (`HELLO 3` on connect).
+    pub protocol: u8,
 }
 
 pub enum Stream {
@@ -125,9 +127,24 @@ pub enum State {
 /// Who the next reply belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Waiter {
-    Front { key: usize, gen: u32, seq: u64 },
+    Front {
+        key: usize,
+        gen: u32,
+        seq: u64,
+    },
     Auth,
+    /// `HELLO 3` (RESP3), with AUTH folded in when credentials are configured.
+    Hello {
+        auth: bool,
+    },
     Select,
+}
+
+impl Waiter {
+    /// A reply to our own connection handshake.
+    pub fn is_handshake(&self) -> bool {
+        !matches!(self, Waiter::Front { .. })
+    }
 }
 
 pub struct Back {
@@ -199,27 +216,46 @@ impl Back {
         // The handshake goes in front of any commands queued while this connection was
         // being created (a first DB-prefix or blocking request).
         let mut hs = Vec::new();
-        let mut hs_waiters = 0;
-        match &c.auth {
-            Some(RedisAuth::Password(p)) => {
-                hs.extend_from_slice(b"*2\r\n$4\r\nAUTH\r\n");
-                write_bulk(&mut hs, p.as_bytes());
-                self.waiters.push_front(Waiter::Auth);
-                hs_waiters += 1;
+        let mut hs_waiters: smallvec::SmallVec<[Waiter; 2]> = smallvec::SmallVec::new();
+        let creds = match &c.auth {
+            Some(RedisAuth::Password(p)) => Some(("default", p.as_str())),
+            Some(RedisAuth::User(u, p)) => Some((u.as_str(), p.as_str())),
+            None => None,
+        };
+        if c.protocol == 3 {
+            // HELLO 3 switches to RESP3 and authenticates in the same round trip.
+            match creds {
+                Some((u, p)) => {
+                    hs.extend_from_slice(b"*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n");
+                    write_bulk(&mut hs, u.as_bytes());
+                    write_bulk(&mut hs, p.as_bytes());
+                }
+                None => hs.extend_from_slice(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"),
             }
-            Some(RedisAuth::User(u, p)) => {
-                hs.extend_from_slice(b"*3\r\n$4\r\nAUTH\r\n");
-                write_bulk(&mut hs, u.as_bytes());
-                write_bulk(&mut hs, p.as_bytes());
-                self.waiters.push_front(Waiter::Auth);
-                hs_waiters += 1;
+            hs_waiters.push(Waiter::Hello {
+                auth: creds.is_some(),
+            });
+        } else if let Some(auth) = &c.auth {
+            match auth {
+                RedisAuth::Password(p) => {
+                    hs.extend_from_slice(b"*2\r\n$4\r\nAUTH\r\n");
+                    write_bulk(&mut hs, p.as_bytes());
+                }
+                RedisAuth::User(u, p) => {
+                    hs.extend_from_slice(b"*3\r\n$4\r\nAUTH\r\n");
+                    write_bulk(&mut hs, u.as_bytes());
+                    write_bulk(&mut hs, p.as_bytes());
+                }
             }
-            None => {}
+            hs_waiters.push(Waiter::Auth);
         }
         if self.db != 0 {
             hs.extend_from_slice(b"*2\r\n$6\r\nSELECT\r\n");
             write_bulk(&mut hs, itoa::Buffer::new().format(self.db).as_bytes());
-            self.waiters.insert(hs_waiters, Waiter::Select);
+            hs_waiters.push(Waiter::Select);
+        }
+        for w in hs_waiters.into_iter().rev() {
+            self.waiters.push_front(w);
         }
         self.gate = (!hs.is_empty()).then_some(hs.len());
         if !hs.is_empty() {

@@ -11,6 +11,7 @@ pub enum Output {
     #[default]
     Json,
     Raw,
+    Msgpack,
     Custom,
 }
 
@@ -32,6 +33,7 @@ fn format_for_extension(ext: &[u8]) -> Option<Format> {
         b"json" => (Output::Json, "application/json"),
         b"js" => (Output::Json, "application/javascript"),
         b"raw" => (Output::Raw, "binary/octet-stream"),
+        b"msg" => (Output::Msgpack, "application/x-msgpack"),
         b"bin" => (Output::Custom, "binary/octet-stream"),
         b"txt" => (Output::Custom, "text/plain"),
         b"html" => (Output::Custom, "text/html"),
@@ -489,7 +491,7 @@ mod tests {
             ("GET/k.js", &[b"GET", b"k"], None, "application/javascript"),
             ("GET/k.raw", &[b"GET", b"k"], None, "binary/octet-stream"),
             ("GET/k.jpeg", &[b"GET", b"k"], None, "image/jpeg"),
-            ("GET/k.msg", &[b"GET", b"k.msg"], None, "application/json"),
+            ("GET/k.msg", &[b"GET", b"k"], None, "application/x-msgpack"),
             ("/GET/k1", &[b"GET", b"k1"], None, "application/json"),
             ("7", &[b"7"], None, "application/json"),
             (

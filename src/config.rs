@@ -48,6 +48,8 @@ pub struct Config {
     pub etag: bool,
     /// Pin each worker thread to a core.
     pub cpu_affinity: bool,
+    /// RESP version spoken to Redis: 2 (webdis) or 3 (`HELLO 3` on connect).
+    pub redis_protocol: u8,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             ssl: None,
             etag: true,
             cpu_affinity: true,
+            redis_protocol: 2,
         }
     }
 }
@@ -223,6 +226,10 @@ impl Config {
                 "ssl" => v.is_object().then(|| c.ssl = Some(v.clone())),
                 "etag" => r.boolean(v).map(|b| c.etag = b),
                 "cpu_affinity" => r.boolean(v).map(|b| c.cpu_affinity = b),
+                "redis_protocol" => r
+                    .number(v)
+                    .filter(|&n| n == 2 || n == 3)
+                    .map(|n| c.redis_protocol = n as u8),
                 _ => None,
             };
             if ok.is_none() {

@@ -3,7 +3,7 @@
 
 use crate::command::Output;
 use crate::front::Meta;
-use crate::render::{custom, json};
+use crate::render::{custom, json, msgpack};
 use crate::response::{self, DateCache, Head, Open, Status};
 
 /// The response to a request whose command produced `frame`.
@@ -35,6 +35,11 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
         Output::Raw => {
             let o = response::open(out, &head, date, frame.len());
             out.extend_from_slice(frame);
+            o
+        }
+        Output::Msgpack => {
+            let o = response::open(out, &head, date, frame.len() + meta.name.len() + 4);
+            msgpack::render(out, &meta.name, frame, meta.shape);
             o
         }
         Output::Custom => {

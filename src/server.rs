@@ -80,6 +80,7 @@ pub fn start(config: Config) -> Result<Server, StartError> {
         auth: config.redis_auth.clone(),
         keep_alive: (config.keep_alive_sec > 0)
             .then(|| Duration::from_secs(u64::from(config.keep_alive_sec))),
+        protocol: config.redis_protocol,
     };
     let threads = config.threads.max(1);
     let shared = Arc::new(Shared {

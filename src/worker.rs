@@ -761,28 +761,34 @@ impl Worker {
                         );
                     }
                 }
-                Some(w @ (Waiter::Auth | Waiter::Select)) => {
-                    if frame.first() == Some(&b'-') {
+                Some(w) => {
+                    debug_assert!(w.is_handshake());
+                    if matches!(frame.first(), Some(b'-' | b'!')) {
                         let msg = String::from_utf8_lossy(frame.get(1..n - 2).unwrap_or(b""));
-                        let (what, status) = match w {
-                            Waiter::Auth => ("Authentication failed", Status::Unavailable),
-                            _ => ("SELECT failed", Status::BadRequest),
+                        let what = match w {
+                            Waiter::Select => "SELECT failed",
+                            Waiter::Hello { auth: false } => {
+                                "HELLO 3 failed (redis_protocol 3 needs Redis 6 or later)"
+                            }
+                            _ => "Authentication failed",
                         };
                         log!(Level::Error, "{what}: {msg}");
-                        if status == Status::Unavailable {
-                            // Redis refused our credentials: the operator's problem, logged
-                            // above; clients get the plain 503 they get for any outage.
-                            self.back_failed(b, Instant::now());
-                        } else {
+                        if w == Waiter::Select {
+                            // The database does not exist: its requests get 400 with
+                            // Redis's message, never a run on another database.
                             let msg = frame.get(1..n - 2).unwrap_or(b"").to_vec();
-                            self.back_refused(b, status, &msg);
+                            self.back_refused(b, Status::BadRequest, &msg);
+                        } else {
+                            // Redis refused our credentials or protocol: the operator's
+                            // problem, logged above; clients get the 503 of any outage.
+                            self.back_failed(b, Instant::now());
                         }
                         return false;
                     }
-                    if w == Waiter::Auth {
+                    if matches!(w, Waiter::Auth | Waiter::Hello { auth: true }) {
                         log!(Level::Info, "Authentication succeeded: OK");
                     }
-                    if !matches!(back.waiters.front(), Some(Waiter::Auth | Waiter::Select)) {
+                    if !back.waiters.front().is_some_and(Waiter::is_handshake) {
                         back.open_gate();
                         if !back.dirty {
                             back.dirty = true;
@@ -1051,8 +1057,8 @@ fn fill_meta(
     meta.output = cmd.format.output;
     meta.content_type = cmd.format.content_type;
     meta.shape = match cmd.format.output {
-        Output::Json => Shape::for_command(cmd.name),
-        _ => Shape::Plain,
+        Output::Json | Output::Msgpack => Shape::for_command(cmd.name),
+        Output::Raw | Output::Custom => Shape::Plain,
     };
     let jsonp = query.jsonp.filter(|_| cmd.format.output == Output::Json);
     if jsonp.is_some()

@@ -326,3 +326,35 @@ fn database_config_key_sets_default_db() {
     redis.cmd_in_db(5, &["RPUSH", "bl", "x"]);
     assert_bytes(&gw.get("/BLPOP/bl/1"), &ok_json(r#"{"BLPOP":["bl","x"]}"#));
 }
+
+#[test]
+fn redis_protocol_3_renders_resp3_replies() {
+    let redis = Redis::start_with(&["--requirepass", "s3cret"]);
+    redis.cmd(&["AUTH", "s3cret"]);
+    let gw = Gateway::start(&redis, r#""redis_protocol":3,"redis_auth":"s3cret""#);
+    assert_bytes(&gw.get("/HSET/h/f1/v1"), &ok_json(r#"{"HSET":1}"#));
+    assert_bytes(&gw.get("/ZADD/z/1.5/m"), &ok_json(r#"{"ZADD":1}"#));
+    // A map reply is an object, a double is a number (RESP2 would give "1.5").
+    assert_bytes(
+        &gw.get("/HGETALL/h"),
+        &ok_json(r#"{"HGETALL":{"f1":"v1"}}"#),
+    );
+    assert_bytes(&gw.get("/ZSCORE/z/m"), &ok_json(r#"{"ZSCORE":1.5}"#));
+    assert_bytes(
+        &gw.get("/SISMEMBER/nokey/x"),
+        &ok_json(r#"{"SISMEMBER":0}"#),
+    );
+    // Raw output is the RESP3 reply as received.
+    let raw = gw.get("/HGETALL/h.raw");
+    assert_eq!(raw.body, b"%1\r\n$2\r\nf1\r\n$2\r\nv1\r\n");
+    let msg = gw.get("/ZSCORE/z/m.msg");
+    assert_eq!(
+        msg.body,
+        b"\x81\xa6ZSCORE\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"
+    );
+    assert!(
+        gw.log().contains("I Authentication succeeded: OK"),
+        "{}",
+        gw.log()
+    );
+}

@@ -884,3 +884,36 @@ fn more_shapes_and_numbers() {
         resp.body_str()
     );
 }
+
+#[test]
+fn msgpack_output_exact_bytes() {
+    let (redis, gw) = setup();
+    redis.cmd(&["SET", "big", "10000000000"]);
+    redis.cmd(&["RPUSH", "l", "abc", "def"]);
+    redis.cmd(&["HSET", "h", "f1", "v1"]);
+    let msg = Some("application/x-msgpack");
+    let mut c = Checks::new();
+    for (path, body) in [
+        ("/SET/k/v1.msg", &b"\x81\xa3SET\x92\xc3\xa2OK"[..]),
+        ("/GET/k.msg", b"\x81\xa3GET\xa2v1"),
+        ("/GET/nokey.msg", b"\x81\xa3GET\xc0"),
+        (
+            "/INCR/big.msg",
+            b"\x81\xa4INCR\xcf\x00\x00\x00\x02\x54\x0b\xe4\x01",
+        ),
+        ("/LRANGE/l/0/-1.msg", b"\x81\xa6LRANGE\x92\xa3abc\xa3def"),
+        (
+            "/EVAL/return%20%7B1,%7B2,3%7D,'s'%7D/0.msg",
+            b"\x81\xa4EVAL\x93\x01\x92\x02\x03\xa1s",
+        ),
+        ("/HGETALL/h.msg", b"\x81\xa7HGETALL\x81\xa2f1\xa2v1"),
+        ("/HGETALL/none.msg", b"\x81\xa7HGETALL\x80"),
+        (
+            "/INCR/l.msg",
+            b"\x81\xa4INCR\x92\xc2\xda\x00\x41WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+    ] {
+        c.expect(&format!("GET {path}"), &gw.get(path), 200, msg, body);
+    }
+    c.finish();
+}

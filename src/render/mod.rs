@@ -3,6 +3,7 @@
 
 pub mod custom;
 pub mod json;
+pub mod msgpack;
 
 use crate::resp::{Item, Reader};
 
