@@ -24,9 +24,16 @@ deps:
 	  echo "Installing redis-server with apt-get"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
+# wrk for the load test; libclang for bindgen, which builds the test Redis module
+# (tests/module, loaded by tests/modules.rs).
 deps-test: deps
-	@command -v wrk >/dev/null || { \
-	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	dpkg -s libclang-dev >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing$$missing with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 # Starts a private Redis on the configured port unless one already answers there,
 # then runs webdis-rs in the foreground with $(CONFIG). The private Redis stops with it.

@@ -1,0 +1,151 @@
+//! Redis module commands through the gateway (issue: modules and RESP3). The test
+//! module in `tests/module/` (Rust, `redis-module` crate) is built once and loaded with
+//! `redis-server --loadmodule`; its commands are called in every output format with
+//! `redis_protocol` 2 and 3.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Builds the test module (once per test run) and returns the path of the library.
+fn module() -> &'static PathBuf {
+    static MODULE: OnceLock<PathBuf> = OnceLock::new();
+    MODULE.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/module");
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(dir.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", dir.join("target"))
+            .output()
+            .expect("run cargo");
+        assert!(
+            out.status.success(),
+            "building the test module failed (it needs libclang for bindgen: `make test` \
+             installs libclang-dev):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lib = dir.join("target/release/libwebdis_test_module.so");
+        assert!(lib.exists(), "no {}", lib.display());
+        lib
+    })
+}
+
+fn start(protocol: u8) -> (Redis, Gateway) {
+    let redis = Redis::start_with(&["--loadmodule", module().to_str().unwrap()]);
+    let gw = Gateway::start(&redis, &format!(r#""redis_protocol":{protocol}"#));
+    (redis, gw)
+}
+
+const BIG: &str = "1234567890123456789012345678901234567890";
+
+#[test]
+fn tutorial_command_with_a_dotted_name() {
+    for protocol in [2, 3] {
+        let (_redis, gw) = start(protocol);
+        let mut c = Checks::new();
+        let json = Some("application/json");
+        c.expect(
+            "first",
+            &gw.get("/example.hgetset/h/f/v1"),
+            200,
+            json,
+            br#"{"example.hgetset":null}"#,
+        );
+        c.expect(
+            "second",
+            &gw.get("/example.hgetset/h/f/v2"),
+            200,
+            json,
+            br#"{"example.hgetset":"v1"}"#,
+        );
+        c.expect("HGET", &gw.get("/HGET/h/f"), 200, json, br#"{"HGET":"v2"}"#);
+        c.expect(
+            ".txt on the last segment only",
+            &gw.get("/example.hgetset/h/f/v3.txt"),
+            200,
+            Some("text/plain"),
+            b"v2",
+        );
+        c.expect(
+            "wrong arity",
+            &gw.get("/example.hgetset/h"),
+            200,
+            json,
+            br#"{"example.hgetset":[false,"ERR wrong number of arguments for 'example.hgetset' command"]}"#,
+        );
+        c.finish();
+    }
+}
+
+#[test]
+fn every_resp3_type_in_every_format() {
+    let json = Some("application/json");
+    // RESP3: the module's map reaches the gateway as a map.
+    let (_redis, gw) = start(3);
+    let mut c = Checks::new();
+    c.expect(
+        "json",
+        &gw.get("/example.types"),
+        200,
+        json,
+        format!(
+            r#"{{"example.types":{{"bignum":"{BIG}","bool":true,"double":1.5,"map":{{"a":1}},"nested":[1,["a"]],"null":null,"set":["x"],"verbatim":"hello"}}}}"#
+        )
+        .as_bytes(),
+    );
+    c.expect(
+        "raw",
+        &gw.get("/example.types.raw"),
+        200,
+        Some("binary/octet-stream"),
+        format!(
+            "%8\r\n$6\r\nbignum\r\n({BIG}\r\n$4\r\nbool\r\n#t\r\n$6\r\ndouble\r\n,1.5\r\n$3\r\nmap\r\n%1\r\n$1\r\na\r\n:1\r\n$6\r\nnested\r\n*2\r\n:1\r\n*1\r\n+a\r\n$4\r\nnull\r\n_\r\n$3\r\nset\r\n~1\r\n$1\r\nx\r\n$8\r\nverbatim\r\n=9\r\ntxt:hello\r\n"
+        )
+        .as_bytes(),
+    );
+    let mut msg = b"\x81\xadexample.types\x88\xa6bignum\xda\x00\x28".to_vec();
+    msg.extend_from_slice(BIG.as_bytes());
+    msg.extend_from_slice(b"\xa4bool\xc3\xa6double\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00");
+    msg.extend_from_slice(b"\xa3map\x81\xa1a\x01\xa6nested\x92\x01\x91\xa1a\xa4null\xc0");
+    msg.extend_from_slice(b"\xa3set\x91\xa1x\xa8verbatim\xa5hello");
+    c.expect(
+        "msgpack",
+        &gw.get("/example.types.msg"),
+        200,
+        Some("application/x-msgpack"),
+        &msg,
+    );
+    c.expect(
+        "custom",
+        &gw.get("/example.types.txt"),
+        400,
+        json,
+        br#"{"error":"Bad Request"}"#,
+    );
+    c.finish();
+
+    // RESP2: Redis translates the same reply (a map becomes a flat array, and so on).
+    let (_redis, gw) = start(2);
+    let mut c = Checks::new();
+    c.expect(
+        "json",
+        &gw.get("/example.types"),
+        200,
+        json,
+        format!(
+            r#"{{"example.types":["bignum","{BIG}","bool",1,"double","1.5","map",["a",1],"nested",[1,["a"]],"null",null,"set",["x"],"verbatim","hello"]}}"#
+        )
+        .as_bytes(),
+    );
+    c.expect(
+        "custom",
+        &gw.get("/example.types.txt?sep=,"),
+        200,
+        Some("text/plain"),
+        format!("bignum,{BIG},bool,double,1.5,map,nested,null,set,verbatim,hello").as_bytes(),
+    );
+    c.finish();
+}
