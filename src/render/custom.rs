@@ -7,8 +7,10 @@
 //!
 //! RESP3 (webdis answered 400 to all of it): verbatim strings are written like bulk
 //! strings, bulk errors like errors (`-` marker), doubles and big numbers as their text,
-//! booleans as `true`/`false`, sets and pushes like arrays (verbatim elements count as
-//! strings). Maps have no natural byte form: [`Custom::Unsupported`].
+//! booleans as `true`/`false`, sets and pushes like arrays, and maps like the flat array
+//! of keys and values RESP2 sends for them; inside aggregates verbatim strings, big
+//! numbers and doubles count as strings. So a reply gives the same text under RESP2 and
+//! RESP3. [`Custom::Unsupported`] is left for a frame that cannot be read.
 
 use super::skip_children;
 use crate::resp::{Item, Reader};
@@ -45,11 +47,13 @@ pub fn render(out: &mut Vec<u8>, frame: &[u8], sep: &[u8]) -> Custom {
         }
         Item::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
         Item::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
-        Item::Array(n) | Item::Set(n) | Item::Push(n) => {
-            for i in 0..n {
+        Item::Array(_) | Item::Set(_) | Item::Push(_) | Item::Map(_) => {
+            // A map is its keys and values in order, as RESP2 sends it: the same text
+            // under both protocols. Big numbers and doubles are text, as in RESP2.
+            for i in 0..item.children() {
                 let Some(it) = r.next() else { break };
                 match it {
-                    Item::Bulk(s) | Item::Verbatim(s) => {
+                    Item::Bulk(s) | Item::Verbatim(s) | Item::BigNum(s) | Item::Double(s) => {
                         if i != 0 {
                             out.extend_from_slice(sep);
                         }
@@ -59,7 +63,6 @@ pub fn render(out: &mut Vec<u8>, frame: &[u8], sep: &[u8]) -> Custom {
                 }
             }
         }
-        Item::Map(_) => return Custom::Unsupported,
     }
     Custom::Body
 }
@@ -134,7 +137,13 @@ mod tests {
             (b"*2\r\n*1\r\n$1\r\nz\r\n$1\r\nb\r\n", b";", b";b", Body),
             (b"~2\r\n$1\r\na\r\n$1\r\nb\r\n", b" ", b"a b", Body),
             (b">2\r\n$1\r\na\r\n$1\r\nb\r\n", b"", b"ab", Body),
-            (b"%1\r\n+a\r\n:1\r\n", b"", b"", Unsupported),
+            (b"%1\r\n+a\r\n:1\r\n", b"", b"", Body),
+            (
+                b"%2\r\n$1\r\na\r\n(12\r\n$1\r\nb\r\n,1.5\r\n",
+                b",",
+                b"a,12,b,1.5",
+                Body,
+            ),
             (b"|1\r\n+k\r\n+v\r\n$2\r\nhi\r\n", b"", b"hi", Body),
             (b"", b"", b"", Unsupported),
         ];
