@@ -149,6 +149,28 @@ fn every_resp3_type_in_every_format() {
         .as_bytes(),
     );
     c.expect(
+        "raw",
+        &gw.get("/example.types.raw"),
+        200,
+        Some("binary/octet-stream"),
+        format!(
+            "*16\r\n$6\r\nbignum\r\n$40\r\n{BIG}\r\n$4\r\nbool\r\n:1\r\n$6\r\ndouble\r\n$3\r\n1.5\r\n$3\r\nmap\r\n*2\r\n$1\r\na\r\n:1\r\n$6\r\nnested\r\n*2\r\n:1\r\n*1\r\n+a\r\n$4\r\nnull\r\n$-1\r\n$3\r\nset\r\n*1\r\n$1\r\nx\r\n$8\r\nverbatim\r\n$5\r\nhello\r\n"
+        )
+        .as_bytes(),
+    );
+    let mut msg = b"\x81\xadexample.types\xdc\x00\x10\xa6bignum\xda\x00\x28".to_vec();
+    msg.extend_from_slice(BIG.as_bytes());
+    msg.extend_from_slice(b"\xa4bool\x01\xa6double\xa31.5\xa3map\x92\xa1a\x01");
+    msg.extend_from_slice(b"\xa6nested\x92\x01\x91\xa1a\xa4null\xc0\xa3set\x91\xa1x");
+    msg.extend_from_slice(b"\xa8verbatim\xa5hello");
+    c.expect(
+        "msgpack",
+        &gw.get("/example.types.msg"),
+        200,
+        Some("application/x-msgpack"),
+        &msg,
+    );
+    c.expect(
         "custom",
         &gw.get("/example.types.txt?sep=,"),
         200,
