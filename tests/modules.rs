@@ -88,96 +88,88 @@ fn tutorial_command_with_a_dotted_name() {
     }
 }
 
+/// What `example.types` must give in each format under one protocol setting.
+struct Expected {
+    json: String,
+    raw: String,
+    msgpack: Vec<u8>,
+}
+
+/// Calls `example.types` in JSON, raw, MessagePack and text through a gateway speaking
+/// `protocol` to Redis.
+fn check_formats(protocol: u8, want: Expected) {
+    let (_redis, gw) = start(protocol);
+    let mut c = Checks::new();
+    let get = |ext: &str| gw.get(&format!("/example.types{ext}"));
+    c.expect(
+        "json",
+        &get(""),
+        200,
+        Some("application/json"),
+        want.json.as_bytes(),
+    );
+    c.expect(
+        "raw",
+        &get(".raw"),
+        200,
+        Some("binary/octet-stream"),
+        want.raw.as_bytes(),
+    );
+    c.expect(
+        "msgpack",
+        &get(".msg"),
+        200,
+        Some("application/x-msgpack"),
+        &want.msgpack,
+    );
+    c.expect(
+        "text",
+        &get(".txt?sep=,"),
+        200,
+        Some("text/plain"),
+        TYPES_TXT.as_bytes(),
+    );
+    c.finish();
+}
+
 #[test]
 fn every_resp3_type_in_every_format() {
-    let json = Some("application/json");
     // RESP3: the module's map reaches the gateway as a map.
-    let (_redis, gw) = start(3);
-    let mut c = Checks::new();
-    c.expect(
-        "json",
-        &gw.get("/example.types"),
-        200,
-        json,
-        format!(
-            r#"{{"example.types":{{"bignum":"{BIG}","bool":true,"double":1.5,"map":{{"a":1}},"nested":[1,["a"]],"null":null,"set":["x"],"verbatim":"hello"}}}}"#
-        )
-        .as_bytes(),
+    let mut msgpack = b"\x81\xadexample.types\x88\xa6bignum\xda\x00\x28".to_vec();
+    msgpack.extend_from_slice(BIG.as_bytes());
+    msgpack.extend_from_slice(b"\xa4bool\xc3\xa6double\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00");
+    msgpack.extend_from_slice(b"\xa3map\x81\xa1a\x01\xa6nested\x92\x01\x91\xa1a\xa4null\xc0");
+    msgpack.extend_from_slice(b"\xa3set\x91\xa1x\xa8verbatim\xa5hello");
+    check_formats(
+        3,
+        Expected {
+            json: format!(
+                r#"{{"example.types":{{"bignum":"{BIG}","bool":true,"double":1.5,"map":{{"a":1}},"nested":[1,["a"]],"null":null,"set":["x"],"verbatim":"hello"}}}}"#
+            ),
+            raw: format!(
+                "%8\r\n$6\r\nbignum\r\n({BIG}\r\n$4\r\nbool\r\n#t\r\n$6\r\ndouble\r\n,1.5\r\n$3\r\nmap\r\n%1\r\n$1\r\na\r\n:1\r\n$6\r\nnested\r\n*2\r\n:1\r\n*1\r\n+a\r\n$4\r\nnull\r\n_\r\n$3\r\nset\r\n~1\r\n$1\r\nx\r\n$8\r\nverbatim\r\n=9\r\ntxt:hello\r\n"
+            ),
+            msgpack,
+        },
     );
-    c.expect(
-        "raw",
-        &gw.get("/example.types.raw"),
-        200,
-        Some("binary/octet-stream"),
-        format!(
-            "%8\r\n$6\r\nbignum\r\n({BIG}\r\n$4\r\nbool\r\n#t\r\n$6\r\ndouble\r\n,1.5\r\n$3\r\nmap\r\n%1\r\n$1\r\na\r\n:1\r\n$6\r\nnested\r\n*2\r\n:1\r\n*1\r\n+a\r\n$4\r\nnull\r\n_\r\n$3\r\nset\r\n~1\r\n$1\r\nx\r\n$8\r\nverbatim\r\n=9\r\ntxt:hello\r\n"
-        )
-        .as_bytes(),
-    );
-    let mut msg = b"\x81\xadexample.types\x88\xa6bignum\xda\x00\x28".to_vec();
-    msg.extend_from_slice(BIG.as_bytes());
-    msg.extend_from_slice(b"\xa4bool\xc3\xa6double\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00");
-    msg.extend_from_slice(b"\xa3map\x81\xa1a\x01\xa6nested\x92\x01\x91\xa1a\xa4null\xc0");
-    msg.extend_from_slice(b"\xa3set\x91\xa1x\xa8verbatim\xa5hello");
-    c.expect(
-        "msgpack",
-        &gw.get("/example.types.msg"),
-        200,
-        Some("application/x-msgpack"),
-        &msg,
-    );
-    c.expect(
-        "custom",
-        &gw.get("/example.types.txt?sep=,"),
-        200,
-        Some("text/plain"),
-        TYPES_TXT.as_bytes(),
-    );
-    c.finish();
-
     // RESP2: Redis translates the same reply (a map becomes a flat array, and so on).
-    let (_redis, gw) = start(2);
-    let mut c = Checks::new();
-    c.expect(
-        "json",
-        &gw.get("/example.types"),
-        200,
-        json,
-        format!(
-            r#"{{"example.types":["bignum","{BIG}","bool",1,"double","1.5","map",["a",1],"nested",[1,["a"]],"null",null,"set",["x"],"verbatim","hello"]}}"#
-        )
-        .as_bytes(),
+    let mut msgpack = b"\x81\xadexample.types\xdc\x00\x10\xa6bignum\xda\x00\x28".to_vec();
+    msgpack.extend_from_slice(BIG.as_bytes());
+    msgpack.extend_from_slice(b"\xa4bool\x01\xa6double\xa31.5\xa3map\x92\xa1a\x01");
+    msgpack.extend_from_slice(b"\xa6nested\x92\x01\x91\xa1a\xa4null\xc0\xa3set\x91\xa1x");
+    msgpack.extend_from_slice(b"\xa8verbatim\xa5hello");
+    check_formats(
+        2,
+        Expected {
+            json: format!(
+                r#"{{"example.types":["bignum","{BIG}","bool",1,"double","1.5","map",["a",1],"nested",[1,["a"]],"null",null,"set",["x"],"verbatim","hello"]}}"#
+            ),
+            raw: format!(
+                "*16\r\n$6\r\nbignum\r\n$40\r\n{BIG}\r\n$4\r\nbool\r\n:1\r\n$6\r\ndouble\r\n$3\r\n1.5\r\n$3\r\nmap\r\n*2\r\n$1\r\na\r\n:1\r\n$6\r\nnested\r\n*2\r\n:1\r\n*1\r\n+a\r\n$4\r\nnull\r\n$-1\r\n$3\r\nset\r\n*1\r\n$1\r\nx\r\n$8\r\nverbatim\r\n$5\r\nhello\r\n"
+            ),
+            msgpack,
+        },
     );
-    c.expect(
-        "raw",
-        &gw.get("/example.types.raw"),
-        200,
-        Some("binary/octet-stream"),
-        format!(
-            "*16\r\n$6\r\nbignum\r\n$40\r\n{BIG}\r\n$4\r\nbool\r\n:1\r\n$6\r\ndouble\r\n$3\r\n1.5\r\n$3\r\nmap\r\n*2\r\n$1\r\na\r\n:1\r\n$6\r\nnested\r\n*2\r\n:1\r\n*1\r\n+a\r\n$4\r\nnull\r\n$-1\r\n$3\r\nset\r\n*1\r\n$1\r\nx\r\n$8\r\nverbatim\r\n$5\r\nhello\r\n"
-        )
-        .as_bytes(),
-    );
-    let mut msg = b"\x81\xadexample.types\xdc\x00\x10\xa6bignum\xda\x00\x28".to_vec();
-    msg.extend_from_slice(BIG.as_bytes());
-    msg.extend_from_slice(b"\xa4bool\x01\xa6double\xa31.5\xa3map\x92\xa1a\x01");
-    msg.extend_from_slice(b"\xa6nested\x92\x01\x91\xa1a\xa4null\xc0\xa3set\x91\xa1x");
-    msg.extend_from_slice(b"\xa8verbatim\xa5hello");
-    c.expect(
-        "msgpack",
-        &gw.get("/example.types.msg"),
-        200,
-        Some("application/x-msgpack"),
-        &msg,
-    );
-    c.expect(
-        "custom",
-        &gw.get("/example.types.txt?sep=,"),
-        200,
-        Some("text/plain"),
-        TYPES_TXT.as_bytes(),
-    );
-    c.finish();
 }
 
 /// `.txt?sep=,` of `example.types`, the same under both protocols: the strings of the
