@@ -161,6 +161,8 @@ pub struct Back {
     pub backoff: Duration,
     /// When the last connect attempt started.
     pub attempted: Option<Instant>,
+    /// Redis refused our credentials on the last attempt.
+    pub auth_failed: bool,
     /// Listed in the worker's to-flush list.
     pub dirty: bool,
 }
@@ -187,6 +189,7 @@ impl Back {
             gate: None,
             backoff: MIN_BACKOFF,
             attempted: None,
+            auth_failed: false,
             dirty: false,
         }
     }
@@ -275,9 +278,10 @@ impl Back {
         self.state = if self.gate.is_some() {
             State::Handshake
         } else {
+            // No handshake: connected is up. (With one, `open_gate` says so.)
+            self.backoff = MIN_BACKOFF;
             State::Ready
         };
-        self.backoff = MIN_BACKOFF;
         Ok(true)
     }
 
@@ -316,6 +320,8 @@ impl Back {
     pub fn open_gate(&mut self) {
         self.gate = None;
         self.state = State::Ready;
+        self.backoff = MIN_BACKOFF;
+        self.auth_failed = false;
     }
 
     /// Drops the socket and everything queued; returns the waiters to fail.

@@ -50,6 +50,9 @@ const IDLE_BLOCKING: usize = 8;
 /// Most blocking commands running at once per worker.
 const MAX_BLOCKING: usize = 512;
 
+/// The body of the 503 sent while Redis refuses the configured credentials.
+const AUTH_FAILED: &[u8] = b"Redis authentication failed";
+
 const CROSSDOMAIN: &[u8] = b"<?xml version=\"1.0\"?>\n<!DOCTYPE cross-domain-policy SYSTEM \"http://www.macromedia.com/xml/dtds/cross-domain-policy.dtd\">\n<cross-domain-policy>\n<allow-access-from domain=\"*\" />\n</cross-domain-policy>\n";
 
 /// The back connections of a worker.
@@ -71,6 +74,8 @@ enum Immediate {
     Options,
     Crossdomain,
     Error(Status),
+    /// 503: Redis refuses the configured credentials.
+    AuthFailed,
 }
 
 /// What became of a request at dispatch.
@@ -473,6 +478,9 @@ impl Worker {
                                 }
                                 Dispatched::Sent((cmd.route == Route::Blocking).then_some(b))
                             }
+                            None if self.backs.auth_failed() => {
+                                Dispatched::Now(Immediate::AuthFailed)
+                            }
                             None => Dispatched::Now(Immediate::Error(Status::Unavailable)),
                         }
                     }
@@ -517,6 +525,9 @@ impl Worker {
                         response::write(out, &head, date, CROSSDOMAIN, meta.head_only);
                     }
                     Immediate::Error(status) => reply::error(out, meta, status, date),
+                    Immediate::AuthFailed => {
+                        reply::error_with(out, meta, Status::Unavailable, AUTH_FAILED, date)
+                    }
                 });
                 if last == Some(true) {
                     f.closing = Closing::AfterFlush;
@@ -765,22 +776,29 @@ impl Worker {
                     debug_assert!(w.is_handshake());
                     if matches!(frame.first(), Some(b'-' | b'!')) {
                         let msg = String::from_utf8_lossy(frame.get(1..n - 2).unwrap_or(b""));
-                        let what = match w {
-                            Waiter::Select => "SELECT failed",
-                            Waiter::Hello { auth: false } => {
-                                "HELLO 3 failed (redis_protocol 3 needs Redis 6 or later)"
-                            }
-                            _ => "Authentication failed",
+                        let (what, auth) = match w {
+                            Waiter::Select => ("SELECT failed", false),
+                            Waiter::Hello { auth: false } => (
+                                "HELLO 3 failed (redis_protocol 3 needs Redis 6 or later)",
+                                false,
+                            ),
+                            _ => ("Authentication failed", true),
                         };
-                        log!(Level::Error, "{what}: {msg}");
+                        // Once per series of failed attempts, not once per retry.
+                        if !back.auth_failed {
+                            log!(Level::Error, "{what}: {msg}");
+                        }
                         if w == Waiter::Select {
                             // The database does not exist: its requests get 400 with
                             // Redis's message, never a run on another database.
                             let msg = frame.get(1..n - 2).unwrap_or(b"").to_vec();
                             self.back_refused(b, Status::BadRequest, &msg);
+                        } else if auth {
+                            // The operator's problem, logged above; clients are told
+                            // what it is, not sent a stream of NOAUTH replies.
+                            back.auth_failed = true;
+                            self.back_refused(b, Status::Unavailable, AUTH_FAILED);
                         } else {
-                            // Redis refused our credentials or protocol: the operator's
-                            // problem, logged above; clients get the 503 of any outage.
                             self.back_failed(b, Instant::now());
                         }
                         return false;
@@ -1000,6 +1018,11 @@ impl Backs {
             return Some(b);
         }
         None
+    }
+
+    /// Every shared connection is down because Redis refused our credentials.
+    fn auth_failed(&self) -> bool {
+        !self.pool.is_empty() && self.pool.iter().all(|&b| self.slab[b].auth_failed)
     }
 
     /// A blocking connection finished its command: keep it for the next one.
