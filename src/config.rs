@@ -50,6 +50,8 @@ pub struct Config {
     pub cpu_affinity: bool,
     /// RESP version spoken to Redis: 2 (webdis) or 3 (`HELLO 3` on connect).
     pub redis_protocol: u8,
+    /// Seconds a SIGTERM/SIGINT leaves the requests in flight to finish.
+    pub shutdown_grace: u64,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             etag: true,
             cpu_affinity: true,
             redis_protocol: 2,
+            shutdown_grace: 10,
         }
     }
 }
@@ -226,6 +229,7 @@ impl Config {
                 "ssl" => v.is_object().then(|| c.ssl = Some(v.clone())),
                 "etag" => r.boolean(v).map(|b| c.etag = b),
                 "cpu_affinity" => r.boolean(v).map(|b| c.cpu_affinity = b),
+                "shutdown_grace" => r.number(v).map(|n| c.shutdown_grace = n),
                 "redis_protocol" => r
                     .number(v)
                     .filter(|&n| n == 2 || n == 3)

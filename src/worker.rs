@@ -96,7 +96,10 @@ enum Answer<'a> {
 pub struct Worker {
     id: usize,
     poll: Poll,
-    listener: TcpListener,
+    /// `None` once shutting down: no new connections.
+    listener: Option<TcpListener>,
+    /// Shutting down: the deadline for the requests in flight.
+    draining: Option<Instant>,
     shared: Arc<Shared>,
     fronts: Slab<Front>,
     backs: Backs,
@@ -122,10 +125,12 @@ impl Worker {
     ) -> io::Result<Worker> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let listener = listener;
         Ok(Worker {
             id,
             poll,
-            listener,
+            listener: Some(listener),
+            draining: None,
             shared,
             fronts: Slab::with_capacity(1024),
             backs: Backs {
@@ -159,7 +164,7 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         log!(Level::Debug, "worker {} running", self.id);
         loop {
-            let timeout = self.ticking.then_some(TICK);
+            let timeout = (self.ticking || self.draining.is_some()).then_some(TICK);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -167,8 +172,21 @@ impl Worker {
                 log!(Level::Error, "poll failed: {e}");
                 break;
             }
-            if self.shared.stop.load(Ordering::Relaxed) {
-                break;
+            if self.draining.is_none() && self.shared.stop.load(Ordering::Relaxed) {
+                self.begin_drain();
+            }
+            if let Some(deadline) = self.draining {
+                if !self.in_flight() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    log!(
+                        Level::Warning,
+                        "worker {}: shutdown grace period over with requests in flight",
+                        self.id
+                    );
+                    break;
+                }
             }
             self.date.refresh(SystemTime::now());
             for ev in events.iter() {
@@ -192,11 +210,49 @@ impl Worker {
         log!(Level::Debug, "worker {} stopped", self.id);
     }
 
+    // ---- shutdown -------------------------------------------------------------------
+
+    /// Stops accepting, closes idle connections and stops taking new requests on the
+    /// others; the loop then runs until their responses are out or the grace period ends.
+    fn begin_drain(&mut self) {
+        let grace = Duration::from_secs(self.shared.config.shutdown_grace);
+        self.draining = Some(Instant::now() + grace);
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        let keys: Vec<usize> = self.fronts.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            let Some(f) = self.fronts.get_mut(k) else {
+                continue;
+            };
+            f.stop_parsing = true;
+            let busy = f
+                .busy
+                .as_ref()
+                .is_some_and(|b| !b.slots.is_empty() || !b.out.is_empty());
+            if !busy {
+                self.close_front(k);
+            }
+        }
+    }
+
+    /// Whether some client still waits for a response.
+    fn in_flight(&self) -> bool {
+        self.fronts.iter().any(|(_, f)| {
+            f.busy
+                .as_ref()
+                .is_some_and(|b| !b.slots.is_empty() || !b.out.is_empty())
+        })
+    }
+
     // ---- front side ----------------------------------------------------------------
 
     fn accept(&mut self) {
         loop {
-            match self.listener.accept() {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
                 Ok((mut sock, addr)) => {
                     let entry = self.fronts.vacant_entry();
                     let k = entry.key();

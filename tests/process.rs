@@ -173,3 +173,31 @@ fn sighup_reopens_the_log_and_sigterm_stops() {
         "webdis log format: {last}"
     );
 }
+
+#[test]
+fn sigterm_finishes_the_requests_in_flight() {
+    let redis = Redis::start();
+    let mut gw = Gateway::start(&redis, r#""shutdown_grace":5"#);
+    let mut idle = gw.connect();
+    idle.send(get_req("/PING").as_bytes());
+    assert_bytes(&idle.read_response(), &ok_json(r#"{"PING":[true,"PONG"]}"#));
+    let mut busy = gw.connect();
+    busy.send(get_req("/BLPOP/nolist/1").as_bytes());
+    std::thread::sleep(Duration::from_millis(200));
+    let signalled = Instant::now();
+    gw.signal(libc::SIGTERM);
+    // The idle connection is closed and new ones are refused at once.
+    assert!(
+        idle.closed_within(Duration::from_secs(1)),
+        "idle connection kept"
+    );
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while TcpStream::connect(("127.0.0.1", gw.port)).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The request in flight still gets its answer, when Redis gives it.
+    assert_bytes(&busy.read_response(), &ok_json(r#"{"BLPOP":null}"#));
+    assert!(signalled.elapsed() >= Duration::from_millis(500));
+    assert_eq!(gw.wait_exit(TIMEOUT), Some(0));
+}
