@@ -14,6 +14,7 @@ pub mod config;
 pub mod front;
 pub mod http;
 pub mod log;
+pub mod process;
 pub mod render;
 pub mod reply;
 pub mod resp;

@@ -3,7 +3,7 @@
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use webdis_rs::config::{Config, Loaded};
 use webdis_rs::log::{self as wlog, Level};
-use webdis_rs::{log, server};
+use webdis_rs::{log, process, server};
 
 const USAGE: &str = "Usage: webdis-rs [CONFIG]
 
@@ -61,13 +61,8 @@ fn main() {
         );
     }
     for (on, key) in [
-        (config.daemonize, "daemonize"),
         (config.websockets, "websockets"),
         (config.ssl.is_some(), "ssl"),
-        (
-            config.user.is_some() || config.group.is_some(),
-            "user/group",
-        ),
     ] {
         if on {
             log!(
@@ -76,9 +71,40 @@ fn main() {
             );
         }
     }
+    let (daemonize, pidfile) = (config.daemonize, config.pidfile.clone());
+    let (user, group) = (config.user.clone(), config.group.clone());
+    // Bind first, while errors still reach the terminal; then detach and drop root;
+    // only then start the worker threads.
+    let bound = server::bind(config).unwrap_or_else(|e| {
+        log!(Level::Error, "{e}");
+        wlog::sync();
+        fail(&e.to_string());
+    });
+    if daemonize {
+        if let Err(e) = process::daemonize() {
+            fail(&format!("cannot daemonize: {e}"));
+        }
+        if let Err(e) = process::write_pidfile(&pidfile) {
+            log!(Level::Error, "cannot write the pidfile {pidfile}: {e}");
+            std::process::exit(1);
+        }
+    }
+    if user.is_some() || group.is_some() {
+        if let Err(e) = process::drop_privileges(user.as_deref(), group.as_deref()) {
+            log!(Level::Error, "cannot drop privileges: {e}");
+            wlog::sync();
+            fail(&format!("cannot drop privileges: {e}"));
+        }
+        log!(
+            Level::Info,
+            "running as user {} group {}",
+            user.as_deref().unwrap_or("(unchanged)"),
+            group.as_deref().unwrap_or("(the user's)")
+        );
+    }
     let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .unwrap_or_else(|e| fail(&format!("cannot install signal handlers: {e}")));
-    let server = match server::start(config) {
+    let server = match bound.start() {
         Ok(s) => s,
         Err(e) => {
             log!(Level::Error, "{e}");
@@ -101,6 +127,9 @@ fn main() {
             _ => {
                 log!(Level::Info, "webdis-rs terminating");
                 server.stop();
+                if daemonize {
+                    let _ = std::fs::remove_file(&pidfile);
+                }
                 wlog::sync();
                 std::process::exit(0);
             }

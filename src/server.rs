@@ -1,4 +1,5 @@
-//! Starting and stopping the workers: binds one SO_REUSEPORT listener per worker, pins
+//! Starting and stopping the workers: binds one SO_REUSEPORT listener per worker (before
+//! any thread exists, so the process can still daemonize or drop privileges), then pins
 //! each worker thread to a core and gives it its own `mio::Poll`.
 
 use crate::back::{Connector, Target};
@@ -62,8 +63,16 @@ fn listener(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListe
     Ok(s.into())
 }
 
-/// Binds the listeners and starts `config.threads` workers.
-pub fn start(config: Config) -> Result<Server, StartError> {
+/// Listeners bound, no thread started yet: the process may still fork (daemonize) or
+/// drop its privileges before [`Bound::start`].
+pub struct Bound {
+    pub local_addr: SocketAddr,
+    listeners: Vec<std::net::TcpListener>,
+    shared: Arc<Shared>,
+}
+
+/// Resolves the addresses and binds one SO_REUSEPORT listener per worker.
+pub fn bind(config: Config) -> Result<Bound, StartError> {
     let addr = resolve(&config.http_host, config.http_port)?;
     // A plain bind first: SO_REUSEPORT would silently share a port that another
     // process already serves.
@@ -82,62 +91,85 @@ pub fn start(config: Config) -> Result<Server, StartError> {
             .then(|| Duration::from_secs(u64::from(config.keep_alive_sec))),
         protocol: config.redis_protocol,
     };
-    let threads = config.threads.max(1);
-    let shared = Arc::new(Shared {
-        config,
-        connector,
-        stop: AtomicBool::new(false),
-    });
-    // Pinning helps when the workers have their cores to themselves; on a machine where
-    // Redis or the clients share the cores, letting the scheduler move them is faster
-    // (measured in README "Performance"), hence `"cpu_affinity": false`.
-    let cores = if shared.config.cpu_affinity {
-        core_affinity::get_core_ids().unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let mut workers = Vec::with_capacity(threads);
-    let mut wakers = Vec::with_capacity(threads);
-    for id in 0..threads {
-        let l = listener(addr, true).map_err(|e| StartError::Bind(addr, e))?;
-        let poll = mio::Poll::new().map_err(StartError::Io)?;
-        let waker = mio::Waker::new(poll.registry(), WAKER).map_err(StartError::Io)?;
-        let worker = Worker::new(id, poll, mio::net::TcpListener::from_std(l), shared.clone())
-            .map_err(StartError::Io)?;
-        workers.push(worker);
-        wakers.push(waker);
-    }
-    let mut handles = Vec::with_capacity(threads);
-    for (id, worker) in workers.into_iter().enumerate() {
-        let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
-        let h = std::thread::Builder::new()
-            .name(format!("worker-{id}"))
-            .spawn(move || {
-                if let Some(core) = core {
-                    core_affinity::set_for_current(core);
-                }
-                let run = std::panic::AssertUnwindSafe(move || worker.run());
-                if std::panic::catch_unwind(run).is_err() {
-                    // A worker that died would leave its listener accepting connections
-                    // nobody serves: end the process so that a supervisor restarts it.
-                    log!(Level::Error, "worker {id} panicked; exiting");
-                    crate::log::sync();
-                    std::process::exit(70);
-                }
-            })
-            .map_err(StartError::Io)?;
-        handles.push(h);
-    }
-    log!(
-        Level::Info,
-        "webdis-rs listening on {addr} with {threads} workers"
-    );
-    Ok(Server {
+    let listeners = (0..config.threads.max(1))
+        .map(|_| listener(addr, true).map_err(|e| StartError::Bind(addr, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Bound {
         local_addr: addr,
-        shared,
-        wakers,
-        threads: handles,
+        listeners,
+        shared: Arc::new(Shared {
+            config,
+            connector,
+            stop: AtomicBool::new(false),
+        }),
     })
+}
+
+/// Binds and starts the workers in one go.
+pub fn start(config: Config) -> Result<Server, StartError> {
+    bind(config)?.start()
+}
+
+impl Bound {
+    /// Starts one worker thread per listener.
+    pub fn start(self) -> Result<Server, StartError> {
+        let Bound {
+            local_addr: addr,
+            listeners,
+            shared,
+        } = self;
+        let threads = listeners.len();
+        // Pinning helps when the workers have their cores to themselves; on a machine
+        // where Redis or the clients share the cores, letting the scheduler move them is
+        // faster (measured in README "Performance"), hence `"cpu_affinity": false`.
+        let cores = if shared.config.cpu_affinity {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut workers = Vec::with_capacity(threads);
+        let mut wakers = Vec::with_capacity(threads);
+        for (id, l) in listeners.into_iter().enumerate() {
+            let poll = mio::Poll::new().map_err(StartError::Io)?;
+            let waker = mio::Waker::new(poll.registry(), WAKER).map_err(StartError::Io)?;
+            let listener = mio::net::TcpListener::from_std(l);
+            let worker = Worker::new(id, poll, listener, shared.clone()).map_err(StartError::Io)?;
+            workers.push(worker);
+            wakers.push(waker);
+        }
+        let mut handles = Vec::with_capacity(threads);
+        for (id, worker) in workers.into_iter().enumerate() {
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let h = std::thread::Builder::new()
+                .name(format!("worker-{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    let run = std::panic::AssertUnwindSafe(move || worker.run());
+                    if std::panic::catch_unwind(run).is_err() {
+                        // A worker that died would leave its listener accepting
+                        // connections nobody serves: end the process so that a
+                        // supervisor restarts it.
+                        log!(Level::Error, "worker {id} panicked; exiting");
+                        crate::log::sync();
+                        std::process::exit(70);
+                    }
+                })
+                .map_err(StartError::Io)?;
+            handles.push(h);
+        }
+        log!(
+            Level::Info,
+            "webdis-rs listening on {addr} with {threads} workers"
+        );
+        Ok(Server {
+            local_addr: addr,
+            shared,
+            wakers,
+            threads: handles,
+        })
+    }
 }
 
 impl Server {

@@ -201,3 +201,108 @@ fn sigterm_finishes_the_requests_in_flight() {
     assert!(signalled.elapsed() >= Duration::from_millis(500));
     assert_eq!(gw.wait_exit(TIMEOUT), Some(0));
 }
+
+/// Whether process `pid` is gone (or only a zombie nobody reaped yet).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Err(_) => true,
+        Ok(s) => s
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z')),
+    }
+}
+
+#[test]
+fn daemonize_writes_and_removes_the_pidfile() {
+    let redis = Redis::start();
+    let dir = TempDir::new("daemon");
+    let port = free_port();
+    let pidfile = dir.join("webdis-rs.pid");
+    std::fs::write(
+        dir.join("c.json"),
+        format!(
+            r#"{{"redis_port":{},"http_host":"127.0.0.1","http_port":{port},"threads":1,
+                "daemonize":true,"pidfile":{:?},"logfile":{:?}}}"#,
+            redis.port,
+            pidfile.to_str().unwrap(),
+            dir.join("gw.log").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    // The command returns at once (its parent exits 0); the daemon goes on.
+    let (code, _, err) = run(&["c.json"], &dir);
+    assert_eq!(code, 0, "{err}");
+    let deadline = Instant::now() + TIMEOUT;
+    let pid: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.strip_suffix('\n').and_then(|p| p.parse().ok()))
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no pidfile");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let serves = Instant::now() + TIMEOUT;
+    loop {
+        if let Ok(r) = try_request(port, get_req("/PING").as_bytes()) {
+            assert_bytes(&r, &ok_json(r#"{"PING":[true,"PONG"]}"#));
+            break;
+        }
+        assert!(Instant::now() < serves, "the daemon does not serve");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill(2) on the daemon we started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + TIMEOUT;
+    while pidfile.exists() || !gone(pid) {
+        assert!(Instant::now() < deadline, "pidfile left or daemon alive");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn drops_privileges_to_the_configured_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED drops_privileges_to_the_configured_user: needs to run as root");
+        return;
+    }
+    let redis = Redis::start();
+    let gw = Gateway::start(&redis, r#""user":"nobody""#);
+    assert_bytes(&gw.get("/PING"), &ok_json(r#"{"PING":[true,"PONG"]}"#));
+    // SAFETY: getpwnam on a constant name; the uid is copied out at once.
+    let nobody = unsafe {
+        let pw = libc::getpwnam(c"nobody".as_ptr());
+        assert!(!pw.is_null());
+        (*pw).pw_uid
+    };
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let uids: Vec<u32> = uid_line[4..]
+        .split_whitespace()
+        .map(|u| u.parse().unwrap())
+        .collect();
+    assert_eq!(uids, vec![nobody; 4], "{uid_line}");
+}
+
+#[test]
+fn an_unknown_user_is_an_error() {
+    let redis = Redis::start();
+    let dir = TempDir::new("user");
+    std::fs::write(
+        dir.join("c.json"),
+        format!(
+            r#"{{"redis_port":{},"http_host":"127.0.0.1","http_port":{},"user":"no-such-user-x"}}"#,
+            redis.port,
+            free_port()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["c.json"], &dir);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot drop privileges: no such user: no-such-user-x"),
+        "{err}"
+    );
+}
