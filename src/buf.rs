@@ -81,10 +81,6 @@ impl ReadBuf {
             self.data = vec![0; size];
         }
     }
-
-    pub fn capacity(&self) -> usize {
-        self.data.len()
-    }
 }
 
 #[derive(Default)]

@@ -143,39 +143,21 @@ impl Config {
         for (key, v) in &map {
             let ok = match key.as_str() {
                 "redis_host" => r.string(v).map(|s| c.redis_host = s),
-                "redis_port" => r
-                    .number(v)
-                    .and_then(|n| u16::try_from(n).ok())
-                    .map(|n| c.redis_port = n),
+                "redis_port" => r.port(v).map(|n| c.redis_port = n),
                 "redis_auth" => match v {
-                    Value::Null => {
-                        c.redis_auth = None;
-                        Some(())
+                    Value::Null => Some(None),
+                    Value::Array(a) if a.len() == 2 => {
+                        let user = r.string(&a[0]);
+                        let pass = r.string(&a[1]);
+                        user.zip(pass).map(|(u, p)| Some(RedisAuth::User(u, p)))
                     }
-                    Value::Array(a) if a.len() == 2 => match (r.string(&a[0]), r.string(&a[1])) {
-                        (Some(u), Some(p)) => {
-                            c.redis_auth = Some(RedisAuth::User(u, p));
-                            Some(())
-                        }
-                        _ => None,
-                    },
-                    _ => r
-                        .string(v)
-                        .map(|p| c.redis_auth = Some(RedisAuth::Password(p))),
-                },
+                    _ => r.string(v).map(|p| Some(RedisAuth::Password(p))),
+                }
+                .map(|a| c.redis_auth = a),
                 "http_host" => r.string(v).map(|s| c.http_host = s),
-                "http_port" => r
-                    .number(v)
-                    .and_then(|n| u16::try_from(n).ok())
-                    .map(|n| c.http_port = n),
-                "threads" => r
-                    .number(v)
-                    .filter(|&n| (1..=1024).contains(&n))
-                    .map(|n| c.threads = n as usize),
-                "pool_size" => r
-                    .number(v)
-                    .filter(|&n| (1..=1024).contains(&n))
-                    .map(|n| c.pool_size = n as usize),
+                "http_port" => r.port(v).map(|n| c.http_port = n),
+                "threads" => r.count(v).map(|n| c.threads = n),
+                "pool_size" => r.count(v).map(|n| c.pool_size = n),
                 "http_max_request_size" => r
                     .number(v)
                     .filter(|&n| n > 0)
@@ -211,20 +193,12 @@ impl Config {
                 "logfile" => r.string(v).map(|s| c.logfile = Some(s)),
                 "verbosity" => r.number(v).map(|n| c.verbosity = n.min(8) as u8),
                 "log_fsync" => match v {
-                    Value::String(s) if s == "auto" => {
-                        c.log_fsync = LogFsync::Auto;
-                        Some(())
-                    }
-                    Value::String(s) if s == "all" => {
-                        c.log_fsync = LogFsync::All;
-                        Some(())
-                    }
-                    Value::Number(n) => n
-                        .as_u64()
-                        .filter(|&n| n > 0)
-                        .map(|n| c.log_fsync = LogFsync::Millis(n)),
+                    Value::String(s) if s == "auto" => Some(LogFsync::Auto),
+                    Value::String(s) if s == "all" => Some(LogFsync::All),
+                    Value::Number(n) => n.as_u64().filter(|&n| n > 0).map(LogFsync::Millis),
                     _ => None,
-                },
+                }
+                .map(|f| c.log_fsync = f),
                 "hiredis" => r.hiredis(v).map(|k| c.keep_alive_sec = k),
                 "ssl" => v.is_object().then(|| c.ssl = Some(v.clone())),
                 "etag" => r.boolean(v).map(|b| c.etag = b),
@@ -284,6 +258,18 @@ impl Reader<'_> {
             Value::String(_) => self.string(v)?.trim().parse().ok(),
             _ => None,
         }
+    }
+
+    /// A TCP port number.
+    fn port(&mut self, v: &Value) -> Option<u16> {
+        self.number(v).and_then(|n| u16::try_from(n).ok())
+    }
+
+    /// A count of threads or connections: 1 to 1024.
+    fn count(&mut self, v: &Value) -> Option<usize> {
+        self.number(v)
+            .filter(|n| (1..=1024).contains(n))
+            .map(|n| n as usize)
     }
 
     fn boolean(&mut self, v: &Value) -> Option<bool> {

@@ -84,8 +84,14 @@ impl Busy {
         }
     }
 
+    /// A client waits for responses: requests in flight or output not yet written.
+    pub fn awaiting(&self) -> bool {
+        !self.slots.is_empty() || !self.out.is_empty()
+    }
+
+    /// Nothing buffered either way: the buffers can go back to the pool.
     pub fn is_idle(&self) -> bool {
-        self.rbuf.is_empty() && self.out.is_empty() && self.slots.is_empty()
+        self.rbuf.is_empty() && !self.awaiting()
     }
 
     /// Readies a returned `Busy` for its next connection.

@@ -125,7 +125,7 @@ pub fn parse(buf: &mut [u8], max_body: usize) -> Result<Status, HttpError> {
     let mut facts = HeadFacts::default();
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
-        let value = trim(h.value);
+        let value = h.value.trim_ascii();
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_decimal(value).ok_or(HttpError::Malformed)?;
             if facts.content_length.is_some_and(|old| old != n) {
@@ -134,13 +134,17 @@ pub fn parse(buf: &mut [u8], max_body: usize) -> Result<Status, HttpError> {
             facts.content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Only `chunked` as the final coding can frame a request body.
-            let last = value.rsplit(|&b| b == b',').next().map(trim).unwrap_or(b"");
+            let last = value
+                .rsplit(|&b| b == b',')
+                .next()
+                .map(<[u8]>::trim_ascii)
+                .unwrap_or(b"");
             if !last.eq_ignore_ascii_case(b"chunked") {
                 return Err(HttpError::Malformed);
             }
             facts.chunked = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',').map(trim) {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
                     facts.conn_close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -212,16 +216,6 @@ fn origin_form(start: usize, path: &[u8]) -> Range<usize> {
         }
     }
     start..start + path.len()
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 /// A Content-Length value: 1 to 19 ASCII digits.

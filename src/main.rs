@@ -33,19 +33,18 @@ fn main() {
         [a] => Some(a.clone()),
         _ => fail(&format!("too many arguments\n\n{USAGE}")),
     };
-    let default_exists = std::path::Path::new("webdis.json").exists();
-    let (loaded, source) = match (&path, default_exists) {
-        (Some(p), _) => (Config::load(p), p.clone()),
-        (None, true) => (Config::load("webdis.json"), "webdis.json".to_string()),
-        (None, false) => (
-            Ok(Loaded {
-                config: Config::default(),
-                warnings: Vec::new(),
-            }),
-            String::new(),
-        ),
+    let path = path.or_else(|| {
+        std::path::Path::new("webdis.json")
+            .exists()
+            .then(|| "webdis.json".into())
+    });
+    let Loaded { config, warnings } = match &path {
+        Some(p) => Config::load(p).unwrap_or_else(|e| fail(&e.to_string())),
+        None => Loaded {
+            config: Config::default(),
+            warnings: Vec::new(),
+        },
     };
-    let Loaded { config, warnings } = loaded.unwrap_or_else(|e| fail(&e.to_string()));
     wlog::init(
         config.verbosity,
         config.logfile.as_deref(),
@@ -54,7 +53,7 @@ fn main() {
     for w in &warnings {
         log!(Level::Warning, "{w}");
     }
-    if source.is_empty() {
+    if path.is_none() {
         log!(
             Level::Notice,
             "No config file given and no ./webdis.json: using defaults"
@@ -75,25 +74,18 @@ fn main() {
     let (user, group) = (config.user.clone(), config.group.clone());
     // Bind first, while errors still reach the terminal; then detach and drop root;
     // only then start the worker threads.
-    let bound = server::bind(config).unwrap_or_else(|e| {
-        log!(Level::Error, "{e}");
-        wlog::sync();
-        fail(&e.to_string());
-    });
+    let bound = server::bind(config).unwrap_or_else(|e| fatal(&e.to_string()));
     if daemonize {
         if let Err(e) = process::daemonize() {
             fail(&format!("cannot daemonize: {e}"));
         }
         if let Err(e) = process::write_pidfile(&pidfile) {
-            log!(Level::Error, "cannot write the pidfile {pidfile}: {e}");
-            std::process::exit(1);
+            fatal(&format!("cannot write the pidfile {pidfile}: {e}"));
         }
     }
     if user.is_some() || group.is_some() {
         if let Err(e) = process::drop_privileges(user.as_deref(), group.as_deref()) {
-            log!(Level::Error, "cannot drop privileges: {e}");
-            wlog::sync();
-            fail(&format!("cannot drop privileges: {e}"));
+            fatal(&format!("cannot drop privileges: {e}"));
         }
         log!(
             Level::Info,
@@ -102,22 +94,14 @@ fn main() {
             group.as_deref().unwrap_or("(the user's)")
         );
     }
-    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .unwrap_or_else(|e| fail(&format!("cannot install signal handlers: {e}")));
-    let server = match bound.start() {
-        Ok(s) => s,
-        Err(e) => {
-            log!(Level::Error, "{e}");
-            wlog::sync();
-            fail(&e.to_string());
-        }
-    };
+    let server = bound.start().unwrap_or_else(|e| fatal(&e.to_string()));
     log!(
         Level::Info,
         "webdis-rs {} up and running",
         env!("CARGO_PKG_VERSION")
     );
-    let mut signals = signals;
     for sig in signals.forever() {
         match sig {
             SIGHUP => {
@@ -135,6 +119,13 @@ fn main() {
             }
         }
     }
+}
+
+/// A start-up error after logging began: in the log too (a daemon has no stderr).
+fn fatal(msg: &str) -> ! {
+    log!(Level::Error, "{msg}");
+    wlog::sync();
+    fail(msg);
 }
 
 fn fail(msg: &str) -> ! {

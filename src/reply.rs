@@ -11,12 +11,9 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     let extra = meta.extra.as_deref();
     let start = out.len();
     let mut head = Head {
-        status: Status::Ok,
-        minor: meta.minor,
-        keep_alive: meta.keep_alive,
-        content_type: Some(meta.content_type.as_bytes()),
         filename: extra.and_then(|e| e.filename.as_deref()),
         etag: meta.etag,
+        ..head_for(meta, Status::Ok, Some(meta.content_type.as_bytes()))
     };
     let opened: Open = match meta.output {
         Output::Json => {
@@ -87,6 +84,38 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     }
 }
 
+/// The head of the response to `meta`'s request: no filename, no ETag.
+fn head_for<'a>(meta: &Meta, status: Status, content_type: Option<&'a [u8]>) -> Head<'a> {
+    Head {
+        status,
+        minor: meta.minor,
+        keep_alive: meta.keep_alive,
+        content_type,
+        filename: None,
+        etag: false,
+    }
+}
+
+/// The answer to OPTIONS (a CORS preflight), for any path.
+pub fn options(out: &mut Vec<u8>, meta: &Meta, date: &DateCache) {
+    fixed(out, meta, b"text/html", b"", date);
+}
+
+/// `GET /crossdomain.xml`: webdis's fixed Flash policy (spec §3.6).
+pub fn crossdomain(out: &mut Vec<u8>, meta: &Meta, date: &DateCache) {
+    const CROSSDOMAIN: &[u8] = b"<?xml version=\"1.0\"?>\n<!DOCTYPE cross-domain-policy SYSTEM \"http://www.macromedia.com/xml/dtds/cross-domain-policy.dtd\">\n<cross-domain-policy>\n<allow-access-from domain=\"*\" />\n</cross-domain-policy>\n";
+    fixed(out, meta, b"application/xml", CROSSDOMAIN, date);
+}
+
+/// A 200 with a fixed body.
+fn fixed(out: &mut Vec<u8>, meta: &Meta, content_type: &[u8], body: &[u8], date: &DateCache) {
+    let head = Head {
+        etag: meta.etag,
+        ..head_for(meta, Status::Ok, Some(content_type))
+    };
+    response::write(out, &head, date, body, meta.head_only);
+}
+
 /// Whether an `If-None-Match` value names this ETag: `*`, or a comma-separated list of
 /// entity tags, weak (`W/"..."`) or strong, compared by their opaque part.
 pub fn etag_matches(if_none_match: &[u8], hex: &[u8]) -> bool {
@@ -115,14 +144,7 @@ pub fn error(out: &mut Vec<u8>, meta: &Meta, status: Status, date: &DateCache) {
 
 /// An error response whose JSON body carries a message (e.g. Redis's own error text).
 pub fn error_with(out: &mut Vec<u8>, meta: &Meta, status: Status, msg: &[u8], date: &DateCache) {
-    let head = Head {
-        status,
-        minor: meta.minor,
-        keep_alive: meta.keep_alive,
-        content_type: Some(b"application/json"),
-        filename: None,
-        etag: false,
-    };
+    let head = head_for(meta, status, Some(b"application/json"));
     let o = response::open(out, &head, date, msg.len() + 12);
     out.extend_from_slice(b"{\"error\":");
     json::write_string(out, msg);

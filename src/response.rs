@@ -18,7 +18,6 @@ pub enum Status {
     NotFound,
     MethodNotAllowed,
     TooLarge,
-    Internal,
     NotImplemented,
     Unavailable,
 }
@@ -33,7 +32,6 @@ impl Status {
             Status::NotFound => b" 404 Not found\r\n",
             Status::MethodNotAllowed => b" 405 Method Not Allowed\r\n",
             Status::TooLarge => b" 413 Request Entity Too Large\r\n",
-            Status::Internal => b" 500 Internal Server Error\r\n",
             Status::NotImplemented => b" 501 Not Implemented\r\n",
             Status::Unavailable => b" 503 Service Unavailable\r\n",
         }
@@ -46,7 +44,6 @@ impl Status {
             Status::Forbidden => br#"{"error":"Forbidden"}"#,
             Status::MethodNotAllowed => br#"{"error":"Method Not Allowed"}"#,
             Status::TooLarge => br#"{"error":"Request Entity Too Large"}"#,
-            Status::Internal => br#"{"error":"Internal Server Error"}"#,
             Status::NotImplemented => br#"{"error":"Not Implemented"}"#,
             Status::Unavailable => br#"{"error":"Service Unavailable"}"#,
             Status::Ok | Status::NotModified | Status::NotFound => b"",
@@ -242,11 +239,6 @@ impl Default for DateCache {
 }
 
 impl DateCache {
-    /// The `Date` value.
-    pub fn get(&self) -> &[u8] {
-        &self.block[SERVER.len()..SERVER.len() + 29]
-    }
-
     /// `Server`, `Date` and the CORS headers, each with its CRLF.
     pub fn common_headers(&self) -> &[u8] {
         &self.block

@@ -18,7 +18,7 @@ use crate::log;
 use crate::log::Level;
 use crate::render::Shape;
 use crate::reply;
-use crate::response::{self, DateCache, Head, Status};
+use crate::response::{DateCache, Status};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -52,8 +52,6 @@ const MAX_BLOCKING: usize = 512;
 
 /// The body of the 503 sent while Redis refuses the configured credentials.
 const AUTH_FAILED: &[u8] = b"Redis authentication failed";
-
-const CROSSDOMAIN: &[u8] = b"<?xml version=\"1.0\"?>\n<!DOCTYPE cross-domain-policy SYSTEM \"http://www.macromedia.com/xml/dtds/cross-domain-policy.dtd\">\n<cross-domain-policy>\n<allow-access-from domain=\"*\" />\n</cross-domain-policy>\n";
 
 /// The back connections of a worker.
 struct Backs {
@@ -226,11 +224,7 @@ impl Worker {
                 continue;
             };
             f.stop_parsing = true;
-            let busy = f
-                .busy
-                .as_ref()
-                .is_some_and(|b| !b.slots.is_empty() || !b.out.is_empty());
-            if !busy {
+            if !f.busy.as_ref().is_some_and(|b| b.awaiting()) {
                 self.close_front(k);
             }
         }
@@ -238,11 +232,9 @@ impl Worker {
 
     /// Whether some client still waits for a response.
     fn in_flight(&self) -> bool {
-        self.fronts.iter().any(|(_, f)| {
-            f.busy
-                .as_ref()
-                .is_some_and(|b| !b.slots.is_empty() || !b.out.is_empty())
-        })
+        self.fronts
+            .iter()
+            .any(|(_, f)| f.busy.as_ref().is_some_and(|b| b.awaiting()))
     }
 
     // ---- front side ----------------------------------------------------------------
@@ -463,6 +455,7 @@ impl Worker {
             minor: req.minor,
             keep_alive: req.keep_alive,
             head_only: req.method == Method::Head,
+            etag: cfg.etag,
             ..Meta::default()
         };
         let seq = busy.base_seq + busy.slots.len() as u64;
@@ -520,7 +513,6 @@ impl Worker {
                     Ok(cmd) => {
                         let inm = req.if_none_match.clone().map(|r| &buf[r]);
                         fill_meta(&mut meta, &cmd, &query, inm);
-                        meta.etag = cfg.etag;
                         let waiter = Waiter::Front { key: k, gen, seq };
                         let db = cmd.db.filter(|&d| d != cfg.database);
                         match self.backs.pick(cmd.route, db, prefer) {
@@ -528,10 +520,7 @@ impl Worker {
                                 let back = &mut self.backs.slab[b];
                                 cmd.write_resp(&mut back.wbuf.data);
                                 back.waiters.push_back(waiter);
-                                if !back.dirty {
-                                    back.dirty = true;
-                                    self.backs.dirty.push(b);
-                                }
+                                self.backs.mark_dirty(b);
                                 Dispatched::Sent((cmd.route == Route::Blocking).then_some(b))
                             }
                             None if self.backs.auth_failed() => {
@@ -556,30 +545,9 @@ impl Worker {
             }
             Dispatched::Now(imm) => {
                 let date = &self.date;
-                let etag = self.shared.config.etag;
                 let last = busy.complete(seq, |out, meta| match imm {
-                    Immediate::Options => {
-                        let head = Head {
-                            status: Status::Ok,
-                            minor: meta.minor,
-                            keep_alive: meta.keep_alive,
-                            content_type: Some(b"text/html"),
-                            filename: None,
-                            etag,
-                        };
-                        response::write(out, &head, date, b"", false);
-                    }
-                    Immediate::Crossdomain => {
-                        let head = Head {
-                            status: Status::Ok,
-                            minor: meta.minor,
-                            keep_alive: meta.keep_alive,
-                            content_type: Some(b"application/xml"),
-                            filename: None,
-                            etag,
-                        };
-                        response::write(out, &head, date, CROSSDOMAIN, meta.head_only);
-                    }
+                    Immediate::Options => reply::options(out, meta, date),
+                    Immediate::Crossdomain => reply::crossdomain(out, meta, date),
                     Immediate::Error(status) => reply::error(out, meta, status, date),
                     Immediate::AuthFailed => {
                         reply::error_with(out, meta, Status::Unavailable, AUTH_FAILED, date)
@@ -672,10 +640,7 @@ impl Worker {
         if f.closing != Closing::No {
             return;
         }
-        let idle = f
-            .busy
-            .as_ref()
-            .is_none_or(|b| b.slots.is_empty() && b.out.is_empty());
+        let idle = !f.busy.as_ref().is_some_and(|b| b.awaiting());
         if idle && (f.eof || f.stop_parsing) {
             if f.stop_parsing && !f.eof {
                 // Nothing more will be answered; let the client read what it has.
@@ -684,8 +649,7 @@ impl Worker {
             }
             return self.close_front(k);
         }
-        if f.busy.as_ref().is_some_and(|b| b.is_idle()) {
-            let mut busy = f.busy.take().unwrap_or_default();
+        if let Some(mut busy) = f.busy.take_if(|b| b.is_idle()) {
             if self.spare.len() < SPARE_BUSY {
                 busy.recycle();
                 self.spare.push(busy);
@@ -757,9 +721,8 @@ impl Worker {
                 Err(e) => return self.connect_failed(b, &e, Instant::now()),
             }
         }
-        if !back.dirty && !back.wbuf.is_empty() {
-            back.dirty = true;
-            self.backs.dirty.push(b);
+        if !back.wbuf.is_empty() {
+            self.backs.mark_dirty(b);
         }
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
             self.back_read(b, ev.is_read_closed() || ev.is_error());
@@ -864,10 +827,7 @@ impl Worker {
                     }
                     if !back.waiters.front().is_some_and(Waiter::is_handshake) {
                         back.open_gate();
-                        if !back.dirty {
-                            back.dirty = true;
-                            self.backs.dirty.push(b);
-                        }
+                        self.backs.mark_dirty(b);
                     }
                 }
                 None => {
@@ -882,7 +842,7 @@ impl Worker {
             let back = &mut self.backs.slab[b];
             back.rbuf.consume(n);
             if back.kind == Kind::Blocking && back.waiters.is_empty() {
-                self.backs.release_blocking(b, &self.poll);
+                self.backs.release_blocking(b);
             }
         }
     }
@@ -922,14 +882,8 @@ impl Worker {
         let kind = back.kind;
         for w in waiters {
             if let Waiter::Front { key, gen, seq } = w {
+                // Completing the slot also unlinks it from this connection.
                 if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
-                    if let Some(slot) = f
-                        .busy
-                        .as_deref_mut()
-                        .and_then(|bz| bz.slots.iter_mut().find(|s| s.blocking == Some(b)))
-                    {
-                        slot.blocking = None;
-                    }
                     deliver(f, key, seq, answer, &self.date, &mut self.dirty_fronts);
                 }
             }
@@ -1081,8 +1035,17 @@ impl Backs {
         !self.pool.is_empty() && self.pool.iter().all(|&b| self.slab[b].auth_failed)
     }
 
+    /// Lists `b` for the end-of-turn write, once.
+    fn mark_dirty(&mut self, b: usize) {
+        let back = &mut self.slab[b];
+        if !back.dirty {
+            back.dirty = true;
+            self.dirty.push(b);
+        }
+    }
+
     /// A blocking connection finished its command: keep it for the next one.
-    fn release_blocking(&mut self, b: usize, _poll: &Poll) {
+    fn release_blocking(&mut self, b: usize) {
         if !self.idle_blocking.contains(&b) && self.idle_blocking.len() < IDLE_BLOCKING {
             self.idle_blocking.push(b);
         }

@@ -243,10 +243,7 @@ fn map(out: &mut Vec<u8>, r: &mut Reader<'_>, pairs: usize, depth: usize) {
         }
         write_key(out, r, key);
         out.push(b':');
-        match r.next() {
-            Some(v) => value(out, r, v, depth),
-            None => out.extend_from_slice(b"null"),
-        }
+        next_value(out, r, depth);
     }
     out.push(b'}');
 }
@@ -276,22 +273,28 @@ fn write_key(out: &mut Vec<u8>, r: &mut Reader<'_>, key: Item<'_>) {
 /// A flat array `[k1, v1, k2, v2, ...]` of `n` elements as an object (HGETALL, stream
 /// entry fields). A pair whose key is not a string is skipped; a trailing odd key too.
 fn pairs(out: &mut Vec<u8>, r: &mut Reader<'_>, n: usize, depth: usize) {
+    string_keyed(out, r, n / 2, |out, r| next_value(out, r, depth + 1));
+    if n % 2 == 1 {
+        r.skip();
+    }
+}
+
+/// `pairs` key/value pairs as an object, each value written by `value_of`; a pair whose
+/// key is not a string is left out (skipped whole).
+fn string_keyed(
+    out: &mut Vec<u8>,
+    r: &mut Reader<'_>,
+    pairs: usize,
+    mut value_of: impl FnMut(&mut Vec<u8>, &mut Reader<'_>),
+) {
     out.push(b'{');
     let mut first = true;
-    for _ in 0..n / 2 {
+    for _ in 0..pairs {
         let Some(key) = r.next() else { break };
         match key {
             Item::Simple(k) | Item::Bulk(k) | Item::Verbatim(k) => {
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                write_string(out, k);
-                out.push(b':');
-                match r.next() {
-                    Some(v) => value(out, r, v, depth + 1),
-                    None => out.extend_from_slice(b"null"),
-                }
+                member(out, &mut first, k);
+                value_of(out, r);
             }
             _ => {
                 skip_children(r, key);
@@ -299,10 +302,16 @@ fn pairs(out: &mut Vec<u8>, r: &mut Reader<'_>, n: usize, depth: usize) {
             }
         }
     }
-    if n % 2 == 1 {
-        r.skip();
-    }
     out.push(b'}');
+}
+
+/// Starts an object member: a comma unless it is the first, the key, the colon.
+fn member(out: &mut Vec<u8>, first: &mut bool, name: &[u8]) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    write_string(out, name);
+    out.push(b':');
 }
 
 /// INFO text as a flat object of `key:value` lines (split at the first `:`); section
@@ -318,12 +327,7 @@ fn info(out: &mut Vec<u8>, text: &[u8]) {
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        write_string(out, &line[..colon]);
-        out.push(b':');
+        member(out, &mut first, &line[..colon]);
         write_string(out, &line[colon + 1..]);
     }
     out.push(b'}');
@@ -407,12 +411,7 @@ fn named_pairs(
         match (it, look.next()) {
             (Item::Array(2), Some(Item::Bulk(name) | Item::Simple(name))) => {
                 *r = look;
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                write_string(out, name);
-                out.push(b':');
+                member(out, &mut first, name);
                 value_of(out, r);
             }
             _ => skip_children(r, it),
@@ -423,27 +422,7 @@ fn named_pairs(
 
 /// XREAD (RESP3): `{stream: entries, ...}`; pairs with a non-string key are left out.
 fn xread_map(out: &mut Vec<u8>, r: &mut Reader<'_>, n: usize) {
-    out.push(b'{');
-    let mut first = true;
-    for _ in 0..n {
-        let Some(key) = r.next() else { break };
-        match key {
-            Item::Bulk(name) | Item::Simple(name) | Item::Verbatim(name) => {
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                write_string(out, name);
-                out.push(b':');
-                stream_value(out, r);
-            }
-            _ => {
-                skip_children(r, key);
-                r.skip();
-            }
-        }
-    }
-    out.push(b'}');
+    string_keyed(out, r, n, stream_value);
 }
 
 /// Writes the next element as a value (or `null` if the frame ended).

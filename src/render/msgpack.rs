@@ -9,7 +9,7 @@
 //! RESP3: map → map, set and push → array, double → float 64, boolean → true/false,
 //! big number and verbatim → string; attributes are skipped by the reader.
 
-use super::Shape;
+use super::{skip_children, Shape};
 use crate::resp::{Item, Reader, MAX_DEPTH};
 
 /// Appends `{name: value}` for one complete RESP frame.
@@ -68,9 +68,7 @@ fn value(out: &mut Vec<u8>, r: &mut Reader<'_>, item: Item<'_>, depth: usize) {
         }
         Item::Array(_) | Item::Set(_) | Item::Push(_) | Item::Map(_) => {
             // Deeper than the scanner allows: cannot happen on a validated frame.
-            for _ in 0..item.children() {
-                r.skip();
-            }
+            skip_children(r, item);
             out.push(0xc0);
         }
     }
