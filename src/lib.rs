@@ -21,3 +21,4 @@ pub mod resp;
 pub mod response;
 pub mod server;
 pub mod worker;
+pub mod ws;
