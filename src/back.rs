@@ -108,6 +108,9 @@ pub enum Kind {
     Db(u32),
     /// A connection of its own for one blocking command at a time.
     Blocking,
+    /// The worker's pub/sub connection: every topic its fronts subscribe to. Always
+    /// RESP2 (messages are arrays whatever `redis_protocol` says).
+    Subscriber,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,7 +228,7 @@ impl Back {
             Some(RedisAuth::User(u, p)) => Some((u.as_str(), p.as_str())),
             None => None,
         };
-        if c.protocol == 3 {
+        if c.protocol == 3 && self.kind != Kind::Subscriber {
             // HELLO 3 switches to RESP3 and authenticates in the same round trip.
             match creds {
                 Some((u, p)) => {

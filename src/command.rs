@@ -27,6 +27,9 @@ pub const JSON: Format = Format {
     content_type: "application/json",
 };
 
+/// The Content-Type of Server-Sent Events (`.sse` or `Accept: text/event-stream`).
+pub const SSE: &str = "text/event-stream";
+
 /// The extension table of spec §2.1 (exact, case-sensitive matches).
 fn format_for_extension(ext: &[u8]) -> Option<Format> {
     let (output, content_type) = match ext {
@@ -42,6 +45,8 @@ fn format_for_extension(ext: &[u8]) -> Option<Format> {
         b"png" => (Output::Custom, "image/png"),
         b"jpg" | b"jpeg" => (Output::Custom, "image/jpeg"),
         b"css" => (Output::Custom, "text/css"),
+        // Server-Sent Events for subscriptions; JSON with its usual type otherwise.
+        b"sse" => (Output::Json, SSE),
         _ => return None,
     };
     Some(Format {
@@ -99,6 +104,9 @@ pub enum Route {
     Shared,
     /// A connection of its own: the command blocks (spec §14.2 item 8).
     Blocking,
+    /// `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE` with topics: the worker's multiplexed
+    /// subscriber connection.
+    Subscribe,
 }
 
 /// Why a request maps to no command that may run.
@@ -108,8 +116,6 @@ pub enum CommandError {
     Empty,
     /// A command that would change a shared connection's state: 403 (spec §14.2 item 7).
     Refused,
-    /// A subscription: served by the streaming path, which this build lacks.
-    Streaming,
     /// A DB prefix too large for Redis: 400.
     BadDatabase,
 }
@@ -213,8 +219,8 @@ enum Class {
 }
 
 fn class_of(name: &[u8]) -> Class {
-    // Every special name is at most 10 bytes: longer names are plain.
-    let mut upper = [0u8; 10];
+    // Every special name is at most 12 bytes: longer names are plain.
+    let mut upper = [0u8; 12];
     let Some(dst) = upper.get_mut(..name.len()) else {
         return Class::Plain;
     };
@@ -223,7 +229,10 @@ fn class_of(name: &[u8]) -> Class {
     }
     match &*dst {
         b"SELECT" | b"AUTH" | b"HELLO" | b"RESET" | b"QUIT" | b"MULTI" | b"EXEC" | b"DISCARD"
-        | b"WATCH" | b"UNWATCH" | b"MONITOR" | b"SYNC" | b"PSYNC" | b"REPLCONF" => Class::Refused,
+        | b"WATCH" | b"UNWATCH" | b"MONITOR" | b"SYNC" | b"PSYNC" | b"REPLCONF"
+        // Over HTTP there is no subscription to leave (a WebSocket handles them itself),
+        // and on a shared connection each topic would bring a reply of its own.
+        | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE" | b"SUNSUBSCRIBE" => Class::Refused,
         b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" => Class::Streaming,
         b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX"
         | b"BZMPOP" | b"WAIT" | b"WAITAOF" => Class::Blocking,
@@ -244,30 +253,47 @@ const REFUSED_CLIENT: &[&[u8]] = &[
     b"NO-TOUCH",
 ];
 
+/// Where a command may run, from its name and its arguments; `eq` compares an argument
+/// with an upper-case word, case-insensitively (URL arguments are still encoded).
+fn route_of<'x>(
+    name: &[u8],
+    mut args: impl Iterator<Item = &'x [u8]>,
+    eq: impl Fn(&[u8], &[u8]) -> bool,
+) -> Result<Route, CommandError> {
+    match class_of(name) {
+        Class::Plain => Ok(Route::Shared),
+        Class::Refused => Err(CommandError::Refused),
+        // Without a topic Redis answers an error, like any other command.
+        Class::Streaming if args.next().is_some() => Ok(Route::Subscribe),
+        Class::Streaming => Ok(Route::Shared),
+        Class::Blocking => Ok(Route::Blocking),
+        Class::Client => {
+            let sub = args.next().unwrap_or(b"");
+            if REFUSED_CLIENT.iter().any(|c| eq(sub, c)) {
+                Err(CommandError::Refused)
+            } else {
+                Ok(Route::Shared)
+            }
+        }
+        // XREADGROUP GROUP g c [COUNT n] [BLOCK ms] ...: BLOCK may follow any option.
+        Class::Xread if args.any(|a| eq(a, b"BLOCK")) => Ok(Route::Blocking),
+        Class::Xread => Ok(Route::Shared),
+    }
+}
+
+/// [`route_of`] for a command given as decoded arguments (WebSocket, rewrite rules).
+pub fn route_of_argv<A: AsRef<[u8]>>(argv: &[A]) -> Result<Route, CommandError> {
+    let Some((name, args)) = argv.split_first() else {
+        return Err(CommandError::Empty);
+    };
+    route_of(name.as_ref(), args.iter().map(AsRef::as_ref), |a, w| {
+        a.eq_ignore_ascii_case(w)
+    })
+}
+
 impl<'a> Command<'a> {
     fn classify(&self) -> Result<Route, CommandError> {
-        match class_of(self.name) {
-            Class::Plain => Ok(Route::Shared),
-            Class::Refused => Err(CommandError::Refused),
-            Class::Streaming => Err(CommandError::Streaming),
-            Class::Blocking => Ok(Route::Blocking),
-            Class::Client => {
-                let sub = self.args().next().unwrap_or(b"");
-                if REFUSED_CLIENT
-                    .iter()
-                    .any(|c| decoded_eq_ignore_case(sub, c))
-                {
-                    Err(CommandError::Refused)
-                } else {
-                    Ok(Route::Shared)
-                }
-            }
-            // XREADGROUP GROUP g c [COUNT n] [BLOCK ms] ...: BLOCK may follow any option.
-            Class::Xread if self.args().any(|a| decoded_eq_ignore_case(a, b"BLOCK")) => {
-                Ok(Route::Blocking)
-            }
-            Class::Xread => Ok(Route::Shared),
-        }
+        route_of(self.name, self.args(), decoded_eq_ignore_case)
     }
 
     /// The still-encoded argument segments (without the PUT body).
@@ -281,6 +307,20 @@ impl<'a> Command<'a> {
             .args
             .map_or(0, |a| memchr::memchr_iter(b'/', a).count() + 1);
         1 + path_args + usize::from(self.put_body.is_some())
+    }
+
+    /// The arguments after the name, decoded (the PUT body included).
+    pub fn decoded_args(&self) -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = self
+            .args()
+            .map(|a| {
+                let mut d = Vec::with_capacity(a.len());
+                decode_into(&mut d, a);
+                d
+            })
+            .collect();
+        v.extend(self.put_body.map(<[u8]>::to_vec));
+        v
     }
 
     /// Appends the command as a RESP array of bulk strings.
@@ -533,7 +573,13 @@ mod tests {
             ("CLIENT/SETNAME/x", Err(CommandError::Refused)),
             ("CLIENT/set%6Eame/x", Err(CommandError::Refused)),
             ("CLIENT/LIST", Ok(Route::Shared)),
-            ("SUBSCRIBE/ch", Err(CommandError::Streaming)),
+            ("SUBSCRIBE/ch", Ok(Route::Subscribe)),
+            ("psubscribe/a/b", Ok(Route::Subscribe)),
+            ("SSUBSCRIBE/s", Ok(Route::Subscribe)),
+            ("SUBSCRIBE", Ok(Route::Shared)),
+            ("UNSUBSCRIBE/ch", Err(CommandError::Refused)),
+            ("punsubscribe", Err(CommandError::Refused)),
+            ("SUNSUBSCRIBE/s", Err(CommandError::Refused)),
             ("BLPOP/l/2", Ok(Route::Blocking)),
             ("XREAD/COUNT/1/block/0/STREAMS/s/$", Ok(Route::Blocking)),
             ("XREAD/STREAMS/s/0", Ok(Route::Shared)),
@@ -543,7 +589,15 @@ mod tests {
         for (u, want) in cases {
             let got = parse(u.as_bytes(), &q, None).map(|c| c.route);
             assert_eq!(got, *want, "{u}");
+            // Decoded arguments (WebSocket, rules) are classified the same way.
+            if let Ok(c) = parse(u.as_bytes(), &q, None) {
+                let mut argv = vec![c.name.to_vec()];
+                argv.extend(c.decoded_args());
+                assert_eq!(route_of_argv(&argv), *want, "{u}");
+            }
         }
+        let none: [&[u8]; 0] = [];
+        assert_eq!(route_of_argv(&none), Err(CommandError::Empty));
     }
 
     #[test]

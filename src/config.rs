@@ -52,6 +52,14 @@ pub struct Config {
     pub redis_protocol: u8,
     /// Seconds a SIGTERM/SIGINT leaves the requests in flight to finish.
     pub shutdown_grace: u64,
+    /// Output a subscriber may leave unread before it is disconnected (bytes).
+    pub pubsub_client_buffer: usize,
+    /// Seconds between `: ping` comments on Server-Sent Event streams (0: none).
+    pub sse_ping_sec: u64,
+    /// The `retry:` hint (milliseconds) sent first on a Server-Sent Event stream.
+    pub sse_retry_ms: u64,
+    /// Largest WebSocket message (after reassembly) accepted (bytes).
+    pub websocket_max_message: usize,
 }
 
 impl Default for Config {
@@ -82,6 +90,10 @@ impl Default for Config {
             cpu_affinity: true,
             redis_protocol: 2,
             shutdown_grace: 10,
+            pubsub_client_buffer: 1024 * 1024,
+            sse_ping_sec: 15,
+            sse_retry_ms: 2000,
+            websocket_max_message: 16 * 1024 * 1024,
         }
     }
 }
@@ -204,6 +216,16 @@ impl Config {
                 "etag" => r.boolean(v).map(|b| c.etag = b),
                 "cpu_affinity" => r.boolean(v).map(|b| c.cpu_affinity = b),
                 "shutdown_grace" => r.number(v).map(|n| c.shutdown_grace = n),
+                "pubsub_client_buffer" => r
+                    .number(v)
+                    .filter(|&n| n > 0)
+                    .map(|n| c.pubsub_client_buffer = n as usize),
+                "sse_ping_sec" => r.number(v).map(|n| c.sse_ping_sec = n),
+                "sse_retry_ms" => r.number(v).map(|n| c.sse_retry_ms = n),
+                "websocket_max_message" => r
+                    .number(v)
+                    .filter(|&n| n > 0)
+                    .map(|n| c.websocket_max_message = n as usize),
                 "redis_protocol" => r
                     .number(v)
                     .filter(|&n| n == 2 || n == 3)

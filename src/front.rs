@@ -9,6 +9,7 @@
 
 use crate::buf::{ReadBuf, WriteBuf};
 use crate::command::Output;
+use crate::pubsub::{Style, TopicKind};
 use crate::render::Shape;
 use mio::net::TcpStream;
 use smallvec::SmallVec;
@@ -71,6 +72,70 @@ pub struct Busy {
     pub base_seq: u64,
     /// `100 Continue` was sent for the request being received.
     pub continue_sent: bool,
+    /// Subscribed to pub/sub topics (an HTTP stream or a WebSocket).
+    pub sub: Option<Box<Subscriber>>,
+    /// Messages that arrived while responses ahead of them were still awaited: they
+    /// follow those responses.
+    pub held: Vec<u8>,
+}
+
+/// A front's subscriptions.
+pub struct Subscriber {
+    pub style: Style,
+    /// The JSON key of each topic kind's messages: the subscribe command as typed.
+    pub names: [SmallVec<[u8; 12]>; 3],
+    /// In subscription order.
+    pub topics: Vec<(TopicKind, Box<[u8]>)>,
+    /// Subscribe requests waiting for Redis to confirm some of their topics, in order.
+    pub pending: VecDeque<PendingSub>,
+    /// An HTTP stream whose head went out (or waits behind earlier responses).
+    pub live: bool,
+}
+
+/// A subscribe request answered once all its topics are confirmed.
+pub struct PendingSub {
+    /// Its response slot; `None` when the answer is pushed like a message (SSE, whose
+    /// head went out at once, and re-confirmations after a reconnect).
+    pub seq: Option<u64>,
+    pub kind: TopicKind,
+    /// Each topic with the subscription count the confirmation reports.
+    pub topics: Vec<(Box<[u8]>, usize)>,
+}
+
+impl Subscriber {
+    pub fn new(style: Style) -> Subscriber {
+        Subscriber {
+            style,
+            names: Default::default(),
+            topics: Vec::new(),
+            pending: VecDeque::new(),
+            live: false,
+        }
+    }
+
+    /// Adds a topic (once) and returns the count Redis would report: channels and
+    /// patterns count together, shard channels apart.
+    pub fn add(&mut self, kind: TopicKind, topic: &[u8]) -> usize {
+        if !self.topics.iter().any(|(k, t)| *k == kind && **t == *topic) {
+            self.topics.push((kind, topic.into()));
+        }
+        self.count(kind)
+    }
+
+    /// Removes a topic; `false` when it was not subscribed.
+    pub fn remove(&mut self, kind: TopicKind, topic: &[u8]) -> bool {
+        let before = self.topics.len();
+        self.topics.retain(|(k, t)| !(*k == kind && **t == *topic));
+        self.topics.len() != before
+    }
+
+    pub fn count(&self, kind: TopicKind) -> usize {
+        let shard = kind == TopicKind::Shard;
+        self.topics
+            .iter()
+            .filter(|(k, _)| (*k == TopicKind::Shard) == shard)
+            .count()
+    }
 }
 
 impl Busy {
@@ -81,12 +146,29 @@ impl Busy {
             slots: VecDeque::new(),
             base_seq: 0,
             continue_sent: false,
+            sub: None,
+            held: Vec::new(),
         }
     }
 
-    /// A client waits for responses: requests in flight or output not yet written.
+    /// A client waits for responses: requests in flight, output not yet written, or
+    /// subscriptions.
     pub fn awaiting(&self) -> bool {
-        !self.slots.is_empty() || !self.out.is_empty()
+        !self.slots.is_empty() || !self.out.is_empty() || self.sub.is_some()
+    }
+
+    /// Appends a pushed message: now, or after the responses still awaited.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.slots.is_empty() {
+            self.out.data.extend_from_slice(bytes);
+        } else {
+            self.held.extend_from_slice(bytes);
+        }
+    }
+
+    /// Output not yet written, held messages included.
+    pub fn backlog(&self) -> usize {
+        self.out.pending() + self.held.len()
     }
 
     /// Nothing buffered either way: the buffers can go back to the pool.
@@ -106,10 +188,12 @@ impl Busy {
         }
         self.base_seq = 0;
         self.continue_sent = false;
+        self.sub = None;
+        self.held = Vec::new();
     }
 
     /// Adds a slot for a new request and returns its sequence number.
-    pub fn push(&mut self, meta: Meta) -> u64 {
+    pub fn push_slot(&mut self, meta: Meta) -> u64 {
         self.slots.push_back(Slot {
             meta,
             early: None,
@@ -142,6 +226,10 @@ impl Busy {
             self.out.data.extend_from_slice(&early);
             last |= !self.slots[0].meta.keep_alive;
             self.pop_head();
+        }
+        if self.slots.is_empty() && !self.held.is_empty() {
+            self.out.data.extend_from_slice(&self.held);
+            self.held.clear();
         }
         Some(last)
     }
@@ -210,9 +298,9 @@ mod tests {
     #[test]
     fn responses_leave_in_request_order() {
         let mut b = Busy::new();
-        let s0 = b.push(meta(true));
-        let s1 = b.push(meta(true));
-        let s2 = b.push(meta(false));
+        let s0 = b.push_slot(meta(true));
+        let s1 = b.push_slot(meta(true));
+        let s2 = b.push_slot(meta(false));
         b.slots[1].blocking = Some(7);
         // Completed out of order: 2, then 1, then 0.
         assert_eq!(

@@ -50,7 +50,19 @@ pub struct Request {
     pub len: usize,
     pub if_none_match: Option<Range<usize>>,
     pub authorization: Option<Range<usize>>,
-    pub upgrade: bool,
+    /// The WebSocket handshake headers, when the request asks for an upgrade.
+    pub websocket: Option<Box<WsHeaders>>,
+    /// `Accept` names `text/event-stream` (a browser's `EventSource`).
+    pub event_stream: bool,
+}
+
+/// The headers of a WebSocket handshake (any request with an `Upgrade` header).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WsHeaders {
+    pub upgrade: Range<usize>,
+    pub connection: Option<Range<usize>>,
+    pub key: Option<Range<usize>>,
+    pub version: Option<Range<usize>>,
 }
 
 /// What the parser needs before the request is complete.
@@ -78,7 +90,11 @@ struct HeadFacts {
     conn_close: bool,
     conn_keep_alive: bool,
     expect_continue: bool,
-    upgrade: bool,
+    upgrade: Option<Range<usize>>,
+    connection: Option<Range<usize>>,
+    ws_key: Option<Range<usize>>,
+    ws_version: Option<Range<usize>>,
+    event_stream: bool,
     if_none_match: Option<Range<usize>>,
     authorization: Option<Range<usize>>,
 }
@@ -144,6 +160,7 @@ pub fn parse(buf: &mut [u8], max_body: usize) -> Result<Status, HttpError> {
             }
             facts.chunked = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
+            facts.connection = Some(offset_of(value)..offset_of(value) + value.len());
             for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
                     facts.conn_close = true;
@@ -154,7 +171,13 @@ pub fn parse(buf: &mut [u8], max_body: usize) -> Result<Status, HttpError> {
         } else if name.eq_ignore_ascii_case(b"expect") {
             facts.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"upgrade") {
-            facts.upgrade = true;
+            facts.upgrade = Some(offset_of(value)..offset_of(value) + value.len());
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-key") {
+            facts.ws_key = Some(offset_of(value)..offset_of(value) + value.len());
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-version") {
+            facts.ws_version = Some(offset_of(value)..offset_of(value) + value.len());
+        } else if name.eq_ignore_ascii_case(b"accept") {
+            facts.event_stream |= memchr::memmem::find(value, b"text/event-stream").is_some();
         } else if name.eq_ignore_ascii_case(b"if-none-match") {
             facts.if_none_match = Some(offset_of(value)..offset_of(value) + value.len());
         } else if name.eq_ignore_ascii_case(b"authorization") {
@@ -198,7 +221,15 @@ pub fn parse(buf: &mut [u8], max_body: usize) -> Result<Status, HttpError> {
         len: body.1,
         if_none_match: facts.if_none_match,
         authorization: facts.authorization,
-        upgrade: facts.upgrade,
+        websocket: facts.upgrade.map(|upgrade| {
+            Box::new(WsHeaders {
+                upgrade,
+                connection: facts.connection,
+                key: facts.ws_key,
+                version: facts.ws_version,
+            })
+        }),
+        event_stream: facts.event_stream,
     }))
 }
 
@@ -448,10 +479,19 @@ mod tests {
     #[test]
     fn interesting_headers() {
         let (r, buf) = complete(
-            b"GET / HTTP/1.1\r\nIf-None-Match:  \"abc\" \r\nAuthorization: Basic eA==\r\nUpgrade: websocket\r\n\r\n",
+            b"GET / HTTP/1.1\r\nIf-None-Match:  \"abc\" \r\nAuthorization: Basic eA==\r\nUpgrade: websocket\r\n\
+              Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: a2V5\r\n\
+              Sec-WebSocket-Version: 13\r\nAccept: text/html, text/event-stream\r\n\r\n",
         );
         assert_eq!(&buf[r.if_none_match.unwrap()], b"\"abc\"");
         assert_eq!(&buf[r.authorization.unwrap()], b"Basic eA==");
-        assert!(r.upgrade);
+        let ws = r.websocket.unwrap();
+        assert_eq!(&buf[ws.upgrade], b"websocket");
+        assert_eq!(&buf[ws.connection.unwrap()], b"keep-alive, Upgrade");
+        assert_eq!(&buf[ws.key.unwrap()], b"a2V5");
+        assert_eq!(&buf[ws.version.unwrap()], b"13");
+        assert!(r.event_stream);
+        let (r, _) = complete(b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n");
+        assert!(r.websocket.is_none() && !r.event_stream);
     }
 }

@@ -15,6 +15,7 @@ pub mod front;
 pub mod http;
 pub mod log;
 pub mod process;
+pub mod pubsub;
 pub mod render;
 pub mod reply;
 pub mod resp;

@@ -186,6 +186,29 @@ pub fn close(out: &mut Vec<u8>, open: Open, drop_body: bool) -> usize {
     body_len
 }
 
+/// The head of a streamed response (pub/sub): no Content-Length; the body is chunked
+/// for HTTP/1.1 and runs until the connection closes for HTTP/1.0.
+pub fn stream_head(out: &mut Vec<u8>, minor: u8, content_type: &[u8], sse: bool, date: &DateCache) {
+    out.extend_from_slice(if minor == 0 {
+        b"HTTP/1.0 200 OK\r\n"
+    } else {
+        b"HTTP/1.1 200 OK\r\n"
+    });
+    out.extend_from_slice(date.common_headers());
+    out.extend_from_slice(b"Content-Type: ");
+    out.extend_from_slice(content_type);
+    out.extend_from_slice(b"\r\n");
+    if sse {
+        // Neither caches nor buffering proxies may hold events back.
+        out.extend_from_slice(b"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+    }
+    out.extend_from_slice(if minor == 0 {
+        b"Connection: Close\r\n\r\n"
+    } else {
+        b"Connection: Keep-Alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+    });
+}
+
 /// A complete response with a fixed body.
 pub fn write(out: &mut Vec<u8>, head: &Head<'_>, date: &DateCache, body: &[u8], drop_body: bool) {
     let o = open(out, head, date, body.len());

@@ -8,6 +8,9 @@
 //! complete reply into its front; then write each back that has commands (one `write`
 //! for all the commands of the turn) and each front that has output.
 
+mod subscribe;
+mod websocket;
+
 use crate::back::{self, Back, Connector, Kind, State, Waiter};
 use crate::buf::READ_CHUNK;
 use crate::command::{self, CommandError, Output, Query, Route};
@@ -16,6 +19,7 @@ use crate::front::{Busy, Closing, Extra, Front, Meta, MAX_IN_FLIGHT, OUT_HIGH_WA
 use crate::http::{self, HttpError, Method, Request};
 use crate::log;
 use crate::log::Level;
+use crate::pubsub::Registry;
 use crate::render::Shape;
 use crate::reply;
 use crate::response::{DateCache, Status};
@@ -65,6 +69,8 @@ struct Backs {
     dirty: Vec<usize>,
     /// Created at dispatch, to be connected once the request is queued.
     to_connect: Vec<usize>,
+    /// The pub/sub connection, created on the first subscription.
+    subscriber: Option<usize>,
 }
 
 /// A response known without asking Redis.
@@ -81,6 +87,8 @@ enum Dispatched {
     /// Sent to Redis; `Some(back)` when on a connection of its own.
     Sent(Option<usize>),
     Now(Immediate),
+    /// A subscription, started once its slot is queued.
+    Subscribe(Box<subscribe::SubRequest>),
 }
 
 /// What a front gets in place of its request.
@@ -112,6 +120,14 @@ pub struct Worker {
     accept_paused: Option<Instant>,
     ticking: bool,
     next_tick: Instant,
+    /// Topics subscribed by this worker's fronts.
+    pubsub: Registry,
+    /// The last message rendered for a fan-out, reused while subscribers share a style.
+    fanout: subscribe::Rendered,
+    /// When Server-Sent Event streams get their next `: ping` (`None`: no such stream).
+    next_ping: Option<Instant>,
+    /// Subscribers disconnected for not reading their messages.
+    slow_consumers: u64,
 }
 
 impl Worker {
@@ -139,6 +155,7 @@ impl Worker {
                 blocking: 0,
                 dirty: Vec::with_capacity(16),
                 to_connect: Vec::new(),
+                subscriber: None,
             },
             spare: Vec::new(),
             dirty_fronts: Vec::with_capacity(1024),
@@ -148,6 +165,10 @@ impl Worker {
             accept_paused: None,
             ticking: true,
             next_tick: Instant::now(),
+            pubsub: Registry::default(),
+            fanout: subscribe::Rendered::default(),
+            next_ping: None,
+            slow_consumers: 0,
         })
     }
 
@@ -162,7 +183,11 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         log!(Level::Debug, "worker {} running", self.id);
         loop {
-            let timeout = (self.ticking || self.draining.is_some()).then_some(TICK);
+            let mut timeout = (self.ticking || self.draining.is_some()).then_some(TICK);
+            if let Some(at) = self.next_ping {
+                let left = at.saturating_duration_since(Instant::now());
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -200,6 +225,9 @@ impl Worker {
                 self.next_tick = now + TICK;
                 self.ticking = self.tick(now);
             }
+            if self.next_ping.is_some_and(|at| now >= at) {
+                self.ping_sse(now);
+            }
             while !self.backs.dirty.is_empty() || !self.dirty_fronts.is_empty() {
                 self.flush_backs();
                 self.flush_fronts();
@@ -224,7 +252,9 @@ impl Worker {
                 continue;
             };
             f.stop_parsing = true;
-            if !f.busy.as_ref().is_some_and(|b| b.awaiting()) {
+            if f.busy.as_ref().is_some_and(|b| b.sub.is_some()) {
+                self.end_stream(k);
+            } else if !f.busy.as_ref().is_some_and(|b| b.awaiting()) {
                 self.close_front(k);
             }
         }
@@ -341,6 +371,23 @@ impl Worker {
                     }
                 }
             }
+            if f.stop_parsing && f.busy.as_ref().is_some_and(|b| b.sub.is_some()) {
+                // An HTTP stream: nothing more is parsed, but the client's close must be
+                // seen to end its subscriptions.
+                let mut sink = [0u8; 4096];
+                loop {
+                    match f.sock.read(&mut sink) {
+                        Ok(0) => return self.close_front(k),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            f.readable = false;
+                            return;
+                        }
+                        Err(_) => return self.close_front(k),
+                    }
+                }
+            }
             if !f.readable || f.eof || f.stop_parsing {
                 break;
             }
@@ -428,7 +475,7 @@ impl Worker {
             keep_alive: false,
             ..Meta::default()
         };
-        let seq = busy.push(meta);
+        let seq = busy.push_slot(meta);
         deliver(
             f,
             k,
@@ -490,9 +537,6 @@ impl Worker {
                     Err(CommandError::Empty | CommandError::Refused) => {
                         Dispatched::Now(Immediate::Error(Status::Forbidden))
                     }
-                    Err(CommandError::Streaming) => {
-                        Dispatched::Now(Immediate::Error(Status::NotImplemented))
-                    }
                     Err(CommandError::BadDatabase) => {
                         Dispatched::Now(Immediate::Error(Status::BadRequest))
                     }
@@ -509,6 +553,12 @@ impl Worker {
                             String::from_utf8_lossy(cmd.name)
                         );
                         Dispatched::Now(Immediate::Error(Status::Forbidden))
+                    }
+                    Ok(cmd) if cmd.route == Route::Subscribe => {
+                        fill_meta(&mut meta, &cmd, &query, None);
+                        Dispatched::Subscribe(Box::new(subscribe::SubRequest::http(
+                            &cmd, &query, req, &mut meta,
+                        )))
                     }
                     Ok(cmd) => {
                         let inm = req.if_none_match.clone().map(|r| &buf[r]);
@@ -535,8 +585,9 @@ impl Worker {
         if !req.keep_alive {
             f.stop_parsing = true;
         }
-        let pushed = busy.push(meta);
+        let pushed = busy.push_slot(meta);
         debug_assert_eq!(pushed, seq);
+        let mut subscription = None;
         match outcome {
             Dispatched::Sent(blocking) => {
                 if let Some(slot) = busy.slots.back_mut() {
@@ -558,6 +609,14 @@ impl Worker {
                 }
                 mark_front(f, k, &mut self.dirty_fronts);
             }
+            Dispatched::Subscribe(r) => {
+                // The connection now belongs to the stream.
+                f.stop_parsing = true;
+                subscription = Some(r);
+            }
+        }
+        if let Some(r) = subscription {
+            self.start_subscription(k, Some(seq), *r);
         }
         // New DB and blocking connections are opened on first use.
         if !self.backs.to_connect.is_empty() {
@@ -663,6 +722,9 @@ impl Worker {
         };
         let _ = self.poll.registry().deregister(&mut f.sock);
         if let Some(mut busy) = f.busy.take() {
+            if let Some(sub) = busy.sub.take() {
+                self.leave_all((k, f.gen), &sub);
+            }
             for slot in &busy.slots {
                 if let Some(b) = slot.blocking {
                     // Its client is gone: stop the blocking command before it takes data.
@@ -683,7 +745,12 @@ impl Worker {
             return;
         };
         self.ticking = true;
-        let registered = back.connect(&self.shared.connector, now).and_then(|()| {
+        let connected = back.connect(&self.shared.connector, now);
+        if connected.is_ok() && back.kind == Kind::Subscriber {
+            // Behind the handshake: every topic that still has subscribers.
+            self.pubsub.resubscribe(&mut back.wbuf.data);
+        }
+        let registered = connected.and_then(|()| {
             let s = back.stream.as_mut().expect("connect sets the stream");
             self.poll.registry().register(
                 s,
@@ -777,6 +844,10 @@ impl Worker {
                     return false;
                 }
             };
+            if back.kind == Kind::Subscriber && back.waiters.is_empty() {
+                self.on_push(b, n);
+                continue;
+            }
             let frame = &back.rbuf.bytes()[..n];
             match back.waiters.pop_front() {
                 Some(Waiter::Front { key, gen, seq }) => {
@@ -890,6 +961,10 @@ impl Worker {
         }
         match kind {
             Kind::Shared => self.ticking = true,
+            Kind::Subscriber => {
+                self.ticking = true;
+                self.subscriber_lost();
+            }
             Kind::Db(_) | Kind::Blocking => self.drop_back(b),
         }
     }
@@ -912,7 +987,7 @@ impl Worker {
                 self.backs.blocking -= 1;
                 self.backs.idle_blocking.retain(|&x| x != b);
             }
-            Kind::Shared => {}
+            Kind::Shared | Kind::Subscriber => {}
         }
     }
 
@@ -944,7 +1019,9 @@ impl Worker {
         let mut timed_out = Vec::new();
         for (b, back) in self.backs.slab.iter() {
             match back.state {
-                State::Down { retry_at } if back.kind == Kind::Shared => {
+                State::Down { retry_at }
+                    if matches!(back.kind, Kind::Shared | Kind::Subscriber) =>
+                {
                     again = true;
                     if retry_at <= now {
                         retry.push(b);

@@ -1,0 +1,627 @@
+//! Pub/sub, multiplexed: free of I/O.
+//!
+//! Each worker keeps one subscriber connection to Redis and fans messages out in
+//! process. [`Registry`] counts, per topic (channel, pattern or shard channel), the fronts
+//! subscribed to it: the first one makes the worker send `SUBSCRIBE`, the last one to
+//! leave makes it send `UNSUBSCRIBE`, and a topic is *ready* once Redis confirmed it.
+//! [`classify`] reads what the subscriber connection receives, and [`render`] turns a
+//! message (or a confirmation built by [`write_confirmation`]) into the bytes one
+//! transport sends: a chunk, a Server-Sent Event or a WebSocket frame.
+
+use crate::command::{write_bulk, Output};
+use crate::render::{custom, json, msgpack, Shape};
+use crate::resp::{Item, Reader};
+use crate::ws;
+use std::collections::HashMap;
+
+/// What a subscription names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TopicKind {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+impl TopicKind {
+    pub const ALL: [TopicKind; 3] = [TopicKind::Channel, TopicKind::Pattern, TopicKind::Shard];
+
+    /// `SUBSCRIBE` → `(Channel, true)`, `PUNSUBSCRIBE` → `(Pattern, false)`, ... matched
+    /// case-insensitively.
+    pub fn of_command(name: &[u8]) -> Option<(TopicKind, bool)> {
+        let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
+        Some(if is(b"SUBSCRIBE") {
+            (TopicKind::Channel, true)
+        } else if is(b"PSUBSCRIBE") {
+            (TopicKind::Pattern, true)
+        } else if is(b"SSUBSCRIBE") {
+            (TopicKind::Shard, true)
+        } else if is(b"UNSUBSCRIBE") {
+            (TopicKind::Channel, false)
+        } else if is(b"PUNSUBSCRIBE") {
+            (TopicKind::Pattern, false)
+        } else if is(b"SUNSUBSCRIBE") {
+            (TopicKind::Shard, false)
+        } else {
+            return None;
+        })
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    fn commands(self) -> (&'static [u8], &'static [u8]) {
+        match self {
+            TopicKind::Channel => (b"SUBSCRIBE", b"UNSUBSCRIBE"),
+            TopicKind::Pattern => (b"PSUBSCRIBE", b"PUNSUBSCRIBE"),
+            TopicKind::Shard => (b"SSUBSCRIBE", b"SUNSUBSCRIBE"),
+        }
+    }
+
+    /// The first element of Redis's confirmation: `subscribe`, `punsubscribe`, ...
+    pub fn confirmation(self, subscribe: bool) -> &'static [u8] {
+        match (self, subscribe) {
+            (TopicKind::Channel, true) => b"subscribe",
+            (TopicKind::Pattern, true) => b"psubscribe",
+            (TopicKind::Shard, true) => b"ssubscribe",
+            (TopicKind::Channel, false) => b"unsubscribe",
+            (TopicKind::Pattern, false) => b"punsubscribe",
+            (TopicKind::Shard, false) => b"sunsubscribe",
+        }
+    }
+}
+
+/// A subscribed front: its slab key and generation.
+pub type Sub = (usize, u32);
+
+#[derive(Debug, Default)]
+struct Entry {
+    subs: Vec<Sub>,
+    /// `SUBSCRIBE`s sent and not yet confirmed.
+    inflight: u32,
+    /// Redis confirmed it and no newer `SUBSCRIBE` is in flight: messages flow.
+    ready: bool,
+}
+
+/// Every topic a worker's fronts are subscribed to.
+#[derive(Debug, Default)]
+pub struct Registry {
+    topics: HashMap<(TopicKind, Box<[u8]>), Entry>,
+}
+
+/// What [`Registry::join`] asks the caller to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// The first subscriber: send `SUBSCRIBE` (the topic becomes ready when Redis
+    /// confirms it).
+    Send,
+    /// Confirmation awaited.
+    Pending,
+    /// Already confirmed: the front may be told at once.
+    Ready,
+}
+
+/// What a confirmation from Redis leads to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Confirmed {
+    Nothing,
+    /// The topic is ready: these fronts may have requests to complete.
+    Ready(Vec<Sub>),
+    /// Everybody left while the confirmation was on its way: send `UNSUBSCRIBE`.
+    Unsubscribe,
+}
+
+impl Registry {
+    pub fn join(&mut self, kind: TopicKind, name: &[u8], sub: Sub) -> Joined {
+        if let Some(e) = self.topics.get_mut(&(kind, name.into())) {
+            if !e.subs.contains(&sub) {
+                e.subs.push(sub);
+            }
+            return if e.ready {
+                Joined::Ready
+            } else {
+                Joined::Pending
+            };
+        }
+        self.topics.insert(
+            (kind, name.into()),
+            Entry {
+                subs: vec![sub],
+                inflight: 1,
+                ready: false,
+            },
+        );
+        Joined::Send
+    }
+
+    /// The `SUBSCRIBE` [`Registry::join`] asked for could not be sent (the connection is
+    /// down): [`Registry::resubscribe`] sends it once the connection is back.
+    pub fn unsent(&mut self, kind: TopicKind, name: &[u8]) {
+        if let Some(e) = self.topics.get_mut(&(kind, name.into())) {
+            e.inflight = e.inflight.saturating_sub(1);
+        }
+    }
+
+    /// Removes `sub` from a topic. `true`: it was the last one, send `UNSUBSCRIBE`.
+    pub fn leave(&mut self, kind: TopicKind, name: &[u8], sub: Sub) -> bool {
+        let key = (kind, Box::<[u8]>::from(name));
+        let Some(e) = self.topics.get_mut(&key) else {
+            return false;
+        };
+        e.subs.retain(|s| *s != sub);
+        if !e.subs.is_empty() || e.inflight > 0 {
+            return false;
+        }
+        let was_ready = e.ready;
+        self.topics.remove(&key);
+        was_ready
+    }
+
+    /// Redis confirmed a `SUBSCRIBE` of ours.
+    pub fn confirmed(&mut self, kind: TopicKind, name: &[u8]) -> Confirmed {
+        let key = (kind, Box::<[u8]>::from(name));
+        let Some(e) = self.topics.get_mut(&key) else {
+            return Confirmed::Nothing;
+        };
+        e.inflight = e.inflight.saturating_sub(1);
+        if e.inflight > 0 {
+            return Confirmed::Nothing;
+        }
+        e.ready = true;
+        if e.subs.is_empty() {
+            self.topics.remove(&key);
+            return Confirmed::Unsubscribe;
+        }
+        Confirmed::Ready(e.subs.clone())
+    }
+
+    /// The fronts a message on this topic goes to (none until it is ready).
+    pub fn subscribers(&self, kind: TopicKind, name: &[u8]) -> &[Sub] {
+        match self.topics.get(&(kind, name.into())) {
+            Some(e) if e.ready => &e.subs,
+            _ => &[],
+        }
+    }
+
+    pub fn is_ready(&self, kind: TopicKind, name: &[u8]) -> bool {
+        self.topics
+            .get(&(kind, name.into()))
+            .is_some_and(|e| e.ready)
+    }
+
+    /// The subscriber connection was lost: nothing is subscribed any more.
+    pub fn reset(&mut self) {
+        self.topics.retain(|_, e| !e.subs.is_empty());
+        for e in self.topics.values_mut() {
+            e.ready = false;
+            e.inflight = 0;
+        }
+    }
+
+    /// After a reconnect: appends `SUBSCRIBE` for every topic that still has subscribers
+    /// and none in flight.
+    pub fn resubscribe(&mut self, out: &mut Vec<u8>) {
+        for ((kind, name), e) in &mut self.topics {
+            if e.inflight == 0 && !e.ready {
+                e.inflight = 1;
+                write_command(out, kind.commands().0, name);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.topics.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+    }
+}
+
+/// `SUBSCRIBE topic` (or `UNSUBSCRIBE`, with `subscribe` false) as RESP.
+pub fn write_subscription(out: &mut Vec<u8>, kind: TopicKind, subscribe: bool, name: &[u8]) {
+    let (sub, unsub) = kind.commands();
+    write_command(out, if subscribe { sub } else { unsub }, name);
+}
+
+fn write_command(out: &mut Vec<u8>, cmd: &[u8], name: &[u8]) {
+    out.extend_from_slice(b"*2\r\n");
+    write_bulk(out, cmd);
+    write_bulk(out, name);
+}
+
+/// A confirmation as Redis would send it to a connection of the front's own:
+/// `["subscribe", topic, count]` (`topic` nil for an `UNSUBSCRIBE` of nothing).
+pub fn write_confirmation(out: &mut Vec<u8>, word: &[u8], topic: Option<&[u8]>, count: usize) {
+    out.extend_from_slice(b"*3\r\n");
+    write_bulk(out, word);
+    match topic {
+        Some(t) => write_bulk(out, t),
+        None => out.extend_from_slice(b"$-1\r\n"),
+    }
+    out.push(b':');
+    out.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A frame received on the subscriber connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push<'a> {
+    /// `message`, `pmessage` or `smessage`; `topic` is what was subscribed to (the
+    /// pattern for `pmessage`).
+    Message { kind: TopicKind, topic: &'a [u8] },
+    /// Redis confirmed a subscription of ours.
+    Subscribed { kind: TopicKind, topic: &'a [u8] },
+    /// Anything else (unsubscribe confirmations, pongs): nothing to do.
+    Other,
+}
+
+/// Reads an array (RESP2) or push (RESP3) frame from the subscriber connection.
+pub fn classify(frame: &[u8]) -> Push<'_> {
+    let mut r = Reader::new(frame);
+    let n = match r.next() {
+        Some(Item::Array(n) | Item::Push(n)) => n,
+        _ => return Push::Other,
+    };
+    let (Some(Item::Bulk(word) | Item::Simple(word)), Some(Item::Bulk(topic))) =
+        (r.next(), r.next())
+    else {
+        return Push::Other;
+    };
+    let kind = match word {
+        b"message" | b"subscribe" => TopicKind::Channel,
+        b"pmessage" | b"psubscribe" => TopicKind::Pattern,
+        b"smessage" | b"ssubscribe" => TopicKind::Shard,
+        _ => return Push::Other,
+    };
+    match (word.ends_with(b"message"), n) {
+        (true, 3) | (true, 4) => Push::Message { kind, topic },
+        (false, 3) => Push::Subscribed { kind, topic },
+        _ => Push::Other,
+    }
+}
+
+/// How a front receives its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP/1.1, `Transfer-Encoding: chunked`: one chunk per message.
+    Chunked,
+    /// HTTP/1.0: the body runs until the connection closes.
+    Plain,
+    /// A WebSocket: one frame per message.
+    Ws,
+}
+
+/// Everything that decides the bytes a front gets for a message, but the JSON key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Style {
+    pub transport: Transport,
+    /// Server-Sent Events: each message is a `data:` event.
+    pub sse: bool,
+    pub output: Output,
+    pub jsonp: Option<Box<[u8]>>,
+    pub sep: Option<Box<[u8]>>,
+}
+
+/// Appends what `style` sends for `frame` (a message or a confirmation), the JSON key
+/// being `name` (the subscribe command as the client typed it). Nothing is appended
+/// when the custom format can't render the frame.
+pub fn render(out: &mut Vec<u8>, style: &Style, name: &[u8], frame: &[u8]) {
+    let mut body = Vec::with_capacity(frame.len() + name.len() + 16);
+    match style.output {
+        Output::Json => match style.jsonp.as_deref().filter(|_| !style.sse) {
+            Some(cb) => {
+                body.extend_from_slice(cb);
+                body.push(b'(');
+                json::render(&mut body, name, frame, Shape::Plain);
+                body.extend_from_slice(b");\n");
+            }
+            None => {
+                json::render(&mut body, name, frame, Shape::Plain);
+                // Newline-delimited JSON (an SSE event needs none).
+                if !style.sse && style.transport != Transport::Ws {
+                    body.push(b'\n');
+                }
+            }
+        },
+        Output::Raw => body.extend_from_slice(frame),
+        Output::Msgpack => msgpack::render(&mut body, name, frame, Shape::Plain),
+        Output::Custom => {
+            let sep = style.sep.as_deref().unwrap_or(b"");
+            if custom::render(&mut body, frame, sep) != custom::Custom::Body {
+                return;
+            }
+        }
+    }
+    if style.sse {
+        let mut event = Vec::with_capacity(body.len() + 16);
+        sse_event(&mut event, &body);
+        body = event;
+    }
+    frame_payload(out, style, &body);
+}
+
+/// Wraps `payload` for the transport: a chunk, raw bytes, or a WebSocket frame (text
+/// for JSON and text formats, binary for raw RESP and MessagePack).
+pub fn frame_payload(out: &mut Vec<u8>, style: &Style, payload: &[u8]) {
+    match style.transport {
+        Transport::Chunked => write_chunk(out, payload),
+        Transport::Plain => out.extend_from_slice(payload),
+        Transport::Ws => {
+            let op = match style.output {
+                Output::Raw | Output::Msgpack => ws::Opcode::Binary,
+                _ => ws::Opcode::Text,
+            };
+            ws::write_frame(out, op, payload);
+        }
+    }
+}
+
+/// One HTTP chunk: hex length (lower case), CRLF, payload, CRLF.
+pub fn write_chunk(out: &mut Vec<u8>, payload: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = payload.len();
+    loop {
+        i -= 1;
+        digits[i] = HEX[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The chunk that ends a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// One Server-Sent Event: a `data:` line per line of `payload`, then a blank line.
+pub fn sse_event(out: &mut Vec<u8>, payload: &[u8]) {
+    let payload = payload.strip_suffix(b"\n").unwrap_or(payload);
+    for line in payload.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        out.extend_from_slice(b"data: ");
+        // A lone CR would end the line for the browser: it can't be sent inside one.
+        out.extend(line.iter().map(|&b| if b == b'\r' { b' ' } else { b }));
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn style(transport: Transport, sse: bool, output: Output) -> Style {
+        Style {
+            transport,
+            sse,
+            output,
+            jsonp: None,
+            sep: None,
+        }
+    }
+
+    const MSG: &[u8] = b"*3\r\n$7\r\nmessage\r\n$3\r\nhc1\r\n$11\r\nhello world\r\n";
+
+    #[test]
+    fn registry_counts_subscribers() {
+        let mut r = Registry::default();
+        let (a, b) = ((1, 1), (2, 1));
+        assert_eq!(r.join(TopicKind::Channel, b"c", a), Joined::Send);
+        assert_eq!(r.join(TopicKind::Channel, b"c", b), Joined::Pending);
+        assert!(r.subscribers(TopicKind::Channel, b"c").is_empty());
+        assert_eq!(
+            r.confirmed(TopicKind::Channel, b"c"),
+            Confirmed::Ready(vec![a, b])
+        );
+        assert_eq!(r.subscribers(TopicKind::Channel, b"c"), &[a, b]);
+        assert_eq!(r.join(TopicKind::Channel, b"c", (3, 1)), Joined::Ready);
+        assert!(r.subscribers(TopicKind::Pattern, b"c").is_empty());
+        assert!(!r.leave(TopicKind::Channel, b"c", a));
+        assert!(!r.leave(TopicKind::Channel, b"c", (3, 1)));
+        assert!(
+            r.leave(TopicKind::Channel, b"c", b),
+            "the last one unsubscribes"
+        );
+        assert!(r.is_empty());
+        assert!(!r.leave(TopicKind::Channel, b"c", b));
+    }
+
+    #[test]
+    fn leaving_before_confirmation_unsubscribes_on_confirmation() {
+        let mut r = Registry::default();
+        assert_eq!(r.join(TopicKind::Pattern, b"p*", (1, 1)), Joined::Send);
+        assert!(!r.leave(TopicKind::Pattern, b"p*", (1, 1)));
+        assert_eq!(
+            r.confirmed(TopicKind::Pattern, b"p*"),
+            Confirmed::Unsubscribe
+        );
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn reset_and_resubscribe() {
+        let mut r = Registry::default();
+        r.join(TopicKind::Channel, b"a", (1, 1));
+        r.join(TopicKind::Shard, b"s", (1, 1));
+        r.confirmed(TopicKind::Channel, b"a");
+        r.reset();
+        assert!(!r.is_ready(TopicKind::Channel, b"a"));
+        let mut out = Vec::new();
+        r.resubscribe(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("*2\r\n$10\r\nSSUBSCRIBE\r\n$1\r\ns\r\n"),
+            "{text}"
+        );
+        let mut again = Vec::new();
+        r.resubscribe(&mut again);
+        assert!(again.is_empty(), "in flight already");
+        assert_eq!(
+            r.confirmed(TopicKind::Channel, b"a"),
+            Confirmed::Ready(vec![(1, 1)])
+        );
+    }
+
+    #[test]
+    fn classify_pushes() {
+        assert_eq!(
+            classify(MSG),
+            Push::Message {
+                kind: TopicKind::Channel,
+                topic: b"hc1"
+            }
+        );
+        assert_eq!(
+            classify(b"*4\r\n$8\r\npmessage\r\n$3\r\npp*\r\n$3\r\npp1\r\n$1\r\nm\r\n"),
+            Push::Message {
+                kind: TopicKind::Pattern,
+                topic: b"pp*"
+            }
+        );
+        assert_eq!(
+            classify(b">3\r\n$8\r\nsmessage\r\n$1\r\ns\r\n$1\r\nm\r\n"),
+            Push::Message {
+                kind: TopicKind::Shard,
+                topic: b"s"
+            }
+        );
+        assert_eq!(
+            classify(b"*3\r\n$10\r\npsubscribe\r\n$3\r\npp*\r\n:1\r\n"),
+            Push::Subscribed {
+                kind: TopicKind::Pattern,
+                topic: b"pp*"
+            }
+        );
+        assert_eq!(
+            classify(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n"),
+            Push::Other
+        );
+        assert_eq!(classify(b"+OK\r\n"), Push::Other);
+        assert_eq!(classify(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"), Push::Other);
+        assert_eq!(classify(b""), Push::Other);
+    }
+
+    #[test]
+    fn chunked_json_is_newline_delimited() {
+        let mut out = Vec::new();
+        render(
+            &mut out,
+            &style(Transport::Chunked, false, Output::Json),
+            b"SUBSCRIBE",
+            MSG,
+        );
+        assert_eq!(
+            out,
+            b"2e\r\n{\"SUBSCRIBE\":[\"message\",\"hc1\",\"hello world\"]}\n\r\n"
+        );
+    }
+
+    #[test]
+    fn jsonp_chunks_as_webdis() {
+        let mut s = style(Transport::Chunked, false, Output::Json);
+        s.jsonp = Some(b"f".as_slice().into());
+        let mut frame = Vec::new();
+        write_confirmation(&mut frame, b"subscribe", Some(b"hc1"), 1);
+        let mut out = Vec::new();
+        render(&mut out, &s, b"SUBSCRIBE", &frame);
+        render(&mut out, &s, b"SUBSCRIBE", MSG);
+        assert_eq!(
+            out,
+            &b"28\r\nf({\"SUBSCRIBE\":[\"subscribe\",\"hc1\",1]});\n\r\n\
+               32\r\nf({\"SUBSCRIBE\":[\"message\",\"hc1\",\"hello world\"]});\n\r\n"[..]
+        );
+    }
+
+    #[test]
+    fn raw_and_text_chunks() {
+        let mut out = Vec::new();
+        let frame = b"*3\r\n$10\r\npsubscribe\r\n$3\r\npp*\r\n:1\r\n";
+        render(
+            &mut out,
+            &style(Transport::Chunked, false, Output::Raw),
+            b"PSUBSCRIBE",
+            frame,
+        );
+        assert_eq!(
+            out,
+            b"22\r\n*3\r\n$10\r\npsubscribe\r\n$3\r\npp*\r\n:1\r\n\r\n"
+        );
+        let mut s = style(Transport::Plain, false, Output::Custom);
+        s.sep = Some(b"|".as_slice().into());
+        let mut out = Vec::new();
+        render(
+            &mut out,
+            &s,
+            b"PSUBSCRIBE",
+            b"*4\r\n$8\r\npmessage\r\n$3\r\npp*\r\n$3\r\npp1\r\n$1\r\nm\r\n",
+        );
+        assert_eq!(out, b"pmessage|pp*|pp1|m");
+    }
+
+    #[test]
+    fn server_sent_events() {
+        let mut out = Vec::new();
+        render(
+            &mut out,
+            &style(Transport::Plain, true, Output::Json),
+            b"SUBSCRIBE",
+            MSG,
+        );
+        assert_eq!(
+            out,
+            b"data: {\"SUBSCRIBE\":[\"message\",\"hc1\",\"hello world\"]}\n\n"
+        );
+        let mut out = Vec::new();
+        sse_event(&mut out, b"line 1\nline 2\r\nlast\rx\n");
+        assert_eq!(out, b"data: line 1\ndata: line 2\ndata: last x\n\n");
+        let mut out = Vec::new();
+        sse_event(&mut out, b"");
+        assert_eq!(out, b"data: \n\n");
+    }
+
+    #[test]
+    fn websocket_frames() {
+        let mut out = Vec::new();
+        render(
+            &mut out,
+            &style(Transport::Ws, false, Output::Json),
+            b"SUBSCRIBE",
+            MSG,
+        );
+        assert_eq!(out[0], 0x81);
+        assert_eq!(
+            &out[2..],
+            b"{\"SUBSCRIBE\":[\"message\",\"hc1\",\"hello world\"]}"
+        );
+        let mut out = Vec::new();
+        render(
+            &mut out,
+            &style(Transport::Ws, false, Output::Raw),
+            b"SUBSCRIBE",
+            MSG,
+        );
+        assert_eq!(out[0], 0x82);
+        assert_eq!(&out[2..], MSG);
+    }
+
+    #[test]
+    fn chunk_lengths_are_lower_case_hex() {
+        let mut out = Vec::new();
+        write_chunk(&mut out, &[b'x'; 255]);
+        assert!(out.starts_with(b"ff\r\n"));
+        let mut out = Vec::new();
+        write_chunk(&mut out, b"");
+        assert_eq!(out, b"0\r\n\r\n");
+    }
+}

@@ -1,0 +1,522 @@
+//! The worker's side of pub/sub: subscribe requests (HTTP streams and WebSockets), the
+//! subscriber connection's pushes fanned out to fronts, slow consumers, SSE pings, and
+//! what clients are told when the subscriber connection is lost.
+
+use super::{mark_front, Worker};
+use crate::back::{Back, Kind};
+use crate::command::{self, Command, Output, Query};
+use crate::front::{Closing, Meta, PendingSub, Subscriber};
+use crate::http::Request;
+use crate::log;
+use crate::log::Level;
+use crate::pubsub::{self, Confirmed, Joined, Push, Style, TopicKind, Transport};
+use crate::reply;
+use crate::response::{self, Status};
+use smallvec::SmallVec;
+use std::time::{Duration, Instant};
+
+/// A subscribe request, owned, ready to start.
+pub(super) struct SubRequest {
+    pub kind: TopicKind,
+    /// The command as typed: the JSON key of its messages.
+    pub name: SmallVec<[u8; 12]>,
+    pub topics: Vec<Vec<u8>>,
+    pub style: Style,
+}
+
+impl SubRequest {
+    /// `GET /SUBSCRIBE/a/b[.ext][?jsonp=f]`; sets the slot's metadata for the stream.
+    pub fn http(cmd: &Command<'_>, query: &Query<'_>, req: &Request, meta: &mut Meta) -> Self {
+        let sse = req.event_stream || cmd.format.content_type == command::SSE;
+        if sse {
+            meta.content_type = command::SSE;
+        }
+        // The stream stays open whatever the request said; it is closed when it ends.
+        meta.keep_alive = true;
+        meta.etag = false;
+        SubRequest {
+            kind: TopicKind::of_command(cmd.name).map_or(TopicKind::Channel, |(k, _)| k),
+            name: cmd.name.into(),
+            topics: cmd.decoded_args(),
+            style: Style {
+                transport: if req.minor == 0 {
+                    Transport::Plain
+                } else {
+                    Transport::Chunked
+                },
+                sse,
+                output: cmd.format.output,
+                jsonp: query
+                    .jsonp
+                    .filter(|_| cmd.format.output == Output::Json)
+                    .map(Into::into),
+                sep: query.sep.map(Into::into),
+            },
+        }
+    }
+}
+
+/// The bytes of the last message rendered in a fan-out, and for which style and key.
+#[derive(Default)]
+pub(super) struct Rendered {
+    bytes: Vec<u8>,
+    style: Option<Style>,
+    name: SmallVec<[u8; 12]>,
+}
+
+impl Worker {
+    /// The subscriber connection, created on first use; `None` while Redis is down.
+    fn subscriber_back(&mut self) -> Option<usize> {
+        let now = Instant::now();
+        match self.backs.subscriber {
+            None => {
+                let b = self.backs.slab.insert(Back::new(Kind::Subscriber, 0));
+                self.backs.subscriber = Some(b);
+                self.backs.to_connect.push(b);
+                Some(b)
+            }
+            Some(b) if self.backs.slab[b].accepts_commands() => Some(b),
+            // Down: a subscription tries to reconnect now rather than wait for the timer.
+            Some(b) if self.backs.slab[b].may_retry_now(now) => {
+                self.backs.to_connect.push(b);
+                Some(b)
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Subscribes front `k` to the request's topics. `seq` is the request's slot (`None`
+    /// when the answer is pushed like a message).
+    pub(super) fn start_subscription(&mut self, k: usize, seq: Option<u64>, r: SubRequest) {
+        let back = self.subscriber_back();
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let gen = f.gen;
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
+        let http = r.style.transport != Transport::Ws;
+        if back.is_none() && http && !r.style.sse {
+            // Redis is down: say so now rather than hang (SSE and WebSocket clients wait
+            // for the reconnect instead: a browser's EventSource gives up on an error).
+            if let Some(seq) = seq {
+                let date = &self.date;
+                let last = busy.complete(seq, |out, meta| {
+                    let meta = Meta {
+                        keep_alive: false,
+                        ..meta.clone()
+                    };
+                    reply::error(out, &meta, Status::Unavailable, date)
+                });
+                if last.is_some() {
+                    f.closing = Closing::AfterFlush;
+                }
+            }
+            mark_front(f, k, &mut self.dirty_fronts);
+            return;
+        }
+        let sse = r.style.sse;
+        // Out of `busy` while `busy` answers slots; put back below.
+        let mut sub = busy
+            .sub
+            .take()
+            .unwrap_or_else(|| Box::new(Subscriber::new(r.style.clone())));
+        sub.names[r.kind.index()] = r.name;
+        let mut topics = Vec::with_capacity(r.topics.len());
+        for t in r.topics {
+            let count = sub.add(r.kind, &t);
+            let joined = self.pubsub.join(r.kind, &t, (k, gen));
+            match (joined, back) {
+                (Joined::Send, Some(b)) => {
+                    pubsub::write_subscription(&mut self.backs.slab[b].wbuf.data, r.kind, true, &t);
+                    self.backs.mark_dirty(b);
+                }
+                // Sent when the connection is back (see `Registry::resubscribe`).
+                (Joined::Send, None) => self.pubsub.unsent(r.kind, &t),
+                _ => {}
+            }
+            topics.push((t.into_boxed_slice(), count));
+        }
+        let mut seq = seq;
+        if sse && http {
+            // The head and the retry hint go out now: the browser sees the stream open.
+            if let Some(s) = seq.take() {
+                let mut retry = Vec::new();
+                retry.extend_from_slice(b"retry: ");
+                retry.extend_from_slice(
+                    itoa::Buffer::new()
+                        .format(self.shared.config.sse_retry_ms)
+                        .as_bytes(),
+                );
+                retry.extend_from_slice(b"\n\n");
+                let style = &sub.style;
+                let date = &self.date;
+                busy.complete(s, |out, meta| {
+                    response::stream_head(out, meta.minor, b"text/event-stream", true, date);
+                    pubsub::frame_payload(out, style, &retry);
+                });
+                sub.live = true;
+                if self.next_ping.is_none() && self.shared.config.sse_ping_sec > 0 {
+                    self.next_ping =
+                        Some(Instant::now() + Duration::from_secs(self.shared.config.sse_ping_sec));
+                }
+            }
+        }
+        sub.pending.push_back(PendingSub {
+            seq,
+            kind: r.kind,
+            topics,
+        });
+        busy.sub = Some(sub);
+        mark_front(f, k, &mut self.dirty_fronts);
+        self.try_confirm(k);
+    }
+
+    /// Answers front `k`'s subscribe requests whose topics are all confirmed, in order.
+    fn try_confirm(&mut self, k: usize) {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
+        let Some(mut sub) = busy.sub.take() else {
+            return;
+        };
+        let mut answered = false;
+        while let Some(p) = sub.pending.front() {
+            let ready = p.topics.iter().all(|(t, _)| {
+                self.pubsub.is_ready(p.kind, t)
+                    || !sub.topics.iter().any(|(k, x)| *k == p.kind && x == t)
+            });
+            if !ready {
+                break;
+            }
+            let Some(p) = sub.pending.pop_front() else {
+                break;
+            };
+            let mut bytes = Vec::new();
+            let mut frame = Vec::new();
+            let word = p.kind.confirmation(true);
+            for (t, count) in &p.topics {
+                frame.clear();
+                pubsub::write_confirmation(&mut frame, word, Some(t), *count);
+                pubsub::render(&mut bytes, &sub.style, &sub.names[p.kind.index()], &frame);
+            }
+            answered = true;
+            match p.seq {
+                Some(seq) => {
+                    let head = sub.style.transport != Transport::Ws;
+                    sub.live |= head;
+                    let date = &self.date;
+                    busy.complete(seq, |out, meta| {
+                        if head {
+                            let ct = meta
+                                .extra
+                                .as_ref()
+                                .and_then(|e| e.content_type.as_deref())
+                                .unwrap_or(meta.content_type.as_bytes());
+                            response::stream_head(out, meta.minor, ct, false, date);
+                        }
+                        out.extend_from_slice(&bytes);
+                    });
+                }
+                None => busy.push(&bytes),
+            }
+        }
+        busy.sub = Some(sub);
+        if answered {
+            mark_front(f, k, &mut self.dirty_fronts);
+        }
+    }
+
+    /// A frame of `n` bytes from the subscriber connection `b`, at the start of its read
+    /// buffer: a message to fan out or a confirmation. Consumes it.
+    pub(super) fn on_push(&mut self, b: usize, n: usize) {
+        let back = &self.backs.slab[b];
+        let frame = &back.rbuf.bytes()[..n];
+        let mut confirmed = None;
+        let mut slow: SmallVec<[usize; 4]> = SmallVec::new();
+        match pubsub::classify(frame) {
+            Push::Message { kind, topic } => {
+                let limit = self.shared.config.pubsub_client_buffer;
+                let cache = &mut self.fanout;
+                cache.style = None;
+                for &(key, gen) in self.pubsub.subscribers(kind, topic) {
+                    let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) else {
+                        continue;
+                    };
+                    let Some(busy) = f.busy.as_deref_mut() else {
+                        continue;
+                    };
+                    let Some(sub) = busy.sub.as_deref() else {
+                        continue;
+                    };
+                    let name = &sub.names[kind.index()];
+                    if cache.style.as_ref() != Some(&sub.style) || cache.name != *name {
+                        cache.bytes.clear();
+                        pubsub::render(&mut cache.bytes, &sub.style, name, frame);
+                        cache.style = Some(sub.style.clone());
+                        cache.name = name.clone();
+                    }
+                    busy.push(&cache.bytes);
+                    if busy.backlog() > limit {
+                        slow.push(key);
+                    }
+                    mark_front(f, key, &mut self.dirty_fronts);
+                }
+            }
+            Push::Subscribed { kind, topic } => confirmed = Some((kind, topic.to_vec())),
+            Push::Other => {}
+        }
+        self.backs.slab[b].rbuf.consume(n);
+        for k in slow {
+            self.drop_slow_consumer(k);
+        }
+        if let Some((kind, topic)) = confirmed {
+            match self.pubsub.confirmed(kind, &topic) {
+                Confirmed::Ready(subs) => {
+                    for (key, gen) in subs {
+                        if self.fronts.get(key).is_some_and(|f| f.gen == gen) {
+                            self.try_confirm(key);
+                        }
+                    }
+                }
+                Confirmed::Unsubscribe => {
+                    pubsub::write_subscription(
+                        &mut self.backs.slab[b].wbuf.data,
+                        kind,
+                        false,
+                        &topic,
+                    );
+                    self.backs.mark_dirty(b);
+                }
+                Confirmed::Nothing => {}
+            }
+        }
+    }
+
+    /// A subscriber that does not read its messages: disconnected before its backlog
+    /// grows without bound; the other subscribers are not affected.
+    fn drop_slow_consumer(&mut self, k: usize) {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let backlog = f.busy.as_ref().map_or(0, |b| b.backlog());
+        self.slow_consumers += 1;
+        log!(
+            Level::Warning,
+            "pub/sub: disconnecting slow consumer {} ({} bytes unread; {} so far)",
+            f.peer,
+            backlog,
+            self.slow_consumers
+        );
+        if f.busy
+            .as_ref()
+            .and_then(|b| b.sub.as_ref())
+            .is_some_and(|s| s.style.transport == Transport::Ws)
+        {
+            super::websocket::close_now(f, crate::ws::close::POLICY, "Output buffer full");
+        }
+        self.close_front(k);
+    }
+
+    /// Removes a closing front from its topics, unsubscribing those it was last on.
+    pub(super) fn leave_all(&mut self, who: pubsub::Sub, sub: &Subscriber) {
+        let back = self
+            .backs
+            .subscriber
+            .filter(|&b| self.backs.slab[b].accepts_commands());
+        for (kind, t) in &sub.topics {
+            if self.pubsub.leave(*kind, t, who) {
+                if let Some(b) = back {
+                    pubsub::write_subscription(&mut self.backs.slab[b].wbuf.data, *kind, false, t);
+                    self.backs.mark_dirty(b);
+                }
+            }
+        }
+    }
+
+    /// Unsubscribes front `k` from some (or, `topics` empty, all) of its topics of one
+    /// kind; returns the confirmations to send (WebSocket `UNSUBSCRIBE`).
+    pub(super) fn unsubscribe(
+        &mut self,
+        k: usize,
+        kind: TopicKind,
+        topics: &[Vec<u8>],
+        name: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        let back = self
+            .backs
+            .subscriber
+            .filter(|&b| self.backs.slab[b].accepts_commands());
+        let Some(f) = self.fronts.get_mut(k) else {
+            return out;
+        };
+        let gen = f.gen;
+        let Some(sub) = f.busy.as_deref_mut().and_then(|b| b.sub.as_deref_mut()) else {
+            return out;
+        };
+        let list: Vec<Box<[u8]>> = if topics.is_empty() {
+            sub.topics
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, t)| t.clone())
+                .collect()
+        } else {
+            topics.iter().map(|t| t.as_slice().into()).collect()
+        };
+        let word = kind.confirmation(false);
+        let mut frame = Vec::new();
+        if list.is_empty() {
+            pubsub::write_confirmation(&mut frame, word, None, sub.count(kind));
+            pubsub::render(&mut out, &sub.style, name, &frame);
+        }
+        for t in &list {
+            if sub.remove(kind, t) && self.pubsub.leave(kind, t, (k, gen)) {
+                if let Some(b) = back {
+                    pubsub::write_subscription(&mut self.backs.slab[b].wbuf.data, kind, false, t);
+                    self.backs.mark_dirty(b);
+                }
+            }
+            frame.clear();
+            pubsub::write_confirmation(&mut frame, word, Some(t), sub.count(kind));
+            pubsub::render(&mut out, &sub.style, name, &frame);
+        }
+        out
+    }
+
+    /// Ends an HTTP stream (terminating chunk, then close) or closes a WebSocket with
+    /// 1001: the server is going away.
+    pub(super) fn end_stream(&mut self, k: usize) {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let gen = f.gen;
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
+        let Some(sub) = busy.sub.take() else {
+            return;
+        };
+        match sub.style.transport {
+            Transport::Ws => {
+                let mut close = Vec::new();
+                crate::ws::write_close(
+                    &mut close,
+                    crate::ws::close::GOING_AWAY,
+                    "Server shutting down",
+                );
+                busy.push(&close);
+            }
+            Transport::Chunked if sub.live => busy.push(pubsub::LAST_CHUNK),
+            _ => {}
+        }
+        f.closing = Closing::AfterFlush;
+        mark_front(f, k, &mut self.dirty_fronts);
+        self.leave_all((k, gen), &sub);
+    }
+
+    /// The subscriber connection broke. HTTP streams end (the terminating chunk; a
+    /// stream not yet answered gets 503; a browser's EventSource reconnects by itself).
+    /// WebSocket clients are told, stay subscribed, and get fresh confirmations once the
+    /// connection is back and their topics are subscribed again.
+    pub(super) fn subscriber_lost(&mut self) {
+        let keys: Vec<usize> = self
+            .fronts
+            .iter()
+            .filter(|(_, f)| f.busy.as_ref().is_some_and(|b| b.sub.is_some()))
+            .map(|(k, _)| k)
+            .collect();
+        for k in keys {
+            let Some(f) = self.fronts.get_mut(k) else {
+                continue;
+            };
+            let Some(busy) = f.busy.as_deref_mut() else {
+                continue;
+            };
+            let Some(mut sub) = busy.sub.take() else {
+                continue;
+            };
+            if sub.style.transport == Transport::Ws {
+                let mut bytes = Vec::new();
+                super::websocket::error_payload(
+                    &mut bytes,
+                    &sub.style,
+                    Status::Unavailable,
+                    b"Redis connection lost; resubscribing",
+                );
+                busy.push(&bytes);
+                let mut again: Vec<PendingSub> = Vec::new();
+                for kind in TopicKind::ALL {
+                    let topics: Vec<(Box<[u8]>, usize)> = sub
+                        .topics
+                        .iter()
+                        .filter(|(x, _)| *x == kind)
+                        .enumerate()
+                        .map(|(i, (_, t))| (t.clone(), i + 1))
+                        .collect();
+                    if !topics.is_empty() {
+                        again.push(PendingSub {
+                            seq: None,
+                            kind,
+                            topics,
+                        });
+                    }
+                }
+                sub.pending.extend(again);
+                busy.sub = Some(sub);
+                mark_front(f, k, &mut self.dirty_fronts);
+                continue;
+            }
+            for p in &sub.pending {
+                if let Some(seq) = p.seq {
+                    let date = &self.date;
+                    busy.complete(seq, |out, meta| {
+                        let meta = Meta {
+                            keep_alive: false,
+                            ..meta.clone()
+                        };
+                        reply::error(out, &meta, Status::Unavailable, date)
+                    });
+                }
+            }
+            if sub.live && sub.style.transport == Transport::Chunked {
+                busy.push(pubsub::LAST_CHUNK);
+            }
+            f.closing = Closing::AfterFlush;
+            mark_front(f, k, &mut self.dirty_fronts);
+            let gen = f.gen;
+            for (kind, t) in &sub.topics {
+                self.pubsub.leave(*kind, t, (k, gen));
+            }
+        }
+        self.pubsub.reset();
+    }
+
+    /// Sends `: ping` on every Server-Sent Event stream (keeps proxies and browsers
+    /// from timing the stream out).
+    pub(super) fn ping_sse(&mut self, now: Instant) {
+        let mut any = false;
+        for (k, f) in self.fronts.iter_mut() {
+            let Some(busy) = f.busy.as_deref_mut() else {
+                continue;
+            };
+            let Some(sub) = busy.sub.as_deref() else {
+                continue;
+            };
+            if !sub.style.sse || !sub.live {
+                continue;
+            }
+            any = true;
+            let mut ping = Vec::new();
+            pubsub::frame_payload(&mut ping, &sub.style, b": ping\n\n");
+            busy.push(&ping);
+            mark_front(f, k, &mut self.dirty_fronts);
+        }
+        let every = self.shared.config.sse_ping_sec;
+        self.next_ping = (any && every > 0).then(|| now + Duration::from_secs(every));
+    }
+}
