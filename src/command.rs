@@ -338,6 +338,14 @@ impl<'a> Command<'a> {
     }
 }
 
+/// Appends a command given as decoded arguments as a RESP array of bulk strings.
+pub fn write_argv<A: AsRef<[u8]>>(out: &mut Vec<u8>, argv: &[A]) {
+    write_header(out, b'*', argv.len());
+    for a in argv {
+        write_bulk(out, a.as_ref());
+    }
+}
+
 fn write_header(out: &mut Vec<u8>, marker: u8, n: usize) {
     out.push(marker);
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());

@@ -41,6 +41,8 @@ pub struct Meta {
     pub head_only: bool,
     /// Send an ETag (config `etag`, default on).
     pub etag: bool,
+    /// A WebSocket command: the reply is one frame, not an HTTP response.
+    pub ws: bool,
     /// Rare parameters, boxed so the common case carries one null pointer.
     pub extra: Option<Box<Extra>>,
 }
@@ -77,6 +79,17 @@ pub struct Busy {
     /// Messages that arrived while responses ahead of them were still awaited: they
     /// follow those responses.
     pub held: Vec<u8>,
+    /// Upgraded to a WebSocket: the read buffer holds frames, not requests.
+    pub ws: Option<Box<WsConn>>,
+}
+
+/// A WebSocket connection's state.
+pub struct WsConn {
+    pub decoder: crate::ws::Decoder,
+    /// How replies and messages are written (JSON text frames or raw RESP binary frames).
+    pub style: Style,
+    /// The handshake's `Authorization` header, for the ACL of every command.
+    pub authorization: Option<Box<[u8]>>,
 }
 
 /// A front's subscriptions.
@@ -148,13 +161,14 @@ impl Busy {
             continue_sent: false,
             sub: None,
             held: Vec::new(),
+            ws: None,
         }
     }
 
-    /// A client waits for responses: requests in flight, output not yet written, or
-    /// subscriptions.
+    /// A client waits for responses: requests in flight, output not yet written,
+    /// subscriptions, or a WebSocket.
     pub fn awaiting(&self) -> bool {
-        !self.slots.is_empty() || !self.out.is_empty() || self.sub.is_some()
+        !self.slots.is_empty() || !self.out.is_empty() || self.sub.is_some() || self.ws.is_some()
     }
 
     /// Appends a pushed message: now, or after the responses still awaited.
@@ -190,6 +204,7 @@ impl Busy {
         self.continue_sent = false;
         self.sub = None;
         self.held = Vec::new();
+        self.ws = None;
     }
 
     /// Adds a slot for a new request and returns its sequence number.

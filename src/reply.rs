@@ -5,9 +5,13 @@ use crate::command::Output;
 use crate::front::Meta;
 use crate::render::{custom, json, msgpack};
 use crate::response::{self, DateCache, Head, Open, Status};
+use crate::ws;
 
 /// The response to a request whose command produced `frame`.
 pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
+    if meta.ws {
+        return ws_write(out, meta, frame);
+    }
     let extra = meta.extra.as_deref();
     let start = out.len();
     let mut head = Head {
@@ -132,6 +136,9 @@ pub fn etag_matches(if_none_match: &[u8], hex: &[u8]) -> bool {
 
 /// An error response in place of a reply.
 pub fn error(out: &mut Vec<u8>, meta: &Meta, status: Status, date: &DateCache) {
+    if meta.ws {
+        return ws_error_frame(out, meta.output, status, status.reason());
+    }
     response::error(
         out,
         status,
@@ -144,6 +151,9 @@ pub fn error(out: &mut Vec<u8>, meta: &Meta, status: Status, date: &DateCache) {
 
 /// An error response whose JSON body carries a message (e.g. Redis's own error text).
 pub fn error_with(out: &mut Vec<u8>, meta: &Meta, status: Status, msg: &[u8], date: &DateCache) {
+    if meta.ws {
+        return ws_error_frame(out, meta.output, status, msg);
+    }
     let head = head_for(meta, status, Some(b"application/json"));
     let o = response::open(out, &head, date, msg.len() + 12);
     out.extend_from_slice(b"{\"error\":");
@@ -152,9 +162,78 @@ pub fn error_with(out: &mut Vec<u8>, meta: &Meta, status: Status, msg: &[u8], da
     response::close(out, o, meta.head_only);
 }
 
+/// The reply to a WebSocket command: one frame, text for JSON, binary for raw RESP and
+/// MessagePack. Rendered in place: the header is written once the payload length is known.
+fn ws_write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8]) {
+    let mark = ws::begin_frame(out);
+    let op = match meta.output {
+        Output::Json => {
+            let jsonp = meta.extra.as_deref().and_then(|e| e.jsonp.as_deref());
+            if let Some(cb) = jsonp {
+                out.extend_from_slice(cb);
+                out.push(b'(');
+            }
+            json::render(out, &meta.name, frame, meta.shape);
+            if jsonp.is_some() {
+                out.extend_from_slice(b");\n");
+            }
+            ws::Opcode::Text
+        }
+        Output::Msgpack => {
+            msgpack::render(out, &meta.name, frame, meta.shape);
+            ws::Opcode::Binary
+        }
+        Output::Raw | Output::Custom => {
+            out.extend_from_slice(frame);
+            ws::Opcode::Binary
+        }
+    };
+    ws::end_frame(out, mark, op);
+}
+
+/// A WebSocket error frame: webdis's `{"error":true,"message":...,"http_status":N}` for
+/// JSON, a RESP error (`-ERR message`) for raw RESP.
+pub fn ws_error_frame(out: &mut Vec<u8>, output: Output, status: Status, msg: &[u8]) {
+    let mark = ws::begin_frame(out);
+    let op = match output {
+        Output::Json => {
+            out.extend_from_slice(b"{\"error\":true,\"message\":");
+            json::write_string(out, msg);
+            out.extend_from_slice(b",\"http_status\":");
+            out.extend_from_slice(status.code());
+            out.push(b'}');
+            ws::Opcode::Text
+        }
+        _ => {
+            out.extend_from_slice(b"-ERR ");
+            // A RESP error is one line.
+            out.extend(
+                msg.iter()
+                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+            );
+            out.extend_from_slice(b"\r\n");
+            ws::Opcode::Binary
+        }
+    };
+    ws::end_frame(out, mark, op);
+}
+
 #[cfg(test)]
 mod tests {
-    use super::etag_matches;
+    use super::*;
+
+    #[test]
+    fn websocket_error_frames() {
+        let mut out = Vec::new();
+        ws_error_frame(&mut out, Output::Json, Status::Forbidden, b"Forbidden");
+        assert_eq!(
+            out,
+            b"\x81\x36{\"error\":true,\"message\":\"Forbidden\",\"http_status\":403}"
+        );
+        let mut out = Vec::new();
+        ws_error_frame(&mut out, Output::Raw, Status::Forbidden, b"Forbidden");
+        assert_eq!(out, b"\x82\x10-ERR Forbidden\r\n");
+    }
 
     #[test]
     fn if_none_match_forms() {

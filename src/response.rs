@@ -18,6 +18,7 @@ pub enum Status {
     NotFound,
     MethodNotAllowed,
     TooLarge,
+    UpgradeRequired,
     NotImplemented,
     Unavailable,
 }
@@ -32,9 +33,21 @@ impl Status {
             Status::NotFound => b" 404 Not found\r\n",
             Status::MethodNotAllowed => b" 405 Method Not Allowed\r\n",
             Status::TooLarge => b" 413 Request Entity Too Large\r\n",
+            Status::UpgradeRequired => b" 426 Upgrade Required\r\n",
             Status::NotImplemented => b" 501 Not Implemented\r\n",
             Status::Unavailable => b" 503 Service Unavailable\r\n",
         }
+    }
+
+    /// The three digits of the status code.
+    pub fn code(self) -> &'static [u8] {
+        &self.line()[1..4]
+    }
+
+    /// The reason phrase.
+    pub fn reason(self) -> &'static [u8] {
+        let line = self.line();
+        &line[5..line.len() - 2]
     }
 
     /// The JSON error body for this status (spec §14.2 item 15).
@@ -44,6 +57,7 @@ impl Status {
             Status::Forbidden => br#"{"error":"Forbidden"}"#,
             Status::MethodNotAllowed => br#"{"error":"Method Not Allowed"}"#,
             Status::TooLarge => br#"{"error":"Request Entity Too Large"}"#,
+            Status::UpgradeRequired => br#"{"error":"Upgrade Required"}"#,
             Status::NotImplemented => br#"{"error":"Not Implemented"}"#,
             Status::Unavailable => br#"{"error":"Service Unavailable"}"#,
             Status::Ok | Status::NotModified | Status::NotFound => b"",

@@ -252,7 +252,10 @@ impl Worker {
                 continue;
             };
             f.stop_parsing = true;
-            if f.busy.as_ref().is_some_and(|b| b.sub.is_some()) {
+            if f.busy
+                .as_ref()
+                .is_some_and(|b| b.sub.is_some() || b.ws.is_some())
+            {
                 self.end_stream(k);
             } else if !f.busy.as_ref().is_some_and(|b| b.awaiting()) {
                 self.close_front(k);
@@ -427,6 +430,9 @@ impl Worker {
             if f.stop_parsing || busy.rbuf.is_empty() || paused(busy) {
                 return;
             }
+            if busy.ws.is_some() {
+                return self.parse_frames(k);
+            }
             match http::parse(busy.rbuf.bytes_mut(), max) {
                 Ok(http::Status::Complete(req)) => {
                     busy.continue_sent = false;
@@ -489,6 +495,9 @@ impl Worker {
     /// Turns one complete request into a command sent to Redis, or an immediate answer.
     fn dispatch(&mut self, k: usize, req: &Request) {
         let cfg = &self.shared.config;
+        if cfg.websockets && req.websocket.is_some() {
+            return self.upgrade(k, req);
+        }
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -565,18 +574,12 @@ impl Worker {
                         fill_meta(&mut meta, &cmd, &query, inm);
                         let waiter = Waiter::Front { key: k, gen, seq };
                         let db = cmd.db.filter(|&d| d != cfg.database);
-                        match self.backs.pick(cmd.route, db, prefer) {
-                            Some(b) => {
-                                let back = &mut self.backs.slab[b];
-                                cmd.write_resp(&mut back.wbuf.data);
-                                back.waiters.push_back(waiter);
-                                self.backs.mark_dirty(b);
-                                Dispatched::Sent((cmd.route == Route::Blocking).then_some(b))
-                            }
-                            None if self.backs.auth_failed() => {
-                                Dispatched::Now(Immediate::AuthFailed)
-                            }
-                            None => Dispatched::Now(Immediate::Error(Status::Unavailable)),
+                        match self
+                            .backs
+                            .send(cmd.route, db, prefer, waiter, |w| cmd.write_resp(w))
+                        {
+                            Ok(b) => Dispatched::Sent((cmd.route == Route::Blocking).then_some(b)),
+                            Err(imm) => Dispatched::Now(imm),
                         }
                     }
                 }
@@ -698,6 +701,14 @@ impl Worker {
         };
         if f.closing != Closing::No {
             return;
+        }
+        if f.eof
+            && f.busy
+                .as_ref()
+                .is_some_and(|b| b.ws.is_some() || b.sub.is_some())
+        {
+            // A WebSocket or stream whose client went away.
+            return self.close_front(k);
         }
         let idle = !f.busy.as_ref().is_some_and(|b| b.awaiting());
         if idle && (f.eof || f.stop_parsing) {
@@ -1064,6 +1075,29 @@ impl Worker {
 }
 
 impl Backs {
+    /// Queues a command (`write` appends it) for `waiter` on the connection `pick`
+    /// chooses; the error says what to answer when Redis can't be reached.
+    fn send(
+        &mut self,
+        route: Route,
+        db: Option<u32>,
+        prefer: usize,
+        waiter: Waiter,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<usize, Immediate> {
+        match self.pick(route, db, prefer) {
+            Some(b) => {
+                let back = &mut self.slab[b];
+                write(&mut back.wbuf.data);
+                back.waiters.push_back(waiter);
+                self.mark_dirty(b);
+                Ok(b)
+            }
+            None if self.auth_failed() => Err(Immediate::AuthFailed),
+            None => Err(Immediate::Error(Status::Unavailable)),
+        }
+    }
+
     /// The connection a command goes to, or `None` when Redis can't be reached.
     fn pick(&mut self, route: Route, db: Option<u32>, prefer: usize) -> Option<usize> {
         if route == Route::Blocking {

@@ -312,11 +312,7 @@ impl Worker {
             backlog,
             self.slow_consumers
         );
-        if f.busy
-            .as_ref()
-            .and_then(|b| b.sub.as_ref())
-            .is_some_and(|s| s.style.transport == Transport::Ws)
-        {
+        if f.busy.as_ref().is_some_and(|b| b.ws.is_some()) {
             super::websocket::close_now(f, crate::ws::close::POLICY, "Output buffer full");
         }
         self.close_front(k);
@@ -398,25 +394,26 @@ impl Worker {
         let Some(busy) = f.busy.as_deref_mut() else {
             return;
         };
-        let Some(sub) = busy.sub.take() else {
-            return;
-        };
-        match sub.style.transport {
-            Transport::Ws => {
-                let mut close = Vec::new();
-                crate::ws::write_close(
-                    &mut close,
-                    crate::ws::close::GOING_AWAY,
-                    "Server shutting down",
-                );
-                busy.push(&close);
-            }
-            Transport::Chunked if sub.live => busy.push(pubsub::LAST_CHUNK),
-            _ => {}
+        let sub = busy.sub.take();
+        if busy.ws.take().is_some() {
+            let mut close = Vec::new();
+            crate::ws::write_close(
+                &mut close,
+                crate::ws::close::GOING_AWAY,
+                "Server shutting down",
+            );
+            busy.push(&close);
+        } else if sub
+            .as_ref()
+            .is_some_and(|s| s.live && s.style.transport == Transport::Chunked)
+        {
+            busy.push(pubsub::LAST_CHUNK);
         }
         f.closing = Closing::AfterFlush;
         mark_front(f, k, &mut self.dirty_fronts);
-        self.leave_all((k, gen), &sub);
+        if let Some(sub) = sub {
+            self.leave_all((k, gen), &sub);
+        }
     }
 
     /// The subscriber connection broke. HTTP streams end (the terminating chunk; a
@@ -442,9 +439,9 @@ impl Worker {
             };
             if sub.style.transport == Transport::Ws {
                 let mut bytes = Vec::new();
-                super::websocket::error_payload(
+                reply::ws_error_frame(
                     &mut bytes,
-                    &sub.style,
+                    sub.style.output,
                     Status::Unavailable,
                     b"Redis connection lost; resubscribing",
                 );

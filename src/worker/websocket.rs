@@ -1,7 +1,404 @@
-//! WebSocket fronts (stub).
-use crate::front::Front;
-use crate::pubsub::Style;
-use crate::response::Status;
+//! WebSocket fronts: the upgrade, client frames decoded into commands, and those commands
+//! sent through the worker's shared back connections like HTTP requests (each reply is a
+//! slot, so replies keep the order of the commands). Subscriptions use the worker's
+//! multiplexed subscriber connection.
 
-pub(super) fn close_now(_f: &mut Front, _code: u16, _reason: &str) {}
-pub(super) fn error_payload(_out: &mut Vec<u8>, _style: &Style, _status: Status, _msg: &[u8]) {}
+use super::{deliver, mark_front, paused, subscribe::SubRequest, Answer, Immediate, Worker};
+use crate::back::Waiter;
+use crate::command::{self, CommandError, Output, Query, Route};
+use crate::front::{Closing, Extra, Front, Meta, WsConn};
+use crate::http::{Method, Request};
+use crate::log;
+use crate::log::Level;
+use crate::pubsub::{self, Style, TopicKind, Transport};
+use crate::render::Shape;
+use crate::reply;
+use crate::response::Status;
+use crate::ws::{self, Decoder, Event, Limits};
+use std::io::Write;
+
+/// What one decoded client frame asks for.
+enum Action {
+    Nothing,
+    /// A pong was written: flush it.
+    Pong,
+    Command(Result<Vec<Vec<u8>>, &'static str>),
+    /// The client closes (with this code): echo it, then close.
+    Close(Option<u16>),
+    /// A protocol error: close with this code and reason.
+    Fail(ws::Fail),
+}
+
+impl Worker {
+    /// A request with an `Upgrade` header while WebSockets are enabled: the handshake
+    /// (RFC 6455 §4.2), or an error response and close.
+    pub(super) fn upgrade(&mut self, k: usize, req: &Request) {
+        let max = self.shared.config.websocket_max_message;
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
+        let Some(h) = req.websocket.as_deref() else {
+            return;
+        };
+        let buf = busy.rbuf.bytes();
+        let get = |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| &buf[r]);
+        let checked = ws::check_handshake(
+            req.method == Method::Get,
+            Some(&buf[h.upgrade.clone()]),
+            get(&h.connection),
+            get(&h.version),
+            get(&h.key),
+        );
+        let target = &buf[req.target.clone()];
+        let path = match memchr::memchr(b'?', target) {
+            Some(i) => &target[..i],
+            None => target,
+        };
+        // The endpoint chooses the format (spec §5.2): JSON arrays or raw RESP.
+        let output = if path == b"/" || path.is_empty() || path.starts_with(b"/.json") {
+            Some(Output::Json)
+        } else if path.starts_with(b"/.raw") {
+            Some(Output::Raw)
+        } else {
+            None
+        };
+        let jsonp: Option<Box<[u8]>> = Query::parse(target)
+            .jsonp
+            .filter(|_| output == Some(Output::Json))
+            .map(Into::into);
+        let authorization: Option<Box<[u8]>> = req.authorization.clone().map(|r| buf[r].into());
+        let meta = Meta {
+            minor: req.minor,
+            keep_alive: false,
+            ..Meta::default()
+        };
+        let seq = busy.push_slot(meta);
+        let date = &self.date;
+        match (checked, output) {
+            (Ok(accept), Some(output)) => {
+                busy.ws = Some(Box::new(WsConn {
+                    decoder: Decoder::new(Limits {
+                        max_frame: max,
+                        max_message: max,
+                    }),
+                    style: Style {
+                        transport: Transport::Ws,
+                        sse: false,
+                        output,
+                        jsonp,
+                        sep: None,
+                    },
+                    authorization,
+                }));
+                busy.complete(seq, |out, _| ws::write_handshake(out, &accept));
+                log!(Level::Debug, "WS: {} upgraded", f.peer);
+            }
+            (checked, _) => {
+                let (status, msg) = match checked {
+                    Err(ws::HandshakeError::BadVersion) => (
+                        Status::UpgradeRequired,
+                        ws::HandshakeError::BadVersion.message(),
+                    ),
+                    Err(e) => (Status::BadRequest, e.message()),
+                    Ok(_) => (
+                        Status::NotFound,
+                        "Unknown WebSocket endpoint (use / or /.json, or /.raw)",
+                    ),
+                };
+                log!(Level::Info, "WS: handshake from {} refused: {msg}", f.peer);
+                f.stop_parsing = true;
+                busy.complete(seq, |out, meta| {
+                    reply::error_with(out, meta, status, msg.as_bytes(), date)
+                });
+                f.closing = Closing::AfterFlush;
+            }
+        }
+        mark_front(f, k, &mut self.dirty_fronts);
+    }
+
+    /// Decodes and runs every complete message in a WebSocket's read buffer.
+    pub(super) fn parse_frames(&mut self, k: usize) {
+        loop {
+            let Some(f) = self.fronts.get_mut(k) else {
+                return;
+            };
+            let Some(busy) = f.busy.as_deref_mut() else {
+                return;
+            };
+            if f.stop_parsing || busy.rbuf.is_empty() || paused(busy) {
+                return;
+            }
+            let Some(conn) = busy.ws.as_deref_mut() else {
+                return;
+            };
+            let (action, used) = match conn.decoder.decode(busy.rbuf.bytes_mut()) {
+                Ok(None) => return,
+                Ok(Some((event, used))) => {
+                    let action = match event {
+                        Event::Text(m) | Event::Binary(m) => {
+                            Action::Command(match conn.style.output {
+                                Output::Json => ws::parse_json_command(m),
+                                _ => ws::parse_raw_command(m),
+                            })
+                        }
+                        Event::Ping(payload) => {
+                            // A control frame may go out between data frames.
+                            ws::write_frame(&mut busy.out.data, ws::Opcode::Pong, payload);
+                            Action::Pong
+                        }
+                        Event::Pong | Event::Fragment => Action::Nothing,
+                        Event::Close(code, _) => Action::Close(code),
+                    };
+                    (action, used)
+                }
+                Err(fail) => (Action::Fail(fail), 0),
+            };
+            busy.rbuf.consume(used);
+            match action {
+                Action::Nothing => {}
+                Action::Pong => mark_front(f, k, &mut self.dirty_fronts),
+                Action::Command(Ok(argv)) => self.ws_command(k, argv),
+                Action::Command(Err(msg)) => {
+                    self.ws_now(k, Meta::default(), Status::BadRequest, msg.as_bytes())
+                }
+                Action::Close(code) => {
+                    let mut close = Vec::new();
+                    match code {
+                        Some(c) => ws::write_close(&mut close, c, ""),
+                        None => ws::write_frame(&mut close, ws::Opcode::Close, b""),
+                    }
+                    self.ws_finish(k, &close);
+                }
+                Action::Fail(fail) => {
+                    log!(
+                        Level::Info,
+                        "WS: closing {} with {}: {}",
+                        f_peer(&self.fronts, k),
+                        fail.code,
+                        fail.reason
+                    );
+                    let mut close = Vec::new();
+                    ws::write_close(&mut close, fail.code, fail.reason);
+                    self.ws_finish(k, &close);
+                }
+            }
+        }
+    }
+
+    /// Sends the close frame after the replies still due, and stops reading: the
+    /// connection is closed once they are written.
+    fn ws_finish(&mut self, k: usize, close: &[u8]) {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let gen = f.gen;
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
+        busy.push(close);
+        busy.ws = None;
+        busy.rbuf.clear();
+        f.stop_parsing = true;
+        let sub = busy.sub.take();
+        mark_front(f, k, &mut self.dirty_fronts);
+        if let Some(sub) = sub {
+            self.leave_all((k, gen), &sub);
+        }
+    }
+
+    /// Answers a WebSocket command at once with an error frame, in order.
+    fn ws_now(&mut self, k: usize, meta: Meta, status: Status, msg: &[u8]) {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
+        let Some(output) = busy.ws.as_ref().map(|c| c.style.output) else {
+            return;
+        };
+        let seq = busy.push_slot(meta);
+        busy.complete(seq, |out, _| {
+            reply::ws_error_frame(out, output, status, msg)
+        });
+        mark_front(f, k, &mut self.dirty_fronts);
+    }
+
+    /// Runs one command received over a WebSocket.
+    fn ws_command(&mut self, k: usize, argv: Vec<Vec<u8>>) {
+        let cfg = &self.shared.config;
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let (gen, peer, prefer) = (f.gen, f.peer, f.back as usize);
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
+        let Some(conn) = busy.ws.as_deref() else {
+            return;
+        };
+        let name: &[u8] = &argv[0];
+        let output = conn.style.output;
+        let meta = Meta {
+            name: name.into(),
+            output,
+            shape: match output {
+                Output::Json | Output::Msgpack => Shape::for_command(name),
+                _ => Shape::Plain,
+            },
+            minor: 1,
+            keep_alive: true,
+            ws: true,
+            extra: conn.style.jsonp.as_ref().map(|cb| {
+                Box::new(Extra {
+                    jsonp: Some(cb.to_vec()),
+                    ..Extra::default()
+                })
+            }),
+            ..Meta::default()
+        };
+        log!(Level::Debug, "WS: {}", String::from_utf8_lossy(name));
+        if cfg
+            .acl
+            .as_ref()
+            .is_some_and(|acl| !acl.allows(peer, conn.authorization.as_deref(), name))
+        {
+            log!(
+                Level::Info,
+                "WS: ACL: {} denied {}",
+                peer,
+                String::from_utf8_lossy(name)
+            );
+            return self.ws_now(k, meta, Status::Forbidden, b"Forbidden");
+        }
+        let subscribed = busy
+            .sub
+            .as_ref()
+            .is_some_and(|s| !s.topics.is_empty() || !s.pending.is_empty());
+        match TopicKind::of_command(name) {
+            Some((kind, true)) if argv.len() >= 2 => {
+                let style = conn.style.clone();
+                let seq = busy.push_slot(meta);
+                let mut argv = argv;
+                let name = argv.remove(0);
+                self.start_subscription(
+                    k,
+                    Some(seq),
+                    SubRequest {
+                        kind,
+                        name: name.as_slice().into(),
+                        topics: argv,
+                        style,
+                    },
+                );
+            }
+            Some((kind, false)) => {
+                let style = conn.style.clone();
+                let seq = busy.push_slot(meta);
+                let bytes = if busy.sub.is_some() {
+                    self.unsubscribe(k, kind, &argv[1..], name)
+                } else {
+                    // Not subscribed: Redis's answer, `[unsubscribe, nil, 0]`.
+                    let mut frame = Vec::new();
+                    pubsub::write_confirmation(&mut frame, kind.confirmation(false), None, 0);
+                    let mut bytes = Vec::new();
+                    pubsub::render(&mut bytes, &style, name, &frame);
+                    bytes
+                };
+                let Some(busy) = self.fronts.get_mut(k).and_then(|f| f.busy.as_deref_mut()) else {
+                    return;
+                };
+                busy.complete(seq, |out, _| out.extend_from_slice(&bytes));
+                // After the last unsubscribe, commands work again.
+                if busy
+                    .sub
+                    .as_ref()
+                    .is_some_and(|s| s.topics.is_empty() && s.pending.is_empty())
+                {
+                    busy.sub = None;
+                }
+                if let Some(f) = self.fronts.get_mut(k) {
+                    mark_front(f, k, &mut self.dirty_fronts);
+                }
+            }
+            _ if subscribed && name.eq_ignore_ascii_case(b"PING") => {
+                // What Redis answers a subscribed connection: `[pong, message]`.
+                let style = conn.style.clone();
+                let mut frame = b"*2\r\n$4\r\npong\r\n".to_vec();
+                command::write_bulk(&mut frame, argv.get(1).map_or(&b""[..], |a| a));
+                let mut bytes = Vec::new();
+                pubsub::render(&mut bytes, &style, name, &frame);
+                let seq = busy.push_slot(meta);
+                busy.complete(seq, |out, _| out.extend_from_slice(&bytes));
+                mark_front(f, k, &mut self.dirty_fronts);
+            }
+            _ if subscribed => self.ws_now(
+                k,
+                meta,
+                Status::BadRequest,
+                b"Command not allowed after subscribe",
+            ),
+            _ => match command::route_of_argv(&argv) {
+                Err(CommandError::Empty | CommandError::Refused | CommandError::BadDatabase) => {
+                    log!(Level::Info, "WS: 403 {}", String::from_utf8_lossy(name));
+                    self.ws_now(k, meta, Status::Forbidden, b"Forbidden")
+                }
+                // A subscribe command without a topic: Redis's own error.
+                Ok(route) => {
+                    let route = if route == Route::Subscribe {
+                        Route::Shared
+                    } else {
+                        route
+                    };
+                    let seq = busy.push_slot(meta);
+                    let waiter = Waiter::Front { key: k, gen, seq };
+                    let sent = self.backs.send(route, None, prefer, waiter, |w| {
+                        command::write_argv(w, &argv)
+                    });
+                    let Some(f) = self.fronts.get_mut(k) else {
+                        return;
+                    };
+                    match sent {
+                        Ok(b) if route == Route::Blocking => {
+                            if let Some(slot) =
+                                f.busy.as_deref_mut().and_then(|b| b.slots.back_mut())
+                            {
+                                slot.blocking = Some(b);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(imm) => {
+                            let answer = match imm {
+                                Immediate::AuthFailed => {
+                                    Answer::ErrorMsg(Status::Unavailable, super::AUTH_FAILED)
+                                }
+                                _ => Answer::Error(Status::Unavailable),
+                            };
+                            deliver(f, k, seq, answer, &self.date, &mut self.dirty_fronts);
+                        }
+                    }
+                }
+            },
+        }
+        if !self.backs.to_connect.is_empty() {
+            self.connect_pending_backs();
+        }
+    }
+}
+
+fn f_peer(fronts: &slab::Slab<Front>, k: usize) -> String {
+    fronts
+        .get(k)
+        .map_or_else(String::new, |f| f.peer.to_string())
+}
+
+/// Best effort before a forced close: a close frame written straight to the socket
+/// (it is dropped if the client's window is full, which is why it is being closed).
+pub(super) fn close_now(f: &mut Front, code: u16, reason: &str) {
+    let mut close = Vec::new();
+    ws::write_close(&mut close, code, reason);
+    let _ = f.sock.write(&close);
+}
