@@ -59,16 +59,19 @@ fn main() {
             "No config file given and no ./webdis.json: using defaults"
         );
     }
-    for (on, key) in [
-        (config.websockets, "websockets"),
-        (config.ssl.is_some(), "ssl"),
-    ] {
-        if on {
-            log!(
-                Level::Warning,
-                "'{key}' is not supported by this version yet and is ignored"
-            );
-        }
+    if config.ssl.is_some() {
+        log!(
+            Level::Warning,
+            "'ssl' is not supported by this version yet and is ignored"
+        );
+    }
+    // Every subscriber and WebSocket client is a file descriptor: use what is allowed.
+    match process::raise_fd_limit() {
+        Ok(n) => log!(Level::Debug, "file descriptor limit: {n}"),
+        Err(e) => log!(
+            Level::Warning,
+            "cannot raise the file descriptor limit: {e}"
+        ),
     }
     let (daemonize, pidfile) = (config.daemonize, config.pidfile.clone());
     let (user, group) = (config.user.clone(), config.group.clone());

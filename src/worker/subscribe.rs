@@ -417,7 +417,8 @@ impl Worker {
     }
 
     /// The subscriber connection broke. HTTP streams end (the terminating chunk; a
-    /// stream not yet answered gets 503; a browser's EventSource reconnects by itself).
+    /// stream not yet answered gets 503; a browser's EventSource reconnects by itself,
+    /// and an SSE stream still waiting for its confirmation keeps waiting).
     /// WebSocket clients are told, stay subscribed, and get fresh confirmations once the
     /// connection is back and their topics are subscribed again.
     pub(super) fn subscriber_lost(&mut self) {
@@ -437,6 +438,12 @@ impl Worker {
             let Some(mut sub) = busy.sub.take() else {
                 continue;
             };
+            if sub.style.sse && !sub.pending.is_empty() {
+                // Still waiting for its first confirmation (it arrived while Redis was
+                // away): it keeps waiting for the reconnect.
+                busy.sub = Some(sub);
+                continue;
+            }
             if sub.style.transport == Transport::Ws {
                 let mut bytes = Vec::new();
                 reply::ws_error_frame(
