@@ -83,10 +83,11 @@ struct Entry {
     ready: bool,
 }
 
-/// Every topic a worker's fronts are subscribed to.
+/// Every topic a worker's fronts are subscribed to, one map per kind (looked up by the
+/// bytes Redis sends, without allocating).
 #[derive(Debug, Default)]
 pub struct Registry {
-    topics: HashMap<(TopicKind, Box<[u8]>), Entry>,
+    topics: [HashMap<Box<[u8]>, Entry>; 3],
 }
 
 /// What [`Registry::join`] asks the caller to do.
@@ -113,7 +114,8 @@ pub enum Confirmed {
 
 impl Registry {
     pub fn join(&mut self, kind: TopicKind, name: &[u8], sub: Sub) -> Joined {
-        if let Some(e) = self.topics.get_mut(&(kind, name.into())) {
+        let map = &mut self.topics[kind.index()];
+        if let Some(e) = map.get_mut(name) {
             if !e.subs.contains(&sub) {
                 e.subs.push(sub);
             }
@@ -123,8 +125,8 @@ impl Registry {
                 Joined::Pending
             };
         }
-        self.topics.insert(
-            (kind, name.into()),
+        map.insert(
+            name.into(),
             Entry {
                 subs: vec![sub],
                 inflight: 1,
@@ -137,15 +139,15 @@ impl Registry {
     /// The `SUBSCRIBE` [`Registry::join`] asked for could not be sent (the connection is
     /// down): [`Registry::resubscribe`] sends it once the connection is back.
     pub fn unsent(&mut self, kind: TopicKind, name: &[u8]) {
-        if let Some(e) = self.topics.get_mut(&(kind, name.into())) {
+        if let Some(e) = self.topics[kind.index()].get_mut(name) {
             e.inflight = e.inflight.saturating_sub(1);
         }
     }
 
     /// Removes `sub` from a topic. `true`: it was the last one, send `UNSUBSCRIBE`.
     pub fn leave(&mut self, kind: TopicKind, name: &[u8], sub: Sub) -> bool {
-        let key = (kind, Box::<[u8]>::from(name));
-        let Some(e) = self.topics.get_mut(&key) else {
+        let map = &mut self.topics[kind.index()];
+        let Some(e) = map.get_mut(name) else {
             return false;
         };
         e.subs.retain(|s| *s != sub);
@@ -153,14 +155,14 @@ impl Registry {
             return false;
         }
         let was_ready = e.ready;
-        self.topics.remove(&key);
+        map.remove(name);
         was_ready
     }
 
     /// Redis confirmed a `SUBSCRIBE` of ours.
     pub fn confirmed(&mut self, kind: TopicKind, name: &[u8]) -> Confirmed {
-        let key = (kind, Box::<[u8]>::from(name));
-        let Some(e) = self.topics.get_mut(&key) else {
+        let map = &mut self.topics[kind.index()];
+        let Some(e) = map.get_mut(name) else {
             return Confirmed::Nothing;
         };
         e.inflight = e.inflight.saturating_sub(1);
@@ -169,7 +171,7 @@ impl Registry {
         }
         e.ready = true;
         if e.subs.is_empty() {
-            self.topics.remove(&key);
+            map.remove(name);
             return Confirmed::Unsubscribe;
         }
         Confirmed::Ready(e.subs.clone())
@@ -177,44 +179,46 @@ impl Registry {
 
     /// The fronts a message on this topic goes to (none until it is ready).
     pub fn subscribers(&self, kind: TopicKind, name: &[u8]) -> &[Sub] {
-        match self.topics.get(&(kind, name.into())) {
+        match self.topics[kind.index()].get(name) {
             Some(e) if e.ready => &e.subs,
             _ => &[],
         }
     }
 
     pub fn is_ready(&self, kind: TopicKind, name: &[u8]) -> bool {
-        self.topics
-            .get(&(kind, name.into()))
-            .is_some_and(|e| e.ready)
+        self.topics[kind.index()].get(name).is_some_and(|e| e.ready)
     }
 
     /// The subscriber connection was lost: nothing is subscribed any more.
     pub fn reset(&mut self) {
-        self.topics.retain(|_, e| !e.subs.is_empty());
-        for e in self.topics.values_mut() {
-            e.ready = false;
-            e.inflight = 0;
+        for map in &mut self.topics {
+            map.retain(|_, e| !e.subs.is_empty());
+            for e in map.values_mut() {
+                e.ready = false;
+                e.inflight = 0;
+            }
         }
     }
 
     /// After a reconnect: appends `SUBSCRIBE` for every topic that still has subscribers
     /// and none in flight.
     pub fn resubscribe(&mut self, out: &mut Vec<u8>) {
-        for ((kind, name), e) in &mut self.topics {
-            if e.inflight == 0 && !e.ready {
-                e.inflight = 1;
-                write_command(out, kind.commands().0, name);
+        for kind in TopicKind::ALL {
+            for (name, e) in &mut self.topics[kind.index()] {
+                if e.inflight == 0 && !e.ready {
+                    e.inflight = 1;
+                    write_command(out, kind.commands().0, name);
+                }
             }
         }
     }
 
     pub fn len(&self) -> usize {
-        self.topics.len()
+        self.topics.iter().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.topics.is_empty()
+        self.len() == 0
     }
 }
 

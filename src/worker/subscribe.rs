@@ -272,7 +272,12 @@ impl Worker {
         }
         self.backs.slab[b].rbuf.consume(n);
         for k in slow {
-            self.drop_slow_consumer(k);
+            // Over the limit within this turn: write what the socket takes now; only a
+            // client that really does not read stays over it.
+            let limit = self.shared.config.pubsub_client_buffer;
+            if self.write_now(k) > limit {
+                self.drop_slow_consumer(k);
+            }
         }
         if let Some((kind, topic)) = confirmed {
             match self.pubsub.confirmed(kind, &topic) {
@@ -295,6 +300,25 @@ impl Worker {
                 Confirmed::Nothing => {}
             }
         }
+    }
+
+    /// Writes front `k`'s output as far as its socket takes it; returns what is left.
+    fn write_now(&mut self, k: usize) -> usize {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return 0;
+        };
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return 0;
+        };
+        if f.writable && !busy.out.is_empty() {
+            match busy.out.write_to(&mut f.sock, None) {
+                Ok(true) => {}
+                Ok(false) => f.writable = false,
+                // The end-of-turn write sees the error again and closes.
+                Err(_) => {}
+            }
+        }
+        busy.backlog()
     }
 
     /// A subscriber that does not read its messages: disconnected before its backlog
