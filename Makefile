@@ -7,8 +7,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REDIS_HOST := $(or $(shell sed -n 's/.*"redis_host" *: *"\([^"]*\)".*/\1/p' $(CONFIG) 2>/dev/null | head -1),127.0.0.1)
 REDIS_PORT := $(or $(shell sed -n 's/.*"redis_port" *: *"\{0,1\}\([0-9][0-9]*\).*/\1/p' $(CONFIG) 2>/dev/null | head -1),6379)
 RUN_DIR    := $(CURDIR)/target/run
+BROWSER_DIR := tests/browser
 
-.PHONY: all build release run test deps deps-test check loadtest bench clean
+.PHONY: all build release run test deps deps-apt deps-test check loadtest fanout bench clean
 
 all: build
 
@@ -25,15 +26,27 @@ deps:
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 # wrk for the load test; libclang for bindgen, which builds the test Redis module
-# (tests/module, loaded by tests/modules.rs).
-deps-test: deps
+# (tests/module, loaded by tests/modules.rs); Chromium and Node.js for the browser
+# test (tests/browser.rs), then playwright-core from tests/browser/package-lock.json.
+deps-test: deps-apt $(BROWSER_DIR)/node_modules/.package-lock.json
+
+deps-apt: deps
 	@missing=""; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	dpkg -s libclang-dev >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing$$missing with apt-get"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+# playwright-core for the browser test, exactly as locked; it never downloads a browser
+# (the test drives Debian's /usr/bin/chromium). Reinstalled when the lock file changes.
+$(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json | deps-apt
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund
 
 # Starts a private Redis on the configured port unless one already answers there,
 # then runs webdis-rs in the foreground with $(CONFIG). The private Redis stops with it.
@@ -59,6 +72,10 @@ test: deps-test
 
 loadtest: deps-test
 	loadtest/run
+
+# Pub/sub fan-out: 1,000 chunked-HTTP subscribers on one channel, webdis-rs and C webdis.
+fanout: deps
+	loadtest/fanout
 
 bench:
 	$(CARGO) bench

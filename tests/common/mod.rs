@@ -958,3 +958,48 @@ pub fn md5_hex(data: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+// ---- bounded child processes ---------------------------------------------------------
+
+/// What [`run_bounded`] saw: the exit code (`None` if killed at the time limit or by a
+/// signal), and stdout and stderr as text.
+pub struct Finished {
+    pub code: Option<i32>,
+    pub timed_out: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion, killed (SIGKILL) after `limit`; stdout and stderr go
+/// through files in a temp dir, so a chatty child never blocks on a full pipe.
+/// Panics with `missing` if the program is not found.
+pub fn run_bounded(cmd: &mut Command, limit: Duration, missing: &str) -> Finished {
+    let dir = TempDir::new("run");
+    cmd.stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap());
+    let mut child = match spawn(cmd) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{missing}"),
+        Err(e) => panic!("cannot run {cmd:?}: {e}"),
+    };
+    let deadline = Instant::now() + limit;
+    let (code, timed_out) = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break (status.code(), false);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    Finished {
+        code,
+        timed_out,
+        stdout: read("stdout"),
+        stderr: read("stderr"),
+    }
+}
