@@ -123,6 +123,19 @@ fn expected_steps(port: u16) -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "sse_reconnect",
+            json!({
+                "events": [
+                    r#"{"SUBSCRIBE":["subscribe","browser:rc",1]}"#,
+                    r#"{"SUBSCRIBE":["subscribe","browser:rc",1]}"#,
+                    r#"{"SUBSCRIBE":["message","browser:rc","after reconnect"]}"#,
+                ],
+                "killed": "at least one",
+                "reconnecting": "yes",
+                "publish": r#"{"PUBLISH":1}"#,
+            }),
+        ),
+        (
             "websocket_raw",
             json!({
                 "replies": [{"binary": "+OK\r\n"}, {"binary": "$1\r\nr\r\n"}],
@@ -140,7 +153,12 @@ fn pretty(v: &Value) -> String {
 fn browser_page_served_by_webdis_rs() {
     check_prerequisites();
     let redis = Redis::start();
-    let gw = Gateway::start_on(redis.port, "\"websockets\": true", &[]);
+    // A short SSE retry hint: the reconnect step waits for it.
+    let gw = Gateway::start_on(
+        redis.port,
+        "\"websockets\": true, \"sse_retry_ms\": 300",
+        &[],
+    );
     gw.wait_for_ping();
     let page = std::fs::read(browser_dir().join("index.html")).expect("tests/browser/index.html");
     assert_eq!(redis.cmd_bytes(&[b"SET", b"index", &page]), b"+OK\r\n");
