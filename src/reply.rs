@@ -23,14 +23,7 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
         Output::Json => {
             let jsonp = extra.and_then(|e| e.jsonp.as_deref());
             let o = response::open(out, &head, date, frame.len() + meta.name.len() + 8);
-            if let Some(cb) = jsonp {
-                out.extend_from_slice(cb);
-                out.push(b'(');
-            }
-            json::render(out, &meta.name, frame, meta.shape);
-            if jsonp.is_some() {
-                out.extend_from_slice(b");\n");
-            }
+            json_body(out, meta, frame, jsonp);
             o
         }
         Output::Raw => {
@@ -85,6 +78,18 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
             };
             response::write(out, &head, date, b"", false);
         }
+    }
+}
+
+/// A JSON body, wrapped as `cb(...);\n` for JSONP.
+fn json_body(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], jsonp: Option<&[u8]>) {
+    if let Some(cb) = jsonp {
+        out.extend_from_slice(cb);
+        out.push(b'(');
+    }
+    json::render(out, &meta.name, frame, meta.shape);
+    if jsonp.is_some() {
+        out.extend_from_slice(b");\n");
     }
 }
 
@@ -169,14 +174,7 @@ fn ws_write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8]) {
     let op = match meta.output {
         Output::Json => {
             let jsonp = meta.extra.as_deref().and_then(|e| e.jsonp.as_deref());
-            if let Some(cb) = jsonp {
-                out.extend_from_slice(cb);
-                out.push(b'(');
-            }
-            json::render(out, &meta.name, frame, meta.shape);
-            if jsonp.is_some() {
-                out.extend_from_slice(b");\n");
-            }
+            json_body(out, meta, frame, jsonp);
             ws::Opcode::Text
         }
         Output::Msgpack => {

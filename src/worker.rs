@@ -359,24 +359,12 @@ impl Worker {
             let Some(f) = self.fronts.get_mut(k) else {
                 return;
             };
-            if let Closing::Linger { .. } = f.closing {
-                let mut sink = [0u8; 4096];
-                loop {
-                    match f.sock.read(&mut sink) {
-                        Ok(0) => return self.close_front(k),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            f.readable = false;
-                            return;
-                        }
-                        Err(_) => return self.close_front(k),
-                    }
-                }
-            }
-            if f.stop_parsing && f.busy.as_ref().is_some_and(|b| b.sub.is_some()) {
-                // An HTTP stream: nothing more is parsed, but the client's close must be
-                // seen to end its subscriptions.
+            // Lingering after the last response, or an HTTP stream (nothing more is
+            // parsed, but the client's close must be seen to end its subscriptions):
+            // read and discard until the end.
+            let discard = matches!(f.closing, Closing::Linger { .. })
+                || (f.stop_parsing && f.busy.as_ref().is_some_and(|b| b.sub.is_some()));
+            if discard {
                 let mut sink = [0u8; 4096];
                 loop {
                     match f.sock.read(&mut sink) {
