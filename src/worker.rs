@@ -77,6 +77,8 @@ struct Backs {
 enum Immediate {
     Options,
     Crossdomain,
+    /// HEAD of a subscription: the stream's head, no stream.
+    StreamHead,
     Error(Status),
     /// 503: Redis refuses the configured credentials.
     AuthFailed,
@@ -551,6 +553,13 @@ impl Worker {
                         );
                         Dispatched::Now(Immediate::Error(Status::Forbidden))
                     }
+                    Ok(cmd) if cmd.route == Route::Subscribe && req.method == Method::Head => {
+                        fill_meta(&mut meta, &cmd, &query, None);
+                        let _ = subscribe::SubRequest::http(&cmd, &query, req, &mut meta);
+                        // No body follows: the connection goes on as the request says.
+                        meta.keep_alive = req.keep_alive;
+                        Dispatched::Now(Immediate::StreamHead)
+                    }
                     Ok(cmd) if cmd.route == Route::Subscribe => {
                         fill_meta(&mut meta, &cmd, &query, None);
                         Dispatched::Subscribe(Box::new(subscribe::SubRequest::http(
@@ -590,6 +599,11 @@ impl Worker {
                 let last = busy.complete(seq, |out, meta| match imm {
                     Immediate::Options => reply::options(out, meta, date),
                     Immediate::Crossdomain => reply::crossdomain(out, meta, date),
+                    Immediate::StreamHead => {
+                        let sse = meta.content_type == command::SSE;
+                        let ct = meta.content_type.as_bytes();
+                        crate::response::stream_head(out, meta.minor, ct, sse, date)
+                    }
                     Immediate::Error(status) => reply::error(out, meta, status, date),
                     Immediate::AuthFailed => {
                         reply::error_with(out, meta, Status::Unavailable, AUTH_FAILED, date)

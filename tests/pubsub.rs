@@ -506,3 +506,18 @@ fn slow_consumer_is_disconnected_without_hurting_others() {
     // Still one subscription: the good reader is subscribed.
     assert_eq!(numsub(&redis, "firehose"), b"1");
 }
+
+#[test]
+fn head_of_a_subscription_is_the_stream_head_only() {
+    let (_redis, gw) = setup_with(r#""threads":1"#);
+    let mut c = gw.connect();
+    c.send(b"HEAD /SUBSCRIBE/h HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.send(get_req("/PING").as_bytes());
+    let head = c.read_head_response();
+    assert_eq!(
+        show(&head.normalized()),
+        show(&stream_head("application/json"))
+    );
+    let next = c.read_response();
+    assert_bytes(&next, &ok_json(r#"{"PING":[true,"PONG"]}"#));
+}
