@@ -88,6 +88,8 @@ pub struct WsConn {
     pub decoder: crate::ws::Decoder,
     /// How replies and messages are written (JSON text frames or raw RESP binary frames).
     pub style: Style,
+    /// A close frame is queued behind the replies still due; nothing more is read.
+    pub closing: bool,
     /// The handshake's `Authorization` header, for the ACL of every command.
     pub authorization: Option<Box<[u8]>>,
 }
@@ -103,6 +105,9 @@ pub struct Subscriber {
     pub pending: VecDeque<PendingSub>,
     /// An HTTP stream whose head went out (or waits behind earlier responses).
     pub live: bool,
+    /// The subscriber connection was lost and the client told; cleared once its
+    /// subscriptions are confirmed again.
+    pub lost: bool,
 }
 
 /// A subscribe request answered once all its topics are confirmed.
@@ -123,6 +128,7 @@ impl Subscriber {
             topics: Vec::new(),
             pending: VecDeque::new(),
             live: false,
+            lost: false,
         }
     }
 
@@ -135,11 +141,51 @@ impl Subscriber {
         self.count(kind)
     }
 
-    /// Removes a topic; `false` when it was not subscribed.
+    /// Removes a topic; `false` when it was not subscribed. Re-confirmations waiting for
+    /// it forget it.
     pub fn remove(&mut self, kind: TopicKind, topic: &[u8]) -> bool {
         let before = self.topics.len();
         self.topics.retain(|(k, t)| !(*k == kind && **t == *topic));
+        for p in self
+            .pending
+            .iter_mut()
+            .filter(|p| p.seq.is_none() && p.kind == kind)
+        {
+            p.topics.retain(|(t, _)| **t != *topic);
+        }
+        self.pending
+            .retain(|p| p.seq.is_some() || !p.topics.is_empty());
         self.topics.len() != before
+    }
+
+    /// After the subscriber connection was lost: confirmations to send again once the
+    /// topics are subscribed again, with the counts Redis would give (channels and
+    /// patterns counted together), for the topics no request is waiting for already.
+    pub fn reconfirmations(&self) -> Vec<PendingSub> {
+        let waiting = |kind: TopicKind, t: &[u8]| {
+            self.pending
+                .iter()
+                .any(|p| p.kind == kind && p.topics.iter().any(|(x, _)| **x == *t))
+        };
+        let mut counts = [0usize; 2];
+        let mut again: Vec<PendingSub> = Vec::new();
+        for (kind, t) in &self.topics {
+            let class = usize::from(*kind == TopicKind::Shard);
+            counts[class] += 1;
+            if waiting(*kind, t) {
+                continue;
+            }
+            let entry = (t.clone(), counts[class]);
+            match again.iter_mut().find(|p| p.kind == *kind) {
+                Some(p) => p.topics.push(entry),
+                None => again.push(PendingSub {
+                    seq: None,
+                    kind: *kind,
+                    topics: vec![entry],
+                }),
+            }
+        }
+        again
     }
 
     pub fn count(&self, kind: TopicKind) -> usize {
@@ -247,6 +293,24 @@ impl Busy {
             self.held.clear();
         }
         Some(last)
+    }
+
+    /// Gives up the requests running on back connections of their own (blocking
+    /// commands that may never end): they are answered with nothing, so what follows
+    /// them may go out. Returns those connections, to be closed.
+    pub fn abandon_blocking(&mut self) -> SmallVec<[usize; 2]> {
+        let mut backs = SmallVec::new();
+        let mut seqs: SmallVec<[u64; 2]> = SmallVec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(b) = slot.blocking {
+                backs.push(b);
+                seqs.push(self.base_seq + i as u64);
+            }
+        }
+        for seq in seqs {
+            self.complete(seq, |_, _| {});
+        }
+        backs
     }
 
     fn pop_head(&mut self) {

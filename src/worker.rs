@@ -361,11 +361,14 @@ impl Worker {
             let Some(f) = self.fronts.get_mut(k) else {
                 return;
             };
-            // Lingering after the last response, or an HTTP stream (nothing more is
-            // parsed, but the client's close must be seen to end its subscriptions):
-            // read and discard until the end.
+            // Lingering after the last response, or an HTTP stream or a closing
+            // WebSocket (nothing more is parsed, but the client's going away must be
+            // seen to end its subscriptions and commands): read and discard until the end.
             let discard = matches!(f.closing, Closing::Linger { .. })
-                || (f.stop_parsing && f.busy.as_ref().is_some_and(|b| b.sub.is_some()));
+                || (f.stop_parsing
+                    && f.busy
+                        .as_ref()
+                        .is_some_and(|b| b.sub.is_some() || b.ws.is_some()));
             if discard {
                 let mut sink = [0u8; 4096];
                 loop {
@@ -375,7 +378,7 @@ impl Worker {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             f.readable = false;
-                            return;
+                            return self.settle(k);
                         }
                         Err(_) => return self.close_front(k),
                     }
@@ -711,6 +714,13 @@ impl Worker {
         {
             // A WebSocket or stream whose client went away.
             return self.close_front(k);
+        }
+        if let Some(busy) = f.busy.as_deref_mut() {
+            if busy.slots.is_empty() && busy.ws.as_ref().is_some_and(|c| c.closing) {
+                // Its close frame is out of the held queue: an ordinary closing
+                // connection from here.
+                busy.ws = None;
+            }
         }
         let idle = !f.busy.as_ref().is_some_and(|b| b.awaiting());
         if idle && (f.eof || f.stop_parsing) {

@@ -174,7 +174,7 @@ impl Worker {
     }
 
     /// Answers front `k`'s subscribe requests whose topics are all confirmed, in order.
-    fn try_confirm(&mut self, k: usize) {
+    pub(super) fn try_confirm(&mut self, k: usize) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -224,6 +224,9 @@ impl Worker {
                 }
                 None => busy.push(&bytes),
             }
+        }
+        if sub.pending.is_empty() {
+            sub.lost = false;
         }
         busy.sub = Some(sub);
         if answered {
@@ -469,32 +472,22 @@ impl Worker {
                 continue;
             }
             if sub.style.transport == Transport::Ws {
-                let mut bytes = Vec::new();
-                reply::ws_error_frame(
-                    &mut bytes,
-                    sub.style.output,
-                    Status::Unavailable,
-                    b"Redis connection lost; resubscribing",
-                );
-                busy.push(&bytes);
-                let mut again: Vec<PendingSub> = Vec::new();
-                for kind in TopicKind::ALL {
-                    let topics: Vec<(Box<[u8]>, usize)> = sub
-                        .topics
-                        .iter()
-                        .filter(|(x, _)| *x == kind)
-                        .enumerate()
-                        .map(|(i, (_, t))| (t.clone(), i + 1))
-                        .collect();
-                    if !topics.is_empty() {
-                        again.push(PendingSub {
-                            seq: None,
-                            kind,
-                            topics,
-                        });
-                    }
+                // Told once per outage, however many reconnect attempts fail, and only
+                // about subscriptions it was told of (requests still waiting for their
+                // confirmation just go on waiting).
+                let again = sub.reconfirmations();
+                if !sub.lost && !again.is_empty() {
+                    sub.lost = true;
+                    let mut bytes = Vec::new();
+                    reply::ws_error_frame(
+                        &mut bytes,
+                        sub.style.output,
+                        Status::Unavailable,
+                        b"Redis connection lost; resubscribing",
+                    );
+                    busy.push(&bytes);
+                    sub.pending.extend(again);
                 }
-                sub.pending.extend(again);
                 busy.sub = Some(sub);
                 mark_front(f, k, &mut self.dirty_fronts);
                 continue;

@@ -92,6 +92,7 @@ impl Worker {
                         sep: None,
                     },
                     authorization,
+                    closing: false,
                 }));
                 busy.complete(seq, |out, _| ws::write_handshake(out, &accept));
                 log!(Level::Debug, "WS: {} upgraded", f.peer);
@@ -170,7 +171,7 @@ impl Worker {
                         Some(c) => ws::write_close(&mut close, c, ""),
                         None => ws::write_frame(&mut close, ws::Opcode::Close, b""),
                     }
-                    self.ws_finish(k, &close);
+                    self.ws_finish(k, &close, false);
                 }
                 Action::Fail(fail) => {
                     log!(
@@ -182,15 +183,19 @@ impl Worker {
                     );
                     let mut close = Vec::new();
                     ws::write_close(&mut close, fail.code, fail.reason);
-                    self.ws_finish(k, &close);
+                    self.ws_finish(k, &close, true);
                 }
             }
         }
     }
 
-    /// Sends the close frame after the replies still due, and stops reading: the
-    /// connection is closed once they are written.
-    fn ws_finish(&mut self, k: usize, close: &[u8]) {
+    /// Ends a WebSocket: `close` (the echo of the client's close frame, or a close with
+    /// a protocol error, `failed`) goes out after the replies still due; subscriptions
+    /// end, nothing more is parsed, and the connection closes once the frame is written
+    /// (or when the client goes away first). A protocol error also gives up blocking
+    /// commands in flight, which might never end, and closes their connections, so they
+    /// cannot take data nobody will receive.
+    fn ws_finish(&mut self, k: usize, close: &[u8], failed: bool) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -198,12 +203,29 @@ impl Worker {
         let Some(busy) = f.busy.as_deref_mut() else {
             return;
         };
+        let blocking = if failed {
+            busy.abandon_blocking()
+        } else {
+            Default::default()
+        };
+        let sub = busy.sub.take();
+        // Subscribe requests still waiting for Redis are answered with nothing.
+        for seq in sub
+            .iter()
+            .flat_map(|s| s.pending.iter().filter_map(|p| p.seq))
+        {
+            busy.complete(seq, |_, _| {});
+        }
         busy.push(close);
-        busy.ws = None;
+        if let Some(conn) = busy.ws.as_deref_mut() {
+            conn.closing = true;
+        }
         busy.rbuf.clear();
         f.stop_parsing = true;
-        let sub = busy.sub.take();
         mark_front(f, k, &mut self.dirty_fronts);
+        for b in blocking {
+            self.drop_back(b);
+        }
         if let Some(sub) = sub {
             self.leave_all((k, gen), &sub);
         }
@@ -308,6 +330,8 @@ impl Worker {
                     pubsub::render(&mut bytes, &style, name, &frame);
                     bytes
                 };
+                // Subscribe requests waiting for a topic just left are answered now.
+                self.try_confirm(k);
                 let Some(busy) = self.fronts.get_mut(k).and_then(|f| f.busy.as_deref_mut()) else {
                     return;
                 };
