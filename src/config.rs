@@ -19,6 +19,20 @@ pub enum LogFsync {
     Millis(u64),
 }
 
+/// The `ssl` block when `enabled` is true: TLS to Redis (see `tls`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ssl {
+    /// PEM file of the CA certificates that may sign Redis's certificate.
+    pub ca_cert_bundle: Option<String>,
+    /// A directory of PEM CA certificates.
+    pub path_to_certs: Option<String>,
+    /// PEM certificate (chain) and key presented to Redis (`tls-auth-clients`).
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    /// The name Redis's certificate must carry (and the SNI sent); default `redis_host`.
+    pub redis_sni: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub redis_host: String,
@@ -43,7 +57,8 @@ pub struct Config {
     pub verbosity: u8,
     pub log_fsync: LogFsync,
     pub keep_alive_sec: u32,
-    pub ssl: Option<Value>,
+    /// TLS to Redis: `Some` when the `ssl` block has `"enabled": true`.
+    pub ssl: Option<Ssl>,
     /// Send `ETag` headers (and answer `If-None-Match` with 304).
     pub etag: bool,
     /// Pin each worker thread to a core.
@@ -200,7 +215,7 @@ impl Config {
                 }
                 .map(|f| c.log_fsync = f),
                 "hiredis" => r.hiredis(v).map(|k| c.keep_alive_sec = k),
-                "ssl" => v.is_object().then(|| c.ssl = Some(v.clone())),
+                "ssl" => r.ssl(v).map(|s| c.ssl = s),
                 "etag" => r.boolean(v).map(|b| c.etag = b),
                 "cpu_affinity" => r.boolean(v).map(|b| c.cpu_affinity = b),
                 "shutdown_grace" => r.number(v).map(|n| c.shutdown_grace = n),
@@ -337,6 +352,32 @@ impl Reader<'_> {
         Ok(rules)
     }
 
+    /// The `ssl` object (webdis's keys); `Some(None)` when it is not enabled.
+    fn ssl(&mut self, v: &Value) -> Option<Option<Ssl>> {
+        let obj: &Map<String, Value> = v.as_object()?;
+        let mut ssl = Ssl::default();
+        let mut enabled = false;
+        for (k, v) in obj {
+            let ok = match k.as_str() {
+                // webdis takes a JSON boolean only.
+                "enabled" => v.as_bool().map(|b| enabled = b),
+                "ca_cert_bundle" => self.string(v).map(|s| ssl.ca_cert_bundle = Some(s)),
+                "path_to_certs" => self.string(v).map(|s| ssl.path_to_certs = Some(s)),
+                "client_cert" => self.string(v).map(|s| ssl.client_cert = Some(s)),
+                "client_key" => self.string(v).map(|s| ssl.client_key = Some(s)),
+                "redis_sni" => self.string(v).map(|s| ssl.redis_sni = Some(s)),
+                _ => None,
+            };
+            if ok.is_none() {
+                self.warnings.push(format!(
+                    "Warning! Unexpected key or incorrect value under 'ssl' in {}: '{k}'",
+                    self.path
+                ));
+            }
+        }
+        Some(enabled.then_some(ssl))
+    }
+
     fn hiredis(&mut self, v: &Value) -> Option<u32> {
         let obj: &Map<String, Value> = v.as_object()?;
         let mut keep_alive = 0;
@@ -430,6 +471,36 @@ mod tests {
         ] {
             let err = Config::parse(text, "t.json", |_| None).err();
             assert!(matches!(err, Some(ConfigError::Invalid(..))), "{text}");
+        }
+    }
+
+    #[test]
+    fn ssl_block() {
+        let l = parse(
+            r#"{"ssl":{"enabled":true,"ca_cert_bundle":"/c/ca.pem","path_to_certs":"/c",
+            "client_cert":"/c/me.pem","client_key":"/c/me.key","redis_sni":"redis.local","x":1}}"#,
+        );
+        assert_eq!(
+            l.config.ssl,
+            Some(Ssl {
+                ca_cert_bundle: Some("/c/ca.pem".into()),
+                path_to_certs: Some("/c".into()),
+                client_cert: Some("/c/me.pem".into()),
+                client_key: Some("/c/me.key".into()),
+                redis_sni: Some("redis.local".into()),
+            })
+        );
+        assert_eq!(
+            l.warnings,
+            vec!["Warning! Unexpected key or incorrect value under 'ssl' in t.json: 'x'"]
+        );
+        // Off unless `enabled` is the JSON boolean true, as in webdis.
+        for text in [
+            r#"{"ssl":{"ca_cert_bundle":"/c/ca.pem"}}"#,
+            r#"{"ssl":{"enabled":false}}"#,
+            r#"{"ssl":{"enabled":"true"}}"#,
+        ] {
+            assert_eq!(parse(text).config.ssl, None, "{text}");
         }
     }
 

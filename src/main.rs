@@ -59,10 +59,7 @@ fn main() {
             "No config file given and no ./webdis.json: using defaults"
         );
     }
-    for (on, key) in [
-        (config.websockets, "websockets"),
-        (config.ssl.is_some(), "ssl"),
-    ] {
+    for (on, key) in [(config.websockets, "websockets")] {
         if on {
             log!(
                 Level::Warning,

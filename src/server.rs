@@ -6,6 +6,8 @@ use crate::back::{Connector, Target};
 use crate::config::Config;
 use crate::log;
 use crate::log::Level;
+use crate::probe::{self, ProbeError};
+use crate::tls;
 use crate::worker::{Shared, Worker, WAKER};
 use socket2::{Domain, Socket, Type};
 use std::io;
@@ -27,6 +29,8 @@ pub struct Server {
 pub enum StartError {
     Resolve(String, io::Error),
     Bind(SocketAddr, io::Error),
+    /// The `ssl` block cannot be used, or TLS with Redis fails.
+    Tls(String),
     Io(io::Error),
 }
 
@@ -35,6 +39,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Resolve(h, e) => write!(f, "cannot resolve {h}: {e}"),
             StartError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            StartError::Tls(m) => f.write_str(m),
             StartError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -90,7 +95,9 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
         keep_alive: (config.keep_alive_sec > 0)
             .then(|| Duration::from_secs(u64::from(config.keep_alive_sec))),
         protocol: config.redis_protocol,
+        tls: None,
     };
+    let connector = with_tls(connector, &config)?;
     let listeners = (0..config.threads.max(1))
         .map(|_| listener(addr, true).map_err(|e| StartError::Bind(addr, e)))
         .collect::<Result<Vec<_>, _>>()?;
@@ -103,6 +110,35 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
             stop: AtomicBool::new(false),
         }),
     })
+}
+
+/// Adds TLS to the connector when `ssl` is enabled, and checks it against Redis now:
+/// a certificate problem is a configuration error (exit 1), not a stream of 503s. A
+/// Redis that cannot be reached yet is only a warning, as without TLS.
+fn with_tls(mut connector: Connector, config: &Config) -> Result<Connector, StartError> {
+    let Some(ssl) = &config.ssl else {
+        return Ok(connector);
+    };
+    let Target::Tcp(addr) = connector.target else {
+        return Err(StartError::Tls(
+            "ssl: TLS needs Redis over TCP; redis_host is a unix socket".into(),
+        ));
+    };
+    let tls = tls::client_config(ssl, &config.redis_host).map_err(StartError::Tls)?;
+    connector.tls = Some(Arc::new(tls));
+    match probe::check_tls(&connector) {
+        Ok(()) => log!(Level::Info, "TLS to Redis at {addr} checked"),
+        Err(ProbeError::Unreachable(e)) => log!(
+            Level::Warning,
+            "cannot check TLS to Redis at {addr} now ({e}); connections will be verified when made"
+        ),
+        Err(e) => {
+            return Err(StartError::Tls(format!(
+                "TLS to Redis at {addr} fails: {e}"
+            )))
+        }
+    }
+    Ok(connector)
 }
 
 /// Binds and starts the workers in one go.

@@ -721,7 +721,7 @@ impl Worker {
                 Err(e) => return self.connect_failed(b, &e, Instant::now()),
             }
         }
-        if !back.wbuf.is_empty() {
+        if !back.wbuf.is_empty() || back.stream.as_ref().is_some_and(back::Stream::wants_write) {
             self.backs.mark_dirty(b);
         }
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -850,11 +850,12 @@ impl Worker {
     /// A connect attempt failed. Only the first failure of a series is logged, so that an
     /// outage does not flood the log with one line per retry.
     fn connect_failed(&mut self, b: usize, e: &io::Error, now: Instant) {
+        // A new kind of failure is logged too (Redis is up now, but TLS fails).
         if self
             .backs
             .slab
-            .get(b)
-            .is_some_and(|x| x.backoff == back::MIN_BACKOFF)
+            .get_mut(b)
+            .is_some_and(|x| x.note_failure(e.kind()))
         {
             log!(Level::Error, "Cannot connect to Redis: {e}; retrying");
         }
