@@ -3,6 +3,7 @@
 //! Read once at startup with serde_json; nothing here runs on the request path.
 
 use crate::acl::{self, Acl, Names, Net, Rule};
+use crate::keyspec::Pattern;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -233,10 +234,7 @@ impl Config {
             }
         }
         if acl_rules.is_some() || !acl_default_allow {
-            c.acl = Some(Acl {
-                rules: acl_rules.unwrap_or_default(),
-                default_allow: acl_default_allow,
-            });
+            c.acl = Some(Acl::new(acl_rules.unwrap_or_default(), acl_default_allow));
         }
         Ok(Loaded {
             config: c,
@@ -343,6 +341,27 @@ impl Reader<'_> {
                         } else {
                             rule.disabled = names;
                         }
+                    }
+                    "keys" => {
+                        let Value::Array(list) = v else {
+                            return Err(format!(
+                                "ACL rule {n}: 'keys' must be a list of key patterns"
+                            ));
+                        };
+                        let mut patterns = Vec::with_capacity(list.len());
+                        for p in list {
+                            let p = self.string(p).ok_or_else(|| {
+                                format!("ACL rule {n}: 'keys' must hold key patterns")
+                            })?;
+                            patterns
+                                .push(Pattern::parse(&p).map_err(|e| {
+                                    format!("ACL rule {n}: key pattern '{p}': {e}")
+                                })?);
+                        }
+                        if patterns.is_empty() {
+                            return Err(format!("ACL rule {n}: 'keys' lists no pattern"));
+                        }
+                        rule.keys = Some(patterns);
                     }
                     _ => return Err(format!("ACL rule {n}: unknown key '{k}'")),
                 }
@@ -455,6 +474,11 @@ mod tests {
         assert!(acl.allows(local, Some(b"Basic dXNlcjpwYXNzd29yZA=="), b"DEBUG"));
         assert!(acl.allows("10.9.9.9".parse().unwrap(), None, b"GET"));
         assert!(parse("{}").config.acl.is_none());
+        assert!(!acl.keyed());
+        let keyed = parse(r#"{"acl":[{"enabled":["GET"],"keys":["public:*","$PORT:*"]}]}"#);
+        let acl = keyed.config.acl.expect("acl");
+        assert!(acl.keyed());
+        assert_eq!(acl.rules[0].keys.as_ref().map(Vec::len), Some(2));
     }
 
     #[test]
@@ -468,6 +492,9 @@ mod tests {
             r#"{"acl":[{"enabled":[1]}]}"#,
             r#"{"acl":[{"ips":"1.2.3.4"}]}"#,
             r#"{"acl_default":"maybe"}"#,
+            r#"{"acl":[{"enabled":["GET"],"keys":"public:*"}]}"#,
+            r#"{"acl":[{"enabled":["GET"],"keys":[]}]}"#,
+            r#"{"acl":[{"enabled":["GET"],"keys":["public:[ab"]}]}"#,
         ] {
             let err = Config::parse(text, "t.json", |_| None).err();
             assert!(matches!(err, Some(ConfigError::Invalid(..))), "{text}");

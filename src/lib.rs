@@ -13,6 +13,7 @@ pub mod command;
 pub mod config;
 pub mod front;
 pub mod http;
+pub mod keyspec;
 pub mod log;
 pub mod probe;
 pub mod process;

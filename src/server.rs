@@ -2,8 +2,10 @@
 //! any thread exists, so the process can still daemonize or drop privileges), then pins
 //! each worker thread to a core and gives it its own `mio::Poll`.
 
+use crate::acl::Acl;
 use crate::back::{Connector, Target};
 use crate::config::Config;
+use crate::keyspec::CommandTable;
 use crate::log;
 use crate::log::Level;
 use crate::probe::{self, ProbeError};
@@ -158,6 +160,9 @@ impl Bound {
         // Pinning helps when the workers have their cores to themselves; on a machine
         // where Redis or the clients share the cores, letting the scheduler move them is
         // faster (measured in README "Performance"), hence `"cpu_affinity": false`.
+        if shared.config.acl.as_ref().is_some_and(Acl::keyed) {
+            read_command_table(&shared);
+        }
         let cores = if shared.config.cpu_affinity {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -206,6 +211,46 @@ impl Bound {
             threads: handles,
         })
     }
+}
+
+/// Reads Redis's command table for the ACL's key patterns; if Redis cannot be asked
+/// now, a thread asks again every second until it can (commands named by rules with
+/// key patterns are denied meanwhile).
+fn read_command_table(shared: &Arc<Shared>) {
+    let Err(e) = load_command_table(shared) else {
+        return;
+    };
+    log!(
+        Level::Warning,
+        "ACL: cannot read the command table from Redis ({e}); commands named by rules with \"keys\" are denied until it is read, retrying every second"
+    );
+    let shared = shared.clone();
+    let retry = move || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if shared.stop.load(Ordering::Relaxed) || load_command_table(&shared).is_ok() {
+            return;
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("acl-commands".into())
+        .spawn(retry)
+    {
+        log!(Level::Error, "ACL: cannot start a thread: {e}");
+    }
+}
+
+fn load_command_table(shared: &Shared) -> Result<(), ProbeError> {
+    let reply = probe::run(&shared.connector, &[b"COMMAND"])?;
+    let table = CommandTable::parse(&reply).map_err(ProbeError::Other)?;
+    let n = table.len();
+    if let Some(acl) = &shared.config.acl {
+        let _ = acl.commands.set(table);
+    }
+    log!(
+        Level::Info,
+        "ACL: key positions of {n} commands read from Redis"
+    );
+    Ok(())
 }
 
 impl Server {

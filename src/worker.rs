@@ -8,6 +8,7 @@
 //! complete reply into its front; then write each back that has commands (one `write`
 //! for all the commands of the turn) and each front that has output.
 
+use crate::acl::Acl;
 use crate::back::{self, Back, Connector, Kind, State, Waiter};
 use crate::buf::READ_CHUNK;
 use crate::command::{self, CommandError, Output, Query, Route};
@@ -22,9 +23,10 @@ use crate::response::{DateCache, Status};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -112,6 +114,8 @@ pub struct Worker {
     accept_paused: Option<Instant>,
     ticking: bool,
     next_tick: Instant,
+    /// Scratch for ACLs with key patterns: a command's decoded arguments and their ends.
+    acl_argv: (Vec<u8>, Vec<usize>),
 }
 
 impl Worker {
@@ -148,6 +152,7 @@ impl Worker {
             accept_paused: None,
             ticking: true,
             next_tick: Instant::now(),
+            acl_argv: (Vec::new(), Vec::new()),
         })
     }
 
@@ -499,7 +504,11 @@ impl Worker {
                     Ok(cmd)
                         if cfg.acl.as_ref().is_some_and(|acl| {
                             let auth = req.authorization.clone().map(|r| &buf[r]);
-                            !acl.allows(peer, auth, cmd.name)
+                            if acl.keyed() {
+                                !acl_allows_keys(acl, peer, auth, &cmd, &mut self.acl_argv)
+                            } else {
+                                !acl.allows(peer, auth, cmd.name)
+                            }
                         }) =>
                     {
                         log!(
@@ -1087,6 +1096,32 @@ fn deliver(
     if last.is_some() {
         mark_front(f, k, dirty);
     }
+}
+
+/// The ACL's answer when rules have key patterns: the command's arguments, decoded as
+/// they will be sent, go through the worker's scratch buffers (no allocation once warm).
+fn acl_allows_keys(
+    acl: &Acl,
+    peer: IpAddr,
+    authorization: Option<&[u8]>,
+    cmd: &command::Command<'_>,
+    (buf, ends): &mut (Vec<u8>, Vec<usize>),
+) -> bool {
+    cmd.argv_into(buf, ends);
+    let mut argv: SmallVec<[&[u8]; 16]> = SmallVec::with_capacity(ends.len() + 1);
+    let mut start = 0;
+    for &end in ends.iter() {
+        argv.push(&buf[start..end]);
+        start = end;
+    }
+    argv.extend(cmd.put_body);
+    let allowed = acl.allows_argv(peer, authorization, &argv);
+    drop(argv);
+    if buf.capacity() > 1 << 20 {
+        // A huge argument: give the memory back.
+        *buf = Vec::new();
+    }
+    allowed
 }
 
 /// Copies what rendering needs from the request into the slot's metadata.
