@@ -68,6 +68,8 @@ pub struct Config {
     pub redis_protocol: u8,
     /// Seconds a SIGTERM/SIGINT leaves the requests in flight to finish.
     pub shutdown_grace: u64,
+    /// Common Log Format access log file.
+    pub access_log: Option<String>,
 }
 
 impl Default for Config {
@@ -98,6 +100,7 @@ impl Default for Config {
             cpu_affinity: true,
             redis_protocol: 2,
             shutdown_grace: 10,
+            access_log: None,
         }
     }
 }
@@ -220,6 +223,7 @@ impl Config {
                 "etag" => r.boolean(v).map(|b| c.etag = b),
                 "cpu_affinity" => r.boolean(v).map(|b| c.cpu_affinity = b),
                 "shutdown_grace" => r.number(v).map(|n| c.shutdown_grace = n),
+                "access_log" => r.string(v).map(|s| c.access_log = Some(s)),
                 "redis_protocol" => r
                     .number(v)
                     .filter(|&n| n == 2 || n == 3)
@@ -428,7 +432,7 @@ mod tests {
         let l = parse(
             r#"{"redis_port":"$PORT","http_port":"7380","threads":2,"pool_size":3,
             "redis_auth":["u","p"],"websockets":"TRUE","verbosity":12,"log_fsync":100,
-            "hiredis":{"keep_alive_sec":15},"database":"3"}"#,
+            "hiredis":{"keep_alive_sec":15},"database":"3","access_log":"/var/log/a.log"}"#,
         );
         let c = l.config;
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
@@ -440,6 +444,7 @@ mod tests {
         assert_eq!(c.verbosity, 8);
         assert_eq!(c.log_fsync, LogFsync::Millis(100));
         assert_eq!(c.keep_alive_sec, 15);
+        assert_eq!(c.access_log.as_deref(), Some("/var/log/a.log"));
         assert_eq!(c.redis_host, "127.0.0.1");
         assert_eq!(c.http_max_request_size, 128 * 1024 * 1024);
     }

@@ -7,6 +7,7 @@
 //! output buffer; one that completes early (it ran on another Redis connection) is
 //! rendered aside and emitted when its turn comes.
 
+use crate::access::Stage;
 use crate::buf::{ReadBuf, WriteBuf};
 use crate::command::Output;
 use crate::render::Shape;
@@ -42,6 +43,8 @@ pub struct Meta {
     pub etag: bool,
     /// Rare parameters, boxed so the common case carries one null pointer.
     pub extra: Option<Box<Extra>>,
+    /// Length of this request's access log line start in [`Busy::log`]; 0: no line.
+    pub access: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -71,6 +74,8 @@ pub struct Busy {
     pub base_seq: u64,
     /// `100 Continue` was sent for the request being received.
     pub continue_sent: bool,
+    /// Access log lines (`access_log`), finished as responses are emitted.
+    pub log: Stage,
 }
 
 impl Busy {
@@ -81,6 +86,7 @@ impl Busy {
             slots: VecDeque::new(),
             base_seq: 0,
             continue_sent: false,
+            log: Stage::default(),
         }
     }
 
@@ -106,6 +112,7 @@ impl Busy {
         }
         self.base_seq = 0;
         self.continue_sent = false;
+        self.log.clear();
     }
 
     /// Adds a slot for a new request and returns its sequence number.
@@ -135,11 +142,14 @@ impl Busy {
             slot.early = Some(early);
             return Some(false);
         }
+        let start = self.out.data.len();
         write(&mut self.out.data, &slot.meta);
+        self.log.finish(slot.meta.access, &self.out.data[start..]);
         let mut last = !slot.meta.keep_alive;
         self.pop_head();
         while let Some(early) = self.slots.front_mut().and_then(|s| s.early.take()) {
             self.out.data.extend_from_slice(&early);
+            self.log.finish(self.slots[0].meta.access, &early);
             last |= !self.slots[0].meta.keep_alive;
             self.pop_head();
         }

@@ -6,6 +6,7 @@
 //! `front`, `back` and `worker` own the sockets and the event loop; `server` starts the
 //! workers; `config` and `log` are read and written off the request path.
 
+pub mod access;
 pub mod acl;
 pub mod back;
 pub mod buf;

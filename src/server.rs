@@ -2,6 +2,7 @@
 //! any thread exists, so the process can still daemonize or drop privileges), then pins
 //! each worker thread to a core and gives it its own `mio::Poll`.
 
+use crate::access::AccessFile;
 use crate::acl::Acl;
 use crate::back::{Connector, Target};
 use crate::config::Config;
@@ -33,6 +34,7 @@ pub enum StartError {
     Bind(SocketAddr, io::Error),
     /// The `ssl` block cannot be used, or TLS with Redis fails.
     Tls(String),
+    AccessLog(String, io::Error),
     Io(io::Error),
 }
 
@@ -42,6 +44,7 @@ impl std::fmt::Display for StartError {
             StartError::Resolve(h, e) => write!(f, "cannot resolve {h}: {e}"),
             StartError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             StartError::Tls(m) => f.write_str(m),
+            StartError::AccessLog(p, e) => write!(f, "cannot open the access_log {p}: {e}"),
             StartError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -100,6 +103,10 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
         tls: None,
     };
     let connector = with_tls(connector, &config)?;
+    let access_log = match &config.access_log {
+        Some(p) => Some(AccessFile::open(p).map_err(|e| StartError::AccessLog(p.clone(), e))?),
+        None => None,
+    };
     let listeners = (0..config.threads.max(1))
         .map(|_| listener(addr, true).map_err(|e| StartError::Bind(addr, e)))
         .collect::<Result<Vec<_>, _>>()?;
@@ -110,6 +117,7 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
             config,
             connector,
             stop: AtomicBool::new(false),
+            access_log,
         }),
     })
 }
@@ -254,6 +262,20 @@ fn load_command_table(shared: &Shared) -> Result<(), ProbeError> {
 }
 
 impl Server {
+    /// Reopens the access log, if any (SIGHUP, for log rotation).
+    pub fn reopen_access_log(&self) {
+        if let Some(f) = &self.shared.access_log {
+            match f.reopen() {
+                Ok(()) => log!(Level::Info, "Access log reopened"),
+                Err(e) => log!(
+                    Level::Error,
+                    "cannot reopen the access log {}: {e}; still writing to the old file",
+                    f.path()
+                ),
+            }
+        }
+    }
+
     /// Stops every worker and waits for them.
     pub fn stop(self) {
         self.shared.stop.store(true, Ordering::Relaxed);

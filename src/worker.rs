@@ -8,6 +8,7 @@
 //! complete reply into its front; then write each back that has commands (one `write`
 //! for all the commands of the turn) and each front that has output.
 
+use crate::access::{self, AccessFile};
 use crate::acl::Acl;
 use crate::back::{self, Back, Connector, Kind, State, Waiter};
 use crate::buf::READ_CHUNK;
@@ -36,6 +37,8 @@ pub struct Shared {
     pub config: Config,
     pub connector: Connector,
     pub stop: AtomicBool,
+    /// `access_log`, opened at start-up.
+    pub access_log: Option<AccessFile>,
 }
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -116,6 +119,8 @@ pub struct Worker {
     next_tick: Instant,
     /// Scratch for ACLs with key patterns: a command's decoded arguments and their ends.
     acl_argv: (Vec<u8>, Vec<usize>),
+    /// Access log lines waiting to be written (`access_log` configured).
+    access: Option<access::Sink>,
 }
 
 impl Worker {
@@ -133,7 +138,6 @@ impl Worker {
             poll,
             listener: Some(listener),
             draining: None,
-            shared,
             fronts: Slab::with_capacity(1024),
             backs: Backs {
                 slab: Slab::with_capacity(16),
@@ -153,6 +157,8 @@ impl Worker {
             ticking: true,
             next_tick: Instant::now(),
             acl_argv: (Vec::new(), Vec::new()),
+            access: shared.access_log.as_ref().map(|_| access::Sink::default()),
+            shared,
         })
     }
 
@@ -192,6 +198,9 @@ impl Worker {
                 }
             }
             self.date.refresh(SystemTime::now());
+            if let Some(a) = &mut self.access {
+                a.date.refresh(SystemTime::now());
+            }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
@@ -209,6 +218,9 @@ impl Worker {
                 self.flush_backs();
                 self.flush_fronts();
             }
+        }
+        if let (Some(a), Some(file)) = (&mut self.access, &self.shared.access_log) {
+            a.flush(file);
         }
         log!(Level::Debug, "worker {} stopped", self.id);
     }
@@ -427,10 +439,17 @@ impl Worker {
             return;
         };
         f.stop_parsing = true;
+        let access = match &self.access {
+            Some(a) => busy
+                .log
+                .start(f.peer, None, &a.date, first_line(busy.rbuf.bytes())),
+            None => 0,
+        };
         busy.rbuf.clear();
         let meta = Meta {
             minor: 0,
             keep_alive: false,
+            access,
             ..Meta::default()
         };
         let seq = busy.push(meta);
@@ -465,6 +484,10 @@ impl Worker {
         };
         let seq = busy.base_seq + busy.slots.len() as u64;
         let buf = busy.rbuf.bytes();
+        if let Some(a) = &self.access {
+            let auth = req.authorization.clone().map(|r| &buf[r]);
+            meta.access = busy.log.start(peer, auth, &a.date, first_line(buf));
+        }
         let target = match &buf[req.target.clone()] {
             b"" => &b"/"[..],
             t => t,
@@ -595,6 +618,11 @@ impl Worker {
         let Some(busy) = f.busy.as_deref_mut() else {
             return;
         };
+        if let (Some(a), Some(file)) = (&mut self.access, &self.shared.access_log) {
+            if !busy.log.done.is_empty() && a.take(&mut busy.log.done, file, Instant::now()) {
+                self.ticking = true;
+            }
+        }
         if !busy.out.is_empty() && f.writable {
             match busy.out.write_to(&mut f.sock, None) {
                 Ok(true) => {}
@@ -985,6 +1013,9 @@ impl Worker {
             }
         }
         again |= !self.lingering.is_empty();
+        if let (Some(a), Some(file)) = (&mut self.access, &self.shared.access_log) {
+            again |= a.tick(file, now);
+        }
         if let Some(t) = self.accept_paused {
             if t <= now {
                 self.accept_paused = None;
@@ -1060,6 +1091,12 @@ impl Backs {
             self.idle_blocking.push(b);
         }
     }
+}
+
+/// The request line: the bytes before the first line end.
+fn first_line(buf: &[u8]) -> &[u8] {
+    let end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
+    buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end])
 }
 
 fn paused(busy: &Busy) -> bool {
