@@ -83,13 +83,15 @@ pub struct Stage {
 
 impl Stage {
     /// Adds the start of a request's line; returns its length, for the request's slot.
+    /// It always fits a `u16`: at most 4 KiB of request line and 192 bytes of user name,
+    /// each byte escaped to at most 4.
     pub fn start(
         &mut self,
         host: IpAddr,
         authorization: Option<&[u8]>,
         date: &ClfDate,
         request_line: &[u8],
-    ) -> u32 {
+    ) -> u16 {
         let before = self.starts.len();
         line_start(
             &mut self.starts,
@@ -98,13 +100,18 @@ impl Stage {
             date.get(),
             request_line,
         );
-        (self.starts.len() - before) as u32
+        let len = self.starts.len() - before;
+        u16::try_from(len).unwrap_or_else(|_| {
+            // Unreachable (see above); never a line glued to the next one.
+            self.starts.truncate(before);
+            0
+        })
     }
 
     /// The response of the oldest request with a line (`len`, from [`Stage::start`]) was
     /// emitted: finishes its line from the response's bytes.
     #[inline]
-    pub fn finish(&mut self, len: u32, response: &[u8]) {
+    pub fn finish(&mut self, len: u16, response: &[u8]) {
         let len = len as usize;
         if len == 0 {
             return;

@@ -44,7 +44,7 @@ pub struct Meta {
     /// Rare parameters, boxed so the common case carries one null pointer.
     pub extra: Option<Box<Extra>>,
     /// Length of this request's access log line start in [`Busy::log`]; 0: no line.
-    pub access: u32,
+    pub access: u16,
 }
 
 #[derive(Debug, Clone, Default)]
