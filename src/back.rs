@@ -6,8 +6,9 @@
 //! connection first sends its handshake (AUTH, SELECT); commands queued behind it are
 //! held back until the handshake succeeds, so a failed SELECT can never run a command
 //! on the wrong database. With `ssl`, the socket is a [`TlsStream`]: the TLS handshake
-//! is part of connecting (the connect timeout covers it), and the commands go out only
-//! once it is complete.
+//! is part of connecting (the connect timeout covers it), the commands go out only once
+//! it is complete, and the handshake has at least a `PING`, so that a connection Redis
+//! refuses right after the TLS handshake never counts as up.
 
 use crate::buf::{ReadBuf, WriteBuf};
 use crate::command::write_bulk;
@@ -161,6 +162,9 @@ pub enum Waiter {
         auth: bool,
     },
     Select,
+    /// Over TLS without another handshake command: any reply proves Redis accepted
+    /// the connection (with TLS 1.3, a refused client certificate only shows then).
+    Ping,
 }
 
 impl Waiter {
@@ -285,6 +289,10 @@ impl Back {
             hs.extend_from_slice(b"*2\r\n$6\r\nSELECT\r\n");
             write_bulk(&mut hs, itoa::Buffer::new().format(self.db).as_bytes());
             hs_waiters.push(Waiter::Select);
+        }
+        if hs.is_empty() && c.tls.is_some() {
+            hs.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+            hs_waiters.push(Waiter::Ping);
         }
         for w in hs_waiters.into_iter().rev() {
             self.waiters.push_front(w);

@@ -748,7 +748,10 @@ impl Worker {
         if let State::Connecting { .. } = back.state {
             let retried = back.backoff > back::MIN_BACKOFF;
             match back.finish_connect() {
-                Ok(true) if retried => log!(Level::Notice, "Reconnected to Redis"),
+                // With a handshake (AUTH, SELECT, PING over TLS), up is when it passed.
+                Ok(true) if retried && back.state == State::Ready => {
+                    log!(Level::Notice, "Reconnected to Redis")
+                }
                 Ok(true) => {}
                 Ok(false) if !ev.is_error() => return,
                 Ok(false) => {
@@ -791,6 +794,11 @@ impl Worker {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if back.state == State::Handshake => {
+                    // Refused before it was up (a client certificate Redis rejects after
+                    // the TLS handshake): a failed connect, logged once per kind.
+                    return self.connect_failed(b, &e, Instant::now());
+                }
                 Err(e) => {
                     log!(Level::Error, "Error disconnecting: {e}");
                     return self.back_failed(b, Instant::now());
@@ -830,7 +838,7 @@ impl Worker {
                 }
                 Some(w) => {
                     debug_assert!(w.is_handshake());
-                    if matches!(frame.first(), Some(b'-' | b'!')) {
+                    if w != Waiter::Ping && matches!(frame.first(), Some(b'-' | b'!')) {
                         let msg = String::from_utf8_lossy(frame.get(1..n - 2).unwrap_or(b""));
                         let (what, auth) = match w {
                             Waiter::Select => ("SELECT failed", false),
@@ -863,6 +871,9 @@ impl Worker {
                         log!(Level::Info, "Authentication succeeded: OK");
                     }
                     if !back.waiters.front().is_some_and(Waiter::is_handshake) {
+                        if back.backoff > back::MIN_BACKOFF {
+                            log!(Level::Notice, "Reconnected to Redis");
+                        }
                         back.open_gate();
                         self.backs.mark_dirty(b);
                     }

@@ -282,3 +282,53 @@ fn reconnects_over_tls_after_a_restart() {
     assert_bytes(&gw.get("/GET/a"), &ok_json(r#"{"GET":"2"}"#));
     assert_eq!(redis.cmd(&["GET", "a"]), b"$1\r\n2\r\n");
 }
+
+#[test]
+fn a_client_certificate_refused_later() {
+    // Accepted at start; then Redis trusts another CA for clients, so it refuses our
+    // certificate right after each TLS handshake: 503s, one log line for the series, and
+    // service resumes when Redis accepts us again.
+    let pki = Pki::new();
+    let mut redis = pki.redis(true);
+    let gw = Gateway::start(
+        &redis,
+        &format!(
+            r#""threads":1,"pool_size":1,{}"#,
+            ssl(&[
+                ("ca_cert_bundle", &pki.path("ca.pem")),
+                ("client_cert", &pki.path("client.pem")),
+                ("client_key", &pki.path("client.key")),
+            ])
+        ),
+    );
+    assert_bytes(&gw.get("/PING"), &ok_json(r#"{"PING":[true,"PONG"]}"#));
+    let args = pki.redis_args(true);
+    let mut other: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ca_arg = other
+        .iter()
+        .position(|a| *a == "--tls-ca-cert-file")
+        .unwrap()
+        + 1;
+    let other_ca = pki.path("other-ca.pem");
+    other[ca_arg] = &other_ca;
+    redis.restart_with(&other);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_bytes(
+        &gw.get("/PING"),
+        &error_response(503, "Service Unavailable"),
+    );
+    let log = gw.log();
+    let refusals = log
+        .matches("E Cannot connect to Redis: TLS error: received fatal alert: UnknownCA; retrying")
+        .count();
+    assert_eq!(refusals, 1, "{log}");
+    assert!(!log.contains("Reconnected"), "{log}");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    redis.restart_with(&args);
+    let deadline = Instant::now() + TIMEOUT;
+    while gw.get("/PING").status() != 200 {
+        assert!(Instant::now() < deadline, "no reconnect: {}", gw.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gw.log().contains("N Reconnected to Redis"), "{}", gw.log());
+}

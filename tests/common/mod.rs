@@ -278,6 +278,12 @@ impl Redis {
         kill(&mut self.child);
     }
 
+    /// Starts a server again on the same port and directory, with other extra arguments.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.restart_same_port();
+    }
+
     /// Starts a server again on the same port and directory.
     pub fn restart_same_port(&mut self) {
         self.stop();
