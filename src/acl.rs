@@ -8,15 +8,28 @@
 //! `"*"` matches every command. A rule's `ip` is a host (`1.2.3.4`, `::1`) or a network
 //! (`10.0.0.0/8`, `fe80::/10`, and `/0` really is everyone). Basic credentials are
 //! compared in constant time.
+//!
+//! A rule may carry key patterns (`"keys"`): its `enabled` commands are then allowed
+//! only when every key they name matches a pattern (a command that names no key, or
+//! whose keys cannot be told, is denied by it), and its `disabled` commands are denied
+//! when one of their keys matches (or their keys cannot be told). Key positions come
+//! from Redis's command table ([`CommandTable`], read at start-up): until it is there,
+//! keys cannot be told. An ACL without key patterns never looks at arguments.
 
+use crate::keyspec::{CommandTable, Pattern, Positions};
 use base64::Engine;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acl {
     pub rules: Vec<Rule>,
     /// What a command no rule speaks of gets (`acl_default`; webdis: allow).
     pub default_allow: bool,
+    /// Some rule has key patterns: decisions need the command's arguments.
+    keyed: bool,
+    /// Where the keys are in each command; set once, at start-up or a little later.
+    pub commands: OnceLock<CommandTable>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -26,6 +39,8 @@ pub struct Rule {
     pub basic: Option<Vec<u8>>,
     pub enabled: Names,
     pub disabled: Names,
+    /// `"keys"`: the key patterns this rule is about.
+    pub keys: Option<Vec<Pattern>>,
 }
 
 /// A list of command names, or everything.
@@ -150,8 +165,26 @@ impl Rule {
 }
 
 impl Acl {
-    /// Whether the client may run `cmd`.
+    pub fn new(rules: Vec<Rule>, default_allow: bool) -> Acl {
+        Acl {
+            keyed: rules.iter().any(|r| r.keys.is_some()),
+            rules,
+            default_allow,
+            commands: OnceLock::new(),
+        }
+    }
+
+    /// Whether some rule has key patterns: then ask [`Acl::allows_argv`].
+    pub fn keyed(&self) -> bool {
+        self.keyed
+    }
+
+    /// Whether the client may run `cmd`. For an ACL with key patterns, the arguments
+    /// are needed ([`Acl::allows_argv`]); without them the keys count as unknown.
     pub fn allows(&self, peer: IpAddr, authorization: Option<&[u8]>, cmd: &[u8]) -> bool {
+        if self.keyed {
+            return self.allows_argv(peer, authorization, &[cmd]);
+        }
         let mut allowed = self.default_allow;
         for rule in &self.rules {
             if rule.matches_client(peer, authorization) {
@@ -165,11 +198,47 @@ impl Acl {
         }
         allowed
     }
+
+    /// Whether the client may run the command line `argv` (argv\[0\] is the name; the
+    /// arguments decoded as they will be sent to Redis).
+    pub fn allows_argv(&self, peer: IpAddr, authorization: Option<&[u8]>, argv: &[&[u8]]) -> bool {
+        let Some(&cmd) = argv.first() else {
+            return false;
+        };
+        // Found once, when a rule with key patterns names the command.
+        let mut keys: Option<Option<Positions>> = None;
+        let mut allowed = self.default_allow;
+        for rule in &self.rules {
+            if !rule.matches_client(peer, authorization) {
+                continue;
+            }
+            let (on, off) = (rule.enabled.matches(cmd), rule.disabled.matches(cmd));
+            let Some(patterns) = &rule.keys else {
+                allowed = (allowed || on) && !off;
+                continue;
+            };
+            if !(on || off) {
+                continue;
+            }
+            let keys = keys.get_or_insert_with(|| self.commands.get()?.keys(argv));
+            let inside = |&i: &usize| patterns.iter().any(|p| p.matches(argv[i]));
+            if on {
+                allowed = keys
+                    .as_ref()
+                    .is_some_and(|k| !k.is_empty() && k.iter().all(inside));
+            }
+            if off && keys.as_ref().is_none_or(|k| k.iter().any(inside)) {
+                allowed = false;
+            }
+        }
+        allowed
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keyspec::CommandTable;
 
     fn rule(ip: Option<&str>, basic: Option<&str>, enabled: &[&str], disabled: &[&str]) -> Rule {
         Rule {
@@ -177,6 +246,7 @@ mod tests {
             basic: basic.map(basic_token),
             enabled: Names::new(enabled),
             disabled: Names::new(disabled),
+            keys: None,
         }
     }
 
@@ -187,13 +257,13 @@ mod tests {
 
     #[test]
     fn webdis_sample_acl() {
-        let acl = Acl {
-            rules: vec![
+        let acl = Acl::new(
+            vec![
                 rule(None, None, &[], &["DEBUG"]),
                 rule(None, Some("user:password"), &["DEBUG"], &[]),
             ],
-            default_allow: true,
-        };
+            true,
+        );
         let local: IpAddr = "127.0.0.1".parse().unwrap();
         let cases: &[Case] = &[
             (None, b"DEBUG", false),
@@ -220,25 +290,83 @@ mod tests {
     #[test]
     fn exact_names_order_and_default() {
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
-        let acl = Acl {
-            rules: vec![rule(None, None, &[], &["GETSET"])],
-            default_allow: true,
-        };
+        let acl = Acl::new(vec![rule(None, None, &[], &["GETSET"])], true);
         assert!(acl.allows(ip, None, b"GET"));
         assert!(!acl.allows(ip, None, b"getset"));
         // Default deny; a later matching rule wins; disabled beats enabled in one rule.
-        let acl = Acl {
-            rules: vec![
+        let acl = Acl::new(
+            vec![
                 rule(Some("10.0.0.0/8"), None, &["*"], &[]),
                 rule(Some("10.1.0.0/16"), None, &["GET"], &["SET", "GET"]),
                 rule(Some("10.1.2.3"), None, &["SET"], &[]),
             ],
-            default_allow: false,
-        };
+            false,
+        );
         assert!(acl.allows(ip, None, b"INCR"));
         assert!(!acl.allows(ip, None, b"GET"));
         assert!(acl.allows(ip, None, b"SET"));
         assert!(!acl.allows("192.168.0.1".parse().unwrap(), None, b"INCR"));
+    }
+
+    #[test]
+    fn key_patterns() {
+        let keyed = |enabled: &[&str], disabled: &[&str], keys: &[&str]| Rule {
+            keys: Some(keys.iter().map(|k| Pattern::parse(k).unwrap()).collect()),
+            ..rule(None, None, enabled, disabled)
+        };
+        let acl = Acl::new(
+            vec![
+                rule(None, None, &["PING"], &[]),
+                keyed(
+                    &["GET", "DEL", "MSET", "EVAL"],
+                    &[],
+                    &["public:*", "user:?"],
+                ),
+                keyed(&[], &["GET"], &["public:secret*"]),
+                rule(None, Some("user:password"), &["*"], &[]),
+            ],
+            false,
+        );
+        assert!(acl.keyed());
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let check = |auth: Option<&[u8]>, line: &str| {
+            let argv: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+            acl.allows_argv(ip, auth, &argv)
+        };
+        // Before the command table is read, keys cannot be told: denied.
+        assert!(!check(None, "GET public:x"));
+        assert!(check(None, "PING"));
+        acl.commands
+            .set(
+                CommandTable::parse(include_bytes!("../tests/data/redis-7.0-command-info.resp"))
+                    .unwrap(),
+            )
+            .unwrap();
+        let cases: &[(Option<&[u8]>, &str, bool)] = &[
+            (None, "GET public:x", true),
+            (None, "get user:1", true),
+            (None, "GET user:12", false),
+            (None, "GET secret", false),
+            (None, "GET public:secret1", false),
+            (None, "DEL public:a public:b", true),
+            (None, "DEL public:a secret", false),
+            (None, "MSET public:a secret", true),
+            (None, "MSET public:a 1 secret 2", false),
+            (None, "EVAL s 1 public:a", true),
+            (None, "EVAL s 1 secret", false),
+            (None, "EVAL s 0", false),
+            (None, "SET public:a 1", false),
+            (None, "PING", true),
+            (Some(AUTH), "GET secret", true),
+            (Some(AUTH), "FLUSHALL", true),
+        ];
+        for (auth, line, want) in cases {
+            assert_eq!(check(*auth, line), *want, "{line}");
+        }
+        // The name-only entry point counts the keys as unknown.
+        assert!(!acl.allows(ip, None, b"GET"));
+        assert!(acl.allows(ip, None, b"PING"));
+        assert!(!Acl::new(vec![rule(None, None, &["GET"], &[])], true).keyed());
     }
 
     #[test]

@@ -5,16 +5,21 @@
 //! far and the FIFO of [`Waiter`]s that says who each next reply belongs to. A new
 //! connection first sends its handshake (AUTH, SELECT); commands queued behind it are
 //! held back until the handshake succeeds, so a failed SELECT can never run a command
-//! on the wrong database.
+//! on the wrong database. With `ssl`, the socket is a [`TlsStream`]: the TLS handshake
+//! is part of connecting (the connect timeout covers it), the commands go out only once
+//! it is complete, and the handshake has at least a `PING`, so that a connection Redis
+//! refuses right after the TLS handshake never counts as up.
 
 use crate::buf::{ReadBuf, WriteBuf};
 use crate::command::write_bulk;
 use crate::config::RedisAuth;
 use crate::resp::FrameScanner;
+use crate::tls::{Tls, TlsStream};
 use mio::net::{TcpStream, UnixStream};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where Redis is.
@@ -32,11 +37,15 @@ pub struct Connector {
     pub keep_alive: Option<Duration>,
     /// 2 (webdis's RESP2) or 3 (`HELLO 3` on connect).
     pub protocol: u8,
+    /// TLS to Redis (`ssl`), over TCP only.
+    pub tls: Option<Arc<Tls>>,
 }
 
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// Boxed: a rustls connection is large, and rare.
+    Tls(Box<TlsStream>),
 }
 
 impl Read for Stream {
@@ -44,6 +53,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -53,6 +63,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -65,18 +76,21 @@ impl mio::event::Source for Stream {
         match self {
             Stream::Tcp(s) => s.register(r, t, i),
             Stream::Unix(s) => s.register(r, t, i),
+            Stream::Tls(s) => s.sock.register(r, t, i),
         }
     }
     fn reregister(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.reregister(r, t, i),
             Stream::Unix(s) => s.reregister(r, t, i),
+            Stream::Tls(s) => s.sock.reregister(r, t, i),
         }
     }
     fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.deregister(r),
             Stream::Unix(s) => s.deregister(r),
+            Stream::Tls(s) => s.sock.deregister(r),
         }
     }
 }
@@ -87,6 +101,7 @@ impl Stream {
         let (err, peer) = match self {
             Stream::Tcp(s) => (s.take_error(), s.peer_addr().map(|_| ())),
             Stream::Unix(s) => (s.take_error(), s.peer_addr().map(|_| ())),
+            Stream::Tls(s) => (s.sock.take_error(), s.sock.peer_addr().map(|_| ())),
         };
         if let Some(e) = err? {
             return Err(e);
@@ -95,6 +110,15 @@ impl Stream {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Whether bytes already accepted by a write still wait to go out (TLS records the
+    /// socket did not take): a writable event must then flush again.
+    pub fn wants_write(&self) -> bool {
+        match self {
+            Stream::Tls(s) => s.wants_write(),
+            _ => false,
         }
     }
 }
@@ -141,6 +165,9 @@ pub enum Waiter {
         auth: bool,
     },
     Select,
+    /// Over TLS without another handshake command: any reply proves Redis accepted
+    /// the connection (with TLS 1.3, a refused client certificate only shows then).
+    Ping,
 }
 
 impl Waiter {
@@ -168,6 +195,8 @@ pub struct Back {
     pub auth_failed: bool,
     /// Listed in the worker's to-flush list.
     pub dirty: bool,
+    /// What the last connect attempt of the current series of failures met.
+    pub last_failure: Option<io::ErrorKind>,
 }
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -194,6 +223,7 @@ impl Back {
             attempted: None,
             auth_failed: false,
             dirty: false,
+            last_failure: None,
         }
     }
 
@@ -210,7 +240,10 @@ impl Back {
                         .with_interval((idle / 3).max(Duration::from_secs(1)));
                     socket2::SockRef::from(&s).set_tcp_keepalive(&ka)?;
                 }
-                Stream::Tcp(s)
+                match &c.tls {
+                    Some(tls) => Stream::Tls(Box::new(TlsStream::new(s, tls)?)),
+                    None => Stream::Tcp(s),
+                }
             }
             Target::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
         };
@@ -260,6 +293,10 @@ impl Back {
             write_bulk(&mut hs, itoa::Buffer::new().format(self.db).as_bytes());
             hs_waiters.push(Waiter::Select);
         }
+        if hs.is_empty() && c.tls.is_some() {
+            hs.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+            hs_waiters.push(Waiter::Ping);
+        }
         for w in hs_waiters.into_iter().rev() {
             self.waiters.push_front(w);
         }
@@ -275,17 +312,32 @@ impl Back {
         let Some(s) = &self.stream else {
             return Ok(false);
         };
+        // Connected means TCP connected and, with TLS, the TLS handshake done.
         if !s.connected()? {
             return Ok(false);
+        }
+        if let Some(Stream::Tls(t)) = &mut self.stream {
+            if !t.handshake()? {
+                return Ok(false);
+            }
         }
         self.state = if self.gate.is_some() {
             State::Handshake
         } else {
             // No handshake: connected is up. (With one, `open_gate` says so.)
             self.backoff = MIN_BACKOFF;
+            self.last_failure = None;
             State::Ready
         };
         Ok(true)
+    }
+
+    /// Records a failed connect attempt; `true` when it is worth a log line: the first
+    /// of a series, or one of another kind than the last.
+    pub fn note_failure(&mut self, kind: io::ErrorKind) -> bool {
+        let new = self.backoff == MIN_BACKOFF || self.last_failure != Some(kind);
+        self.last_failure = Some(kind);
+        new
     }
 
     /// Whether a request may start a connect attempt now, ahead of the backoff timer:
@@ -312,6 +364,10 @@ impl Back {
         }
         let before = self.wbuf.pending();
         self.wbuf.write_to(stream, self.gate)?;
+        if let Stream::Tls(t) = stream {
+            // TLS records that an earlier write left in rustls (the socket was full).
+            t.flush_tls()?;
+        }
         if let Some(g) = &mut self.gate {
             // The gate counts handshake bytes still unsent.
             *g -= (before - self.wbuf.pending()).min(*g);
@@ -325,6 +381,7 @@ impl Back {
         self.state = State::Ready;
         self.backoff = MIN_BACKOFF;
         self.auth_failed = false;
+        self.last_failure = None;
     }
 
     /// Drops the socket and everything queued; returns the waiters to fail.

@@ -346,6 +346,22 @@ pub fn write_argv<A: AsRef<[u8]>>(out: &mut Vec<u8>, argv: &[A]) {
     }
 }
 
+impl Command<'_> {
+    /// The name and path arguments as they will be sent (decoded) into `buf`, with the
+    /// end of each in `ends` (both cleared first); the PUT body, sent as is, is not
+    /// copied. For the ACL's key patterns.
+    pub fn argv_into(&self, buf: &mut Vec<u8>, ends: &mut Vec<usize>) {
+        buf.clear();
+        ends.clear();
+        buf.extend_from_slice(self.name);
+        ends.push(buf.len());
+        for arg in self.args() {
+            decode_into(buf, arg);
+            ends.push(buf.len());
+        }
+    }
+}
+
 fn write_header(out: &mut Vec<u8>, marker: u8, n: usize) {
     out.push(marker);
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -566,6 +582,28 @@ mod tests {
         assert_eq!(out, resp(&[b"SET", b"putk", b"put+value%20x"]));
         let c = parse(b"SET/k", &q, Some(b"")).unwrap();
         assert_eq!(c.argc(), 2);
+    }
+
+    #[test]
+    fn argv_is_what_is_sent() {
+        let q = Query::default();
+        let (mut buf, mut ends) = (Vec::new(), Vec::new());
+        let c = parse(b"MSET/public%3Aa/1//b+c", &q, Some(b"raw%20")).unwrap();
+        c.argv_into(&mut buf, &mut ends);
+        let mut out = Vec::new();
+        c.write_resp(&mut out);
+        let mut start = 0;
+        let argv: Vec<&[u8]> = ends
+            .iter()
+            .map(|&e| {
+                let a = &buf[start..e];
+                start = e;
+                a
+            })
+            .collect();
+        assert_eq!(argv, [&b"MSET"[..], b"public:a", b"1", b"", b"b c"]);
+        assert_eq!(c.put_body, Some(&b"raw%20"[..]));
+        assert_eq!(out, resp(&[&argv[..], &[b"raw%20"]].concat()));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Read once at startup with serde_json; nothing here runs on the request path.
 
 use crate::acl::{self, Acl, Names, Net, Rule};
+use crate::keyspec::Pattern;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -17,6 +18,20 @@ pub enum LogFsync {
     Auto,
     All,
     Millis(u64),
+}
+
+/// The `ssl` block when `enabled` is true: TLS to Redis (see `tls`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ssl {
+    /// PEM file of the CA certificates that may sign Redis's certificate.
+    pub ca_cert_bundle: Option<String>,
+    /// A directory of PEM CA certificates.
+    pub path_to_certs: Option<String>,
+    /// PEM certificate (chain) and key presented to Redis (`tls-auth-clients`).
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    /// The name Redis's certificate must carry (and the SNI sent); default `redis_host`.
+    pub redis_sni: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,7 +58,8 @@ pub struct Config {
     pub verbosity: u8,
     pub log_fsync: LogFsync,
     pub keep_alive_sec: u32,
-    pub ssl: Option<Value>,
+    /// TLS to Redis: `Some` when the `ssl` block has `"enabled": true`.
+    pub ssl: Option<Ssl>,
     /// Send `ETag` headers (and answer `If-None-Match` with 304).
     pub etag: bool,
     /// Pin each worker thread to a core.
@@ -60,6 +76,8 @@ pub struct Config {
     pub sse_retry_ms: u64,
     /// Largest WebSocket message (after reassembly) accepted (bytes).
     pub websocket_max_message: usize,
+    /// Common Log Format access log file.
+    pub access_log: Option<String>,
 }
 
 impl Default for Config {
@@ -94,6 +112,7 @@ impl Default for Config {
             sse_ping_sec: 15,
             sse_retry_ms: 2000,
             websocket_max_message: 16 * 1024 * 1024,
+            access_log: None,
         }
     }
 }
@@ -212,7 +231,7 @@ impl Config {
                 }
                 .map(|f| c.log_fsync = f),
                 "hiredis" => r.hiredis(v).map(|k| c.keep_alive_sec = k),
-                "ssl" => v.is_object().then(|| c.ssl = Some(v.clone())),
+                "ssl" => r.ssl(v).map(|s| c.ssl = s),
                 "etag" => r.boolean(v).map(|b| c.etag = b),
                 "cpu_affinity" => r.boolean(v).map(|b| c.cpu_affinity = b),
                 "shutdown_grace" => r.number(v).map(|n| c.shutdown_grace = n),
@@ -226,6 +245,7 @@ impl Config {
                     .number(v)
                     .filter(|&n| n > 0)
                     .map(|n| c.websocket_max_message = n as usize),
+                "access_log" => r.string(v).map(|s| c.access_log = Some(s)),
                 "redis_protocol" => r
                     .number(v)
                     .filter(|&n| n == 2 || n == 3)
@@ -240,10 +260,7 @@ impl Config {
             }
         }
         if acl_rules.is_some() || !acl_default_allow {
-            c.acl = Some(Acl {
-                rules: acl_rules.unwrap_or_default(),
-                default_allow: acl_default_allow,
-            });
+            c.acl = Some(Acl::new(acl_rules.unwrap_or_default(), acl_default_allow));
         }
         Ok(Loaded {
             config: c,
@@ -351,12 +368,59 @@ impl Reader<'_> {
                             rule.disabled = names;
                         }
                     }
+                    "keys" => {
+                        let Value::Array(list) = v else {
+                            return Err(format!(
+                                "ACL rule {n}: 'keys' must be a list of key patterns"
+                            ));
+                        };
+                        let mut patterns = Vec::with_capacity(list.len());
+                        for p in list {
+                            let p = self.string(p).ok_or_else(|| {
+                                format!("ACL rule {n}: 'keys' must hold key patterns")
+                            })?;
+                            patterns
+                                .push(Pattern::parse(&p).map_err(|e| {
+                                    format!("ACL rule {n}: key pattern '{p}': {e}")
+                                })?);
+                        }
+                        if patterns.is_empty() {
+                            return Err(format!("ACL rule {n}: 'keys' lists no pattern"));
+                        }
+                        rule.keys = Some(patterns);
+                    }
                     _ => return Err(format!("ACL rule {n}: unknown key '{k}'")),
                 }
             }
             rules.push(rule);
         }
         Ok(rules)
+    }
+
+    /// The `ssl` object (webdis's keys); `Some(None)` when it is not enabled.
+    fn ssl(&mut self, v: &Value) -> Option<Option<Ssl>> {
+        let obj: &Map<String, Value> = v.as_object()?;
+        let mut ssl = Ssl::default();
+        let mut enabled = false;
+        for (k, v) in obj {
+            let ok = match k.as_str() {
+                // webdis takes a JSON boolean only.
+                "enabled" => v.as_bool().map(|b| enabled = b),
+                "ca_cert_bundle" => self.string(v).map(|s| ssl.ca_cert_bundle = Some(s)),
+                "path_to_certs" => self.string(v).map(|s| ssl.path_to_certs = Some(s)),
+                "client_cert" => self.string(v).map(|s| ssl.client_cert = Some(s)),
+                "client_key" => self.string(v).map(|s| ssl.client_key = Some(s)),
+                "redis_sni" => self.string(v).map(|s| ssl.redis_sni = Some(s)),
+                _ => None,
+            };
+            if ok.is_none() {
+                self.warnings.push(format!(
+                    "Warning! Unexpected key or incorrect value under 'ssl' in {}: '{k}'",
+                    self.path
+                ));
+            }
+        }
+        Some(enabled.then_some(ssl))
     }
 
     fn hiredis(&mut self, v: &Value) -> Option<u32> {
@@ -390,7 +454,7 @@ mod tests {
         let l = parse(
             r#"{"redis_port":"$PORT","http_port":"7380","threads":2,"pool_size":3,
             "redis_auth":["u","p"],"websockets":"TRUE","verbosity":12,"log_fsync":100,
-            "hiredis":{"keep_alive_sec":15},"database":"3"}"#,
+            "hiredis":{"keep_alive_sec":15},"database":"3","access_log":"/var/log/a.log"}"#,
         );
         let c = l.config;
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
@@ -402,6 +466,7 @@ mod tests {
         assert_eq!(c.verbosity, 8);
         assert_eq!(c.log_fsync, LogFsync::Millis(100));
         assert_eq!(c.keep_alive_sec, 15);
+        assert_eq!(c.access_log.as_deref(), Some("/var/log/a.log"));
         assert_eq!(c.redis_host, "127.0.0.1");
         assert_eq!(c.http_max_request_size, 128 * 1024 * 1024);
     }
@@ -436,6 +501,11 @@ mod tests {
         assert!(acl.allows(local, Some(b"Basic dXNlcjpwYXNzd29yZA=="), b"DEBUG"));
         assert!(acl.allows("10.9.9.9".parse().unwrap(), None, b"GET"));
         assert!(parse("{}").config.acl.is_none());
+        assert!(!acl.keyed());
+        let keyed = parse(r#"{"acl":[{"enabled":["GET"],"keys":["public:*","$PORT:*"]}]}"#);
+        let acl = keyed.config.acl.expect("acl");
+        assert!(acl.keyed());
+        assert_eq!(acl.rules[0].keys.as_ref().map(Vec::len), Some(2));
     }
 
     #[test]
@@ -449,9 +519,42 @@ mod tests {
             r#"{"acl":[{"enabled":[1]}]}"#,
             r#"{"acl":[{"ips":"1.2.3.4"}]}"#,
             r#"{"acl_default":"maybe"}"#,
+            r#"{"acl":[{"enabled":["GET"],"keys":"public:*"}]}"#,
+            r#"{"acl":[{"enabled":["GET"],"keys":[]}]}"#,
+            r#"{"acl":[{"enabled":["GET"],"keys":["public:[ab"]}]}"#,
         ] {
             let err = Config::parse(text, "t.json", |_| None).err();
             assert!(matches!(err, Some(ConfigError::Invalid(..))), "{text}");
+        }
+    }
+
+    #[test]
+    fn ssl_block() {
+        let l = parse(
+            r#"{"ssl":{"enabled":true,"ca_cert_bundle":"/c/ca.pem","path_to_certs":"/c",
+            "client_cert":"/c/me.pem","client_key":"/c/me.key","redis_sni":"redis.local","x":1}}"#,
+        );
+        assert_eq!(
+            l.config.ssl,
+            Some(Ssl {
+                ca_cert_bundle: Some("/c/ca.pem".into()),
+                path_to_certs: Some("/c".into()),
+                client_cert: Some("/c/me.pem".into()),
+                client_key: Some("/c/me.key".into()),
+                redis_sni: Some("redis.local".into()),
+            })
+        );
+        assert_eq!(
+            l.warnings,
+            vec!["Warning! Unexpected key or incorrect value under 'ssl' in t.json: 'x'"]
+        );
+        // Off unless `enabled` is the JSON boolean true, as in webdis.
+        for text in [
+            r#"{"ssl":{"ca_cert_bundle":"/c/ca.pem"}}"#,
+            r#"{"ssl":{"enabled":false}}"#,
+            r#"{"ssl":{"enabled":"true"}}"#,
+        ] {
+            assert_eq!(parse(text).config.ssl, None, "{text}");
         }
     }
 

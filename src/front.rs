@@ -7,6 +7,7 @@
 //! output buffer; one that completes early (it ran on another Redis connection) is
 //! rendered aside and emitted when its turn comes.
 
+use crate::access::Stage;
 use crate::buf::{ReadBuf, WriteBuf};
 use crate::command::Output;
 use crate::pubsub::{Style, TopicKind};
@@ -45,6 +46,8 @@ pub struct Meta {
     pub ws: bool,
     /// Rare parameters, boxed so the common case carries one null pointer.
     pub extra: Option<Box<Extra>>,
+    /// Length of this request's access log line start in [`Busy::log`]; 0: no line.
+    pub access: u16,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -81,6 +84,8 @@ pub struct Busy {
     pub held: Vec<u8>,
     /// Upgraded to a WebSocket: the read buffer holds frames, not requests.
     pub ws: Option<Box<WsConn>>,
+    /// Access log lines (`access_log`), finished as responses are emitted.
+    pub log: Stage,
 }
 
 /// A WebSocket connection's state.
@@ -208,6 +213,7 @@ impl Busy {
             sub: None,
             held: Vec::new(),
             ws: None,
+            log: Stage::default(),
         }
     }
 
@@ -251,6 +257,7 @@ impl Busy {
         self.sub = None;
         self.held = Vec::new();
         self.ws = None;
+        self.log.clear();
     }
 
     /// Adds a slot for a new request and returns its sequence number.
@@ -280,11 +287,14 @@ impl Busy {
             slot.early = Some(early);
             return Some(false);
         }
+        let start = self.out.data.len();
         write(&mut self.out.data, &slot.meta);
+        self.log.finish(slot.meta.access, &self.out.data[start..]);
         let mut last = !slot.meta.keep_alive;
         self.pop_head();
         while let Some(early) = self.slots.front_mut().and_then(|s| s.early.take()) {
             self.out.data.extend_from_slice(&early);
+            self.log.finish(self.slots[0].meta.access, &early);
             last |= !self.slots[0].meta.keep_alive;
             self.pop_head();
         }

@@ -3,9 +3,12 @@
 //! Layers, front (HTTP client side) to back (Redis side): `http` parses requests,
 //! `command` maps a request to a Redis command, `resp` frames Redis replies, `render`
 //! turns them into bodies, `reply` and `response` write whole HTTP responses; `buf`,
-//! `front`, `back` and `worker` own the sockets and the event loop; `server` starts the
-//! workers; `config` and `log` are read and written off the request path.
+//! `front`, `back` and `worker` own the sockets and the event loop (`tls` wraps a back
+//! socket in TLS); `server` starts the workers; `acl` and `keyspec` decide who may run
+//! what; `config`, `log`, `probe` (start-up round trips to Redis) and `access` (the
+//! access log, written in batches) stay off the request path.
 
+pub mod access;
 pub mod acl;
 pub mod back;
 pub mod buf;
@@ -13,7 +16,9 @@ pub mod command;
 pub mod config;
 pub mod front;
 pub mod http;
+pub mod keyspec;
 pub mod log;
+pub mod probe;
 pub mod process;
 pub mod pubsub;
 pub mod render;
@@ -21,5 +26,6 @@ pub mod reply;
 pub mod resp;
 pub mod response;
 pub mod server;
+pub mod tls;
 pub mod worker;
 pub mod ws;

@@ -110,6 +110,7 @@ fn main() {
             SIGHUP => {
                 wlog::reopen();
                 log!(Level::Info, "Log file reopened");
+                server.reopen_access_log();
             }
             _ => {
                 log!(Level::Info, "webdis-rs terminating");

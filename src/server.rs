@@ -2,10 +2,15 @@
 //! any thread exists, so the process can still daemonize or drop privileges), then pins
 //! each worker thread to a core and gives it its own `mio::Poll`.
 
+use crate::access::AccessFile;
+use crate::acl::Acl;
 use crate::back::{Connector, Target};
 use crate::config::Config;
+use crate::keyspec::CommandTable;
 use crate::log;
 use crate::log::Level;
+use crate::probe::{self, ProbeError};
+use crate::tls;
 use crate::worker::{Shared, Worker, WAKER};
 use socket2::{Domain, Socket, Type};
 use std::io;
@@ -27,6 +32,9 @@ pub struct Server {
 pub enum StartError {
     Resolve(String, io::Error),
     Bind(SocketAddr, io::Error),
+    /// The `ssl` block cannot be used, or TLS with Redis fails.
+    Tls(String),
+    AccessLog(String, io::Error),
     Io(io::Error),
 }
 
@@ -35,6 +43,8 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Resolve(h, e) => write!(f, "cannot resolve {h}: {e}"),
             StartError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            StartError::Tls(m) => f.write_str(m),
+            StartError::AccessLog(p, e) => write!(f, "cannot open the access_log {p}: {e}"),
             StartError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -90,6 +100,12 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
         keep_alive: (config.keep_alive_sec > 0)
             .then(|| Duration::from_secs(u64::from(config.keep_alive_sec))),
         protocol: config.redis_protocol,
+        tls: None,
+    };
+    let connector = with_tls(connector, &config)?;
+    let access_log = match &config.access_log {
+        Some(p) => Some(AccessFile::open(p).map_err(|e| StartError::AccessLog(p.clone(), e))?),
+        None => None,
     };
     let listeners = (0..config.threads.max(1))
         .map(|_| listener(addr, true).map_err(|e| StartError::Bind(addr, e)))
@@ -101,8 +117,38 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
             config,
             connector,
             stop: AtomicBool::new(false),
+            access_log,
         }),
     })
+}
+
+/// Adds TLS to the connector when `ssl` is enabled, and checks it against Redis now:
+/// a certificate problem is a configuration error (exit 1), not a stream of 503s. A
+/// Redis that cannot be reached yet is only a warning, as without TLS.
+fn with_tls(mut connector: Connector, config: &Config) -> Result<Connector, StartError> {
+    let Some(ssl) = &config.ssl else {
+        return Ok(connector);
+    };
+    let Target::Tcp(addr) = connector.target else {
+        return Err(StartError::Tls(
+            "ssl: TLS needs Redis over TCP; redis_host is a unix socket".into(),
+        ));
+    };
+    let tls = tls::client_config(ssl, &config.redis_host).map_err(StartError::Tls)?;
+    connector.tls = Some(Arc::new(tls));
+    match probe::check_tls(&connector) {
+        Ok(()) => log!(Level::Info, "TLS to Redis at {addr} checked"),
+        Err(ProbeError::Unreachable(e)) => log!(
+            Level::Warning,
+            "cannot check TLS to Redis at {addr} now ({e}); connections will be verified when made"
+        ),
+        Err(e) => {
+            return Err(StartError::Tls(format!(
+                "TLS to Redis at {addr} fails: {e}"
+            )))
+        }
+    }
+    Ok(connector)
 }
 
 /// Binds and starts the workers in one go.
@@ -122,6 +168,9 @@ impl Bound {
         // Pinning helps when the workers have their cores to themselves; on a machine
         // where Redis or the clients share the cores, letting the scheduler move them is
         // faster (measured in README "Performance"), hence `"cpu_affinity": false`.
+        if shared.config.acl.as_ref().is_some_and(Acl::keyed) {
+            read_command_table(&shared);
+        }
         let cores = if shared.config.cpu_affinity {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -172,7 +221,61 @@ impl Bound {
     }
 }
 
+/// Reads Redis's command table for the ACL's key patterns; if Redis cannot be asked
+/// now, a thread asks again every second until it can (commands named by rules with
+/// key patterns are denied meanwhile).
+fn read_command_table(shared: &Arc<Shared>) {
+    let Err(e) = load_command_table(shared) else {
+        return;
+    };
+    log!(
+        Level::Warning,
+        "ACL: cannot read the command table from Redis ({e}); commands named by rules with \"keys\" are denied until it is read, retrying every second"
+    );
+    let shared = shared.clone();
+    let retry = move || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if shared.stop.load(Ordering::Relaxed) || load_command_table(&shared).is_ok() {
+            return;
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("acl-commands".into())
+        .spawn(retry)
+    {
+        log!(Level::Error, "ACL: cannot start a thread: {e}");
+    }
+}
+
+fn load_command_table(shared: &Shared) -> Result<(), ProbeError> {
+    let reply = probe::run(&shared.connector, &[b"COMMAND"])?;
+    let table = CommandTable::parse(&reply).map_err(ProbeError::Other)?;
+    let n = table.len();
+    if let Some(acl) = &shared.config.acl {
+        let _ = acl.commands.set(table);
+    }
+    log!(
+        Level::Info,
+        "ACL: key positions of {n} commands read from Redis"
+    );
+    Ok(())
+}
+
 impl Server {
+    /// Reopens the access log, if any (SIGHUP, for log rotation).
+    pub fn reopen_access_log(&self) {
+        if let Some(f) = &self.shared.access_log {
+            match f.reopen() {
+                Ok(()) => log!(Level::Info, "Access log reopened"),
+                Err(e) => log!(
+                    Level::Error,
+                    "cannot reopen the access log {}: {e}; still writing to the old file",
+                    f.path()
+                ),
+            }
+        }
+    }
+
     /// Stops every worker and waits for them.
     pub fn stop(self) {
         self.shared.stop.store(true, Ordering::Relaxed);

@@ -11,6 +11,8 @@
 mod subscribe;
 mod websocket;
 
+use crate::access::{self, AccessFile};
+use crate::acl::Acl;
 use crate::back::{self, Back, Connector, Kind, State, Waiter};
 use crate::buf::READ_CHUNK;
 use crate::command::{self, CommandError, Output, Query, Route};
@@ -26,9 +28,10 @@ use crate::response::{DateCache, Status};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -38,6 +41,8 @@ pub struct Shared {
     pub config: Config,
     pub connector: Connector,
     pub stop: AtomicBool,
+    /// `access_log`, opened at start-up.
+    pub access_log: Option<AccessFile>,
 }
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -130,6 +135,10 @@ pub struct Worker {
     next_ping: Option<Instant>,
     /// Subscribers disconnected for not reading their messages.
     slow_consumers: u64,
+    /// Scratch for ACLs with key patterns: a command's decoded arguments and their ends.
+    acl_argv: (Vec<u8>, Vec<usize>),
+    /// Access log lines waiting to be written (`access_log` configured).
+    access: Option<access::Sink>,
 }
 
 impl Worker {
@@ -147,7 +156,6 @@ impl Worker {
             poll,
             listener: Some(listener),
             draining: None,
-            shared,
             fronts: Slab::with_capacity(1024),
             backs: Backs {
                 slab: Slab::with_capacity(16),
@@ -171,6 +179,9 @@ impl Worker {
             fanout: subscribe::Rendered::default(),
             next_ping: None,
             slow_consumers: 0,
+            acl_argv: (Vec::new(), Vec::new()),
+            access: shared.access_log.as_ref().map(|_| access::Sink::default()),
+            shared,
         })
     }
 
@@ -214,6 +225,9 @@ impl Worker {
                 }
             }
             self.date.refresh(SystemTime::now());
+            if let Some(a) = &mut self.access {
+                a.date.refresh(SystemTime::now());
+            }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
@@ -234,6 +248,9 @@ impl Worker {
                 self.flush_backs();
                 self.flush_fronts();
             }
+        }
+        if let (Some(a), Some(file)) = (&mut self.access, &self.shared.access_log) {
+            a.flush(file);
         }
         log!(Level::Debug, "worker {} stopped", self.id);
     }
@@ -468,10 +485,17 @@ impl Worker {
             return;
         };
         f.stop_parsing = true;
+        let access = match &self.access {
+            Some(a) => busy
+                .log
+                .start(f.peer, None, &a.date, first_line(busy.rbuf.bytes())),
+            None => 0,
+        };
         busy.rbuf.clear();
         let meta = Meta {
             minor: 0,
             keep_alive: false,
+            access,
             ..Meta::default()
         };
         let seq = busy.push_slot(meta);
@@ -509,6 +533,10 @@ impl Worker {
         };
         let seq = busy.base_seq + busy.slots.len() as u64;
         let buf = busy.rbuf.bytes();
+        if let Some(a) = &self.access {
+            let auth = req.authorization.clone().map(|r| &buf[r]);
+            meta.access = busy.log.start(peer, auth, &a.date, first_line(buf));
+        }
         let target = match &buf[req.target.clone()] {
             b"" => &b"/"[..],
             t => t,
@@ -545,7 +573,11 @@ impl Worker {
                     Ok(cmd)
                         if cfg.acl.as_ref().is_some_and(|acl| {
                             let auth = req.authorization.clone().map(|r| &buf[r]);
-                            !acl.allows(peer, auth, cmd.name)
+                            if acl.keyed() {
+                                !acl_allows_keys(acl, peer, auth, &cmd, &mut self.acl_argv)
+                            } else {
+                                !acl.allows(peer, auth, cmd.name)
+                            }
                         }) =>
                     {
                         log!(
@@ -653,6 +685,11 @@ impl Worker {
         let Some(busy) = f.busy.as_deref_mut() else {
             return;
         };
+        if let (Some(a), Some(file)) = (&mut self.access, &self.shared.access_log) {
+            if !busy.log.done.is_empty() && a.take(&mut busy.log.done, file, Instant::now()) {
+                self.ticking = true;
+            }
+        }
         if !busy.out.is_empty() && f.writable {
             match busy.out.write_to(&mut f.sock, None) {
                 Ok(true) => {}
@@ -801,7 +838,10 @@ impl Worker {
         if let State::Connecting { .. } = back.state {
             let retried = back.backoff > back::MIN_BACKOFF;
             match back.finish_connect() {
-                Ok(true) if retried => log!(Level::Notice, "Reconnected to Redis"),
+                // With a handshake (AUTH, SELECT, PING over TLS), up is when it passed.
+                Ok(true) if retried && back.state == State::Ready => {
+                    log!(Level::Notice, "Reconnected to Redis")
+                }
                 Ok(true) => {}
                 Ok(false) if !ev.is_error() => return,
                 Ok(false) => {
@@ -811,7 +851,7 @@ impl Worker {
                 Err(e) => return self.connect_failed(b, &e, Instant::now()),
             }
         }
-        if !back.wbuf.is_empty() {
+        if !back.wbuf.is_empty() || back.stream.as_ref().is_some_and(back::Stream::wants_write) {
             self.backs.mark_dirty(b);
         }
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -844,6 +884,11 @@ impl Worker {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if back.state == State::Handshake => {
+                    // Refused before it was up (a client certificate Redis rejects after
+                    // the TLS handshake): a failed connect, logged once per kind.
+                    return self.connect_failed(b, &e, Instant::now());
+                }
                 Err(e) => {
                     log!(Level::Error, "Error disconnecting: {e}");
                     return self.back_failed(b, Instant::now());
@@ -887,7 +932,7 @@ impl Worker {
                 }
                 Some(w) => {
                     debug_assert!(w.is_handshake());
-                    if matches!(frame.first(), Some(b'-' | b'!')) {
+                    if w != Waiter::Ping && matches!(frame.first(), Some(b'-' | b'!')) {
                         let msg = String::from_utf8_lossy(frame.get(1..n - 2).unwrap_or(b""));
                         let (what, auth) = match w {
                             Waiter::Select => ("SELECT failed", false),
@@ -920,6 +965,9 @@ impl Worker {
                         log!(Level::Info, "Authentication succeeded: OK");
                     }
                     if !back.waiters.front().is_some_and(Waiter::is_handshake) {
+                        if back.backoff > back::MIN_BACKOFF {
+                            log!(Level::Notice, "Reconnected to Redis");
+                        }
                         back.open_gate();
                         self.backs.mark_dirty(b);
                     }
@@ -944,11 +992,12 @@ impl Worker {
     /// A connect attempt failed. Only the first failure of a series is logged, so that an
     /// outage does not flood the log with one line per retry.
     fn connect_failed(&mut self, b: usize, e: &io::Error, now: Instant) {
+        // A new kind of failure is logged too (Redis is up now, but TLS fails).
         if self
             .backs
             .slab
-            .get(b)
-            .is_some_and(|x| x.backoff == back::MIN_BACKOFF)
+            .get_mut(b)
+            .is_some_and(|x| x.note_failure(e.kind()))
         {
             log!(Level::Error, "Cannot connect to Redis: {e}; retrying");
         }
@@ -1075,6 +1124,9 @@ impl Worker {
             }
         }
         again |= !self.lingering.is_empty();
+        if let (Some(a), Some(file)) = (&mut self.access, &self.shared.access_log) {
+            again |= a.tick(file, now);
+        }
         if let Some(t) = self.accept_paused {
             if t <= now {
                 self.accept_paused = None;
@@ -1175,6 +1227,12 @@ impl Backs {
     }
 }
 
+/// The request line: the bytes before the first line end.
+fn first_line(buf: &[u8]) -> &[u8] {
+    let end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
+    buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end])
+}
+
 fn paused(busy: &Busy) -> bool {
     busy.slots.len() >= MAX_IN_FLIGHT || busy.out.pending() > OUT_HIGH_WATER
 }
@@ -1209,6 +1267,32 @@ fn deliver(
     if last.is_some() {
         mark_front(f, k, dirty);
     }
+}
+
+/// The ACL's answer when rules have key patterns: the command's arguments, decoded as
+/// they will be sent, go through the worker's scratch buffers (no allocation once warm).
+fn acl_allows_keys(
+    acl: &Acl,
+    peer: IpAddr,
+    authorization: Option<&[u8]>,
+    cmd: &command::Command<'_>,
+    (buf, ends): &mut (Vec<u8>, Vec<usize>),
+) -> bool {
+    cmd.argv_into(buf, ends);
+    let mut argv: SmallVec<[&[u8]; 16]> = SmallVec::with_capacity(ends.len() + 1);
+    let mut start = 0;
+    for &end in ends.iter() {
+        argv.push(&buf[start..end]);
+        start = end;
+    }
+    argv.extend(cmd.put_body);
+    let allowed = acl.allows_argv(peer, authorization, &argv);
+    drop(argv);
+    if buf.capacity() > 1 << 20 {
+        // A huge argument: give the memory back.
+        *buf = Vec::new();
+    }
+    allowed
 }
 
 /// Copies what rendering needs from the request into the slot's metadata.

@@ -15,6 +15,7 @@ use crate::render::Shape;
 use crate::reply;
 use crate::response::Status;
 use crate::ws::{self, Decoder, Event, Limits};
+use smallvec::SmallVec;
 use std::io::Write;
 
 /// What one decoded client frame asks for.
@@ -283,11 +284,15 @@ impl Worker {
             ..Meta::default()
         };
         log!(Level::Debug, "WS: {}", String::from_utf8_lossy(name));
-        if cfg
-            .acl
-            .as_ref()
-            .is_some_and(|acl| !acl.allows(peer, conn.authorization.as_deref(), name))
-        {
+        if cfg.acl.as_ref().is_some_and(|acl| {
+            let auth = conn.authorization.as_deref();
+            if acl.keyed() {
+                let argv: SmallVec<[&[u8]; 8]> = argv.iter().map(Vec::as_slice).collect();
+                !acl.allows_argv(peer, auth, &argv)
+            } else {
+                !acl.allows(peer, auth, name)
+            }
+        }) {
             log!(
                 Level::Info,
                 "WS: ACL: {} denied {}",

@@ -93,6 +93,8 @@ pub struct Redis {
     child: Option<Child>,
     /// `AUTH` arguments the harness itself must send (with `--requirepass`).
     auth: Vec<String>,
+    /// TLS only (`--tls-port`, no plain TCP port): the harness talks over the unix socket.
+    tls: bool,
 }
 
 impl Redis {
@@ -109,6 +111,7 @@ impl Redis {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             auth: Vec::new(),
+            tls: false,
         };
         if let Some(i) = extra.iter().position(|a| *a == "--requirepass") {
             r.auth = vec![extra[i + 1].to_string()];
@@ -120,6 +123,27 @@ impl Redis {
             }
         }
         panic!("redis-server did not start; log:\n{}", r.log());
+    }
+
+    /// Starts redis-server serving TLS only: `port` is its `tls-port` and plain TCP is
+    /// off. `tls_args` are the `--tls-*` arguments (certificate files, `tls-auth-clients`).
+    /// The harness's own commands go over the (plain) unix socket.
+    pub fn start_tls(tls_args: &[&str]) -> Redis {
+        let mut r = Redis {
+            port: 0,
+            dir: TempDir::new("redis-tls"),
+            extra: tls_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            auth: Vec::new(),
+            tls: true,
+        };
+        for _ in 0..5 {
+            r.port = free_port();
+            if r.launch() {
+                return r;
+            }
+        }
+        panic!("redis-server (TLS) did not start; log:\n{}", r.log());
     }
 
     pub fn socket_path(&self) -> PathBuf {
@@ -149,6 +173,16 @@ impl Redis {
             .arg("--unixsocketperm")
             .arg("700")
             .args(&self.extra)
+            .args(if self.tls {
+                vec![
+                    "--port".to_string(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    self.port.to_string(),
+                ]
+            } else {
+                Vec::new()
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -206,10 +240,23 @@ impl Redis {
 
     /// One fresh connection: AUTH if needed, SELECT `db` if given, then the command.
     fn session(&self, db: Option<u32>, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+        if self.tls {
+            let s = std::os::unix::net::UnixStream::connect(self.socket_path())?;
+            s.set_read_timeout(Some(TIMEOUT))?;
+            return self.session_on(s.try_clone()?, BufReader::new(s), db, args);
+        }
         let s = TcpStream::connect(("127.0.0.1", self.port))?;
         s.set_read_timeout(Some(TIMEOUT))?;
-        let mut w = s.try_clone()?;
-        let mut r = BufReader::new(s);
+        self.session_on(s.try_clone()?, BufReader::new(s), db, args)
+    }
+
+    fn session_on(
+        &self,
+        mut w: impl Write,
+        mut r: impl BufRead,
+        db: Option<u32>,
+        args: &[&[u8]],
+    ) -> std::io::Result<Vec<u8>> {
         if !self.auth.is_empty() {
             let a: Vec<&[u8]> = std::iter::once(&b"AUTH"[..])
                 .chain(self.auth.iter().map(|s| s.as_bytes()))
@@ -229,6 +276,12 @@ impl Redis {
     /// Stops the server (SIGKILL) and waits for it.
     pub fn stop(&mut self) {
         kill(&mut self.child);
+    }
+
+    /// Starts a server again on the same port and directory, with other extra arguments.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.restart_same_port();
     }
 
     /// Starts a server again on the same port and directory.
