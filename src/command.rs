@@ -13,6 +13,8 @@ pub enum Output {
     Raw,
     Msgpack,
     Custom,
+    /// mod_redis's XML document (rewrite rules only, see `render::xml`).
+    Xml,
 }
 
 /// A format chosen from the extension of the last path segment.
@@ -28,7 +30,7 @@ pub const JSON: Format = Format {
 };
 
 /// The extension table of spec §2.1 (exact, case-sensitive matches).
-fn format_for_extension(ext: &[u8]) -> Option<Format> {
+pub fn format_for_extension(ext: &[u8]) -> Option<Format> {
     let (output, content_type) = match ext {
         b"json" => (Output::Json, "application/json"),
         b"js" => (Output::Json, "application/javascript"),
@@ -298,6 +300,33 @@ impl<'a> Command<'a> {
     }
 }
 
+/// Where a command given as decoded arguments (a rewrite rule's) may run: the same
+/// classification [`parse`] gives a URL's command.
+pub fn route_of<'a>(
+    name: &[u8],
+    mut args: impl Iterator<Item = &'a [u8]>,
+) -> Result<Route, CommandError> {
+    if name.is_empty() {
+        return Err(CommandError::Empty);
+    }
+    match class_of(name) {
+        Class::Plain => Ok(Route::Shared),
+        Class::Refused => Err(CommandError::Refused),
+        Class::Streaming => Err(CommandError::Streaming),
+        Class::Blocking => Ok(Route::Blocking),
+        Class::Client => {
+            let sub = args.next().unwrap_or(b"");
+            if REFUSED_CLIENT.iter().any(|c| sub.eq_ignore_ascii_case(c)) {
+                Err(CommandError::Refused)
+            } else {
+                Ok(Route::Shared)
+            }
+        }
+        Class::Xread if args.any(|a| a.eq_ignore_ascii_case(b"BLOCK")) => Ok(Route::Blocking),
+        Class::Xread => Ok(Route::Shared),
+    }
+}
+
 fn write_header(out: &mut Vec<u8>, marker: u8, n: usize) {
     out.push(marker);
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -322,7 +351,7 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Calls `f` with each decoded byte: `%XX` → byte, `+` → space, a bad `%` kept as is.
 #[inline]
-fn decode(s: &[u8], mut f: impl FnMut(u8)) {
+pub(crate) fn decode(s: &[u8], mut f: impl FnMut(u8)) {
     let mut i = 0;
     while i < s.len() {
         match s[i] {
@@ -543,6 +572,29 @@ mod tests {
         for (u, want) in cases {
             let got = parse(u.as_bytes(), &q, None).map(|c| c.route);
             assert_eq!(got, *want, "{u}");
+        }
+    }
+
+    #[test]
+    fn routes_of_decoded_commands() {
+        type Case<'a> = (&'a [&'a [u8]], Result<Route, CommandError>);
+        let cases: &[Case] = &[
+            (&[b""], Err(CommandError::Empty)),
+            (&[b"GET", b"k"], Ok(Route::Shared)),
+            (&[b"select", b"1"], Err(CommandError::Refused)),
+            (&[b"CLIENT", b"setname", b"x"], Err(CommandError::Refused)),
+            (&[b"CLIENT", b"LIST"], Ok(Route::Shared)),
+            (&[b"SSUBSCRIBE", b"c"], Err(CommandError::Streaming)),
+            (&[b"BRPOP", b"l", b"1"], Ok(Route::Blocking)),
+            (
+                &[b"XREAD", b"Block", b"0", b"STREAMS", b"s", b"$"],
+                Ok(Route::Blocking),
+            ),
+            (&[b"XREAD", b"STREAMS", b"s", b"0"], Ok(Route::Shared)),
+        ];
+        for (argv, want) in cases {
+            let got = route_of(argv[0], argv[1..].iter().copied());
+            assert_eq!(got, *want, "{argv:?}");
         }
     }
 

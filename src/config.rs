@@ -3,6 +3,7 @@
 //! Read once at startup with serde_json; nothing here runs on the request path.
 
 use crate::acl::{self, Acl, Names, Net, Rule};
+use crate::rules::Rules;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -52,6 +53,8 @@ pub struct Config {
     pub redis_protocol: u8,
     /// Seconds a SIGTERM/SIGINT leaves the requests in flight to finish.
     pub shutdown_grace: u64,
+    /// Rewrite rules (`rules`, `rules_only`), compiled; `None` when there are none.
+    pub rules: Option<Rules>,
 }
 
 impl Default for Config {
@@ -82,6 +85,7 @@ impl Default for Config {
             cpu_affinity: true,
             redis_protocol: 2,
             shutdown_grace: 10,
+            rules: None,
         }
     }
 }
@@ -140,6 +144,8 @@ impl Config {
         let mut c = Config::default();
         let mut acl_rules: Option<Vec<Rule>> = None;
         let mut acl_default_allow = true;
+        let mut rules: Option<&Value> = None;
+        let mut rules_only = false;
         for (key, v) in &map {
             let ok = match key.as_str() {
                 "redis_host" => r.string(v).map(|s| c.redis_host = s),
@@ -208,6 +214,20 @@ impl Config {
                     .number(v)
                     .filter(|&n| n == 2 || n == 3)
                     .map(|n| c.redis_protocol = n as u8),
+                "rules" => {
+                    rules = Some(v);
+                    Some(())
+                }
+                "rules_only" => match v {
+                    Value::Bool(b) => {
+                        rules_only = *b;
+                        Some(())
+                    }
+                    _ => {
+                        let msg = "'rules_only' must be true or false".to_string();
+                        return Err(ConfigError::Invalid(path.to_string(), msg));
+                    }
+                },
                 _ => None,
             };
             if ok.is_none() {
@@ -222,6 +242,11 @@ impl Config {
                 rules: acl_rules.unwrap_or_default(),
                 default_allow: acl_default_allow,
             });
+        }
+        if rules.is_some() || rules_only {
+            let compiled = Rules::from_json(rules, rules_only)
+                .map_err(|msg| ConfigError::Invalid(path.to_string(), msg))?;
+            c.rules = (!compiled.is_empty() || rules_only).then_some(compiled);
         }
         Ok(Loaded {
             config: c,
@@ -430,6 +455,27 @@ mod tests {
         ] {
             let err = Config::parse(text, "t.json", |_| None).err();
             assert!(matches!(err, Some(ConfigError::Invalid(..))), "{text}");
+        }
+    }
+
+    #[test]
+    fn rules_keys() {
+        let l = parse(r#"{"rules":[{"match":"^ping$","command":"PING"}]}"#);
+        assert_eq!(l.config.rules.map(|r| r.len()), Some(1));
+        assert!(parse(r#"{"rules":[]}"#).config.rules.is_none());
+        assert!(parse(r#"{"rules_only":true}"#).config.rules.is_some());
+        for (text, msg) in [
+            (
+                r#"{"rules":[{"match":"^(x$","command":"PING"}]}"#,
+                "config file t.json: rule 1 (\"^(x$\"): invalid regex: unclosed group at offset 1",
+            ),
+            (
+                r#"{"rules_only":"yes"}"#,
+                "config file t.json: 'rules_only' must be true or false",
+            ),
+        ] {
+            let err = Config::parse(text, "t.json", |_| None).err().expect(text);
+            assert_eq!(err.to_string(), msg);
         }
     }
 

@@ -1,10 +1,11 @@
 //! webdis-rs: an HTTP gateway to Redis, compatible with webdis.
 //!
 //! Layers, front (HTTP client side) to back (Redis side): `http` parses requests,
-//! `command` maps a request to a Redis command, `resp` frames Redis replies, `render`
-//! turns them into bodies, `reply` and `response` write whole HTTP responses; `buf`,
-//! `front`, `back` and `worker` own the sockets and the event loop; `server` starts the
-//! workers; `config` and `log` are read and written off the request path.
+//! `command` maps a request to a Redis command (`rules`, when the operator's rewrite
+//! rules claim it), `resp` frames Redis replies, `render` turns them into bodies, `reply`
+//! and `response` write whole HTTP responses; `buf`, `front`, `back` and `worker` own the
+//! sockets and the event loop; `server` starts the workers; `config` and `log` are read
+//! and written off the request path.
 
 pub mod acl;
 pub mod back;
@@ -19,5 +20,6 @@ pub mod render;
 pub mod reply;
 pub mod resp;
 pub mod response;
+pub mod rules;
 pub mod server;
 pub mod worker;

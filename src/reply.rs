@@ -3,17 +3,26 @@
 
 use crate::command::Output;
 use crate::front::Meta;
-use crate::render::{custom, json, msgpack};
+use crate::render::{custom, json, msgpack, xml};
 use crate::response::{self, DateCache, Head, Open, Status};
+use crate::rules::Answer;
 
 /// The response to a request whose command produced `frame`.
 pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     let extra = meta.extra.as_deref();
     let start = out.len();
+    // A rewrite rule may give this reply another status (never with an ETag).
+    let mapped = extra
+        .and_then(|e| e.statuses.as_deref())
+        .and_then(|s| s.status_for(frame));
     let mut head = Head {
         filename: extra.and_then(|e| e.filename.as_deref()),
-        etag: meta.etag,
-        ..head_for(meta, Status::Ok, Some(meta.content_type.as_bytes()))
+        etag: meta.etag && mapped.is_none(),
+        ..head_for(
+            meta,
+            mapped.unwrap_or(Status::Ok),
+            Some(meta.content_type.as_bytes()),
+        )
     };
     let opened: Open = match meta.output {
         Output::Json => {
@@ -39,6 +48,11 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
             msgpack::render(out, &meta.name, frame, meta.shape);
             o
         }
+        Output::Xml => {
+            let o = response::open(out, &head, date, frame.len() + 64);
+            xml::render(out, frame);
+            o
+        }
         Output::Custom => {
             if let Some(ct) = extra.and_then(|e| e.content_type.as_deref()) {
                 head.content_type = Some(ct);
@@ -50,7 +64,7 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
                 custom::Custom::NotFound => {
                     out.truncate(start);
                     let head = Head {
-                        status: Status::NotFound,
+                        status: mapped.unwrap_or(Status::NotFound),
                         content_type: None,
                         filename: None,
                         etag: false,
@@ -150,6 +164,28 @@ pub fn error_with(out: &mut Vec<u8>, meta: &Meta, status: Status, msg: &[u8], da
     json::write_string(out, msg);
     out.push(b'}');
     response::close(out, o, meta.head_only);
+}
+
+/// The answers of rewrite rules that need no Redis: 404 (`rules_only`), 405 and OPTIONS
+/// listing the methods the path's rules serve, 400 naming a missing value.
+pub fn rule_answer(out: &mut Vec<u8>, meta: &Meta, answer: &Answer, date: &DateCache) {
+    match answer {
+        Answer::NotFound => error_with(out, meta, Status::NotFound, b"Not found", date),
+        Answer::Missing(msg) => error_with(out, meta, Status::BadRequest, msg.as_bytes(), date),
+        Answer::MethodNotAllowed(methods) => {
+            let status = Status::MethodNotAllowed;
+            let head = head_for(meta, status, Some(b"application/json"));
+            let body = status.error_body();
+            response::write_methods(out, &head, date, &methods.allow(), body, meta.head_only);
+        }
+        Answer::Options(methods) => {
+            let head = Head {
+                etag: meta.etag,
+                ..head_for(meta, Status::Ok, Some(b"text/html"))
+            };
+            response::write_methods(out, &head, date, &methods.allow(), b"", false);
+        }
+    }
 }
 
 #[cfg(test)]
