@@ -254,10 +254,7 @@ fn name_at(s: &str) -> &str {
 
 /// The inside of `${...}`: a group (number or name), `FORM:`, `QSA:` or `HEADER:`,
 /// each with an optional `:-default`.
-fn braced(
-    inner: &str,
-    group: &impl Fn(&str) -> Result<usize, String>,
-) -> Result<Part, String> {
+fn braced(inner: &str, group: &impl Fn(&str) -> Result<usize, String>) -> Result<Part, String> {
     let (name, default) = match inner.find(":-") {
         Some(p) => (&inner[..p], Some(inner.as_bytes()[p + 2..].into())),
         None => (inner, None),
