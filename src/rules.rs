@@ -834,15 +834,19 @@ fn decoded_eq(s: &[u8], want: &[u8]) -> bool {
 }
 
 /// The value (trimmed) of the first header named `name` (any case) in a request head
-/// that httparse accepted.
+/// that httparse accepted (so no space comes before a colon).
 fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    let mut lines = head.split(|&b| b == b'\n').skip(1);
-    lines.find_map(|line| {
-        let colon = memchr::memchr(b':', line)?;
-        line[..colon]
-            .eq_ignore_ascii_case(name.as_bytes())
-            .then(|| line[colon + 1..].trim_ascii())
-    })
+    let name = name.as_bytes();
+    let first = memchr::memchr(b'\n', head)? + 1;
+    let mut start = first;
+    for end in memchr::memchr_iter(b'\n', &head[first..]) {
+        let line = &head[start..first + end];
+        start = first + end + 1;
+        if line.get(name.len()) == Some(&b':') && line[..name.len()].eq_ignore_ascii_case(name) {
+            return Some(line[name.len() + 1..].trim_ascii());
+        }
+    }
+    None
 }
 
 /// The format an `Accept` header asks for: XML when `application/xml` or `text/xml` has
