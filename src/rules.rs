@@ -1092,6 +1092,9 @@ mod tests {
         r.only = true;
         assert_eq!(run(&r, &get("/users/x")), Err(Some(Answer::NotFound)));
         assert_eq!(run(&r, &get("/GET/k")), Err(Some(Answer::NotFound)));
+        // rules_only without rules: everything is 404.
+        let none = Rules::from_json(None, true).unwrap();
+        assert_eq!(run(&none, &get("/GET/k")), Err(Some(Answer::NotFound)));
     }
 
     #[test]
