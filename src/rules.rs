@@ -12,8 +12,8 @@
 //! The rules' regexes together also form one multi-pattern regex (regex-automata's meta
 //! regex, which `regex::RegexSet` wraps), which finds every rule whose pattern matches in
 //! one pass; the first of them that serves the method wins. [`Rules::route`] works in a
-//! worker's own [`Scratch`] (regex caches, capture slots, the argument buffer), so a rule
-//! route takes no lock and, once warm, allocates nothing.
+//! worker's own [`Scratch`] (regex caches, capture slots, the argument buffer), so
+//! routing takes no lock and, once warm, allocates nothing.
 
 use crate::command::{self, Format, Output};
 use crate::http::Method;
