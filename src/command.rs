@@ -13,6 +13,8 @@ pub enum Output {
     Raw,
     Msgpack,
     Custom,
+    /// mod_redis's XML document (rewrite rules only, see `render::xml`).
+    Xml,
 }
 
 /// A format chosen from the extension of the last path segment.
@@ -31,7 +33,7 @@ pub const JSON: Format = Format {
 pub const SSE: &str = "text/event-stream";
 
 /// The extension table of spec §2.1 (exact, case-sensitive matches).
-fn format_for_extension(ext: &[u8]) -> Option<Format> {
+pub fn format_for_extension(ext: &[u8]) -> Option<Format> {
     let (output, content_type) = match ext {
         b"json" => (Output::Json, "application/json"),
         b"js" => (Output::Json, "application/javascript"),
@@ -255,7 +257,7 @@ const REFUSED_CLIENT: &[&[u8]] = &[
 
 /// Where a command may run, from its name and its arguments; `eq` compares an argument
 /// with an upper-case word, case-insensitively (URL arguments are still encoded).
-fn route_of<'x>(
+fn route_with<'x>(
     name: &[u8],
     mut args: impl Iterator<Item = &'x [u8]>,
     eq: impl Fn(&[u8], &[u8]) -> bool,
@@ -286,14 +288,12 @@ pub fn route_of_argv<A: AsRef<[u8]>>(argv: &[A]) -> Result<Route, CommandError> 
     let Some((name, args)) = argv.split_first() else {
         return Err(CommandError::Empty);
     };
-    route_of(name.as_ref(), args.iter().map(AsRef::as_ref), |a, w| {
-        a.eq_ignore_ascii_case(w)
-    })
+    route_of(name.as_ref(), args.iter().map(AsRef::as_ref))
 }
 
 impl<'a> Command<'a> {
     fn classify(&self) -> Result<Route, CommandError> {
-        route_of(self.name, self.args(), decoded_eq_ignore_case)
+        route_with(self.name, self.args(), decoded_eq_ignore_case)
     }
 
     /// The still-encoded argument segments (without the PUT body).
@@ -362,6 +362,18 @@ impl Command<'_> {
     }
 }
 
+/// Where a command given as decoded arguments (a rewrite rule's) may run: the same
+/// classification [`parse`] gives a URL's command.
+pub fn route_of<'a>(
+    name: &[u8],
+    args: impl Iterator<Item = &'a [u8]>,
+) -> Result<Route, CommandError> {
+    if name.is_empty() {
+        return Err(CommandError::Empty);
+    }
+    route_with(name, args, |a, w| a.eq_ignore_ascii_case(w))
+}
+
 fn write_header(out: &mut Vec<u8>, marker: u8, n: usize) {
     out.push(marker);
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -386,7 +398,7 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Calls `f` with each decoded byte: `%XX` → byte, `+` → space, a bad `%` kept as is.
 #[inline]
-fn decode(s: &[u8], mut f: impl FnMut(u8)) {
+pub(crate) fn decode(s: &[u8], mut f: impl FnMut(u8)) {
     let mut i = 0;
     while i < s.len() {
         match s[i] {
@@ -644,6 +656,30 @@ mod tests {
         }
         let none: [&[u8]; 0] = [];
         assert_eq!(route_of_argv(&none), Err(CommandError::Empty));
+    }
+
+    #[test]
+    fn routes_of_decoded_commands() {
+        type Case<'a> = (&'a [&'a [u8]], Result<Route, CommandError>);
+        let cases: &[Case] = &[
+            (&[b""], Err(CommandError::Empty)),
+            (&[b"GET", b"k"], Ok(Route::Shared)),
+            (&[b"select", b"1"], Err(CommandError::Refused)),
+            (&[b"CLIENT", b"setname", b"x"], Err(CommandError::Refused)),
+            (&[b"CLIENT", b"LIST"], Ok(Route::Shared)),
+            (&[b"SSUBSCRIBE", b"c"], Ok(Route::Subscribe)),
+            (&[b"SUBSCRIBE"], Ok(Route::Shared)),
+            (&[b"BRPOP", b"l", b"1"], Ok(Route::Blocking)),
+            (
+                &[b"XREAD", b"Block", b"0", b"STREAMS", b"s", b"$"],
+                Ok(Route::Blocking),
+            ),
+            (&[b"XREAD", b"STREAMS", b"s", b"0"], Ok(Route::Shared)),
+        ];
+        for (argv, want) in cases {
+            let got = route_of(argv[0], argv[1..].iter().copied());
+            assert_eq!(got, *want, "{argv:?}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::acl::{self, Acl, Names, Net, Rule};
 use crate::keyspec::Pattern;
+use crate::rules::Rules;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -78,6 +79,8 @@ pub struct Config {
     pub websocket_max_message: usize,
     /// Common Log Format access log file.
     pub access_log: Option<String>,
+    /// Rewrite rules (`rules`, `rules_only`), compiled; `None` when there are none.
+    pub rules: Option<Rules>,
 }
 
 impl Default for Config {
@@ -113,6 +116,7 @@ impl Default for Config {
             sse_retry_ms: 2000,
             websocket_max_message: 16 * 1024 * 1024,
             access_log: None,
+            rules: None,
         }
     }
 }
@@ -171,6 +175,8 @@ impl Config {
         let mut c = Config::default();
         let mut acl_rules: Option<Vec<Rule>> = None;
         let mut acl_default_allow = true;
+        let mut rules: Option<&Value> = None;
+        let mut rules_only = false;
         for (key, v) in &map {
             let ok = match key.as_str() {
                 "redis_host" => r.string(v).map(|s| c.redis_host = s),
@@ -250,6 +256,20 @@ impl Config {
                     .number(v)
                     .filter(|&n| n == 2 || n == 3)
                     .map(|n| c.redis_protocol = n as u8),
+                "rules" => {
+                    rules = Some(v);
+                    Some(())
+                }
+                "rules_only" => match v {
+                    Value::Bool(b) => {
+                        rules_only = *b;
+                        Some(())
+                    }
+                    _ => {
+                        let msg = "'rules_only' must be true or false".to_string();
+                        return Err(ConfigError::Invalid(path.to_string(), msg));
+                    }
+                },
                 _ => None,
             };
             if ok.is_none() {
@@ -261,6 +281,11 @@ impl Config {
         }
         if acl_rules.is_some() || !acl_default_allow {
             c.acl = Some(Acl::new(acl_rules.unwrap_or_default(), acl_default_allow));
+        }
+        if rules.is_some() || rules_only {
+            let compiled = Rules::from_json(rules, rules_only)
+                .map_err(|msg| ConfigError::Invalid(path.to_string(), msg))?;
+            c.rules = (!compiled.is_empty() || rules_only).then_some(compiled);
         }
         Ok(Loaded {
             config: c,
@@ -555,6 +580,27 @@ mod tests {
             r#"{"ssl":{"enabled":"true"}}"#,
         ] {
             assert_eq!(parse(text).config.ssl, None, "{text}");
+        }
+    }
+
+    #[test]
+    fn rules_keys() {
+        let l = parse(r#"{"rules":[{"match":"^ping$","command":"PING"}]}"#);
+        assert_eq!(l.config.rules.map(|r| r.len()), Some(1));
+        assert!(parse(r#"{"rules":[]}"#).config.rules.is_none());
+        assert!(parse(r#"{"rules_only":true}"#).config.rules.is_some());
+        for (text, msg) in [
+            (
+                r#"{"rules":[{"match":"^(x$","command":"PING"}]}"#,
+                "config file t.json: rule 1 (\"^(x$\"): invalid regex: unclosed group at offset 1",
+            ),
+            (
+                r#"{"rules_only":"yes"}"#,
+                "config file t.json: 'rules_only' must be true or false",
+            ),
+        ] {
+            let err = Config::parse(text, "t.json", |_| None).err().expect(text);
+            assert_eq!(err.to_string(), msg);
         }
     }
 

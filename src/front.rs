@@ -12,10 +12,12 @@ use crate::buf::{ReadBuf, WriteBuf};
 use crate::command::Output;
 use crate::pubsub::{Style, TopicKind};
 use crate::render::Shape;
+use crate::rules::Statuses;
 use mio::net::TcpStream;
 use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Most requests in flight on one connection; past it, parsing pauses.
@@ -58,6 +60,8 @@ pub struct Extra {
     pub filename: Option<Vec<u8>>,
     /// The request's `If-None-Match`, compared with the ETag of the response.
     pub if_none_match: Option<Vec<u8>>,
+    /// A rewrite rule's mapping of Redis errors and nil to HTTP statuses.
+    pub statuses: Option<Arc<Statuses>>,
 }
 
 pub struct Slot {

@@ -19,6 +19,8 @@ pub enum Method {
     Head,
     Post,
     Put,
+    /// Served by rewrite rules only (else 405).
+    Delete,
     Options,
     /// Any other method token: answered 405.
     Other,
@@ -125,6 +127,7 @@ pub fn parse(buf: &mut [u8], max_body: usize) -> Result<Status, HttpError> {
         "HEAD" => Method::Head,
         "POST" => Method::Post,
         "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
         "OPTIONS" => Method::Options,
         _ => Method::Other,
     };
@@ -377,7 +380,8 @@ mod tests {
             (b"OPTIONS / HTTP/1.1\r\n\r\n", Method::Options),
             (b"PATCH / HTTP/1.1\r\n\r\n", Method::Other),
             (b"get / HTTP/1.1\r\n\r\n", Method::Other),
-            (b"DELETE / HTTP/1.1\r\n\r\n", Method::Other),
+            (b"DELETE / HTTP/1.1\r\n\r\n", Method::Delete),
+            (b"delete / HTTP/1.1\r\n\r\n", Method::Other),
         ];
         for (input, m) in cases {
             assert_eq!(complete(input).0.method, *m);

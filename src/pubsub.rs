@@ -9,7 +9,7 @@
 //! transport sends: a chunk, a Server-Sent Event or a WebSocket frame.
 
 use crate::command::{write_bulk, Output};
-use crate::render::{custom, json, msgpack, Shape};
+use crate::render::{custom, json, msgpack, xml, Shape};
 use crate::resp::{Item, Reader};
 use crate::ws;
 use std::collections::HashMap;
@@ -330,6 +330,7 @@ pub fn render(out: &mut Vec<u8>, style: &Style, name: &[u8], frame: &[u8]) {
         },
         Output::Raw => body.extend_from_slice(frame),
         Output::Msgpack => msgpack::render(&mut body, name, frame, Shape::Plain),
+        Output::Xml => xml::render(&mut body, frame),
         Output::Custom => {
             let sep = style.sep.as_deref().unwrap_or(b"");
             if custom::render(&mut body, frame, sep) != custom::Custom::Body {

@@ -3,8 +3,9 @@
 
 use crate::command::Output;
 use crate::front::Meta;
-use crate::render::{custom, json, msgpack};
+use crate::render::{custom, json, msgpack, xml};
 use crate::response::{self, DateCache, Head, Open, Status};
+use crate::rules::Answer;
 use crate::ws;
 
 /// The response to a request whose command produced `frame`.
@@ -14,10 +15,18 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     }
     let extra = meta.extra.as_deref();
     let start = out.len();
+    // A rewrite rule may give this reply another status (never with an ETag).
+    let mapped = extra
+        .and_then(|e| e.statuses.as_deref())
+        .and_then(|s| s.status_for(frame));
     let mut head = Head {
         filename: extra.and_then(|e| e.filename.as_deref()),
-        etag: meta.etag,
-        ..head_for(meta, Status::Ok, Some(meta.content_type.as_bytes()))
+        etag: meta.etag && mapped.is_none(),
+        ..head_for(
+            meta,
+            mapped.unwrap_or(Status::Ok),
+            Some(meta.content_type.as_bytes()),
+        )
     };
     let opened: Open = match meta.output {
         Output::Json => {
@@ -36,6 +45,11 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
             msgpack::render(out, &meta.name, frame, meta.shape);
             o
         }
+        Output::Xml => {
+            let o = response::open(out, &head, date, frame.len() + 64);
+            xml::render(out, frame);
+            o
+        }
         Output::Custom => {
             if let Some(ct) = extra.and_then(|e| e.content_type.as_deref()) {
                 head.content_type = Some(ct);
@@ -47,7 +61,7 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
                 custom::Custom::NotFound => {
                     out.truncate(start);
                     let head = Head {
-                        status: Status::NotFound,
+                        status: mapped.unwrap_or(Status::NotFound),
                         content_type: None,
                         filename: None,
                         etag: false,
@@ -181,6 +195,10 @@ fn ws_write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8]) {
             msgpack::render(out, &meta.name, frame, meta.shape);
             ws::Opcode::Binary
         }
+        Output::Xml => {
+            xml::render(out, frame);
+            ws::Opcode::Text
+        }
         Output::Raw | Output::Custom => {
             out.extend_from_slice(frame);
             ws::Opcode::Binary
@@ -214,6 +232,28 @@ pub fn ws_error_frame(out: &mut Vec<u8>, output: Output, status: Status, msg: &[
         }
     };
     ws::end_frame(out, mark, op);
+}
+
+/// The answers of rewrite rules that need no Redis: 404 (`rules_only`), 405 and OPTIONS
+/// listing the methods the path's rules serve, 400 naming a missing value.
+pub fn rule_answer(out: &mut Vec<u8>, meta: &Meta, answer: &Answer, date: &DateCache) {
+    match answer {
+        Answer::NotFound => error_with(out, meta, Status::NotFound, b"Not found", date),
+        Answer::Missing(msg) => error_with(out, meta, Status::BadRequest, msg.as_bytes(), date),
+        Answer::MethodNotAllowed(methods) => {
+            let status = Status::MethodNotAllowed;
+            let head = head_for(meta, status, Some(b"application/json"));
+            let body = status.error_body();
+            response::write_methods(out, &head, date, &methods.allow(), body, meta.head_only);
+        }
+        Answer::Options(methods) => {
+            let head = Head {
+                etag: meta.etag,
+                ..head_for(meta, Status::Ok, Some(b"text/html"))
+            };
+            response::write_methods(out, &head, date, &methods.allow(), b"", false);
+        }
+    }
 }
 
 #[cfg(test)]

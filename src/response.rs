@@ -21,6 +21,9 @@ pub enum Status {
     UpgradeRequired,
     NotImplemented,
     Unavailable,
+    /// Another error status (400 to 599) with its standard reason phrase: what a rewrite
+    /// rule maps a Redis error or nil reply to. Made by [`Status::from_code`].
+    Code(u16),
 }
 
 impl Status {
@@ -36,6 +39,10 @@ impl Status {
             Status::UpgradeRequired => b" 426 Upgrade Required\r\n",
             Status::NotImplemented => b" 501 Not Implemented\r\n",
             Status::Unavailable => b" 503 Service Unavailable\r\n",
+            Status::Code(code) => OTHER_LINES
+                .iter()
+                .find(|(c, _)| *c == code)
+                .map_or(&b" 500 Internal Server Error\r\n"[..], |(_, line)| line),
         }
     }
 
@@ -50,6 +57,21 @@ impl Status {
         &line[5..line.len() - 2]
     }
 
+    /// The status for an HTTP code from 400 to 599 that has a standard reason phrase.
+    pub fn from_code(code: u16) -> Option<Status> {
+        Some(match code {
+            400 => Status::BadRequest,
+            403 => Status::Forbidden,
+            404 => Status::NotFound,
+            405 => Status::MethodNotAllowed,
+            413 => Status::TooLarge,
+            501 => Status::NotImplemented,
+            503 => Status::Unavailable,
+            _ if OTHER_LINES.iter().any(|(c, _)| *c == code) => Status::Code(code),
+            _ => return None,
+        })
+    }
+
     /// The JSON error body for this status (spec §14.2 item 15).
     pub fn error_body(self) -> &'static [u8] {
         match self {
@@ -60,16 +82,56 @@ impl Status {
             Status::UpgradeRequired => br#"{"error":"Upgrade Required"}"#,
             Status::NotImplemented => br#"{"error":"Not Implemented"}"#,
             Status::Unavailable => br#"{"error":"Service Unavailable"}"#,
-            Status::Ok | Status::NotModified | Status::NotFound => b"",
+            Status::Ok | Status::NotModified | Status::NotFound | Status::Code(_) => b"",
         }
     }
 }
+
+/// Status lines of the error codes without a variant of their own (RFC 9110 and the
+/// registered extensions).
+const OTHER_LINES: &[(u16, &[u8])] = &[
+    (401, b" 401 Unauthorized\r\n"),
+    (402, b" 402 Payment Required\r\n"),
+    (406, b" 406 Not Acceptable\r\n"),
+    (407, b" 407 Proxy Authentication Required\r\n"),
+    (408, b" 408 Request Timeout\r\n"),
+    (409, b" 409 Conflict\r\n"),
+    (410, b" 410 Gone\r\n"),
+    (411, b" 411 Length Required\r\n"),
+    (412, b" 412 Precondition Failed\r\n"),
+    (414, b" 414 URI Too Long\r\n"),
+    (415, b" 415 Unsupported Media Type\r\n"),
+    (416, b" 416 Range Not Satisfiable\r\n"),
+    (417, b" 417 Expectation Failed\r\n"),
+    (418, b" 418 I'm a teapot\r\n"),
+    (421, b" 421 Misdirected Request\r\n"),
+    (422, b" 422 Unprocessable Content\r\n"),
+    (423, b" 423 Locked\r\n"),
+    (424, b" 424 Failed Dependency\r\n"),
+    (425, b" 425 Too Early\r\n"),
+    (426, b" 426 Upgrade Required\r\n"),
+    (428, b" 428 Precondition Required\r\n"),
+    (429, b" 429 Too Many Requests\r\n"),
+    (431, b" 431 Request Header Fields Too Large\r\n"),
+    (451, b" 451 Unavailable For Legal Reasons\r\n"),
+    (500, b" 500 Internal Server Error\r\n"),
+    (502, b" 502 Bad Gateway\r\n"),
+    (504, b" 504 Gateway Timeout\r\n"),
+    (505, b" 505 HTTP Version Not Supported\r\n"),
+    (506, b" 506 Variant Also Negotiates\r\n"),
+    (507, b" 507 Insufficient Storage\r\n"),
+    (508, b" 508 Loop Detected\r\n"),
+    (511, b" 511 Network Authentication Required\r\n"),
+];
 
 const SERVER: &[u8] = b"Server: webdis-rs\r\nDate: ";
 /// webdis's CORS block (spec §3.2), with HEAD added since it is served.
 const COMMON: &[u8] = b"\r\nAllow: GET,HEAD,POST,PUT,OPTIONS\r\n\
 Access-Control-Allow-Methods: GET,HEAD,POST,PUT,OPTIONS\r\n\
 Access-Control-Allow-Origin: *\r\n\
+Access-Control-Allow-Headers: X-Requested-With, Content-Type, Authorization\r\n";
+/// The end of [`COMMON`], after its two method lists.
+const CORS_TAIL: &[u8] = b"Access-Control-Allow-Origin: *\r\n\
 Access-Control-Allow-Headers: X-Requested-With, Content-Type, Authorization\r\n";
 
 /// What a head says besides the status.
@@ -116,13 +178,36 @@ fn digits(n: usize) -> usize {
 /// Writes everything of the head but the Content-Length value, guessing its width
 /// from `body_hint`, and returns where the body starts.
 pub fn open(out: &mut Vec<u8>, head: &Head<'_>, date: &DateCache, body_hint: usize) -> Open {
+    open_with(out, head, date, body_hint, None)
+}
+
+/// [`open`], where `methods` (when given) replaces webdis's list in `Allow` and
+/// `Access-Control-Allow-Methods`: the methods a rewrite rule's route serves.
+fn open_with(
+    out: &mut Vec<u8>,
+    head: &Head<'_>,
+    date: &DateCache,
+    body_hint: usize,
+    methods: Option<&[u8]>,
+) -> Open {
     out.extend_from_slice(if head.minor == 0 {
         b"HTTP/1.0"
     } else {
         b"HTTP/1.1"
     });
     out.extend_from_slice(head.status.line());
-    out.extend_from_slice(date.common_headers());
+    match methods {
+        None => out.extend_from_slice(date.common_headers()),
+        Some(m) => {
+            out.extend_from_slice(&date.common_headers()[..SERVER.len() + 29]);
+            out.extend_from_slice(b"\r\nAllow: ");
+            out.extend_from_slice(m);
+            out.extend_from_slice(b"\r\nAccess-Control-Allow-Methods: ");
+            out.extend_from_slice(m);
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(CORS_TAIL);
+        }
+    }
     if let Some(name) = head.filename {
         out.extend_from_slice(b"Content-Disposition: attachment; filename=\"");
         // A quoted-string: `"` and `\` are escaped (the value comes from the URL).
@@ -226,6 +311,21 @@ pub fn stream_head(out: &mut Vec<u8>, minor: u8, content_type: &[u8], sse: bool,
 /// A complete response with a fixed body.
 pub fn write(out: &mut Vec<u8>, head: &Head<'_>, date: &DateCache, body: &[u8], drop_body: bool) {
     let o = open(out, head, date, body.len());
+    out.extend_from_slice(body);
+    let _ = close(out, o, drop_body);
+}
+
+/// A complete response with a fixed body whose `Allow` and
+/// `Access-Control-Allow-Methods` list `methods` (a rewrite rule's 405 and OPTIONS).
+pub fn write_methods(
+    out: &mut Vec<u8>,
+    head: &Head<'_>,
+    date: &DateCache,
+    methods: &[u8],
+    body: &[u8],
+    drop_body: bool,
+) {
+    let o = open_with(out, head, date, body.len(), Some(methods));
     out.extend_from_slice(body);
     let _ = close(out, o, drop_body);
 }
@@ -402,6 +502,33 @@ Content-Type: application/json\r\nConnection: Keep-Alive\r\nContent-Length: {}\r
         assert!(text.ends_with(
             "Content-Type: application/json\r\nETag: \"0db1124cf79ffeb80aff6d199d5822f8\"\r\nConnection: Keep-Alive\r\nContent-Length: 19\r\n\r\n"
         ), "{text}");
+    }
+
+    #[test]
+    fn other_codes_and_method_lists() {
+        assert_eq!(Status::from_code(409), Some(Status::Code(409)));
+        assert_eq!(Status::from_code(404), Some(Status::NotFound));
+        assert_eq!(Status::from_code(499), None);
+        assert_eq!(Status::from_code(200), None);
+        assert!(COMMON.ends_with(CORS_TAIL));
+        let date = fixed_date();
+        let head = Head {
+            status: Status::Code(409),
+            minor: 1,
+            keep_alive: true,
+            content_type: Some(b"application/json"),
+            filename: None,
+            etag: false,
+        };
+        let mut out = Vec::new();
+        write_methods(&mut out, &head, &date, b"GET,HEAD,OPTIONS", b"{}", false);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 409 Conflict\r\nServer: webdis-rs\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+Allow: GET,HEAD,OPTIONS\r\nAccess-Control-Allow-Methods: GET,HEAD,OPTIONS\r\n\
+Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Headers: X-Requested-With, Content-Type, Authorization\r\n\
+Content-Type: application/json\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\n{}"
+        );
     }
 
     #[test]

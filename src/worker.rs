@@ -25,6 +25,7 @@ use crate::pubsub::Registry;
 use crate::render::Shape;
 use crate::reply;
 use crate::response::{DateCache, Status};
+use crate::rules::{self, Routed, Rules};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -87,6 +88,8 @@ enum Immediate {
     Error(Status),
     /// 503: Redis refuses the configured credentials.
     AuthFailed,
+    /// A rewrite rule's answer (404, 405, OPTIONS, 400).
+    Rule(rules::Answer),
 }
 
 /// What became of a request at dispatch.
@@ -139,6 +142,8 @@ pub struct Worker {
     acl_argv: (Vec<u8>, Vec<usize>),
     /// Access log lines waiting to be written (`access_log` configured).
     access: Option<access::Sink>,
+    /// This worker's working memory for the rewrite rules, when there are any.
+    rule_scratch: Option<rules::Scratch>,
 }
 
 impl Worker {
@@ -151,6 +156,7 @@ impl Worker {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let listener = listener;
+        let rule_scratch = shared.config.rules.as_ref().map(Rules::scratch);
         Ok(Worker {
             id,
             poll,
@@ -182,6 +188,7 @@ impl Worker {
             acl_argv: (Vec::new(), Vec::new()),
             access: shared.access_log.as_ref().map(|_| access::Sink::default()),
             shared,
+            rule_scratch,
         })
     }
 
@@ -542,9 +549,26 @@ impl Worker {
             t => t,
         };
         log!(Level::Debug, "{}", String::from_utf8_lossy(target));
-        let outcome = match req.method {
+        // Rewrite rules come first; without rules this is one branch.
+        let ruled = match (&cfg.rules, self.rule_scratch.as_mut()) {
+            (Some(rules), Some(scratch)) => {
+                let waiter = Waiter::Front { key: k, gen, seq };
+                let at = RuleAt {
+                    req,
+                    buf,
+                    target,
+                    peer,
+                    prefer,
+                };
+                dispatch_rule(&mut self.backs, cfg, rules, scratch, &at, &mut meta, waiter)
+            }
+            _ => None,
+        };
+        let outcome = ruled.unwrap_or_else(|| match req.method {
             Method::Options => Dispatched::Now(Immediate::Options),
-            Method::Other => Dispatched::Now(Immediate::Error(Status::MethodNotAllowed)),
+            Method::Other | Method::Delete => {
+                Dispatched::Now(Immediate::Error(Status::MethodNotAllowed))
+            }
             Method::Get | Method::Head if target == b"/crossdomain.xml" => {
                 Dispatched::Now(Immediate::Crossdomain)
             }
@@ -616,7 +640,7 @@ impl Worker {
                     }
                 }
             }
-        };
+        });
         if !req.keep_alive {
             f.stop_parsing = true;
         }
@@ -643,6 +667,7 @@ impl Worker {
                     Immediate::AuthFailed => {
                         reply::error_with(out, meta, Status::Unavailable, AUTH_FAILED, date)
                     }
+                    Immediate::Rule(answer) => reply::rule_answer(out, meta, &answer, date),
                 });
                 if last == Some(true) {
                     f.closing = Closing::AfterFlush;
@@ -1307,7 +1332,7 @@ fn fill_meta(
     meta.content_type = cmd.format.content_type;
     meta.shape = match cmd.format.output {
         Output::Json | Output::Msgpack => Shape::for_command(cmd.name),
-        Output::Raw | Output::Custom => Shape::Plain,
+        Output::Raw | Output::Custom | Output::Xml => Shape::Plain,
     };
     let jsonp = query.jsonp.filter(|_| cmd.format.output == Output::Json);
     if jsonp.is_some()
@@ -1322,6 +1347,98 @@ fn fill_meta(
             sep: query.sep.map(<[u8]>::to_vec),
             filename: query.filename.map(<[u8]>::to_vec),
             if_none_match: if_none_match.map(<[u8]>::to_vec),
+            statuses: None,
         }));
     }
+}
+
+/// The request being dispatched, as a rewrite rule needs it.
+struct RuleAt<'a> {
+    req: &'a Request,
+    /// The front's read buffer, which `req`'s ranges index.
+    buf: &'a [u8],
+    target: &'a [u8],
+    peer: std::net::IpAddr,
+    prefer: usize,
+}
+
+/// Dispatches a request a rewrite rule claims (config `rules`): its command goes to Redis
+/// like a URL's (the same classification, ACL and connections), or it is answered at
+/// once. `None`: no rule's pattern matches the path and webdis's URL grammar applies.
+fn dispatch_rule(
+    backs: &mut Backs,
+    cfg: &Config,
+    rules: &Rules,
+    scratch: &mut rules::Scratch,
+    at: &RuleAt<'_>,
+    meta: &mut Meta,
+    waiter: Waiter,
+) -> Option<Dispatched> {
+    let (req, buf) = (at.req, at.buf);
+    let query = Query::parse(at.target);
+    let rule_req = rules::Request {
+        method: req.method,
+        target: at.target,
+        head: &buf[..req.body.start],
+        body: &buf[req.body.clone()],
+        custom_type: query.content_type.is_some(),
+    };
+    let cmd = match rules.route(scratch, &rule_req) {
+        Routed::Pass => return None,
+        Routed::Answer(answer) => return Some(Dispatched::Now(Immediate::Rule(answer))),
+        Routed::Command(cmd) => cmd,
+    };
+    let now = |status| Some(Dispatched::Now(Immediate::Error(status)));
+    let route = match command::route_of(cmd.name(), cmd.args().skip(1)) {
+        // A subscription is not streamed on a rule route.
+        Ok(Route::Subscribe) => return now(Status::NotImplemented),
+        Ok(route) => route,
+        Err(_) => return now(Status::Forbidden),
+    };
+    if let Some(acl) = &cfg.acl {
+        let auth = req.authorization.clone().map(|r| &buf[r]);
+        let allowed = if acl.keyed() {
+            let argv: smallvec::SmallVec<[&[u8]; 8]> = cmd.args().collect();
+            acl.allows_argv(at.peer, auth, &argv)
+        } else {
+            acl.allows(at.peer, auth, cmd.name())
+        };
+        if !allowed {
+            let name = String::from_utf8_lossy(cmd.name());
+            log!(Level::Info, "ACL: {} denied {}", at.peer, name);
+            return now(Status::Forbidden);
+        }
+    }
+    let output = cmd.format.output;
+    meta.name.extend_from_slice(cmd.name());
+    meta.output = output;
+    meta.content_type = cmd.format.content_type;
+    meta.shape = match output {
+        Output::Json | Output::Msgpack => Shape::for_command(cmd.name()),
+        Output::Raw | Output::Custom | Output::Xml => Shape::Plain,
+    };
+    let jsonp = query.jsonp.filter(|_| output == Output::Json);
+    let inm = req.if_none_match.clone().map(|r| &buf[r]);
+    if jsonp.is_some()
+        || query.content_type.is_some()
+        || query.sep.is_some()
+        || query.filename.is_some()
+        || inm.is_some()
+        || cmd.statuses.is_some()
+    {
+        meta.extra = Some(Box::new(Extra {
+            jsonp: jsonp.map(<[u8]>::to_vec),
+            content_type: query.content_type.map(<[u8]>::to_vec),
+            sep: query.sep.map(<[u8]>::to_vec),
+            filename: query.filename.map(<[u8]>::to_vec),
+            if_none_match: inm.map(<[u8]>::to_vec),
+            statuses: cmd.statuses.cloned(),
+        }));
+    }
+    Some(
+        match backs.send(route, None, at.prefer, waiter, |w| cmd.write_resp(w)) {
+            Ok(b) => Dispatched::Sent((route == Route::Blocking).then_some(b)),
+            Err(imm) => Dispatched::Now(imm),
+        },
+    )
 }
