@@ -71,9 +71,18 @@ impl Worker {
             .filter(|_| output == Some(Output::Json))
             .map(Into::into);
         let authorization: Option<Box<[u8]>> = req.authorization.clone().map(|r| buf[r].into());
+        let access = match &self.access {
+            Some(a) => {
+                let auth = req.authorization.clone().map(|r| &buf[r]);
+                busy.log
+                    .start(f.peer, auth, &a.date, super::first_line(buf))
+            }
+            None => 0,
+        };
         let meta = Meta {
             minor: req.minor,
             keep_alive: false,
+            access,
             ..Meta::default()
         };
         let seq = busy.push_slot(meta);
