@@ -59,12 +59,6 @@ fn main() {
             "No config file given and no ./webdis.json: using defaults"
         );
     }
-    if config.ssl.is_some() {
-        log!(
-            Level::Warning,
-            "'ssl' is not supported by this version yet and is ignored"
-        );
-    }
     // Every subscriber and WebSocket client is a file descriptor: use what is allowed.
     match process::raise_fd_limit() {
         Ok(n) => log!(Level::Debug, "file descriptor limit: {n}"),
