@@ -28,6 +28,8 @@ pub mod resp;
 pub mod response;
 pub mod rules;
 pub mod server;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod worker;
 pub mod ws;

@@ -722,19 +722,7 @@ mod tests {
         assert_eq!(r.next(), None);
     }
 
-    /// A tiny deterministic PRNG (xorshift64*), to avoid a dev-dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::testing::Rng;
 
     fn exercise(buf: &[u8]) {
         let whole = FrameScanner::new().scan(buf);

@@ -840,22 +840,7 @@ mod tests {
         }
     }
 
-    /// Tiny xorshift PRNG, deterministic.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn mask(&mut self) -> [u8; 4] {
-            (self.next() as u32).to_ne_bytes()
-        }
-    }
+    use crate::testing::Rng;
 
     // ---- handshake ----
 

@@ -189,22 +189,15 @@ fn an_unopenable_access_log_stops_the_start() {
     let redis = Redis::start();
     let dir = TempDir::new("access");
     let path = dir.join("no-such-dir/a.log");
-    std::fs::write(
-        dir.join("c.json"),
-        format!(
+    let err = start_fails(
+        &dir,
+        &format!(
             r#"{{"redis_port":{},"http_host":"127.0.0.1","http_port":{},"access_log":{:?}}}"#,
             redis.port,
             free_port(),
             path.to_str().unwrap()
         ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_webdis-rs"))
-        .arg(dir.join("c.json"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(
         err.contains(&format!(
             "webdis-rs: cannot open the access_log {}: No such file or directory",

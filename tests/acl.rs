@@ -77,21 +77,14 @@ fn default_deny() {
 fn an_unreadable_rule_stops_the_start() {
     let redis = Redis::start();
     let dir = TempDir::new("acl");
-    std::fs::write(
-        dir.join("c.json"),
-        format!(
+    let err = start_fails(
+        &dir,
+        &format!(
             r#"{{"redis_port":{},"http_port":{},"acl":[{{"ip":"10.0.0.0/99","disabled":["*"]}}]}}"#,
             redis.port,
             free_port()
         ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_webdis-rs"))
-        .arg(dir.join("c.json"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(
         err.contains("ACL rule 1: '10.0.0.0/99': the prefix length must be 0 to 32"),
         "{err}"

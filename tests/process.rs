@@ -9,37 +9,22 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Runs the binary to completion in `dir`: (exit code, stdout, stderr).
-fn run(args: &[&str], dir: &TempDir) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_webdis-rs"))
-        .args(args)
-        .current_dir(&dir.path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run webdis-rs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn help_and_version() {
     let dir = TempDir::new("cli");
-    let (code, out, _) = run(&["--version"], &dir);
+    let (code, out, _) = run_webdis(&["--version"], &dir);
     assert_eq!(code, 0);
     assert_eq!(out, format!("webdis-rs {}\n", env!("CARGO_PKG_VERSION")));
-    let (code, out, _) = run(&["--help"], &dir);
+    let (code, out, _) = run_webdis(&["--help"], &dir);
     assert_eq!(code, 0);
     assert!(out.starts_with("Usage: webdis-rs [CONFIG]\n"), "{out}");
-    let (code, _, err) = run(&["--bogus"], &dir);
+    let (code, _, err) = run_webdis(&["--bogus"], &dir);
     assert_eq!(code, 1);
     assert!(
         err.starts_with("webdis-rs: unknown option --bogus"),
         "{err}"
     );
-    let (code, _, err) = run(&["a.json", "b.json"], &dir);
+    let (code, _, err) = run_webdis(&["a.json", "b.json"], &dir);
     assert_eq!(code, 1);
     assert!(err.starts_with("webdis-rs: too many arguments"), "{err}");
 }
@@ -47,14 +32,14 @@ fn help_and_version() {
 #[test]
 fn config_errors_exit_1() {
     let dir = TempDir::new("cfg");
-    let (code, _, err) = run(&["missing.json"], &dir);
+    let (code, _, err) = run_webdis(&["missing.json"], &dir);
     assert_eq!(code, 1);
     assert!(
         err.starts_with("webdis-rs: cannot read config file missing.json: "),
         "{err}"
     );
     std::fs::write(dir.join("bad.json"), "{\"http_port\": ").unwrap();
-    let (code, _, err) = run(&["bad.json"], &dir);
+    let (code, _, err) = run_webdis(&["bad.json"], &dir);
     assert_eq!(code, 1);
     assert!(
         err.starts_with("webdis-rs: invalid JSON in config file bad.json: "),
@@ -62,7 +47,7 @@ fn config_errors_exit_1() {
     );
     // An invalid ./webdis.json is an error too, not silently replaced by defaults.
     std::fs::write(dir.join("webdis.json"), "[1]").unwrap();
-    let (code, _, err) = run(&[], &dir);
+    let (code, _, err) = run_webdis(&[], &dir);
     assert_eq!(code, 1);
     assert_eq!(
         err,
@@ -83,7 +68,7 @@ fn port_in_use_exits_1_and_leaves_the_running_server_alone() {
         ),
     )
     .unwrap();
-    let (code, _, err) = run(&["c.json"], &dir);
+    let (code, _, err) = run_webdis(&["c.json"], &dir);
     assert_eq!(code, 1);
     assert!(
         err.contains(&format!("cannot listen on 127.0.0.1:{}: ", gw.port)),
@@ -230,7 +215,7 @@ fn daemonize_writes_and_removes_the_pidfile() {
     )
     .unwrap();
     // The command returns at once (its parent exits 0); the daemon goes on.
-    let (code, _, err) = run(&["c.json"], &dir);
+    let (code, _, err) = run_webdis(&["c.json"], &dir);
     assert_eq!(code, 0, "{err}");
     let deadline = Instant::now() + TIMEOUT;
     let pid: i32 = loop {
@@ -299,7 +284,7 @@ fn an_unknown_user_is_an_error() {
         ),
     )
     .unwrap();
-    let (code, _, err) = run(&["c.json"], &dir);
+    let (code, _, err) = run_webdis(&["c.json"], &dir);
     assert_eq!(code, 1);
     assert!(
         err.contains("cannot drop privileges: no such user: no-such-user-x"),

@@ -819,19 +819,12 @@ fn invalid_rules_stop_the_start_with_a_message_naming_the_rule() {
         (r#"[{"command": "PING"}]"#, "rule 1: 'match' is missing"),
     ];
     for (rules, msg) in cases {
-        std::fs::write(
-            dir.join("c.json"),
-            format!(r#"{{"http_port": {}, "rules": {rules}}}"#, free_port()),
-        )
-        .unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_webdis-rs"))
-            .arg("c.json")
-            .current_dir(&dir.path)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{rules}");
+        let err = start_fails(
+            &dir,
+            &format!(r#"{{"http_port": {}, "rules": {rules}}}"#, free_port()),
+        );
         assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
+            err,
             format!("webdis-rs: config file c.json: {msg}\n"),
             "{rules}"
         );

@@ -1371,3 +1371,29 @@ impl WsClient {
         }
     }
 }
+
+// ---- the binary, run to completion --------------------------------------------------
+
+/// Runs the binary to completion in `dir`: (exit code, stdout, stderr).
+pub fn run_webdis(args: &[&str], dir: &TempDir) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_webdis-rs"))
+        .args(args)
+        .current_dir(&dir.path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run webdis-rs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts the binary with `config` (written to `c.json` in `dir`), expects it to refuse
+/// to start (exit status 1), and returns what it wrote on stderr.
+pub fn start_fails(dir: &TempDir, config: &str) -> String {
+    std::fs::write(dir.join("c.json"), config).unwrap();
+    let (code, _, err) = run_webdis(&["c.json"], dir);
+    assert_eq!(code, 1, "{config}\nstderr: {err}");
+    err
+}
