@@ -1527,6 +1527,43 @@ fn the_acl_applies_to_every_command_on_a_socket() {
     );
 }
 
+#[test]
+fn key_patterns_apply_to_socket_commands() {
+    let (redis, gw) = ws_setup_with(
+        r#""acl_default":"deny",
+           "acl":[{"enabled":["PING"]},
+                  {"enabled":["GET","MGET","SET"],"keys":["public:*"]}]"#,
+    );
+    redis.cmd(&["SET", "public:a", "1"]);
+    redis.cmd(&["SET", "secret", "s"]);
+    let mut ws = WsClient::connect(gw.port, "/");
+    // The command table is read at start-up: a key command is denied until it is there.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        ws.send_text(r#"["GET","public:a"]"#);
+        let f = ws.read_frame();
+        if f.raw == json_frame(r#"{"GET":"1"}"#) {
+            break;
+        }
+        assert_eq!(f.raw, ws_error_json("Forbidden", 403));
+        assert!(
+            Instant::now() < deadline,
+            "the command table was never read"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let forbidden = ws_error_json("Forbidden", 403);
+    ws.send_text(r#"["GET","secret"]"#);
+    ws.expect(&forbidden);
+    ws.send_text(r#"["MGET","public:a","secret"]"#);
+    ws.expect(&forbidden);
+    ws.send_text(r#"["MGET","public:a","public:b"]"#);
+    ws.expect_text(r#"{"MGET":["1",null]}"#);
+    ws.send_text(r#"["SET","secret","x"]"#);
+    ws.expect(&forbidden);
+    assert_eq!(redis.cmd(&["GET", "secret"]), b"$1\r\ns\r\n");
+}
+
 // ---- Redis restarts -----------------------------------------------------------------
 
 #[test]
