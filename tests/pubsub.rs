@@ -521,3 +521,25 @@ fn head_of_a_subscription_is_the_stream_head_only() {
     let next = c.read_response();
     assert_bytes(&next, &ok_json(r#"{"PING":[true,"PONG"]}"#));
 }
+
+#[test]
+fn shard_channels() {
+    let (redis, gw) = setup_with(r#""threads":1"#);
+    let mut s = Stream::get(gw.port, "/SSUBSCRIBE/sh1");
+    s.expect("head", &stream_head("application/json"));
+    s.expect(
+        "confirmation",
+        &chunk("{\"SSUBSCRIBE\":[\"ssubscribe\",\"sh1\",1]}\n"),
+    );
+    redis.cmd(&["SPUBLISH", "sh1", "m"]);
+    s.expect(
+        "shard message",
+        &chunk("{\"SSUBSCRIBE\":[\"smessage\",\"sh1\",\"m\"]}\n"),
+    );
+    drop(s);
+    let deadline = Instant::now() + TIMEOUT;
+    while redis.cmd(&["PUBSUB", "SHARDNUMSUB", "sh1"]) != b"*2\r\n$3\r\nsh1\r\n:0\r\n" {
+        assert!(Instant::now() < deadline, "the shard channel is left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1564,6 +1564,57 @@ fn key_patterns_apply_to_socket_commands() {
     assert_eq!(redis.cmd(&["GET", "secret"]), b"$1\r\ns\r\n");
 }
 
+#[test]
+fn a_slow_websocket_subscriber_is_closed_without_hurting_others() {
+    let (redis, gw) = ws_setup_with(r#""threads":1,"pubsub_client_buffer":65536"#);
+    let mut slow = WsClient::connect(gw.port, "/");
+    let mut good = WsClient::connect(gw.port, "/");
+    for ws in [&mut slow, &mut good] {
+        ws.send_text(r#"["SUBSCRIBE","hose"]"#);
+        ws.expect_text(r#"{"SUBSCRIBE":["subscribe","hose",1]}"#);
+    }
+    // 25 MB in all: more than the kernel's socket buffers take for the slow one.
+    let payload = "y".repeat(64_000);
+    let want = json_frame(&format!(
+        r#"{{"SUBSCRIBE":["message","hose","{payload}"]}}"#
+    ));
+    // The good one reads in a thread; the slow one never reads.
+    let reader = std::thread::spawn(move || {
+        let ok = (0..400).all(|_| good.read_frame().raw == want);
+        (ok, good)
+    });
+    for _ in 0..400 {
+        redis.cmd(&["PUBLISH", "hose", &payload]);
+    }
+    let (ok, _good) = reader.join().unwrap();
+    assert!(ok, "the good subscriber got every message");
+    // The slow one: what the kernel buffered, then the end of the connection.
+    let mut total = 0;
+    let closed = loop {
+        match std::io::Read::read(&mut slow.client.stream, &mut [0u8; 65536]) {
+            Ok(0) => break true,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        closed,
+        "the slow subscriber is disconnected (read {total} bytes)"
+    );
+    assert!(total < 400 * 64_000, "it did not get everything");
+    let deadline = Instant::now() + TIMEOUT;
+    while !gw.log().contains("slow consumer") {
+        assert!(Instant::now() < deadline, "{}", gw.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        numsub(&redis, "hose"),
+        1,
+        "the good one is still subscribed"
+    );
+}
+
 // ---- Redis restarts -----------------------------------------------------------------
 
 #[test]
