@@ -543,3 +543,20 @@ fn shard_channels() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn one_client_has_at_most_ten_thousand_topics() {
+    let (_redis, gw) = setup_with(r#""threads":1"#);
+    let path: String = (0..10_001).map(|i| format!("/c{i}")).collect();
+    let resp = gw.get(&format!("/SUBSCRIBE{path}"));
+    assert_bytes(
+        &resp,
+        &expected(
+            "HTTP/1.1 400 Bad Request",
+            None,
+            Some("application/json"),
+            false,
+            br#"{"error":"Too many subscriptions for one client"}"#,
+        ),
+    );
+}

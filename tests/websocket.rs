@@ -1615,6 +1615,18 @@ fn a_slow_websocket_subscriber_is_closed_without_hurting_others() {
     );
 }
 
+#[test]
+fn one_socket_has_at_most_ten_thousand_topics() {
+    let (_redis, gw) = ws_setup();
+    let mut ws = WsClient::connect(gw.port, "/");
+    let mut cmd = vec!["SUBSCRIBE".to_string()];
+    cmd.extend((0..10_001).map(|i| format!("c{i}")));
+    ws.send_text(&serde_json::to_string(&cmd).unwrap());
+    ws.expect(&ws_error_json("Too many subscriptions for one client", 400));
+    ws.send_text(r#"["PING"]"#);
+    ws.expect_text(r#"{"PING":[true,"PONG"]}"#);
+}
+
 // ---- Redis restarts -----------------------------------------------------------------
 
 #[test]

@@ -15,6 +15,9 @@ use crate::response::{self, Status};
 use smallvec::SmallVec;
 use std::time::{Duration, Instant};
 
+/// Most topics one client may be subscribed to.
+pub(super) const MAX_TOPICS: usize = 10_000;
+
 /// A subscribe request, owned, ready to start.
 pub(super) struct SubRequest {
     pub kind: TopicKind,
@@ -88,6 +91,32 @@ impl Worker {
     /// Subscribes front `k` to the request's topics. `seq` is the request's slot (`None`
     /// when the answer is pushed like a message).
     pub(super) fn start_subscription(&mut self, k: usize, seq: Option<u64>, r: SubRequest) {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
+        let http = r.style.transport != Transport::Ws;
+        let had = busy.sub.as_ref().map_or(0, |s| s.topics.len());
+        if had + r.topics.len() > MAX_TOPICS {
+            // Memory per client is bounded: 400 (an error frame on a WebSocket).
+            if let Some(seq) = seq {
+                let date = &self.date;
+                let msg = b"Too many subscriptions for one client";
+                let last = busy.complete(seq, |out, meta| {
+                    let meta = Meta {
+                        keep_alive: meta.keep_alive && !http,
+                        ..meta.clone()
+                    };
+                    reply::error_with(out, &meta, Status::BadRequest, msg, date)
+                });
+                if last.is_some() && http {
+                    f.closing = Closing::AfterFlush;
+                }
+            }
+            return mark_front(f, k, &mut self.dirty_fronts);
+        }
         let back = self.subscriber_back();
         let Some(f) = self.fronts.get_mut(k) else {
             return;
@@ -96,7 +125,6 @@ impl Worker {
         let Some(busy) = f.busy.as_deref_mut() else {
             return;
         };
-        let http = r.style.transport != Transport::Ws;
         if back.is_none() && http && !r.style.sse {
             // Redis is down: say so now rather than hang (SSE and WebSocket clients wait
             // for the reconnect instead: a browser's EventSource gives up on an error).
