@@ -421,3 +421,14 @@ mod tests {
         assert_eq!(b.out.data, b"zero;one;two;");
     }
 }
+
+#[cfg(test)]
+mod sizes {
+    /// An idle keep-alive connection is only its `Front` (ARCHITECTURE.md); `Meta` is
+    /// copied per request.
+    #[test]
+    fn small_structs_stay_small() {
+        assert_eq!(std::mem::size_of::<super::Front>(), 72);
+        assert_eq!(std::mem::size_of::<super::Meta>(), 72);
+    }
+}
