@@ -168,11 +168,7 @@ fn unsolicited_reply_drops_the_connection() {
             assert_bytes(&r, &unavailable());
         }
     }
-    assert!(
-        gw.log().contains("a reply from Redis nobody waits for"),
-        "{}",
-        gw.log()
-    );
+    gw.wait_for_log("a reply from Redis nobody waits for");
 }
 
 #[test]

@@ -498,11 +498,7 @@ fn slow_consumer_is_disconnected_without_hurting_others() {
         "the slow consumer is disconnected (read {total} bytes)"
     );
     assert!(total < want_one.len() * 300, "it did not get everything");
-    let deadline = Instant::now() + TIMEOUT;
-    while !gw.log().contains("slow consumer") {
-        assert!(Instant::now() < deadline, "log: {}", gw.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gw.wait_for_log("slow consumer");
     // Still one subscription: the good reader is subscribed.
     assert_eq!(numsub(&redis, "firehose"), b"1");
 }

@@ -1603,11 +1603,7 @@ fn a_slow_websocket_subscriber_is_closed_without_hurting_others() {
         "the slow subscriber is disconnected (read {total} bytes)"
     );
     assert!(total < 400 * 64_000, "it did not get everything");
-    let deadline = Instant::now() + TIMEOUT;
-    while !gw.log().contains("slow consumer") {
-        assert!(Instant::now() < deadline, "{}", gw.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gw.wait_for_log("slow consumer");
     assert_eq!(
         numsub(&redis, "hose"),
         1,

@@ -482,6 +482,19 @@ impl Gateway {
         Client::connect(self.port)
     }
 
+    /// Waits (bounded) until the log contains `text`; panics with the log otherwise.
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `GET <path> HTTP/1.1` on a fresh connection.
     pub fn get(&self, path: &str) -> Response {
         self.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
