@@ -519,8 +519,13 @@ impl Worker {
     /// Turns one complete request into a command sent to Redis, or an immediate answer.
     fn dispatch(&mut self, k: usize, req: &Request) {
         let cfg = &self.shared.config;
-        if cfg.websockets && req.websocket.is_some() {
-            return self.upgrade(k, req);
+        if cfg.websockets {
+            if let (Some(h), Some(f)) = (req.websocket.as_deref(), self.fronts.get(k)) {
+                let buf = f.busy.as_ref().map_or(&[][..], |b| b.rbuf.bytes());
+                if crate::ws::wants_websocket(&buf[h.upgrade.clone()]) {
+                    return self.upgrade(k, req);
+                }
+            }
         }
         let Some(f) = self.fronts.get_mut(k) else {
             return;

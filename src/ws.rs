@@ -114,6 +114,12 @@ pub fn write_handshake(out: &mut Vec<u8>, accept: &[u8; 28]) {
     out.extend_from_slice(b"\r\n\r\n");
 }
 
+/// Whether an `Upgrade` header value asks for a WebSocket (other protocols, such as
+/// `h2c`, are not ours: the request is served as plain HTTP).
+pub fn wants_websocket(upgrade: &[u8]) -> bool {
+    has_token(upgrade, b"websocket")
+}
+
 /// Whether a comma-separated header value lists `token` (case-insensitive).
 fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
