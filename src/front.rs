@@ -52,6 +52,20 @@ pub struct Meta {
     pub access: u16,
 }
 
+impl Meta {
+    /// The command this reply answers: its name (the JSON key), its output format and
+    /// the reshaping its JSON or MessagePack gets.
+    pub fn set_command(&mut self, name: &[u8], output: Output) {
+        self.name.clear();
+        self.name.extend_from_slice(name);
+        self.output = output;
+        self.shape = match output {
+            Output::Json | Output::Msgpack => Shape::for_command(name),
+            Output::Raw | Output::Custom | Output::Xml => Shape::Plain,
+        };
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Extra {
     pub jsonp: Option<Vec<u8>>,

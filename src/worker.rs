@@ -22,7 +22,6 @@ use crate::http::{self, HttpError, Method, Request};
 use crate::log;
 use crate::log::Level;
 use crate::pubsub::Registry;
-use crate::render::Shape;
 use crate::reply;
 use crate::response::{DateCache, Status};
 use crate::rules::{self, Routed, Rules};
@@ -554,6 +553,7 @@ impl Worker {
             t => t,
         };
         log!(Level::Debug, "{}", String::from_utf8_lossy(target));
+        let query = Query::parse(target);
         // Rewrite rules come first; without rules this is one branch.
         let ruled = match (&cfg.rules, self.rule_scratch.as_mut()) {
             (Some(rules), Some(scratch)) => {
@@ -562,6 +562,7 @@ impl Worker {
                     req,
                     buf,
                     target,
+                    query: &query,
                     peer,
                     prefer,
                 };
@@ -578,7 +579,6 @@ impl Worker {
                 Dispatched::Now(Immediate::Crossdomain)
             }
             Method::Get | Method::Head | Method::Post | Method::Put => {
-                let query = Query::parse(target);
                 let path = match (target, &cfg.default_root) {
                     (b"/", Some(root)) => root.as_bytes(),
                     _ => target,
@@ -618,21 +618,21 @@ impl Worker {
                         Dispatched::Now(Immediate::Error(Status::Forbidden))
                     }
                     Ok(cmd) if cmd.route == Route::Subscribe && req.method == Method::Head => {
-                        fill_meta(&mut meta, &cmd, &query, None);
+                        fill_meta(&mut meta, cmd.name, cmd.format, &query, None, None);
                         let _ = subscribe::SubRequest::http(&cmd, &query, req, &mut meta);
                         // No body follows: the connection goes on as the request says.
                         meta.keep_alive = req.keep_alive;
                         Dispatched::Now(Immediate::StreamHead)
                     }
                     Ok(cmd) if cmd.route == Route::Subscribe => {
-                        fill_meta(&mut meta, &cmd, &query, None);
+                        fill_meta(&mut meta, cmd.name, cmd.format, &query, None, None);
                         Dispatched::Subscribe(Box::new(subscribe::SubRequest::http(
                             &cmd, &query, req, &mut meta,
                         )))
                     }
                     Ok(cmd) => {
                         let inm = req.if_none_match.clone().map(|r| &buf[r]);
-                        fill_meta(&mut meta, &cmd, &query, inm);
+                        fill_meta(&mut meta, cmd.name, cmd.format, &query, inm, None);
                         let waiter = Waiter::Front { key: k, gen, seq };
                         let db = cmd.db.filter(|&d| d != cfg.database);
                         match self
@@ -1325,26 +1325,25 @@ fn acl_allows_keys(
     allowed
 }
 
-/// Copies what rendering needs from the request into the slot's metadata.
+/// Copies what rendering needs from the request and its command (a URL's or a rewrite
+/// rule's) into the slot's metadata.
 fn fill_meta(
     meta: &mut Meta,
-    cmd: &command::Command<'_>,
+    name: &[u8],
+    format: command::Format,
     query: &Query<'_>,
     if_none_match: Option<&[u8]>,
+    statuses: Option<&Arc<rules::Statuses>>,
 ) {
-    meta.name.extend_from_slice(cmd.name);
-    meta.output = cmd.format.output;
-    meta.content_type = cmd.format.content_type;
-    meta.shape = match cmd.format.output {
-        Output::Json | Output::Msgpack => Shape::for_command(cmd.name),
-        Output::Raw | Output::Custom | Output::Xml => Shape::Plain,
-    };
-    let jsonp = query.jsonp.filter(|_| cmd.format.output == Output::Json);
+    meta.set_command(name, format.output);
+    meta.content_type = format.content_type;
+    let jsonp = query.jsonp.filter(|_| format.output == Output::Json);
     if jsonp.is_some()
         || query.content_type.is_some()
         || query.sep.is_some()
         || query.filename.is_some()
         || if_none_match.is_some()
+        || statuses.is_some()
     {
         meta.extra = Some(Box::new(Extra {
             jsonp: jsonp.map(<[u8]>::to_vec),
@@ -1352,7 +1351,7 @@ fn fill_meta(
             sep: query.sep.map(<[u8]>::to_vec),
             filename: query.filename.map(<[u8]>::to_vec),
             if_none_match: if_none_match.map(<[u8]>::to_vec),
-            statuses: None,
+            statuses: statuses.cloned(),
         }));
     }
 }
@@ -1363,6 +1362,7 @@ struct RuleAt<'a> {
     /// The front's read buffer, which `req`'s ranges index.
     buf: &'a [u8],
     target: &'a [u8],
+    query: &'a Query<'a>,
     peer: std::net::IpAddr,
     prefer: usize,
 }
@@ -1380,13 +1380,12 @@ fn dispatch_rule(
     waiter: Waiter,
 ) -> Option<Dispatched> {
     let (req, buf) = (at.req, at.buf);
-    let query = Query::parse(at.target);
     let rule_req = rules::Request {
         method: req.method,
         target: at.target,
         head: &buf[..req.body.start],
         body: &buf[req.body.clone()],
-        custom_type: query.content_type.is_some(),
+        custom_type: at.query.content_type.is_some(),
     };
     let cmd = match rules.route(scratch, &rule_req) {
         Routed::Pass => return None,
@@ -1414,32 +1413,8 @@ fn dispatch_rule(
             return now(Status::Forbidden);
         }
     }
-    let output = cmd.format.output;
-    meta.name.extend_from_slice(cmd.name());
-    meta.output = output;
-    meta.content_type = cmd.format.content_type;
-    meta.shape = match output {
-        Output::Json | Output::Msgpack => Shape::for_command(cmd.name()),
-        Output::Raw | Output::Custom | Output::Xml => Shape::Plain,
-    };
-    let jsonp = query.jsonp.filter(|_| output == Output::Json);
     let inm = req.if_none_match.clone().map(|r| &buf[r]);
-    if jsonp.is_some()
-        || query.content_type.is_some()
-        || query.sep.is_some()
-        || query.filename.is_some()
-        || inm.is_some()
-        || cmd.statuses.is_some()
-    {
-        meta.extra = Some(Box::new(Extra {
-            jsonp: jsonp.map(<[u8]>::to_vec),
-            content_type: query.content_type.map(<[u8]>::to_vec),
-            sep: query.sep.map(<[u8]>::to_vec),
-            filename: query.filename.map(<[u8]>::to_vec),
-            if_none_match: inm.map(<[u8]>::to_vec),
-            statuses: cmd.statuses.cloned(),
-        }));
-    }
+    fill_meta(meta, cmd.name(), cmd.format, at.query, inm, cmd.statuses);
     Some(
         match backs.send(route, None, at.prefer, waiter, |w| cmd.write_resp(w)) {
             Ok(b) => Dispatched::Sent((route == Route::Blocking).then_some(b)),

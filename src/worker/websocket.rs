@@ -11,7 +11,6 @@ use crate::http::{Method, Request};
 use crate::log;
 use crate::log::Level;
 use crate::pubsub::{self, Style, TopicKind, Transport};
-use crate::render::Shape;
 use crate::reply;
 use crate::response::Status;
 use crate::ws::{self, Decoder, Event, Limits};
@@ -274,13 +273,7 @@ impl Worker {
         };
         let name: &[u8] = &argv[0];
         let output = conn.style.output;
-        let meta = Meta {
-            name: name.into(),
-            output,
-            shape: match output {
-                Output::Json | Output::Msgpack => Shape::for_command(name),
-                _ => Shape::Plain,
-            },
+        let mut meta = Meta {
             minor: 1,
             keep_alive: true,
             ws: true,
@@ -292,6 +285,7 @@ impl Worker {
             }),
             ..Meta::default()
         };
+        meta.set_command(name, output);
         log!(Level::Debug, "WS: {}", String::from_utf8_lossy(name));
         if cfg.acl.as_ref().is_some_and(|acl| {
             let auth = conn.authorization.as_deref();
