@@ -433,7 +433,8 @@ impl Worker {
         self.settle(k);
     }
 
-    /// Parses and dispatches every complete request in the read buffer.
+    /// Parses and dispatches every complete request (or WebSocket message) in the read
+    /// buffer.
     fn parse_requests(&mut self, k: usize) {
         let max = self.shared.config.http_max_request_size;
         loop {
@@ -447,7 +448,10 @@ impl Worker {
                 return;
             }
             if busy.ws.is_some() {
-                return self.parse_frames(k);
+                if self.parse_frame(k) {
+                    continue;
+                }
+                return;
             }
             match http::parse(busy.rbuf.bytes_mut(), max) {
                 Ok(http::Status::Complete(req)) => {

@@ -3,7 +3,7 @@
 //! slot, so replies keep the order of the commands). Subscriptions use the worker's
 //! multiplexed subscriber connection.
 
-use super::{deliver, mark_front, paused, subscribe::SubRequest, Answer, Immediate, Worker};
+use super::{deliver, mark_front, subscribe::SubRequest, Answer, Immediate, Worker};
 use crate::back::Waiter;
 use crate::command::{self, CommandError, Output, Query, Route};
 use crate::front::{Closing, Extra, Front, Meta, WsConn};
@@ -129,73 +129,68 @@ impl Worker {
         mark_front(f, k, &mut self.dirty_fronts);
     }
 
-    /// Decodes and runs every complete message in a WebSocket's read buffer.
-    pub(super) fn parse_frames(&mut self, k: usize) {
-        loop {
-            let Some(f) = self.fronts.get_mut(k) else {
-                return;
-            };
-            let Some(busy) = f.busy.as_deref_mut() else {
-                return;
-            };
-            if f.stop_parsing || busy.rbuf.is_empty() || paused(busy) {
-                return;
-            }
-            let Some(conn) = busy.ws.as_deref_mut() else {
-                return;
-            };
-            let (action, used) = match conn.decoder.decode(busy.rbuf.bytes_mut()) {
-                Ok(None) => return,
-                Ok(Some((event, used))) => {
-                    let action = match event {
-                        Event::Text(m) | Event::Binary(m) => {
-                            Action::Command(match conn.style.output {
-                                Output::Json => ws::parse_json_command(m),
-                                _ => ws::parse_raw_command(m),
-                            })
-                        }
-                        Event::Ping(payload) => {
-                            // A control frame may go out between data frames.
-                            ws::write_frame(&mut busy.out.data, ws::Opcode::Pong, payload);
-                            Action::Pong
-                        }
-                        Event::Pong | Event::Fragment => Action::Nothing,
-                        Event::Close(code, _) => Action::Close(code),
-                    };
-                    (action, used)
-                }
-                Err(fail) => (Action::Fail(fail), 0),
-            };
-            busy.rbuf.consume(used);
-            match action {
-                Action::Nothing => {}
-                Action::Pong => mark_front(f, k, &mut self.dirty_fronts),
-                Action::Command(Ok(argv)) => self.ws_command(k, argv),
-                Action::Command(Err(msg)) => {
-                    self.ws_now(k, Meta::default(), Status::BadRequest, msg.as_bytes())
-                }
-                Action::Close(code) => {
-                    let mut close = Vec::new();
-                    match code {
-                        Some(c) => ws::write_close(&mut close, c, ""),
-                        None => ws::write_frame(&mut close, ws::Opcode::Close, b""),
+    /// Decodes and runs the next message in a WebSocket's read buffer; `false` when there
+    /// is no complete one.
+    pub(super) fn parse_frame(&mut self, k: usize) -> bool {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return false;
+        };
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return false;
+        };
+        let Some(conn) = busy.ws.as_deref_mut() else {
+            return false;
+        };
+        let (action, used) = match conn.decoder.decode(busy.rbuf.bytes_mut()) {
+            Ok(None) => return false,
+            Ok(Some((event, used))) => {
+                let action = match event {
+                    Event::Text(m) | Event::Binary(m) => Action::Command(match conn.style.output {
+                        Output::Json => ws::parse_json_command(m),
+                        _ => ws::parse_raw_command(m),
+                    }),
+                    Event::Ping(payload) => {
+                        // A control frame may go out between data frames.
+                        ws::write_frame(&mut busy.out.data, ws::Opcode::Pong, payload);
+                        Action::Pong
                     }
-                    self.ws_finish(k, &close, false);
+                    Event::Pong | Event::Fragment => Action::Nothing,
+                    Event::Close(code, _) => Action::Close(code),
+                };
+                (action, used)
+            }
+            Err(fail) => (Action::Fail(fail), 0),
+        };
+        busy.rbuf.consume(used);
+        match action {
+            Action::Nothing => {}
+            Action::Pong => mark_front(f, k, &mut self.dirty_fronts),
+            Action::Command(Ok(argv)) => self.ws_command(k, argv),
+            Action::Command(Err(msg)) => {
+                self.ws_now(k, Meta::default(), Status::BadRequest, msg.as_bytes())
+            }
+            Action::Close(code) => {
+                let mut close = Vec::new();
+                match code {
+                    Some(c) => ws::write_close(&mut close, c, ""),
+                    None => ws::write_frame(&mut close, ws::Opcode::Close, b""),
                 }
-                Action::Fail(fail) => {
-                    log!(
-                        Level::Info,
-                        "WS: closing {} with {}: {}",
-                        f_peer(&self.fronts, k),
-                        fail.code,
-                        fail.reason
-                    );
-                    let mut close = Vec::new();
-                    ws::write_close(&mut close, fail.code, fail.reason);
-                    self.ws_finish(k, &close, true);
-                }
+                self.ws_finish(k, &close, false);
+            }
+            Action::Fail(fail) => {
+                log!(
+                    Level::Info,
+                    "WS: closing {} with {}: {}",
+                    f.peer,
+                    fail.code,
+                    fail.reason
+                );
+                let mut close = Vec::new();
+                ws::write_close(&mut close, fail.code, fail.reason);
+                self.ws_finish(k, &close, true);
             }
         }
+        true
     }
 
     /// Ends a WebSocket: `close` (the echo of the client's close frame, or a close with
@@ -419,12 +414,6 @@ impl Worker {
             self.connect_pending_backs();
         }
     }
-}
-
-fn f_peer(fronts: &slab::Slab<Front>, k: usize) -> String {
-    fronts
-        .get(k)
-        .map_or_else(String::new, |f| f.peer.to_string())
 }
 
 /// Best effort before a forced close: a close frame written straight to the socket
