@@ -323,6 +323,15 @@ impl Busy {
         Some(last)
     }
 
+    /// The connection closes after the response of request `seq`, whatever the request
+    /// asked (an HTTP stream that ends before it started).
+    pub fn close_after(&mut self, seq: u64) {
+        let idx = seq.checked_sub(self.base_seq).map(|i| i as usize);
+        if let Some(slot) = idx.and_then(|i| self.slots.get_mut(i)) {
+            slot.meta.keep_alive = false;
+        }
+    }
+
     /// Gives up the requests running on back connections of their own (blocking
     /// commands that may never end): they are answered with nothing, so what follows
     /// them may go out. Returns those connections, to be closed.

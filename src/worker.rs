@@ -91,6 +91,25 @@ enum Immediate {
     Rule(rules::Answer),
 }
 
+impl Immediate {
+    fn write(&self, out: &mut Vec<u8>, meta: &Meta, date: &DateCache) {
+        match self {
+            Immediate::Options => reply::options(out, meta, date),
+            Immediate::Crossdomain => reply::crossdomain(out, meta, date),
+            Immediate::StreamHead => {
+                let sse = meta.content_type == command::SSE;
+                let ct = meta.content_type.as_bytes();
+                crate::response::stream_head(out, meta.minor, ct, sse, date)
+            }
+            Immediate::Error(status) => reply::error(out, meta, *status, date),
+            Immediate::AuthFailed => {
+                reply::error_with(out, meta, Status::Unavailable, AUTH_FAILED, date)
+            }
+            Immediate::Rule(answer) => reply::rule_answer(out, meta, answer, date),
+        }
+    }
+}
+
 /// What became of a request at dispatch.
 enum Dispatched {
     /// Sent to Redis; `Some(back)` when on a connection of its own.
@@ -664,24 +683,9 @@ impl Worker {
             }
             Dispatched::Now(imm) => {
                 let date = &self.date;
-                let last = busy.complete(seq, |out, meta| match imm {
-                    Immediate::Options => reply::options(out, meta, date),
-                    Immediate::Crossdomain => reply::crossdomain(out, meta, date),
-                    Immediate::StreamHead => {
-                        let sse = meta.content_type == command::SSE;
-                        let ct = meta.content_type.as_bytes();
-                        crate::response::stream_head(out, meta.minor, ct, sse, date)
-                    }
-                    Immediate::Error(status) => reply::error(out, meta, status, date),
-                    Immediate::AuthFailed => {
-                        reply::error_with(out, meta, Status::Unavailable, AUTH_FAILED, date)
-                    }
-                    Immediate::Rule(answer) => reply::rule_answer(out, meta, &answer, date),
+                respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
+                    imm.write(out, meta, date)
                 });
-                if last == Some(true) {
-                    f.closing = Closing::AfterFlush;
-                }
-                mark_front(f, k, &mut self.dirty_fronts);
             }
             Dispatched::Subscribe(r) => {
                 // The connection now belongs to the stream.
@@ -690,7 +694,7 @@ impl Worker {
             }
         }
         if let Some(r) = subscription {
-            self.start_subscription(k, Some(seq), *r);
+            self.start_subscription(k, seq, *r);
         }
         // New DB and blocking connections are opened on first use.
         if !self.backs.to_connect.is_empty() {
@@ -1287,14 +1291,26 @@ fn deliver(
     date: &DateCache,
     dirty: &mut Vec<usize>,
 ) {
-    let Some(busy) = f.busy.as_deref_mut() else {
-        return;
-    };
-    let last = busy.complete(seq, |out, meta| match answer {
+    respond(f, k, seq, dirty, |out, meta| match answer {
         Answer::Frame(frame) => reply::write(out, meta, frame, date),
         Answer::Error(status) => reply::error(out, meta, status, date),
         Answer::ErrorMsg(status, msg) => reply::error_with(out, meta, status, msg, date),
     });
+}
+
+/// Writes the response to request `seq` of front `f` with `write`, in request order, and
+/// lists the front for writing; the connection closes after its last response.
+fn respond(
+    f: &mut Front,
+    k: usize,
+    seq: u64,
+    dirty: &mut Vec<usize>,
+    write: impl FnOnce(&mut Vec<u8>, &Meta),
+) {
+    let Some(busy) = f.busy.as_deref_mut() else {
+        return;
+    };
+    let last = busy.complete(seq, write);
     if last == Some(true) {
         f.closing = Closing::AfterFlush;
     }

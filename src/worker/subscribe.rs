@@ -2,7 +2,7 @@
 //! subscriber connection's pushes fanned out to fronts, slow consumers, SSE pings, and
 //! what clients are told when the subscriber connection is lost.
 
-use super::{mark_front, Worker};
+use super::{mark_front, respond, Worker};
 use crate::back::{Back, Kind};
 use crate::command::{self, Command, Output, Query};
 use crate::front::{Closing, Meta, PendingSub, Subscriber};
@@ -88,9 +88,8 @@ impl Worker {
         }
     }
 
-    /// Subscribes front `k` to the request's topics. `seq` is the request's slot (`None`
-    /// when the answer is pushed like a message).
-    pub(super) fn start_subscription(&mut self, k: usize, seq: Option<u64>, r: SubRequest) {
+    /// Subscribes front `k` to the request's topics; `seq` is the request's slot.
+    pub(super) fn start_subscription(&mut self, k: usize, seq: u64, r: SubRequest) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -100,22 +99,16 @@ impl Worker {
         let http = r.style.transport != Transport::Ws;
         let had = busy.sub.as_ref().map_or(0, |s| s.topics.len());
         if had + r.topics.len() > MAX_TOPICS {
-            // Memory per client is bounded: 400 (an error frame on a WebSocket).
-            if let Some(seq) = seq {
-                let date = &self.date;
-                let msg = b"Too many subscriptions for one client";
-                let last = busy.complete(seq, |out, meta| {
-                    let meta = Meta {
-                        keep_alive: meta.keep_alive && !http,
-                        ..meta.clone()
-                    };
-                    reply::error_with(out, &meta, Status::BadRequest, msg, date)
-                });
-                if last.is_some() && http {
-                    f.closing = Closing::AfterFlush;
-                }
+            // Memory per client is bounded: 400 (an error frame on a WebSocket), and an
+            // HTTP stream's connection closes.
+            if http {
+                busy.close_after(seq);
             }
-            return mark_front(f, k, &mut self.dirty_fronts);
+            let msg = b"Too many subscriptions for one client";
+            let date = &self.date;
+            return respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
+                reply::error_with(out, meta, Status::BadRequest, msg, date)
+            });
         }
         let back = self.subscriber_back();
         let Some(f) = self.fronts.get_mut(k) else {
@@ -128,21 +121,11 @@ impl Worker {
         if back.is_none() && http && !r.style.sse {
             // Redis is down: say so now rather than hang (SSE and WebSocket clients wait
             // for the reconnect instead: a browser's EventSource gives up on an error).
-            if let Some(seq) = seq {
-                let date = &self.date;
-                let last = busy.complete(seq, |out, meta| {
-                    let meta = Meta {
-                        keep_alive: false,
-                        ..meta.clone()
-                    };
-                    reply::error(out, &meta, Status::Unavailable, date)
-                });
-                if last.is_some() {
-                    f.closing = Closing::AfterFlush;
-                }
-            }
-            mark_front(f, k, &mut self.dirty_fronts);
-            return;
+            busy.close_after(seq);
+            let date = &self.date;
+            return respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
+                reply::error(out, meta, Status::Unavailable, date)
+            });
         }
         let sse = r.style.sse;
         // Out of `busy` while `busy` answers slots; put back below.
@@ -166,31 +149,32 @@ impl Worker {
             }
             topics.push((t.into_boxed_slice(), count));
         }
-        let mut seq = seq;
-        if sse && http {
-            // The head and the retry hint go out now: the browser sees the stream open.
-            if let Some(s) = seq.take() {
-                let mut retry = Vec::new();
-                retry.extend_from_slice(b"retry: ");
-                retry.extend_from_slice(
-                    itoa::Buffer::new()
-                        .format(self.shared.config.sse_retry_ms)
-                        .as_bytes(),
-                );
-                retry.extend_from_slice(b"\n\n");
-                let style = &sub.style;
-                let date = &self.date;
-                busy.complete(s, |out, meta| {
-                    response::stream_head(out, meta.minor, b"text/event-stream", true, date);
-                    pubsub::frame_payload(out, style, &retry);
-                });
-                sub.live = true;
-                if self.next_ping.is_none() && self.shared.config.sse_ping_sec > 0 {
-                    self.next_ping =
-                        Some(Instant::now() + Duration::from_secs(self.shared.config.sse_ping_sec));
-                }
+        let seq = if sse && http {
+            // The head and the retry hint go out now: the browser sees the stream open;
+            // the confirmations follow like messages.
+            let mut retry = Vec::new();
+            retry.extend_from_slice(b"retry: ");
+            retry.extend_from_slice(
+                itoa::Buffer::new()
+                    .format(self.shared.config.sse_retry_ms)
+                    .as_bytes(),
+            );
+            retry.extend_from_slice(b"\n\n");
+            let style = &sub.style;
+            let date = &self.date;
+            busy.complete(seq, |out, meta| {
+                response::stream_head(out, meta.minor, b"text/event-stream", true, date);
+                pubsub::frame_payload(out, style, &retry);
+            });
+            sub.live = true;
+            if self.next_ping.is_none() && self.shared.config.sse_ping_sec > 0 {
+                self.next_ping =
+                    Some(Instant::now() + Duration::from_secs(self.shared.config.sse_ping_sec));
             }
-        }
+            None
+        } else {
+            Some(seq)
+        };
         sub.pending.push_back(PendingSub {
             seq,
             kind: r.kind,
@@ -439,9 +423,32 @@ impl Worker {
         out
     }
 
-    /// Ends an HTTP stream (terminating chunk, then close) or closes a WebSocket with
-    /// 1001: the server is going away.
+    /// At shutdown: ends an HTTP stream, or closes a WebSocket with 1001 (after the
+    /// replies still due).
     pub(super) fn end_stream(&mut self, k: usize) {
+        let Some(busy) = self.fronts.get(k).and_then(|f| f.busy.as_deref()) else {
+            return;
+        };
+        match busy.ws.as_deref() {
+            // Its close frame is already queued.
+            Some(conn) if conn.closing => {}
+            Some(_) => {
+                let mut close = Vec::new();
+                crate::ws::write_close(
+                    &mut close,
+                    crate::ws::close::GOING_AWAY,
+                    "Server shutting down",
+                );
+                self.ws_finish(k, &close, false);
+            }
+            None => self.end_http_stream(k),
+        }
+    }
+
+    /// Ends front `k`'s HTTP stream: a subscribe request still waiting for Redis gets
+    /// 503, a live chunked stream its terminating chunk; the connection closes once they
+    /// are written, and its topics are left.
+    fn end_http_stream(&mut self, k: usize) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -450,19 +457,17 @@ impl Worker {
             return;
         };
         let sub = busy.sub.take();
-        if busy.ws.take().is_some() {
-            let mut close = Vec::new();
-            crate::ws::write_close(
-                &mut close,
-                crate::ws::close::GOING_AWAY,
-                "Server shutting down",
-            );
-            busy.push(&close);
-        } else if sub
-            .as_ref()
-            .is_some_and(|s| s.live && s.style.transport == Transport::Chunked)
-        {
-            busy.push(pubsub::LAST_CHUNK);
+        if let Some(sub) = &sub {
+            let date = &self.date;
+            for seq in sub.pending.iter().filter_map(|p| p.seq) {
+                busy.close_after(seq);
+                busy.complete(seq, |out, meta| {
+                    reply::error(out, meta, Status::Unavailable, date)
+                });
+            }
+            if sub.live && sub.style.transport == Transport::Chunked {
+                busy.push(pubsub::LAST_CHUNK);
+            }
         }
         f.closing = Closing::AfterFlush;
         mark_front(f, k, &mut self.dirty_fronts);
@@ -490,57 +495,36 @@ impl Worker {
             let Some(busy) = f.busy.as_deref_mut() else {
                 continue;
             };
-            let Some(mut sub) = busy.sub.take() else {
+            let Some(sub) = busy.sub.as_deref_mut() else {
                 continue;
             };
-            if sub.style.sse && !sub.pending.is_empty() {
-                // Still waiting for its first confirmation (it arrived while Redis was
-                // away): it keeps waiting for the reconnect.
-                busy.sub = Some(sub);
+            if sub.style.transport != Transport::Ws {
+                // An SSE stream still waiting for its first confirmation (it arrived
+                // while Redis was away) keeps waiting for the reconnect.
+                let waits = sub.style.sse && !sub.pending.is_empty();
+                if !waits {
+                    // The connection is down: its topics are left without UNSUBSCRIBE.
+                    self.end_http_stream(k);
+                }
                 continue;
             }
-            if sub.style.transport == Transport::Ws {
-                // Told once per outage, however many reconnect attempts fail, and only
-                // about subscriptions it was told of (requests still waiting for their
-                // confirmation just go on waiting).
-                let again = sub.reconfirmations();
-                if !sub.lost && !again.is_empty() {
-                    sub.lost = true;
-                    let mut bytes = Vec::new();
-                    reply::ws_error_frame(
-                        &mut bytes,
-                        sub.style.output,
-                        Status::Unavailable,
-                        b"Redis connection lost; resubscribing",
-                    );
-                    busy.push(&bytes);
-                    sub.pending.extend(again);
-                }
-                busy.sub = Some(sub);
-                mark_front(f, k, &mut self.dirty_fronts);
-                continue;
+            // Told once per outage, however many reconnect attempts fail, and only
+            // about subscriptions it was told of (requests still waiting for their
+            // confirmation just go on waiting).
+            let again = sub.reconfirmations();
+            if !sub.lost && !again.is_empty() {
+                sub.lost = true;
+                sub.pending.extend(again);
+                let mut bytes = Vec::new();
+                reply::ws_error_frame(
+                    &mut bytes,
+                    sub.style.output,
+                    Status::Unavailable,
+                    b"Redis connection lost; resubscribing",
+                );
+                busy.push(&bytes);
             }
-            for p in &sub.pending {
-                if let Some(seq) = p.seq {
-                    let date = &self.date;
-                    busy.complete(seq, |out, meta| {
-                        let meta = Meta {
-                            keep_alive: false,
-                            ..meta.clone()
-                        };
-                        reply::error(out, &meta, Status::Unavailable, date)
-                    });
-                }
-            }
-            if sub.live && sub.style.transport == Transport::Chunked {
-                busy.push(pubsub::LAST_CHUNK);
-            }
-            f.closing = Closing::AfterFlush;
             mark_front(f, k, &mut self.dirty_fronts);
-            let gen = f.gen;
-            for (kind, t) in &sub.topics {
-                self.pubsub.leave(*kind, t, (k, gen));
-            }
         }
         self.pubsub.reset();
     }

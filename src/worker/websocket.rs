@@ -3,7 +3,7 @@
 //! slot, so replies keep the order of the commands). Subscriptions use the worker's
 //! multiplexed subscriber connection.
 
-use super::{deliver, mark_front, subscribe::SubRequest, Answer, Immediate, Worker};
+use super::{mark_front, respond, subscribe::SubRequest, Worker};
 use crate::back::Waiter;
 use crate::command::{self, CommandError, Output, Query, Route};
 use crate::front::{Closing, Extra, Front, Meta, WsConn};
@@ -199,7 +199,7 @@ impl Worker {
     /// (or when the client goes away first). A protocol error also gives up blocking
     /// commands in flight, which might never end, and closes their connections, so they
     /// cannot take data nobody will receive.
-    fn ws_finish(&mut self, k: usize, close: &[u8], failed: bool) {
+    pub(super) fn ws_finish(&mut self, k: usize, close: &[u8], failed: bool) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -311,7 +311,7 @@ impl Worker {
                 let name = argv.remove(0);
                 self.start_subscription(
                     k,
-                    Some(seq),
+                    seq,
                     SubRequest {
                         kind,
                         name: name.as_slice().into(),
@@ -398,13 +398,10 @@ impl Worker {
                         }
                         Ok(_) => {}
                         Err(imm) => {
-                            let answer = match imm {
-                                Immediate::AuthFailed => {
-                                    Answer::ErrorMsg(Status::Unavailable, super::AUTH_FAILED)
-                                }
-                                _ => Answer::Error(Status::Unavailable),
-                            };
-                            deliver(f, k, seq, answer, &self.date, &mut self.dirty_fronts);
+                            let date = &self.date;
+                            respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
+                                imm.write(out, meta, date)
+                            });
                         }
                     }
                 }
