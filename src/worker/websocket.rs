@@ -6,7 +6,7 @@
 use super::{mark_front, respond, subscribe::SubRequest, Worker};
 use crate::back::Waiter;
 use crate::command::{self, CommandError, Output, Query, Route};
-use crate::front::{Closing, Extra, Front, Meta, WsConn};
+use crate::front::{Extra, Front, Meta, WsConn};
 use crate::http::{Method, Request};
 use crate::log;
 use crate::log::Level;
@@ -78,9 +78,12 @@ impl Worker {
             }
             None => 0,
         };
+        // Kept alive as a WebSocket, or closed after the refusal: once answered, even
+        // when requests ahead of it are still in flight.
+        let upgraded = checked.is_ok() && output.is_some();
         let meta = Meta {
             minor: req.minor,
-            keep_alive: false,
+            keep_alive: upgraded,
             access,
             ..Meta::default()
         };
@@ -103,8 +106,10 @@ impl Worker {
                     authorization,
                     closing: false,
                 }));
-                busy.complete(seq, |out, _| ws::write_handshake(out, &accept));
                 log!(Level::Debug, "WS: {} upgraded", f.peer);
+                respond(f, k, seq, &mut self.dirty_fronts, |out, _| {
+                    ws::write_handshake(out, &accept)
+                });
             }
             (checked, _) => {
                 let (status, msg) = match checked {
@@ -120,13 +125,11 @@ impl Worker {
                 };
                 log!(Level::Info, "WS: handshake from {} refused: {msg}", f.peer);
                 f.stop_parsing = true;
-                busy.complete(seq, |out, meta| {
+                respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
                     reply::error_with(out, meta, status, msg.as_bytes(), date)
                 });
-                f.closing = Closing::AfterFlush;
             }
         }
-        mark_front(f, k, &mut self.dirty_fronts);
     }
 
     /// Decodes and runs the next message in a WebSocket's read buffer; `false` when there
@@ -166,9 +169,7 @@ impl Worker {
             Action::Nothing => {}
             Action::Pong => mark_front(f, k, &mut self.dirty_fronts),
             Action::Command(Ok(argv)) => self.ws_command(k, argv),
-            Action::Command(Err(msg)) => {
-                self.ws_now(k, Meta::default(), Status::BadRequest, msg.as_bytes())
-            }
+            Action::Command(Err(msg)) => self.ws_now(k, Status::BadRequest, msg.as_bytes()),
             Action::Close(code) => {
                 let mut close = Vec::new();
                 match code {
@@ -235,22 +236,21 @@ impl Worker {
         }
     }
 
-    /// Answers a WebSocket command at once with an error frame, in order.
-    fn ws_now(&mut self, k: usize, meta: Meta, status: Status, msg: &[u8]) {
+    /// Answers a WebSocket message at once with an error frame, in order.
+    fn ws_now(&mut self, k: usize, status: Status, msg: &[u8]) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
         let Some(busy) = f.busy.as_deref_mut() else {
             return;
         };
-        let Some(output) = busy.ws.as_ref().map(|c| c.style.output) else {
+        let Some(conn) = busy.ws.as_deref() else {
             return;
         };
-        let seq = busy.push_slot(meta);
-        busy.complete(seq, |out, _| {
-            reply::ws_error_frame(out, output, status, msg)
+        let seq = busy.push_slot(ws_meta(conn));
+        respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
+            reply::ws_error_frame(out, meta.output, status, msg)
         });
-        mark_front(f, k, &mut self.dirty_fronts);
     }
 
     /// Runs one command received over a WebSocket.
@@ -268,19 +268,14 @@ impl Worker {
         };
         let name: &[u8] = &argv[0];
         let output = conn.style.output;
-        let mut meta = Meta {
-            minor: 1,
-            keep_alive: true,
-            ws: true,
-            extra: conn.style.jsonp.as_ref().map(|cb| {
-                Box::new(Extra {
-                    jsonp: Some(cb.to_vec()),
-                    ..Extra::default()
-                })
-            }),
-            ..Meta::default()
-        };
+        let mut meta = ws_meta(conn);
         meta.set_command(name, output);
+        meta.extra = conn.style.jsonp.as_ref().map(|cb| {
+            Box::new(Extra {
+                jsonp: Some(cb.to_vec()),
+                ..Extra::default()
+            })
+        });
         log!(Level::Debug, "WS: {}", String::from_utf8_lossy(name));
         if cfg.acl.as_ref().is_some_and(|acl| {
             let auth = conn.authorization.as_deref();
@@ -297,7 +292,7 @@ impl Worker {
                 peer,
                 String::from_utf8_lossy(name)
             );
-            return self.ws_now(k, meta, Status::Forbidden, b"Forbidden");
+            return self.ws_now(k, Status::Forbidden, b"Forbidden");
         }
         let subscribed = busy
             .sub
@@ -364,14 +359,13 @@ impl Worker {
             }
             _ if subscribed => self.ws_now(
                 k,
-                meta,
                 Status::BadRequest,
                 b"Command not allowed after subscribe",
             ),
             _ => match command::route_of_argv(&argv) {
                 Err(CommandError::Empty | CommandError::Refused | CommandError::BadDatabase) => {
                     log!(Level::Info, "WS: 403 {}", String::from_utf8_lossy(name));
-                    self.ws_now(k, meta, Status::Forbidden, b"Forbidden")
+                    self.ws_now(k, Status::Forbidden, b"Forbidden")
                 }
                 // A subscribe command without a topic: Redis's own error.
                 Ok(route) => {
@@ -410,6 +404,18 @@ impl Worker {
         if !self.backs.to_connect.is_empty() {
             self.connect_pending_backs();
         }
+    }
+}
+
+/// The slot of a WebSocket message: its reply is one frame in the connection's format,
+/// and the connection stays open after it.
+fn ws_meta(conn: &WsConn) -> Meta {
+    Meta {
+        output: conn.style.output,
+        minor: 1,
+        keep_alive: true,
+        ws: true,
+        ..Meta::default()
     }
 }
 
