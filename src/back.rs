@@ -128,8 +128,8 @@ impl Stream {
 pub enum Kind {
     /// One of the worker's `pool_size` shared connections, on the default database.
     Shared,
-    /// The worker's shared connection for a DB prefix.
-    Db(u32),
+    /// The worker's shared connection for a DB prefix (its `db`).
+    Db,
     /// A connection of its own for one blocking command at a time.
     Blocking,
     /// The worker's pub/sub connection: every topic its fronts subscribe to. Always

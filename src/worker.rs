@@ -1075,7 +1075,7 @@ impl Worker {
                 self.ticking = true;
                 self.subscriber_lost();
             }
-            Kind::Db(_) | Kind::Blocking => self.drop_back(b),
+            Kind::Db | Kind::Blocking => self.drop_back(b),
         }
     }
 
@@ -1088,9 +1088,9 @@ impl Worker {
             let _ = self.poll.registry().deregister(s);
         }
         match back.kind {
-            Kind::Db(db) => {
-                if self.backs.dbs.get(&db) == Some(&b) {
-                    self.backs.dbs.remove(&db);
+            Kind::Db => {
+                if self.backs.dbs.get(&back.db) == Some(&b) {
+                    self.backs.dbs.remove(&back.db);
                 }
             }
             Kind::Blocking => {
@@ -1220,7 +1220,7 @@ impl Backs {
             if let Some(&b) = self.dbs.get(&db) {
                 return Some(b);
             }
-            let b = self.slab.insert(Back::new(Kind::Db(db), db));
+            let b = self.slab.insert(Back::new(Kind::Db, db));
             self.dbs.insert(db, b);
             self.to_connect.push(b);
             return Some(b);
