@@ -165,12 +165,12 @@ impl Bound {
             shared,
         } = self;
         let threads = listeners.len();
-        // Pinning helps when the workers have their cores to themselves; on a machine
-        // where Redis or the clients share the cores, letting the scheduler move them is
-        // faster (measured in README "Performance"), hence `"cpu_affinity": false`.
         if shared.config.acl.as_ref().is_some_and(Acl::keyed) {
             read_command_table(&shared);
         }
+        // Pinning helps when the workers have their cores to themselves; on a machine
+        // where Redis or the clients share the cores, letting the scheduler move them is
+        // faster (measured in README "Performance"), hence `"cpu_affinity": false`.
         let cores = if shared.config.cpu_affinity {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {

@@ -173,7 +173,6 @@ impl Worker {
     ) -> io::Result<Worker> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let listener = listener;
         let rule_scratch = shared.config.rules.as_ref().map(Rules::scratch);
         Ok(Worker {
             id,
@@ -249,9 +248,10 @@ impl Worker {
                     break;
                 }
             }
-            self.date.refresh(SystemTime::now());
+            let wall = SystemTime::now();
+            self.date.refresh(wall);
             if let Some(a) = &mut self.access {
-                a.date.refresh(SystemTime::now());
+                a.date.refresh(wall);
             }
             for ev in events.iter() {
                 match ev.token() {
@@ -697,9 +697,7 @@ impl Worker {
             self.start_subscription(k, seq, *r);
         }
         // New DB and blocking connections are opened on first use.
-        if !self.backs.to_connect.is_empty() {
-            self.connect_pending_backs();
-        }
+        self.connect_pending_backs();
     }
 
     fn flush_fronts(&mut self) {
@@ -861,8 +859,13 @@ impl Worker {
         }
     }
 
-    /// Opens DB-prefix and blocking connections that were created at dispatch.
+    /// Opens the connections `Backs::pick` (or `subscriber_back`) created or chose to
+    /// retry at dispatch, once the request's slot is queued (a connect that fails at once
+    /// answers it).
     fn connect_pending_backs(&mut self) {
+        if self.backs.to_connect.is_empty() {
+            return;
+        }
         let now = Instant::now();
         while let Some(b) = self.backs.to_connect.pop() {
             self.connect_back(b, now);

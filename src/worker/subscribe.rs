@@ -533,6 +533,7 @@ impl Worker {
     /// from timing the stream out).
     pub(super) fn ping_sse(&mut self, now: Instant) {
         let mut any = false;
+        let mut ping = Vec::new();
         for (k, f) in self.fronts.iter_mut() {
             let Some(busy) = f.busy.as_deref_mut() else {
                 continue;
@@ -544,7 +545,7 @@ impl Worker {
                 continue;
             }
             any = true;
-            let mut ping = Vec::new();
+            ping.clear();
             pubsub::frame_payload(&mut ping, &sub.style, b": ping\n\n");
             busy.push(&ping);
             mark_front(f, k, &mut self.dirty_fronts);

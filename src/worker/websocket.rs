@@ -401,9 +401,7 @@ impl Worker {
                 }
             },
         }
-        if !self.backs.to_connect.is_empty() {
-            self.connect_pending_backs();
-        }
+        self.connect_pending_backs();
     }
 }
 
