@@ -267,15 +267,6 @@ impl Worker {
             return;
         };
         let name: &[u8] = &argv[0];
-        let output = conn.style.output;
-        let mut meta = ws_meta(conn);
-        meta.set_command(name, output);
-        meta.extra = conn.style.jsonp.as_ref().map(|cb| {
-            Box::new(Extra {
-                jsonp: Some(cb.to_vec()),
-                ..Extra::default()
-            })
-        });
         log!(Level::Debug, "WS: {}", String::from_utf8_lossy(name));
         if cfg.acl.as_ref().is_some_and(|acl| {
             let auth = conn.authorization.as_deref();
@@ -294,6 +285,14 @@ impl Worker {
             );
             return self.ws_now(k, Status::Forbidden, b"Forbidden");
         }
+        let mut meta = ws_meta(conn);
+        meta.set_command(name, conn.style.output);
+        meta.extra = conn.style.jsonp.as_ref().map(|cb| {
+            Box::new(Extra {
+                jsonp: Some(cb.to_vec()),
+                ..Extra::default()
+            })
+        });
         let subscribed = busy
             .sub
             .as_ref()
