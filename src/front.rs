@@ -15,7 +15,7 @@ use crate::render::Shape;
 use crate::rules::Statuses;
 use mio::net::TcpStream;
 use smallvec::SmallVec;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -122,8 +122,11 @@ pub struct Subscriber {
     pub style: Style,
     /// The JSON key of each topic kind's messages: the subscribe command as typed.
     pub names: [SmallVec<[u8; 12]>; 3],
-    /// In subscription order.
-    pub topics: Vec<(TopicKind, Box<[u8]>)>,
+    /// The topics of each kind, with their place in subscription order: found, added and
+    /// removed at once, however many a client has.
+    topics: [HashMap<Box<[u8]>, u64>; 3],
+    /// The place of the next topic added.
+    next: u64,
     /// Subscribe requests waiting for Redis to confirm some of their topics, in order.
     pub pending: VecDeque<PendingSub>,
     /// An HTTP stream whose head went out (or waits behind earlier responses).
@@ -141,6 +144,20 @@ pub struct PendingSub {
     pub kind: TopicKind,
     /// Each topic with the subscription count the confirmation reports.
     pub topics: Vec<(Box<[u8]>, usize)>,
+    /// How many of `topics`, from the first, Redis has confirmed: they are not looked up
+    /// again (only a lost subscriber connection unconfirms them, and resets this).
+    pub confirmed: usize,
+}
+
+impl PendingSub {
+    pub fn new(seq: Option<u64>, kind: TopicKind, topics: Vec<(Box<[u8]>, usize)>) -> Self {
+        PendingSub {
+            seq,
+            kind,
+            topics,
+            confirmed: 0,
+        }
+    }
 }
 
 impl Subscriber {
@@ -148,7 +165,8 @@ impl Subscriber {
         Subscriber {
             style,
             names: Default::default(),
-            topics: Vec::new(),
+            topics: Default::default(),
+            next: 0,
             pending: VecDeque::new(),
             live: false,
             lost: false,
@@ -158,8 +176,10 @@ impl Subscriber {
     /// Adds a topic (once) and returns the count Redis would report: channels and
     /// patterns count together, shard channels apart.
     pub fn add(&mut self, kind: TopicKind, topic: &[u8]) -> usize {
-        if !self.topics.iter().any(|(k, t)| *k == kind && **t == *topic) {
-            self.topics.push((kind, topic.into()));
+        let map = &mut self.topics[kind.index()];
+        if !map.contains_key(topic) {
+            map.insert(topic.into(), self.next);
+            self.next += 1;
         }
         self.count(kind)
     }
@@ -167,18 +187,51 @@ impl Subscriber {
     /// Removes a topic; `false` when it was not subscribed. Re-confirmations waiting for
     /// it forget it.
     pub fn remove(&mut self, kind: TopicKind, topic: &[u8]) -> bool {
-        let before = self.topics.len();
-        self.topics.retain(|(k, t)| !(*k == kind && **t == *topic));
         for p in self
             .pending
             .iter_mut()
             .filter(|p| p.seq.is_none() && p.kind == kind)
         {
             p.topics.retain(|(t, _)| **t != *topic);
+            p.confirmed = 0;
         }
         self.pending
             .retain(|p| p.seq.is_some() || !p.topics.is_empty());
-        self.topics.len() != before
+        self.topics[kind.index()].remove(topic).is_some()
+    }
+
+    pub fn has(&self, kind: TopicKind, topic: &[u8]) -> bool {
+        self.topics[kind.index()].contains_key(topic)
+    }
+
+    /// How many topics, of every kind.
+    pub fn len(&self) -> usize {
+        self.topics.iter().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every topic, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (TopicKind, &[u8])> {
+        TopicKind::ALL
+            .into_iter()
+            .flat_map(|kind| self.topics[kind.index()].keys().map(move |t| (kind, &**t)))
+    }
+
+    /// The topics of `kinds`, in subscription order.
+    pub fn in_order(&self, kinds: &[TopicKind]) -> Vec<(TopicKind, &[u8])> {
+        let mut all: Vec<(u64, TopicKind, &[u8])> = kinds
+            .iter()
+            .flat_map(|&kind| {
+                self.topics[kind.index()]
+                    .iter()
+                    .map(move |(t, &at)| (at, kind, &**t))
+            })
+            .collect();
+        all.sort_unstable_by_key(|&(at, _, _)| at);
+        all.into_iter().map(|(_, kind, t)| (kind, t)).collect()
     }
 
     /// After the subscriber connection was lost: confirmations to send again once the
@@ -192,31 +245,29 @@ impl Subscriber {
         };
         let mut counts = [0usize; 2];
         let mut again: Vec<PendingSub> = Vec::new();
-        for (kind, t) in &self.topics {
-            let class = usize::from(*kind == TopicKind::Shard);
+        for (kind, t) in self.in_order(&TopicKind::ALL) {
+            let class = usize::from(kind == TopicKind::Shard);
             counts[class] += 1;
-            if waiting(*kind, t) {
+            if waiting(kind, t) {
                 continue;
             }
-            let entry = (t.clone(), counts[class]);
-            match again.iter_mut().find(|p| p.kind == *kind) {
+            let entry = (t.into(), counts[class]);
+            match again.iter_mut().find(|p| p.kind == kind) {
                 Some(p) => p.topics.push(entry),
-                None => again.push(PendingSub {
-                    seq: None,
-                    kind: *kind,
-                    topics: vec![entry],
-                }),
+                None => again.push(PendingSub::new(None, kind, vec![entry])),
             }
         }
         again
     }
 
     pub fn count(&self, kind: TopicKind) -> usize {
-        let shard = kind == TopicKind::Shard;
-        self.topics
-            .iter()
-            .filter(|(k, _)| (*k == TopicKind::Shard) == shard)
-            .count()
+        let n = |k: TopicKind| self.topics[k.index()].len();
+        match kind {
+            TopicKind::Shard => n(TopicKind::Shard),
+            TopicKind::Channel | TopicKind::Pattern => {
+                n(TopicKind::Channel) + n(TopicKind::Pattern)
+            }
+        }
     }
 }
 

@@ -97,7 +97,7 @@ impl Worker {
             return;
         };
         let http = r.style.transport != Transport::Ws;
-        let had = busy.sub.as_ref().map_or(0, |s| s.topics.len());
+        let had = busy.sub.as_ref().map_or(0, |s| s.len());
         if had + r.topics.len() > MAX_TOPICS {
             // Memory per client is bounded: 400 (an error frame on a WebSocket), and an
             // HTTP stream's connection closes.
@@ -175,11 +175,7 @@ impl Worker {
         } else {
             Some(seq)
         };
-        sub.pending.push_back(PendingSub {
-            seq,
-            kind: r.kind,
-            topics,
-        });
+        sub.pending.push_back(PendingSub::new(seq, r.kind, topics));
         busy.sub = Some(sub);
         mark_front(f, k, &mut self.dirty_fronts);
         self.try_confirm(k);
@@ -197,11 +193,21 @@ impl Worker {
             return;
         };
         let mut answered = false;
-        while let Some(p) = sub.pending.front() {
-            let ready = p.topics.iter().all(|(t, _)| {
-                self.pubsub.is_ready(p.kind, t)
-                    || !sub.topics.iter().any(|(k, x)| *k == p.kind && x == t)
-            });
+        while let Some(p) = sub.pending.front_mut() {
+            // Confirmed topics are counted once, not looked up on every confirmation
+            // (a request for 10,000 topics would cost 10,000² look-ups).
+            while p
+                .topics
+                .get(p.confirmed)
+                .is_some_and(|(t, _)| self.pubsub.is_ready(p.kind, t))
+            {
+                p.confirmed += 1;
+            }
+            let p = &sub.pending[0];
+            // A topic the client left since counts as confirmed.
+            let ready = p.topics[p.confirmed..]
+                .iter()
+                .all(|(t, _)| self.pubsub.is_ready(p.kind, t) || !sub.has(p.kind, t));
             if !ready {
                 break;
             }
@@ -363,10 +369,10 @@ impl Worker {
             .backs
             .subscriber
             .filter(|&b| self.backs.slab[b].accepts_commands());
-        for (kind, t) in &sub.topics {
-            if self.pubsub.leave(*kind, t, who) {
+        for (kind, t) in sub.iter() {
+            if self.pubsub.leave(kind, t, who) {
                 if let Some(b) = back {
-                    pubsub::write_subscription(&mut self.backs.slab[b].wbuf.data, *kind, false, t);
+                    pubsub::write_subscription(&mut self.backs.slab[b].wbuf.data, kind, false, t);
                     self.backs.mark_dirty(b);
                 }
             }
@@ -395,10 +401,9 @@ impl Worker {
             return out;
         };
         let list: Vec<Box<[u8]>> = if topics.is_empty() {
-            sub.topics
-                .iter()
-                .filter(|(k, _)| *k == kind)
-                .map(|(_, t)| t.clone())
+            sub.in_order(&[kind])
+                .into_iter()
+                .map(|(_, t)| t.into())
                 .collect()
         } else {
             topics.iter().map(|t| t.as_slice().into()).collect()
@@ -498,6 +503,10 @@ impl Worker {
             let Some(sub) = busy.sub.as_deref_mut() else {
                 continue;
             };
+            // Nothing is confirmed any more.
+            for p in &mut sub.pending {
+                p.confirmed = 0;
+            }
             if sub.style.transport != Transport::Ws {
                 // An SSE stream still waiting for its first confirmation (it arrived
                 // while Redis was away) keeps waiting for the reconnect.

@@ -296,7 +296,7 @@ impl Worker {
         let subscribed = busy
             .sub
             .as_ref()
-            .is_some_and(|s| !s.topics.is_empty() || !s.pending.is_empty());
+            .is_some_and(|s| !s.is_empty() || !s.pending.is_empty());
         match TopicKind::of_command(name) {
             Some((kind, true)) if argv.len() >= 2 => {
                 let style = conn.style.clone();
@@ -337,7 +337,7 @@ impl Worker {
                 if busy
                     .sub
                     .as_ref()
-                    .is_some_and(|s| s.topics.is_empty() && s.pending.is_empty())
+                    .is_some_and(|s| s.is_empty() && s.pending.is_empty())
                 {
                     busy.sub = None;
                 }
