@@ -4,7 +4,7 @@
 //! patterns need. Never used on the request path.
 
 use crate::back::{Connector, Target};
-use crate::command::write_bulk;
+use crate::command::write_argv;
 use crate::config::RedisAuth;
 use crate::resp::FrameScanner;
 use std::io::{self, Read, Write};
@@ -109,10 +109,8 @@ pub fn connect(c: &Connector) -> Result<Box<dyn Conn>, ProbeError> {
 
 /// Sends one command and reads its whole reply (raw RESP).
 pub fn call(conn: &mut dyn Conn, args: &[&[u8]]) -> io::Result<Vec<u8>> {
-    let mut req = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        write_bulk(&mut req, a);
-    }
+    let mut req = Vec::new();
+    write_argv(&mut req, args);
     conn.write_all(&req)?;
     conn.flush()?;
     let mut buf = Vec::with_capacity(4096);
