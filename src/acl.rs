@@ -182,21 +182,7 @@ impl Acl {
     /// Whether the client may run `cmd`. For an ACL with key patterns, the arguments
     /// are needed ([`Acl::allows_argv`]); without them the keys count as unknown.
     pub fn allows(&self, peer: IpAddr, authorization: Option<&[u8]>, cmd: &[u8]) -> bool {
-        if self.keyed {
-            return self.allows_argv(peer, authorization, &[cmd]);
-        }
-        let mut allowed = self.default_allow;
-        for rule in &self.rules {
-            if rule.matches_client(peer, authorization) {
-                if rule.enabled.matches(cmd) {
-                    allowed = true;
-                }
-                if rule.disabled.matches(cmd) {
-                    allowed = false;
-                }
-            }
-        }
-        allowed
+        self.allows_argv(peer, authorization, &[cmd])
     }
 
     /// Whether the client may run the command line `argv` (argv\[0\] is the name; the
