@@ -6,7 +6,7 @@
 use crate::back::{Connector, Target};
 use crate::command::write_argv;
 use crate::config::RedisAuth;
-use crate::resp::FrameScanner;
+use crate::resp::{FrameScanner, Item, Reader};
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
@@ -165,10 +165,10 @@ pub fn run(c: &Connector, args: &[&[u8]]) -> Result<Vec<u8>, ProbeError> {
     };
     if let Some(auth) = auth {
         let r = call(&mut *conn, &auth).map_err(|e| classify(e, tls))?;
-        if r.first() == Some(&b'-') {
+        if let Some(Item::Error(msg)) = Reader::new(&r).next() {
             return Err(ProbeError::Other(format!(
                 "Authentication failed: {}",
-                String::from_utf8_lossy(r.get(1..r.len() - 2).unwrap_or(b""))
+                String::from_utf8_lossy(msg)
             )));
         }
     }
