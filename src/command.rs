@@ -336,9 +336,7 @@ impl<'a> Command<'a> {
         write_header(out, b'*', self.argc());
         write_bulk(out, self.name);
         for arg in self.args() {
-            write_header(out, b'$', decoded_len(arg));
-            decode_into(out, arg);
-            out.extend_from_slice(b"\r\n");
+            write_decoded_bulk(out, arg);
         }
         if let Some(body) = self.put_body {
             write_bulk(out, body);
@@ -432,13 +430,17 @@ pub(crate) fn decode(s: &[u8], mut f: impl FnMut(u8)) {
     }
 }
 
-fn decoded_len(s: &[u8]) -> usize {
+/// Appends `s`, decoded, as one RESP bulk string: one scan when there is nothing to
+/// decode, else one pass for the length and one for the bytes.
+fn write_decoded_bulk(out: &mut Vec<u8>, s: &[u8]) {
     if memchr::memchr2(b'%', b'+', s).is_none() {
-        return s.len();
+        return write_bulk(out, s);
     }
     let mut n = 0;
     decode(s, |_| n += 1);
-    n
+    write_header(out, b'$', n);
+    decode(s, |b| out.push(b));
+    out.extend_from_slice(b"\r\n");
 }
 
 fn decode_into(out: &mut Vec<u8>, s: &[u8]) {
