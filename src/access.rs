@@ -9,6 +9,7 @@
 //! opened `O_APPEND` at start-up and reopened on SIGHUP by `dup3` onto the same
 //! descriptor, so the workers never see it change. The formatting is free of I/O.
 
+use crate::acl;
 use crate::log;
 use crate::log::Level;
 use base64::Engine;
@@ -178,11 +179,7 @@ pub fn line_end(out: &mut Vec<u8>, response: &[u8]) {
 
 /// The user name of `Authorization: Basic ...`, decoded into `buf`.
 fn basic_user<'a>(authorization: Option<&[u8]>, buf: &'a mut [u8]) -> Option<&'a [u8]> {
-    let a = authorization?;
-    let token = a
-        .get(..6)
-        .filter(|p| p.eq_ignore_ascii_case(b"Basic "))
-        .map(|_| a[6..].trim_ascii())?;
+    let token = acl::basic_credentials(authorization?)?;
     let n = base64::engine::general_purpose::STANDARD
         .decode_slice(token, buf)
         .ok()?;
