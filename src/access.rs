@@ -9,10 +9,11 @@
 //! opened `O_APPEND` at start-up and reopened on SIGHUP by `dup3` onto the same
 //! descriptor, so the workers never see it change. The formatting is free of I/O.
 
+use crate::acl;
 use crate::log;
 use crate::log::Level;
 use base64::Engine;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -32,18 +33,11 @@ pub struct AccessFile {
     file: File,
 }
 
-fn open(path: &str) -> io::Result<File> {
-    let mut opts = OpenOptions::new();
-    opts.append(true).create(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path)
-}
-
 impl AccessFile {
     pub fn open(path: &str) -> io::Result<AccessFile> {
         Ok(AccessFile {
             path: path.to_string(),
-            file: open(path)?,
+            file: log::open_append(path)?,
         })
     }
 
@@ -51,7 +45,7 @@ impl AccessFile {
     /// one under the same descriptor: a write in progress ends in the old file, the next
     /// one goes to the new file.
     pub fn reopen(&self) -> io::Result<()> {
-        let new = open(&self.path)?;
+        let new = log::open_append(&self.path)?;
         // SAFETY: dup3 on two descriptors we own; it atomically makes `self.file`'s
         // descriptor refer to the new file (closing the old one), and `new` is closed
         // when dropped.
@@ -185,11 +179,7 @@ pub fn line_end(out: &mut Vec<u8>, response: &[u8]) {
 
 /// The user name of `Authorization: Basic ...`, decoded into `buf`.
 fn basic_user<'a>(authorization: Option<&[u8]>, buf: &'a mut [u8]) -> Option<&'a [u8]> {
-    let a = authorization?;
-    let token = a
-        .get(..6)
-        .filter(|p| p.eq_ignore_ascii_case(b"Basic "))
-        .map(|_| a[6..].trim_ascii())?;
+    let token = acl::basic_credentials(authorization?)?;
     let n = base64::engine::general_purpose::STANDARD
         .decode_slice(token, buf)
         .ok()?;
@@ -241,25 +231,18 @@ impl ClfDate {
 }
 
 fn format_clf_date(t: libc::time_t, out: &mut [u8; 26]) {
-    const MONTHS: &[u8; 36] = b"JanFebMarAprMayJunJulAugSepOctNovDec";
-    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for
-    // the duration of the call and localtime_r is thread-safe.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&t, &mut tm);
-        tm
-    };
+    let tm = log::local_tm(t);
     let two = |out: &mut [u8], n: i64| {
         let n = n.clamp(0, 99) as u8;
         out[0] = b'0' + n / 10;
         out[1] = b'0' + n % 10;
     };
-    let m = tm.tm_mon.clamp(0, 11) as usize * 3;
+    let month = log::MONTHS[tm.tm_mon.clamp(0, 11) as usize];
     let year = i64::from(tm.tm_year) + 1900;
     let off = tm.tm_gmtoff / 60;
     two(&mut out[0..2], tm.tm_mday.into());
     out[2] = b'/';
-    out[3..6].copy_from_slice(&MONTHS[m..m + 3]);
+    out[3..6].copy_from_slice(month.as_bytes());
     out[6] = b'/';
     two(&mut out[7..9], year / 100);
     two(&mut out[9..11], year % 100);

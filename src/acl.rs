@@ -135,6 +135,14 @@ pub fn basic_token(user_pass: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The base64 token of an `Authorization: Basic ...` header value (scheme in any case).
+pub fn basic_credentials(authorization: &[u8]) -> Option<&[u8]> {
+    let scheme = authorization.get(..6)?;
+    scheme
+        .eq_ignore_ascii_case(b"Basic ")
+        .then(|| authorization[6..].trim_ascii())
+}
+
 /// Equality whose time does not depend on where the inputs differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = u8::from(a.len() != b.len());
@@ -152,10 +160,7 @@ impl Rule {
             }
         }
         if let Some(expected) = &self.basic {
-            let given = authorization
-                .filter(|a| a.len() >= 6 && a[..6].eq_ignore_ascii_case(b"Basic "))
-                .map(|a| a[6..].trim_ascii());
-            match given {
+            match authorization.and_then(basic_credentials) {
                 Some(token) if constant_time_eq(token, expected) => {}
                 _ => return false,
             }
@@ -182,21 +187,7 @@ impl Acl {
     /// Whether the client may run `cmd`. For an ACL with key patterns, the arguments
     /// are needed ([`Acl::allows_argv`]); without them the keys count as unknown.
     pub fn allows(&self, peer: IpAddr, authorization: Option<&[u8]>, cmd: &[u8]) -> bool {
-        if self.keyed {
-            return self.allows_argv(peer, authorization, &[cmd]);
-        }
-        let mut allowed = self.default_allow;
-        for rule in &self.rules {
-            if rule.matches_client(peer, authorization) {
-                if rule.enabled.matches(cmd) {
-                    allowed = true;
-                }
-                if rule.disabled.matches(cmd) {
-                    allowed = false;
-                }
-            }
-        }
-        allowed
+        self.allows_argv(peer, authorization, &[cmd])
     }
 
     /// Whether the client may run the command line `argv` (argv\[0\] is the name; the

@@ -144,20 +144,10 @@ pub fn parse<'a>(
     query: &Query<'_>,
     put_body: Option<&'a [u8]>,
 ) -> Result<Command<'a>, CommandError> {
-    // 1. The query string is not part of the command.
-    let mut u = match memchr::memchr(b'?', u) {
-        Some(i) => &u[..i],
-        None => u,
-    };
-    // 2. A known extension on the last segment selects the format and is removed.
-    let mut format = JSON;
-    let last_start = memchr::memrchr(b'/', u).map_or(0, |i| i + 1);
-    if let Some(dot) = memchr::memrchr(b'.', &u[last_start..]) {
-        if let Some(f) = format_for_extension(&u[last_start + dot + 1..]) {
-            format = f;
-            u = &u[..last_start + dot];
-        }
-    }
+    // 1, 2. The query string is not part of the command; a known extension on the last
+    // segment selects the format and is removed.
+    let (mut u, ext) = split_path(u, format_for_extension);
+    let mut format = ext.unwrap_or(JSON);
     // 3. `?type=` wins over the extension.
     if query.content_type.is_some() {
         format.output = Output::Custom;
@@ -190,8 +180,30 @@ pub fn parse<'a>(
         format,
         route: Route::Shared,
     };
-    cmd.route = cmd.classify()?;
+    cmd.route = route_with(name, cmd.args(), |a, w| {
+        decodes_to(a, w, u8::eq_ignore_ascii_case)
+    })?;
     Ok(cmd)
+}
+
+/// Cuts the query string off `u` (a path without its leading `/`), then a known
+/// extension (`known` gives its format) off its last segment: the path the command, or a
+/// rewrite rule, sees, and the format the extension named.
+pub(crate) fn split_path(
+    u: &[u8],
+    known: impl Fn(&[u8]) -> Option<Format>,
+) -> (&[u8], Option<Format>) {
+    let u = match memchr::memchr(b'?', u) {
+        Some(i) => &u[..i],
+        None => u,
+    };
+    let last = memchr::memrchr(b'/', u).map_or(0, |i| i + 1);
+    if let Some(dot) = memchr::memrchr(b'.', &u[last..]) {
+        if let Some(f) = known(&u[last + dot + 1..]) {
+            return (&u[..last + dot], Some(f));
+        }
+    }
+    (u, None)
 }
 
 fn parse_db(digits: &[u8]) -> Result<u32, CommandError> {
@@ -292,10 +304,6 @@ pub fn route_of_argv<A: AsRef<[u8]>>(argv: &[A]) -> Result<Route, CommandError> 
 }
 
 impl<'a> Command<'a> {
-    fn classify(&self) -> Result<Route, CommandError> {
-        route_with(self.name, self.args(), decoded_eq_ignore_case)
-    }
-
     /// The still-encoded argument segments (without the PUT body).
     pub fn args(&self) -> impl Iterator<Item = &'a [u8]> {
         self.args.into_iter().flat_map(|a| a.split(|&b| b == b'/'))
@@ -328,25 +336,13 @@ impl<'a> Command<'a> {
         write_header(out, b'*', self.argc());
         write_bulk(out, self.name);
         for arg in self.args() {
-            write_header(out, b'$', decoded_len(arg));
-            decode_into(out, arg);
-            out.extend_from_slice(b"\r\n");
+            write_decoded_bulk(out, arg);
         }
         if let Some(body) = self.put_body {
             write_bulk(out, body);
         }
     }
-}
 
-/// Appends a command given as decoded arguments as a RESP array of bulk strings.
-pub fn write_argv<A: AsRef<[u8]>>(out: &mut Vec<u8>, argv: &[A]) {
-    write_header(out, b'*', argv.len());
-    for a in argv {
-        write_bulk(out, a.as_ref());
-    }
-}
-
-impl Command<'_> {
     /// The name and path arguments as they will be sent (decoded) into `buf`, with the
     /// end of each in `ends` (both cleared first); the PUT body, sent as is, is not
     /// copied. For the ACL's key patterns.
@@ -359,6 +355,20 @@ impl Command<'_> {
             decode_into(buf, arg);
             ends.push(buf.len());
         }
+    }
+}
+
+/// Appends a command given as decoded arguments as a RESP array of bulk strings.
+pub fn write_argv<I>(out: &mut Vec<u8>, argv: I)
+where
+    I: IntoIterator,
+    I::IntoIter: ExactSizeIterator,
+    I::Item: AsRef<[u8]>,
+{
+    let argv = argv.into_iter();
+    write_header(out, b'*', argv.len());
+    for a in argv {
+        write_bulk(out, a.as_ref());
     }
 }
 
@@ -420,13 +430,17 @@ pub(crate) fn decode(s: &[u8], mut f: impl FnMut(u8)) {
     }
 }
 
-fn decoded_len(s: &[u8]) -> usize {
+/// Appends `s`, decoded, as one RESP bulk string: one scan when there is nothing to
+/// decode, else one pass for the length and one for the bytes.
+fn write_decoded_bulk(out: &mut Vec<u8>, s: &[u8]) {
     if memchr::memchr2(b'%', b'+', s).is_none() {
-        return s.len();
+        return write_bulk(out, s);
     }
     let mut n = 0;
     decode(s, |_| n += 1);
-    n
+    write_header(out, b'$', n);
+    decode(s, |b| out.push(b));
+    out.extend_from_slice(b"\r\n");
 }
 
 fn decode_into(out: &mut Vec<u8>, s: &[u8]) {
@@ -437,15 +451,16 @@ fn decode_into(out: &mut Vec<u8>, s: &[u8]) {
     decode(s, |b| out.push(b));
 }
 
-/// Whether `s` decodes to `word`, ignoring ASCII case, without allocating.
-fn decoded_eq_ignore_case(s: &[u8], word: &[u8]) -> bool {
+/// Whether `s` decodes to `want`, byte for byte as `same` compares them, without
+/// allocating.
+pub(crate) fn decodes_to(s: &[u8], want: &[u8], same: impl Fn(&u8, &u8) -> bool) -> bool {
     let mut i = 0;
     let mut equal = true;
     decode(s, |b| {
-        equal &= word.get(i).is_some_and(|w| w.eq_ignore_ascii_case(&b));
+        equal &= want.get(i).is_some_and(|w| same(w, &b));
         i += 1;
     });
-    equal && i == word.len()
+    equal && i == want.len()
 }
 
 #[cfg(test)]

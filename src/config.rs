@@ -167,6 +167,7 @@ impl Config {
         let Value::Object(map) = value else {
             return Err(ConfigError::NotAnObject(path.to_string()));
         };
+        let invalid = |msg: String| ConfigError::Invalid(path.to_string(), msg);
         let mut r = Reader {
             env: &env,
             warnings: Vec::new(),
@@ -195,10 +196,7 @@ impl Config {
                 "http_port" => r.port(v).map(|n| c.http_port = n),
                 "threads" => r.count(v).map(|n| c.threads = n),
                 "pool_size" => r.count(v).map(|n| c.pool_size = n),
-                "http_max_request_size" => r
-                    .number(v)
-                    .filter(|&n| n > 0)
-                    .map(|n| c.http_max_request_size = n as usize),
+                "http_max_request_size" => r.size(v).map(|n| c.http_max_request_size = n),
                 "database" => r
                     .number(v)
                     .and_then(|n| u32::try_from(n).ok())
@@ -212,7 +210,7 @@ impl Config {
                         acl_rules = Some(rules);
                         Some(())
                     }
-                    Err(msg) => return Err(ConfigError::Invalid(path.to_string(), msg)),
+                    Err(msg) => return Err(invalid(msg)),
                 },
                 "acl_default" => match r.string(v).as_deref() {
                     Some("allow") => Some(()),
@@ -221,8 +219,8 @@ impl Config {
                         Some(())
                     }
                     _ => {
-                        let msg = "'acl_default' must be \"allow\" or \"deny\"".to_string();
-                        return Err(ConfigError::Invalid(path.to_string(), msg));
+                        let msg = "'acl_default' must be \"allow\" or \"deny\"";
+                        return Err(invalid(msg.into()));
                     }
                 },
                 "user" => r.string(v).map(|s| c.user = Some(s)),
@@ -241,16 +239,10 @@ impl Config {
                 "etag" => r.boolean(v).map(|b| c.etag = b),
                 "cpu_affinity" => r.boolean(v).map(|b| c.cpu_affinity = b),
                 "shutdown_grace" => r.number(v).map(|n| c.shutdown_grace = n),
-                "pubsub_client_buffer" => r
-                    .number(v)
-                    .filter(|&n| n > 0)
-                    .map(|n| c.pubsub_client_buffer = n as usize),
+                "pubsub_client_buffer" => r.size(v).map(|n| c.pubsub_client_buffer = n),
                 "sse_ping_sec" => r.number(v).map(|n| c.sse_ping_sec = n),
                 "sse_retry_ms" => r.number(v).map(|n| c.sse_retry_ms = n),
-                "websocket_max_message" => r
-                    .number(v)
-                    .filter(|&n| n > 0)
-                    .map(|n| c.websocket_max_message = n as usize),
+                "websocket_max_message" => r.size(v).map(|n| c.websocket_max_message = n),
                 "access_log" => r.string(v).map(|s| c.access_log = Some(s)),
                 "redis_protocol" => r
                     .number(v)
@@ -265,10 +257,7 @@ impl Config {
                         rules_only = *b;
                         Some(())
                     }
-                    _ => {
-                        let msg = "'rules_only' must be true or false".to_string();
-                        return Err(ConfigError::Invalid(path.to_string(), msg));
-                    }
+                    _ => return Err(invalid("'rules_only' must be true or false".into())),
                 },
                 _ => None,
             };
@@ -283,8 +272,7 @@ impl Config {
             c.acl = Some(Acl::new(acl_rules.unwrap_or_default(), acl_default_allow));
         }
         if rules.is_some() || rules_only {
-            let compiled = Rules::from_json(rules, rules_only)
-                .map_err(|msg| ConfigError::Invalid(path.to_string(), msg))?;
+            let compiled = Rules::from_json(rules, rules_only).map_err(invalid)?;
             c.rules = (!compiled.is_empty() || rules_only).then_some(compiled);
         }
         Ok(Loaded {
@@ -327,6 +315,11 @@ impl Reader<'_> {
     /// A TCP port number.
     fn port(&mut self, v: &Value) -> Option<u16> {
         self.number(v).and_then(|n| u16::try_from(n).ok())
+    }
+
+    /// A size in bytes: at least 1.
+    fn size(&mut self, v: &Value) -> Option<usize> {
+        self.number(v).filter(|&n| n > 0).map(|n| n as usize)
     }
 
     /// A count of threads or connections: 1 to 1024.

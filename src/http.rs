@@ -138,8 +138,11 @@ pub fn parse(buf: &mut [u8], max_body: usize) -> Result<Status, HttpError> {
         return Err(HttpError::Malformed);
     }
     let base = buf.as_ptr() as usize;
-    let offset_of = |s: &[u8]| s.as_ptr() as usize - base;
-    let target = origin_form(offset_of(path), path);
+    let range_of = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    let target = origin_form(range_of(path).start, path);
 
     let mut facts = HeadFacts::default();
     for h in req.headers.iter() {
@@ -163,7 +166,7 @@ pub fn parse(buf: &mut [u8], max_body: usize) -> Result<Status, HttpError> {
             }
             facts.chunked = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
-            facts.connection = Some(offset_of(value)..offset_of(value) + value.len());
+            facts.connection = Some(range_of(value));
             for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
                     facts.conn_close = true;
@@ -174,17 +177,17 @@ pub fn parse(buf: &mut [u8], max_body: usize) -> Result<Status, HttpError> {
         } else if name.eq_ignore_ascii_case(b"expect") {
             facts.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"upgrade") {
-            facts.upgrade = Some(offset_of(value)..offset_of(value) + value.len());
+            facts.upgrade = Some(range_of(value));
         } else if name.eq_ignore_ascii_case(b"sec-websocket-key") {
-            facts.ws_key = Some(offset_of(value)..offset_of(value) + value.len());
+            facts.ws_key = Some(range_of(value));
         } else if name.eq_ignore_ascii_case(b"sec-websocket-version") {
-            facts.ws_version = Some(offset_of(value)..offset_of(value) + value.len());
+            facts.ws_version = Some(range_of(value));
         } else if name.eq_ignore_ascii_case(b"accept") {
             facts.event_stream |= memchr::memmem::find(value, b"text/event-stream").is_some();
         } else if name.eq_ignore_ascii_case(b"if-none-match") {
-            facts.if_none_match = Some(offset_of(value)..offset_of(value) + value.len());
+            facts.if_none_match = Some(range_of(value));
         } else if name.eq_ignore_ascii_case(b"authorization") {
-            facts.authorization = Some(offset_of(value)..offset_of(value) + value.len());
+            facts.authorization = Some(range_of(value));
         }
     }
     let keep_alive = match minor {

@@ -126,11 +126,8 @@ impl CommandTable {
             Ok(Some(_)) => {}
             _ => return Err("the COMMAND reply is not one complete RESP value".into()),
         }
-        if reply.first() == Some(&b'-') {
-            return Err(format!(
-                "COMMAND failed: {}",
-                String::from_utf8_lossy(reply.get(1..reply.len() - 2).unwrap_or(b""))
-            ));
+        if let Some(Item::Error(msg)) = Reader::new(reply).next() {
+            return Err(format!("COMMAND failed: {}", String::from_utf8_lossy(msg)));
         }
         let mut r = Reader::new(reply);
         let top = V::read(&mut r).ok_or("the COMMAND reply cannot be read")?;

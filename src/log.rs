@@ -68,17 +68,21 @@ pub fn init(verbosity: u8, path: Option<&str>, fsync: LogFsync) {
 
 fn open(path: Option<&str>) -> Option<File> {
     let path = path?;
-    let mut opts = OpenOptions::new();
-    opts.append(true).create(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    match opts.open(path) {
+    match open_append(path) {
         Ok(f) => Some(f),
         Err(e) => {
             eprintln!("Could not open log file {path}: {e}; logging to stderr");
             None
         }
     }
+}
+
+/// Opens `path` for appending, created with mode 0600 (the log, the access log).
+pub(crate) fn open_append(path: &str) -> std::io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.append(true).create(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)
 }
 
 /// Reopens the log file (SIGHUP, for log rotation).
@@ -132,21 +136,28 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Month abbreviations, as `%b` writes them in the C locale.
+pub(crate) const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// The local time (and its offset from UTC) of `t`, seconds since the epoch.
+pub(crate) fn local_tm(t: libc::time_t) -> libc::tm {
+    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for
+    // the duration of the call and localtime_r is thread-safe.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&t, &mut tm);
+        tm
+    }
+}
+
 /// `DD Mon HH:MM:SS` in local time, like webdis's `strftime("%d %b %H:%M:%S")`.
 fn local_time() -> Vec<u8> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs()) as libc::time_t;
-    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for
-    // the duration of the call and localtime_r is thread-safe.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&now, &mut tm);
-        tm
-    };
+    let tm = local_tm(now);
     let month = MONTHS[tm.tm_mon.clamp(0, 11) as usize];
     format!(
         "{:02} {} {:02}:{:02}:{:02}",

@@ -4,9 +4,9 @@
 //! patterns need. Never used on the request path.
 
 use crate::back::{Connector, Target};
-use crate::command::write_bulk;
+use crate::command::write_argv;
 use crate::config::RedisAuth;
-use crate::resp::FrameScanner;
+use crate::resp::{FrameScanner, Item, Reader};
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
@@ -109,10 +109,8 @@ pub fn connect(c: &Connector) -> Result<Box<dyn Conn>, ProbeError> {
 
 /// Sends one command and reads its whole reply (raw RESP).
 pub fn call(conn: &mut dyn Conn, args: &[&[u8]]) -> io::Result<Vec<u8>> {
-    let mut req = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        write_bulk(&mut req, a);
-    }
+    let mut req = Vec::new();
+    write_argv(&mut req, args);
     conn.write_all(&req)?;
     conn.flush()?;
     let mut buf = Vec::with_capacity(4096);
@@ -167,10 +165,10 @@ pub fn run(c: &Connector, args: &[&[u8]]) -> Result<Vec<u8>, ProbeError> {
     };
     if let Some(auth) = auth {
         let r = call(&mut *conn, &auth).map_err(|e| classify(e, tls))?;
-        if r.first() == Some(&b'-') {
+        if let Some(Item::Error(msg)) = Reader::new(&r).next() {
             return Err(ProbeError::Other(format!(
                 "Authentication failed: {}",
-                String::from_utf8_lossy(r.get(1..r.len() - 2).unwrap_or(b""))
+                String::from_utf8_lossy(msg)
             )));
         }
     }

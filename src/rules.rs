@@ -403,7 +403,7 @@ impl<'a> RuleCommand<'a> {
     }
 
     /// Every argument, the name first.
-    pub fn args(&self) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+    pub fn args(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + Clone + 'a {
         let (argv, body) = (self.argv, self.body);
         argv.args.iter().map(move |a| match a {
             Arg::Own(r) => &argv.buf[r.clone()],
@@ -413,12 +413,7 @@ impl<'a> RuleCommand<'a> {
 
     /// Appends the command as a RESP array of bulk strings.
     pub fn write_resp(&self, out: &mut Vec<u8>) {
-        out.push(b'*');
-        out.extend_from_slice(itoa::Buffer::new().format(self.argv.args.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for a in self.args() {
-            command::write_bulk(out, a);
-        }
+        command::write_argv(out, self.args());
     }
 }
 
@@ -715,23 +710,10 @@ fn status(v: &Value, what: &str) -> Result<Status, String> {
 /// format its extension names. On rule routes `.xml` is the XML document.
 fn split_target(target: &[u8]) -> (&[u8], Option<Format>) {
     let t = target.strip_prefix(b"/").unwrap_or(target);
-    let t = match memchr::memchr(b'?', t) {
-        Some(i) => &t[..i],
-        None => t,
-    };
-    let last = memchr::memrchr(b'/', t).map_or(0, |i| i + 1);
-    if let Some(dot) = memchr::memrchr(b'.', &t[last..]) {
-        let ext = &t[last + dot + 1..];
-        let format = if ext == b"xml" {
-            Some(XML)
-        } else {
-            command::format_for_extension(ext)
-        };
-        if format.is_some() {
-            return (&t[..last + dot], format);
-        }
-    }
-    (t, None)
+    command::split_path(t, |ext| match ext {
+        b"xml" => Some(XML),
+        _ => command::format_for_extension(ext),
+    })
 }
 
 /// Builds the arguments of `t` into `argv`.
@@ -818,19 +800,8 @@ fn pair<'a>(s: &'a [u8], field: &str) -> Option<&'a [u8]> {
             Some(i) => (&p[..i], &p[i + 1..]),
             None => (p, &b""[..]),
         };
-        decoded_eq(k, field.as_bytes()).then_some(v)
+        command::decodes_to(k, field.as_bytes(), u8::eq).then_some(v)
     })
-}
-
-/// Whether `s` %-decodes to `want`.
-fn decoded_eq(s: &[u8], want: &[u8]) -> bool {
-    let mut i = 0;
-    let mut equal = true;
-    command::decode(s, |b| {
-        equal &= want.get(i) == Some(&b);
-        i += 1;
-    });
-    equal && i == want.len()
 }
 
 /// The value (trimmed) of the first header named `name` (any case) in a request head

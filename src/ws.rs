@@ -186,11 +186,9 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL: u16 = 1002;
-    pub const UNSUPPORTED: u16 = 1003;
     pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
-    pub const INTERNAL: u16 = 1011;
 
     /// Whether a peer may send `code` in a close frame: 1000-1003, 1007-1014 (1012-1014
     /// were registered with IANA after the RFC), and 3000-4999 (libraries, applications).
@@ -377,16 +375,13 @@ impl Decoder {
             Opcode::Ping => Event::Ping(payload),
             Opcode::Pong => Event::Pong,
             Opcode::Close => close_event(payload)?,
-            Opcode::Text | Opcode::Binary if h.fin => {
-                if h.op == Opcode::Text && std::str::from_utf8(payload).is_err() {
+            Opcode::Text if h.fin => {
+                if std::str::from_utf8(payload).is_err() {
                     return Err(TEXT_NOT_UTF8);
                 }
-                if h.op == Opcode::Text {
-                    Event::Text(payload)
-                } else {
-                    Event::Binary(payload)
-                }
+                Event::Text(payload)
             }
+            Opcode::Binary if h.fin => Event::Binary(payload),
             Opcode::Text | Opcode::Binary => {
                 self.msg_op = Some(h.op);
                 self.msg.clear();
