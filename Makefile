@@ -9,7 +9,7 @@ REDIS_PORT := $(or $(shell sed -n 's/.*"redis_port" *: *"\{0,1\}\([0-9][0-9]*\).
 RUN_DIR    := $(CURDIR)/target/run
 BROWSER_DIR := tests/browser
 
-.PHONY: all build release run test deps deps-apt deps-test check loadtest fanout bench clean
+.PHONY: all build release run test deps deps-apt deps-test loadtest fanout bench clean
 
 all: build
 
@@ -35,7 +35,6 @@ deps-apt: deps
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	dpkg -s libclang-dev >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
