@@ -9,7 +9,7 @@ REDIS_PORT := $(or $(shell sed -n 's/.*"redis_port" *: *"\{0,1\}\([0-9][0-9]*\).
 RUN_DIR    := $(CURDIR)/target/run
 BROWSER_DIR := tests/browser
 
-.PHONY: all build release run test deps deps-apt deps-test check loadtest fanout bench clean
+.PHONY: all build release run test deps deps-apt deps-test deps-load loadtest fanout bench clean
 
 all: build
 
@@ -35,9 +35,18 @@ deps-apt: deps
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	dpkg -s libclang-dev >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing$$missing with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# wrk and the C webdis for the side-by-side load tests (loadtest/run, loadtest/fanout).
+deps-load: deps
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v webdis >/dev/null || missing="$$missing webdis"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing$$missing with apt-get"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -70,11 +79,11 @@ test: deps-test
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
 
-loadtest: deps-test
+loadtest: deps-load
 	loadtest/run
 
 # Pub/sub fan-out: 1,000 chunked-HTTP subscribers on one channel, webdis-rs and C webdis.
-fanout: deps
+fanout: deps-load
 	loadtest/fanout
 
 bench:

@@ -37,6 +37,17 @@ fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     }
 }
 
+/// A gateway with `threads` workers writing its access log to `log`.
+fn with_access_log(redis: &Redis, threads: u32, log: &Path) -> Gateway {
+    Gateway::start(
+        redis,
+        &format!(
+            r#""threads":{threads},"access_log":{:?}"#,
+            log.to_str().unwrap()
+        ),
+    )
+}
+
 fn normalize(line: &str) -> String {
     let (Some(open), Some(close)) = (line.find('['), line.find(']')) else {
         panic!("no [date] in {line:?}");
@@ -65,12 +76,9 @@ fn normalize(line: &str) -> String {
 #[test]
 fn common_log_format_lines() {
     let redis = Redis::start();
-    let gw_dir = TempDir::new("access");
-    let log = gw_dir.join("access.log");
-    let gw = Gateway::start(
-        &redis,
-        &format!(r#""threads":1,"access_log":{:?}"#, log.to_str().unwrap()),
-    );
+    let dir = TempDir::new("access");
+    let log = dir.join("access.log");
+    let gw = with_access_log(&redis, 1, &log);
     // Lines from the start-up readiness checks (GET /PING) come first.
     assert_bytes(
         &gw.get("/SET/hello/world"),
@@ -126,10 +134,7 @@ fn lines_are_batched_and_written_at_exit() {
     let redis = Redis::start();
     let dir = TempDir::new("access");
     let log = dir.join("a.log");
-    let mut gw = Gateway::start(
-        &redis,
-        &format!(r#""threads":1,"access_log":{:?}"#, log.to_str().unwrap()),
-    );
+    let mut gw = with_access_log(&redis, 1, &log);
     let start = Instant::now();
     for _ in 0..100 {
         assert_eq!(gw.get("/ECHO/x").status(), 200);
@@ -158,21 +163,17 @@ fn rotation_with_sighup() {
     let redis = Redis::start();
     let dir = TempDir::new("access");
     let log = dir.join("access.log");
-    let gw = Gateway::start(
-        &redis,
-        &format!(r#""threads":2,"access_log":{:?}"#, log.to_str().unwrap()),
-    );
+    let gw = with_access_log(&redis, 2, &log);
     assert_eq!(gw.get("/ECHO/before").status(), 200);
     let before = wait_lines(&log, 1);
     assert!(before.iter().any(|l| l.contains("/ECHO/before")));
     let rotated = dir.join("access.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     gw.signal(libc::SIGHUP);
-    let deadline = Instant::now() + TIMEOUT;
-    while !log.exists() {
-        assert!(Instant::now() < deadline, "no new access log after SIGHUP");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        eventually(TIMEOUT, || log.exists()),
+        "no new access log after SIGHUP"
+    );
     assert_eq!(gw.get("/ECHO/after").status(), 200);
     let after = wait_lines(&log, 1);
     assert_eq!(

@@ -5,10 +5,6 @@ mod common;
 
 use common::*;
 
-fn forbidden() -> Vec<u8> {
-    error_response(403, "Forbidden")
-}
-
 #[test]
 fn sample_acl_denies_debug_unless_authenticated() {
     // Redis 7 refuses DEBUG unless told otherwise: allow it there, so the gateway's ACL
@@ -187,15 +183,6 @@ fn key_patterns_wait_for_the_command_table() {
         gw.log()
     );
     redis.restart_same_port();
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        let r = gw.get("/GET/public:a");
-        if r.status() == 200 {
-            assert_bytes(&r, &ok_json(r#"{"GET":null}"#));
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{}", gw.log());
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    gw.eventually_ok("/GET/public:a", r#"{"GET":null}"#);
     assert_bytes(&gw.get("/GET/secret"), &forbidden());
 }

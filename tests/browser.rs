@@ -58,7 +58,7 @@ fn check_prerequisites() {
     }
     assert!(
         missing.is_empty(),
-        "the browser test needs {}: run `make test`, which installs chromium, chromium-driver, \
+        "the browser test needs {}: run `make test`, which installs chromium, \
          nodejs and npm with apt-get and runs `npm ci --prefix tests/browser`",
         missing.join(", ")
     );
@@ -154,12 +154,7 @@ fn browser_page_served_by_webdis_rs() {
     check_prerequisites();
     let redis = Redis::start();
     // A short SSE retry hint: the reconnect step waits for it.
-    let gw = Gateway::start_on(
-        redis.port,
-        "\"websockets\": true, \"sse_retry_ms\": 300",
-        &[],
-    );
-    gw.wait_for_ping();
+    let gw = Gateway::start(&redis, "\"websockets\": true, \"sse_retry_ms\": 300");
     let page = std::fs::read(browser_dir().join("index.html")).expect("tests/browser/index.html");
     assert_eq!(redis.cmd_bytes(&[b"SET", b"index", &page]), b"+OK\r\n");
 

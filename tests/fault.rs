@@ -88,28 +88,6 @@ fn serve(
     }
 }
 
-fn unavailable() -> Vec<u8> {
-    error_response(503, "Service Unavailable")
-}
-
-/// GETs `path` until it answers 200 with `body`, for at most 5 s.
-fn eventually_ok(gw: &Gateway, path: &str, body: &str) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let r = gw.get(path);
-        if r.status() == 200 {
-            assert_bytes(&r, &ok_json(body));
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never recovered: {}",
-            r.normalized_str()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn garbage_reply_gives_503_then_service_resumes() {
     // The first GET gets bytes that are not RESP; everything else is answered well.
@@ -121,7 +99,7 @@ fn garbage_reply_gives_503_then_service_resumes() {
     let start = Instant::now();
     assert_bytes(&gw.get("/GET/k"), &unavailable());
     assert!(start.elapsed() < Duration::from_secs(2));
-    eventually_ok(&gw, "/PING", r#"{"PING":[true,"PONG"]}"#);
+    gw.eventually_ok("/PING", r#"{"PING":[true,"PONG"]}"#);
     assert!(
         gw.log().contains("E Protocol error from Redis"),
         "{}",
@@ -147,7 +125,7 @@ fn connection_closed_mid_reply_gives_503() {
         "{}",
         second.normalized_str()
     );
-    eventually_ok(&gw, "/PING", r#"{"PING":[true,"PONG"]}"#);
+    gw.eventually_ok("/PING", r#"{"PING":[true,"PONG"]}"#);
     assert!(gw
         .log()
         .contains("E Error disconnecting: Server closed the connection"));
@@ -184,5 +162,5 @@ fn absurd_lengths_are_refused() {
         let r = gw.get("/GET/k");
         assert_bytes(&r, &unavailable());
     }
-    eventually_ok(&gw, "/PING", r#"{"PING":[true,"PONG"]}"#);
+    gw.eventually_ok("/PING", r#"{"PING":[true,"PONG"]}"#);
 }

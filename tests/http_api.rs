@@ -5,8 +5,6 @@ mod common;
 
 use common::*;
 
-const JSON: Option<&str> = Some("application/json");
-
 /// Runs a table of `(path, status, content type, body)` rows in order, each
 /// as a GET on a fresh connection, checking the whole response.
 fn run_table(gw: &Gateway, rows: &[(&str, u16, Option<&str>, &[u8])]) {
@@ -637,11 +635,7 @@ fn refused_commands_are_403() {
     let mut c = Checks::new();
     for path in refused {
         let resp = gw.get(path);
-        c.bytes(
-            &format!("GET {path}"),
-            &resp,
-            &error_response(403, "Forbidden"),
-        );
+        c.bytes(&format!("GET {path}"), &resp, &forbidden());
     }
     // Harmless CLIENT subcommands and prefixes of refused names go through.
     let resp = gw.get("/CLIENT/GETNAME");

@@ -18,39 +18,36 @@ fn help_and_version() {
     let (code, out, _) = run_webdis(&["--help"], &dir);
     assert_eq!(code, 0);
     assert!(out.starts_with("Usage: webdis-rs [CONFIG]\n"), "{out}");
-    let (code, _, err) = run_webdis(&["--bogus"], &dir);
-    assert_eq!(code, 1);
+    let err = run_fails(&["--bogus"], &dir);
     assert!(
         err.starts_with("webdis-rs: unknown option --bogus"),
         "{err}"
     );
-    let (code, _, err) = run_webdis(&["a.json", "b.json"], &dir);
-    assert_eq!(code, 1);
+    let err = run_fails(&["a.json", "b.json"], &dir);
     assert!(err.starts_with("webdis-rs: too many arguments"), "{err}");
 }
 
 #[test]
 fn config_errors_exit_1() {
     let dir = TempDir::new("cfg");
-    let (code, _, err) = run_webdis(&["missing.json"], &dir);
-    assert_eq!(code, 1);
-    assert!(
-        err.starts_with("webdis-rs: cannot read config file missing.json: "),
-        "{err}"
-    );
     std::fs::write(dir.join("bad.json"), "{\"http_port\": ").unwrap();
-    let (code, _, err) = run_webdis(&["bad.json"], &dir);
-    assert_eq!(code, 1);
-    assert!(
-        err.starts_with("webdis-rs: invalid JSON in config file bad.json: "),
-        "{err}"
-    );
+    for (file, start) in [
+        (
+            "missing.json",
+            "webdis-rs: cannot read config file missing.json: ",
+        ),
+        (
+            "bad.json",
+            "webdis-rs: invalid JSON in config file bad.json: ",
+        ),
+    ] {
+        let err = run_fails(&[file], &dir);
+        assert!(err.starts_with(start), "{err}");
+    }
     // An invalid ./webdis.json is an error too, not silently replaced by defaults.
     std::fs::write(dir.join("webdis.json"), "[1]").unwrap();
-    let (code, _, err) = run_webdis(&[], &dir);
-    assert_eq!(code, 1);
     assert_eq!(
-        err,
+        run_fails(&[], &dir),
         "webdis-rs: config file webdis.json is not a JSON object\n"
     );
 }
@@ -60,16 +57,13 @@ fn port_in_use_exits_1_and_leaves_the_running_server_alone() {
     let redis = Redis::start();
     let gw = Gateway::start(&redis, "");
     let dir = TempDir::new("busy");
-    std::fs::write(
-        dir.join("c.json"),
-        format!(
+    let err = start_fails(
+        &dir,
+        &format!(
             r#"{{"http_host":"127.0.0.1","http_port":{},"redis_port":{}}}"#,
             gw.port, redis.port
         ),
-    )
-    .unwrap();
-    let (code, _, err) = run_webdis(&["c.json"], &dir);
-    assert_eq!(code, 1);
+    );
     assert!(
         err.contains(&format!("cannot listen on 127.0.0.1:{}: ", gw.port)),
         "{err}"
@@ -141,11 +135,11 @@ fn sighup_reopens_the_log_and_sigterm_stops() {
     let rotated = gw.dir.join("gw.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     gw.signal(libc::SIGHUP);
-    let deadline = Instant::now() + TIMEOUT;
-    while !std::fs::read_to_string(&log).is_ok_and(|s| s.contains(" I Log file reopened")) {
-        assert!(Instant::now() < deadline, "no new log file after SIGHUP");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        eventually(TIMEOUT, || std::fs::read_to_string(&log)
+            .is_ok_and(|s| s.contains(" I Log file reopened"))),
+        "no new log file after SIGHUP"
+    );
     // Still serving after the reopen.
     assert_bytes(&gw.get("/PING"), &ok_json(r#"{"PING":[true,"PONG"]}"#));
     gw.signal(libc::SIGTERM);
@@ -176,11 +170,14 @@ fn sigterm_finishes_the_requests_in_flight() {
         idle.closed_within(Duration::from_secs(1)),
         "idle connection kept"
     );
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while TcpStream::connect(("127.0.0.1", gw.port)).is_ok() {
-        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        eventually(Duration::from_secs(1), || TcpStream::connect((
+            "127.0.0.1",
+            gw.port
+        ))
+        .is_err()),
+        "still accepting after SIGTERM"
+    );
     // The request in flight still gets its answer, when Redis gives it.
     assert_bytes(&busy.read_response(), &ok_json(r#"{"BLPOP":null}"#));
     assert!(signalled.elapsed() >= Duration::from_millis(500));
@@ -239,11 +236,10 @@ fn daemonize_writes_and_removes_the_pidfile() {
     }
     // SAFETY: kill(2) on the daemon we started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let deadline = Instant::now() + TIMEOUT;
-    while pidfile.exists() || !gone(pid) {
-        assert!(Instant::now() < deadline, "pidfile left or daemon alive");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        eventually(TIMEOUT, || !pidfile.exists() && gone(pid)),
+        "pidfile left or daemon alive"
+    );
 }
 
 #[test]
@@ -275,17 +271,14 @@ fn drops_privileges_to_the_configured_user() {
 fn an_unknown_user_is_an_error() {
     let redis = Redis::start();
     let dir = TempDir::new("user");
-    std::fs::write(
-        dir.join("c.json"),
-        format!(
+    let err = start_fails(
+        &dir,
+        &format!(
             r#"{{"redis_port":{},"http_host":"127.0.0.1","http_port":{},"user":"no-such-user-x"}}"#,
             redis.port,
             free_port()
         ),
-    )
-    .unwrap();
-    let (code, _, err) = run_webdis(&["c.json"], &dir);
-    assert_eq!(code, 1);
+    );
     assert!(
         err.contains("cannot drop privileges: no such user: no-such-user-x"),
         "{err}"

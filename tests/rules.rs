@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use std::time::Instant;
 
 // ---- helpers ------------------------------------------------------------------------
 
@@ -24,20 +23,8 @@ fn example_rules() -> String {
 /// A gateway with these config keys, once `probe` answers 200 (the back is up).
 fn gateway(redis: &Redis, extra_json: &str, probe: &str) -> Gateway {
     let gw = Gateway::start_on(redis.port, extra_json, &[]);
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Ok(r) = try_request(gw.port, get_req(probe).as_bytes()) {
-            if r.status() == 200 {
-                return gw;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{probe} never answered 200; log:\n{}",
-            gw.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    gw.wait_for_200(probe);
+    gw
 }
 
 /// A raw HTTP/1.1 request with a Content-Length when there is a body.
@@ -63,26 +50,6 @@ fn xml(inner: &str) -> String {
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<response>{inner}</response>\n")
 }
 
-/// A response whose `Allow` and `Access-Control-Allow-Methods` are `methods`.
-fn with_methods(status: &str, methods: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut s = format!(
-        "{status}\r\nServer: webdis-rs\r\nDate: <DATE>\r\nAllow: {methods}\r\n\
-Access-Control-Allow-Methods: {methods}\r\nAccess-Control-Allow-Origin: *\r\n\
-Access-Control-Allow-Headers: X-Requested-With, Content-Type, Authorization\r\n\
-Content-Type: {content_type}\r\n"
-    );
-    if status.ends_with(" 200 OK") {
-        s.push_str(&format!("ETag: \"{}\"\r\n", md5_hex(body)));
-    }
-    s.push_str(&format!(
-        "Connection: Keep-Alive\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    ));
-    let mut out = s.into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
 /// A status other than 200 whose body is a rendered reply (no ETag).
 fn mapped(status: &str, content_type: &str, body: &str) -> Vec<u8> {
     expected(status, None, Some(content_type), true, body.as_bytes())
@@ -99,13 +66,7 @@ fn ok_xml(inner: &str) -> Vec<u8> {
 }
 
 fn bad_request(msg: &str) -> Vec<u8> {
-    expected(
-        "HTTP/1.1 400 Bad Request",
-        None,
-        Some("application/json"),
-        true,
-        format!("{{\"error\":\"{msg}\"}}").as_bytes(),
-    )
+    json_error("HTTP/1.1 400 Bad Request", true, msg)
 }
 
 // ---- the seed's examples ------------------------------------------------------------
@@ -476,7 +437,7 @@ fn method_mismatch_is_405_with_allow_and_options_lists_methods() {
     let redis = Redis::start();
     let gw = gateway(&redis, &example_rules(), "/ping");
     let not_allowed = |methods: &str| {
-        with_methods(
+        expected_allowing(
             "HTTP/1.1 405 Method Not Allowed",
             methods,
             "application/json",
@@ -496,7 +457,7 @@ fn method_mismatch_is_405_with_allow_and_options_lists_methods() {
     );
     assert_bytes(
         &gw.request(&req("OPTIONS", "/scores/alice", &[], b"")),
-        &with_methods("HTTP/1.1 200 OK", "PUT,DELETE,OPTIONS", "text/html", b""),
+        &expected_allowing("HTTP/1.1 200 OK", "PUT,DELETE,OPTIONS", "text/html", b""),
     );
     // HEAD is served by GET rules: the head of the GET response.
     redis.cmd(&["ZADD", "s", "1", "a"]);
@@ -530,13 +491,7 @@ fn rules_only_is_404_and_otherwise_the_url_grammar_applies() {
     );
     drop(gw);
     let gw = gateway(&redis, &format!("{rules},\"rules_only\":true"), "/ping");
-    let not_found = expected(
-        "HTTP/1.1 404 Not found",
-        None,
-        Some("application/json"),
-        true,
-        br#"{"error":"Not found"}"#,
-    );
+    let not_found = error_response(404, "Not found");
     for path in ["/GET/k", "/", "/crossdomain.xml", "/PING", "/ping/x"] {
         assert_bytes(&gw.get(path), &not_found);
     }
@@ -557,7 +512,7 @@ fn acl_and_classification_apply_to_the_command_a_rule_makes() {
     ],
     "acl": [{"disabled": ["FLUSHALL", "DEBUG"]}]"#;
     let gw = gateway(&redis, rules, "/ping");
-    let forbidden = error_response(403, "Forbidden");
+    let forbidden = forbidden();
     assert_bytes(&gw.get("/wipe"), &forbidden);
     assert_bytes(&gw.get("/any/debug"), &forbidden);
     assert_bytes(&gw.get("/db/1"), &forbidden);

@@ -12,7 +12,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
 };
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Certificate files written into a temp dir.
 struct Pki {
@@ -104,28 +104,12 @@ fn run_to_exit(redis_port: u16, extra_json: &str) -> (Option<i32>, String) {
         free_port()
     );
     std::fs::write(dir.join("c.json"), cfg).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_webdis-rs"))
-        .arg(dir.join("c.json"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    use std::io::Read;
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    (status, err)
+    let run = run_bounded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_webdis-rs")).arg(dir.join("c.json")),
+        TIMEOUT,
+        "webdis-rs not built",
+    );
+    (run.code, run.stderr)
 }
 
 #[test]
@@ -264,21 +248,9 @@ fn reconnects_over_tls_after_a_restart() {
     );
     assert_bytes(&gw.get("/SET/a/1"), &ok_json(r#"{"SET":[true,"OK"]}"#));
     redis.stop();
-    assert_bytes(
-        &gw.get("/GET/a"),
-        &error_response(503, "Service Unavailable"),
-    );
+    assert_bytes(&gw.get("/GET/a"), &unavailable());
     redis.restart_same_port();
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let r = gw.get("/SET/a/2");
-        if r.status() == 200 {
-            assert_bytes(&r, &ok_json(r#"{"SET":[true,"OK"]}"#));
-            break;
-        }
-        assert!(Instant::now() < deadline, "no reconnect: {}", gw.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gw.eventually_ok("/SET/a/2", r#"{"SET":[true,"OK"]}"#);
     assert_bytes(&gw.get("/GET/a"), &ok_json(r#"{"GET":"2"}"#));
     assert_eq!(redis.cmd(&["GET", "a"]), b"$1\r\n2\r\n");
 }
@@ -313,10 +285,7 @@ fn a_client_certificate_refused_later() {
     other[ca_arg] = &other_ca;
     redis.restart_with(&other);
     std::thread::sleep(Duration::from_millis(1500));
-    assert_bytes(
-        &gw.get("/PING"),
-        &error_response(503, "Service Unavailable"),
-    );
+    assert_bytes(&gw.get("/PING"), &unavailable());
     let log = gw.log();
     let refusals = log
         .matches("E Cannot connect to Redis: TLS error: received fatal alert: UnknownCA; retrying")
@@ -325,10 +294,6 @@ fn a_client_certificate_refused_later() {
     assert!(!log.contains("Reconnected"), "{log}");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     redis.restart_with(&args);
-    let deadline = Instant::now() + TIMEOUT;
-    while gw.get("/PING").status() != 200 {
-        assert!(Instant::now() < deadline, "no reconnect: {}", gw.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gw.wait_for_ping();
     assert!(gw.log().contains("N Reconnected to Redis"), "{}", gw.log());
 }

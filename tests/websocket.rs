@@ -27,37 +27,11 @@ fn json_frame(payload: &str) -> Vec<u8> {
     ws_server_frame(op::TEXT, payload.as_bytes())
 }
 
-/// Redis's `PUBSUB NUMSUB <channel>` count, read from Redis directly.
-fn numsub(redis: &Redis, channel: &str) -> i64 {
-    let r = redis.cmd(&["PUBSUB", "NUMSUB", channel]);
-    let want_prefix = format!("*2\r\n${}\r\n{channel}\r\n:", channel.len());
-    let s = String::from_utf8_lossy(&r).into_owned();
-    let n = s
-        .strip_prefix(&want_prefix)
-        .and_then(|r| r.strip_suffix("\r\n"))
-        .unwrap_or_else(|| panic!("unexpected PUBSUB NUMSUB reply {}", show(&r)));
-    n.parse().unwrap()
-}
-
 /// `PUBSUB NUMPAT` from Redis.
 fn numpat(redis: &Redis) -> i64 {
     let r = redis.cmd(&["PUBSUB", "NUMPAT"]);
     let s = String::from_utf8_lossy(&r).into_owned();
     s.trim_start_matches(':').trim_end().parse().unwrap()
-}
-
-/// Polls `f` every 20 ms until it holds or `within` passes.
-fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The number of clients Redis sees with this exact flag set in `CLIENT LIST` (e.g.
@@ -85,8 +59,7 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
     assert!(c.leftover().is_empty(), "extra: {}", show(c.leftover()));
     // The socket now speaks WebSocket.
     let mut ws = WsClient::upgraded(c);
-    ws.send_text(r#"["PING"]"#);
-    ws.expect_text(r#"{"PING":[true,"PONG"]}"#);
+    ws.call(r#"["PING"]"#, r#"{"PING":[true,"PONG"]}"#);
 
     // Another key (the one of Wikipedia's example), header names and tokens in any case,
     // and `Connection` with several tokens, as Firefox sends it.
@@ -127,8 +100,7 @@ fn extensions_and_subprotocols_are_not_negotiated() {
         "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
          Sec-WebSocket-Protocol: chat\r\n",
     );
-    ws.send_text(r#"["PING"]"#);
-    ws.expect_text(r#"{"PING":[true,"PONG"]}"#);
+    ws.call(r#"["PING"]"#, r#"{"PING":[true,"PONG"]}"#);
 }
 
 #[test]
@@ -152,13 +124,7 @@ fn an_http_request_then_an_upgrade_on_the_same_connection() {
 
 /// The exact error answer to a refused handshake: JSON body, then the connection closes.
 fn refused(code: u16, reason: &str, msg: &str) -> Vec<u8> {
-    expected(
-        &format!("HTTP/1.1 {code} {reason}"),
-        None,
-        Some("application/json"),
-        false,
-        format!(r#"{{"error":"{msg}"}}"#).as_bytes(),
-    )
+    json_error(&format!("HTTP/1.1 {code} {reason}"), false, msg)
 }
 
 #[test]
@@ -291,8 +257,7 @@ fn upgrade_is_ignored_when_websockets_are_off() {
 fn no_start_up_warning_that_websockets_are_unsupported() {
     let (_redis, gw) = ws_setup();
     let mut ws = WsClient::connect(gw.port, "/");
-    ws.send_text(r#"["PING"]"#);
-    ws.expect_text(r#"{"PING":[true,"PONG"]}"#);
+    ws.call(r#"["PING"]"#, r#"{"PING":[true,"PONG"]}"#);
     let log = gw.log();
     assert!(!log.contains("'websockets' is not supported"), "{log}");
 }
@@ -309,46 +274,45 @@ fn json_endpoint_runs_commands() {
         ws.send_text(r#"["GET","wk"]"#);
         ws.expect(b"\x81\x0f{\"GET\":\"hello\"}");
         // The key is the command as typed.
-        ws.send_text(r#"["get","wk"]"#);
-        ws.expect_text(r#"{"get":"hello"}"#);
-        ws.send_text(r#"["GET","nokey"]"#);
-        ws.expect_text(r#"{"GET":null}"#);
+        ws.call(r#"["get","wk"]"#, r#"{"get":"hello"}"#);
+        ws.call(r#"["GET","nokey"]"#, r#"{"GET":null}"#);
         // Integers as arguments, negative and 64-bit ones too (webdis cast them to int).
         ws.send_text(r#"["DEL","n"]"#);
         ws.read_frame();
-        ws.send_text(r#"["INCRBY","n",5]"#);
-        ws.expect_text(r#"{"INCRBY":5}"#);
-        ws.send_text(r#"["INCRBY","n",-7]"#);
-        ws.expect_text(r#"{"INCRBY":-2}"#);
-        ws.send_text(r#"["ECHO",18446744073709551615]"#);
-        ws.expect_text(r#"{"ECHO":"18446744073709551615"}"#);
-        ws.send_text(r#"["ECHO",-9223372036854775808]"#);
-        ws.expect_text(r#"{"ECHO":"-9223372036854775808"}"#);
+        ws.call(r#"["INCRBY","n",5]"#, r#"{"INCRBY":5}"#);
+        ws.call(r#"["INCRBY","n",-7]"#, r#"{"INCRBY":-2}"#);
+        ws.call(
+            r#"["ECHO",18446744073709551615]"#,
+            r#"{"ECHO":"18446744073709551615"}"#,
+        );
+        ws.call(
+            r#"["ECHO",-9223372036854775808]"#,
+            r#"{"ECHO":"-9223372036854775808"}"#,
+        );
         // A NUL byte is an argument byte like any other (webdis cut the string there).
-        ws.send_text(r#"["SET","nul","a\u0000b"]"#);
-        ws.expect_text(r#"{"SET":[true,"OK"]}"#);
+        ws.call(r#"["SET","nul","a\u0000b"]"#, r#"{"SET":[true,"OK"]}"#);
         assert_eq!(redis.cmd(&["GET", "nul"]), b"$3\r\na\x00b\r\n");
-        ws.send_text(r#"["GET","nul"]"#);
-        ws.expect_text(r#"{"GET":"a\u0000b"}"#);
+        ws.call(r#"["GET","nul"]"#, r#"{"GET":"a\u0000b"}"#);
         // Redis's own error is a reply like any other.
-        ws.send_text(r#"["INCR","wk"]"#);
-        ws.expect_text(r#"{"INCR":[false,"ERR value is not an integer or out of range"]}"#);
+        ws.call(
+            r#"["INCR","wk"]"#,
+            r#"{"INCR":[false,"ERR value is not an integer or out of range"]}"#,
+        );
         // Arrays, as over HTTP.
         ws.send_text(r#"["DEL","li"]"#);
         ws.read_frame();
-        ws.send_text(r#"["RPUSH","li","a","b"]"#);
-        ws.expect_text(r#"{"RPUSH":2}"#);
-        ws.send_text(r#"["LRANGE","li","0","-1"]"#);
-        ws.expect_text(r#"{"LRANGE":["a","b"]}"#);
+        ws.call(r#"["RPUSH","li","a","b"]"#, r#"{"RPUSH":2}"#);
+        ws.call(r#"["LRANGE","li","0","-1"]"#, r#"{"LRANGE":["a","b"]}"#);
         // JSON escapes in arguments reach Redis as the bytes they stand for.
-        ws.send_text(r#"["SET","esc","a\"b\\c\u00e9\n"]"#);
-        ws.expect_text(r#"{"SET":[true,"OK"]}"#);
+        ws.call(
+            r#"["SET","esc","a\"b\\c\u00e9\n"]"#,
+            r#"{"SET":[true,"OK"]}"#,
+        );
         assert_eq!(redis.cmd(&["GET", "esc"]), b"$8\r\na\"b\\c\xc3\xa9\n\r\n");
-        ws.send_text(r#"["GET","esc"]"#);
-        ws.expect_text(r#"{"GET":"a\"b\\cé\n"}"#);
+        ws.call(r#"["GET","esc"]"#, r#"{"GET":"a\"b\\cé\n"}"#);
         // SUBSCRIBE without a channel: Redis's error, and the socket is not subscribed.
-        ws.send_text(r#"["SUBSCRIBE"]"#);
-        ws.expect_text(
+        ws.call(
+            r#"["SUBSCRIBE"]"#,
             r#"{"SUBSCRIBE":[false,"ERR wrong number of arguments for 'subscribe' command"]}"#,
         );
         // A binary frame on the JSON endpoint is read as JSON too; the reply is text.
@@ -390,12 +354,10 @@ fn json_bad_input_gets_an_error_frame_and_the_socket_keeps_working() {
             show(&got.raw),
             show(&want)
         );
-        ws.send_text(r#"["PING"]"#);
-        ws.expect_text(r#"{"PING":[true,"PONG"]}"#);
+        ws.call(r#"["PING"]"#, r#"{"PING":[true,"PONG"]}"#);
     }
     // Nothing was written by the refused SETs.
-    ws.send_text(r#"["EXISTS","k"]"#);
-    ws.expect_text(r#"{"EXISTS":0}"#);
+    ws.call(r#"["EXISTS","k"]"#, r#"{"EXISTS":0}"#);
 }
 
 #[test]
@@ -436,11 +398,9 @@ fn refused_commands_are_forbidden() {
         }
         // Still working, on DB 0.
         if raw {
-            ws.send_binary(b"*1\r\n$4\r\nPING\r\n");
-            ws.expect_binary(b"+PONG\r\n");
+            ws.call_binary(b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n");
         } else {
-            ws.send_text(r#"["CLIENT","GETNAME"]"#);
-            ws.expect_text(r#"{"CLIENT":null}"#);
+            ws.call(r#"["CLIENT","GETNAME"]"#, r#"{"CLIENT":null}"#);
         }
     }
 }
@@ -450,21 +410,20 @@ fn jsonp_wraps_every_reply() {
     let (_redis, gw) = ws_setup();
     for path in ["/.json?jsonp=cb", "/?jsonp=cb"] {
         let mut ws = WsClient::connect(gw.port, path);
-        ws.send_text(r#"["SET","jk","v"]"#);
-        ws.expect_text("cb({\"SET\":[true,\"OK\"]});\n");
-        ws.send_text(r#"["GET","jk"]"#);
-        ws.expect_text("cb({\"GET\":\"v\"});\n");
+        ws.call(r#"["SET","jk","v"]"#, "cb({\"SET\":[true,\"OK\"]});\n");
+        ws.call(r#"["GET","jk"]"#, "cb({\"GET\":\"v\"});\n");
     }
     // Pub/sub too.
     let mut ws = WsClient::connect(gw.port, "/.json?jsonp=cb");
-    ws.send_text(r#"["SUBSCRIBE","jc"]"#);
-    ws.expect_text("cb({\"SUBSCRIBE\":[\"subscribe\",\"jc\",1]});\n");
+    ws.call(
+        r#"["SUBSCRIBE","jc"]"#,
+        "cb({\"SUBSCRIBE\":[\"subscribe\",\"jc\",1]});\n",
+    );
     assert_bytes(&gw.get("/PUBLISH/jc/m"), &ok_json(r#"{"PUBLISH":1}"#));
     ws.expect_text("cb({\"SUBSCRIBE\":[\"message\",\"jc\",\"m\"]});\n");
     // The raw endpoint has no JSONP.
     let mut ws = WsClient::connect(gw.port, "/.raw?jsonp=cb");
-    ws.send_binary(b"*2\r\n$3\r\nGET\r\n$2\r\njk\r\n");
-    ws.expect_binary(b"$1\r\nv\r\n");
+    ws.call_binary(b"*2\r\n$3\r\nGET\r\n$2\r\njk\r\n", b"$1\r\nv\r\n");
 }
 
 #[test]
@@ -534,8 +493,7 @@ fn a_blocking_command_is_released_by_an_http_push() {
     ws.expect_text(r#"{"BLPOP":["q","x"]}"#);
     // The popped value is gone.
     assert_bytes(&gw.get("/LLEN/q"), &ok_json(r#"{"LLEN":0}"#));
-    ws.send_text(r#"["PING"]"#);
-    ws.expect_text(r#"{"PING":[true,"PONG"]}"#);
+    ws.call(r#"["PING"]"#, r#"{"PING":[true,"PONG"]}"#);
 }
 
 #[test]
@@ -642,8 +600,7 @@ fn thousands_of_commands_in_flight_keep_their_order() {
 fn commands_while_redis_is_down_get_503_then_work_again() {
     let (mut redis, gw) = ws_setup();
     let mut ws = WsClient::connect(gw.port, "/");
-    ws.send_text(r#"["SET","k","v"]"#);
-    ws.expect_text(r#"{"SET":[true,"OK"]}"#);
+    ws.call(r#"["SET","k","v"]"#, r#"{"SET":[true,"OK"]}"#);
     redis.stop();
     // The connection loss may be noticed by this command (lost in flight) or before it
     // (no connection up): either way one 503 frame, and no crash (webdis segfaulted).
@@ -672,26 +629,30 @@ fn raw_endpoint_speaks_resp_in_binary_frames() {
     ws.expect(b"\x82\x05+OK\r\n");
     ws.send_binary(b"*2\r\n$3\r\nGET\r\n$2\r\nrk\r\n");
     ws.expect(b"\x82\x0b$5\r\nhello\r\n");
-    ws.send_binary(b"*2\r\n$3\r\nGET\r\n$5\r\nnokey\r\n");
-    ws.expect_binary(b"$-1\r\n");
+    ws.call_binary(b"*2\r\n$3\r\nGET\r\n$5\r\nnokey\r\n", b"$-1\r\n");
     // Integer arguments.
-    ws.send_binary(b"*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n:5\r\n");
-    ws.expect_binary(b":5\r\n");
-    ws.send_binary(b"*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n:-6\r\n");
-    ws.expect_binary(b":-1\r\n");
+    ws.call_binary(b"*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n:5\r\n", b":5\r\n");
+    ws.call_binary(b"*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n:-6\r\n", b":-1\r\n");
     // Binary-safe values.
-    ws.send_binary(b"*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$4\r\n\x00\xff\r\n\r\n");
-    ws.expect_binary(b"+OK\r\n");
-    ws.send_binary(b"*2\r\n$3\r\nGET\r\n$1\r\nb\r\n");
-    ws.expect_binary(b"$4\r\n\x00\xff\r\n\r\n");
+    ws.call_binary(
+        b"*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$4\r\n\x00\xff\r\n\r\n",
+        b"+OK\r\n",
+    );
+    ws.call_binary(b"*2\r\n$3\r\nGET\r\n$1\r\nb\r\n", b"$4\r\n\x00\xff\r\n\r\n");
     // Arrays.
-    ws.send_binary(b"*4\r\n$5\r\nRPUSH\r\n$2\r\nrl\r\n$1\r\na\r\n$1\r\nb\r\n");
-    ws.expect_binary(b":2\r\n");
-    ws.send_binary(b"*4\r\n$6\r\nLRANGE\r\n$2\r\nrl\r\n$1\r\n0\r\n:-1\r\n");
-    ws.expect_binary(b"*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+    ws.call_binary(
+        b"*4\r\n$5\r\nRPUSH\r\n$2\r\nrl\r\n$1\r\na\r\n$1\r\nb\r\n",
+        b":2\r\n",
+    );
+    ws.call_binary(
+        b"*4\r\n$6\r\nLRANGE\r\n$2\r\nrl\r\n$1\r\n0\r\n:-1\r\n",
+        b"*2\r\n$1\r\na\r\n$1\r\nb\r\n",
+    );
     // Redis's errors as they are.
-    ws.send_binary(b"*2\r\n$4\r\nINCR\r\n$2\r\nrk\r\n");
-    ws.expect_binary(b"-ERR value is not an integer or out of range\r\n");
+    ws.call_binary(
+        b"*2\r\n$4\r\nINCR\r\n$2\r\nrk\r\n",
+        b"-ERR value is not an integer or out of range\r\n",
+    );
     // A text frame is read the same way; the reply is still binary.
     ws.send_text("*1\r\n$4\r\nPING\r\n");
     ws.expect_binary(b"+PONG\r\n");
@@ -748,8 +709,7 @@ fn ping_gets_a_pong_with_the_same_payload() {
     ws.expect(b"\x8a\x03\x00\xff\xfe");
     // An unsolicited pong is ignored.
     ws.send_frame(true, op::PONG, b"x");
-    ws.send_text(r#"["PING"]"#);
-    ws.expect_text(r#"{"PING":[true,"PONG"]}"#);
+    ws.call(r#"["PING"]"#, r#"{"PING":[true,"PONG"]}"#);
     // On the raw endpoint too.
     let mut ws = WsClient::connect(gw.port, "/.raw");
     ws.send_frame(true, op::PING, b"r");
@@ -1046,8 +1006,7 @@ fn messages_over_the_limit_close_with_1009() {
     let msg = format!(r#"["ECHO","{value}"]"#);
     assert_eq!(msg.len(), 1024);
     let mut ws = WsClient::connect(gw.port, "/");
-    ws.send_text(&msg);
-    ws.expect_text(&format!(r#"{{"ECHO":"{value}"}}"#));
+    ws.call(&msg, &format!(r#"{{"ECHO":"{value}"}}"#));
     // One byte over in one frame.
     let msg = format!(r#"["ECHO","{value}x"]"#);
     ws.send_text(&msg);
@@ -1106,8 +1065,10 @@ fn big_payloads_use_16_and_64_bit_lengths() {
             .map(|i| (b'a' + (i % 26) as u8) as char)
             .collect();
         // The SET goes out in a client frame with a 16- or 64-bit length too.
-        ws.send_text(&format!(r#"["SET","big","{value}"]"#));
-        ws.expect_text(r#"{"SET":[true,"OK"]}"#);
+        ws.call(
+            &format!(r#"["SET","big","{value}"]"#),
+            r#"{"SET":[true,"OK"]}"#,
+        );
         assert_eq!(
             redis.cmd(&["STRLEN", "big"]),
             format!(":{}\r\n", value.len()).as_bytes()
@@ -1141,8 +1102,7 @@ fn big_payloads_use_16_and_64_bit_lengths() {
     let n = 65536 - "$65525\r\n\r\n".len();
     assert_eq!(n, 65526);
     let value = vec![b'z'; n];
-    raw.send_binary(&resp_command(&[b"SET", b"exact", &value]));
-    raw.expect_binary(b"+OK\r\n");
+    raw.call_binary(&resp_command(&[b"SET", b"exact", &value]), b"+OK\r\n");
     raw.send_binary(b"*2\r\n$3\r\nGET\r\n$5\r\nexact\r\n");
     let f = raw.read_frame();
     assert_eq!(f.raw[..10], [0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
@@ -1251,10 +1211,8 @@ fn subscribe_publish_unsubscribe() {
     // Other commands are refused while subscribed; PING answers like Redis does.
     ws.send_text(r#"["GET","k"]"#);
     ws.expect(&ws_error_json("Command not allowed after subscribe", 400));
-    ws.send_text(r#"["PING"]"#);
-    ws.expect_text(r#"{"PING":["pong",""]}"#);
-    ws.send_text(r#"["PING","hey"]"#);
-    ws.expect_text(r#"{"PING":["pong","hey"]}"#);
+    ws.call(r#"["PING"]"#, r#"{"PING":["pong",""]}"#);
+    ws.call(r#"["PING","hey"]"#, r#"{"PING":["pong","hey"]}"#);
     // Messages keep their SUBSCRIBE key after other commands (webdis used the last one).
     redis.cmd(&["PUBLISH", "c1", "again"]);
     ws.expect_text(r#"{"SUBSCRIBE":["message","c1","again"]}"#);
@@ -1263,8 +1221,10 @@ fn subscribe_publish_unsubscribe() {
     ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c2",2]}"#);
     ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c3",3]}"#);
     // A partial unsubscribe keeps the others (and commands stay refused).
-    ws.send_text(r#"["UNSUBSCRIBE","c3"]"#);
-    ws.expect_text(r#"{"UNSUBSCRIBE":["unsubscribe","c3",2]}"#);
+    ws.call(
+        r#"["UNSUBSCRIBE","c3"]"#,
+        r#"{"UNSUBSCRIBE":["unsubscribe","c3",2]}"#,
+    );
     ws.send_text(r#"["GET","k"]"#);
     ws.expect(&ws_error_json("Command not allowed after subscribe", 400));
     // UNSUBSCRIBE with no argument: one confirmation per channel, down to 0.
@@ -1272,23 +1232,25 @@ fn subscribe_publish_unsubscribe() {
     ws.expect_text(r#"{"UNSUBSCRIBE":["unsubscribe","c1",1]}"#);
     ws.expect_text(r#"{"UNSUBSCRIBE":["unsubscribe","c2",0]}"#);
     // Commands work again, and nothing more is delivered.
-    ws.send_text(r#"["SET","k","v"]"#);
-    ws.expect_text(r#"{"SET":[true,"OK"]}"#);
-    ws.send_text(r#"["GET","k"]"#);
-    ws.expect_text(r#"{"GET":"v"}"#);
+    ws.call(r#"["SET","k","v"]"#, r#"{"SET":[true,"OK"]}"#);
+    ws.call(r#"["GET","k"]"#, r#"{"GET":"v"}"#);
     assert!(
-        eventually(Duration::from_secs(3), || numsub(&redis, "c1") == 0
-            && numsub(&redis, "c2") == 0),
+        eventually(Duration::from_secs(3), || redis.numsub("c1") == 0
+            && redis.numsub("c2") == 0),
         "the gateway is still subscribed"
     );
     assert_bytes(&gw.get("/PUBLISH/c1/late"), &ok_json(r#"{"PUBLISH":0}"#));
     ws.expect_quiet(Duration::from_millis(100));
     // UNSUBSCRIBE when not subscribed: Redis's own answer.
-    ws.send_text(r#"["UNSUBSCRIBE"]"#);
-    ws.expect_text(r#"{"UNSUBSCRIBE":["unsubscribe",null,0]}"#);
+    ws.call(
+        r#"["UNSUBSCRIBE"]"#,
+        r#"{"UNSUBSCRIBE":["unsubscribe",null,0]}"#,
+    );
     // And subscribing again works.
-    ws.send_text(r#"["SUBSCRIBE","c1"]"#);
-    ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",1]}"#);
+    ws.call(
+        r#"["SUBSCRIBE","c1"]"#,
+        r#"{"SUBSCRIBE":["subscribe","c1",1]}"#,
+    );
     redis.cmd(&["PUBLISH", "c1", "back"]);
     ws.expect_text(r#"{"SUBSCRIBE":["message","c1","back"]}"#);
 }
@@ -1320,7 +1282,7 @@ fn unsubscribe_before_the_confirmation() {
     ws.expect_text(r#"{"UNSUBSCRIBE":["unsubscribe","c1",0]}"#);
     ws.expect_text(r#"{"ECHO":"free"}"#);
     assert!(
-        eventually(Duration::from_secs(3), || numsub(&redis, "c1") == 0),
+        eventually(Duration::from_secs(3), || redis.numsub("c1") == 0),
         "left subscribed to c1"
     );
     redis.cmd(&["PUBLISH", "c1", "nobody"]);
@@ -1336,13 +1298,15 @@ fn leaving_before_the_confirmation_unsubscribes() {
         ws.send_text(r#"["SUBSCRIBE","c2","c3"]"#);
     }
     assert!(
-        eventually(Duration::from_secs(3), || numsub(&redis, "c2") == 0
-            && numsub(&redis, "c3") == 0),
+        eventually(Duration::from_secs(3), || redis.numsub("c2") == 0
+            && redis.numsub("c3") == 0),
         "left subscribed after the clients went away"
     );
     let mut ws = WsClient::connect(gw.port, "/");
-    ws.send_text(r#"["SUBSCRIBE","c2"]"#);
-    ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c2",1]}"#);
+    ws.call(
+        r#"["SUBSCRIBE","c2"]"#,
+        r#"{"SUBSCRIBE":["subscribe","c2",1]}"#,
+    );
     assert_eq!(redis_clients_with_flags(&redis, "P"), 1);
     redis.cmd(&["PUBLISH", "c2", "m"]);
     ws.expect_text(r#"{"SUBSCRIBE":["message","c2","m"]}"#);
@@ -1366,8 +1330,8 @@ fn a_close_frame_before_the_confirmation_is_answered() {
     assert!(ok, "got: {:?}", shown(&got));
     ws.expect_eof();
     assert!(
-        eventually(Duration::from_secs(3), || numsub(&redis, "c2") == 0
-            && numsub(&redis, "c3") == 0),
+        eventually(Duration::from_secs(3), || redis.numsub("c2") == 0
+            && redis.numsub("c3") == 0),
         "left subscribed"
     );
 }
@@ -1376,44 +1340,56 @@ fn a_close_frame_before_the_confirmation_is_answered() {
 fn psubscribe_gets_pmessages() {
     let (redis, gw) = ws_setup();
     let mut ws = WsClient::connect(gw.port, "/");
-    ws.send_text(r#"["PSUBSCRIBE","p*"]"#);
-    ws.expect_text(r#"{"PSUBSCRIBE":["psubscribe","p*",1]}"#);
+    ws.call(
+        r#"["PSUBSCRIBE","p*"]"#,
+        r#"{"PSUBSCRIBE":["psubscribe","p*",1]}"#,
+    );
     assert_bytes(&gw.get("/PUBLISH/pq/x"), &ok_json(r#"{"PUBLISH":1}"#));
     ws.expect_text(r#"{"PSUBSCRIBE":["pmessage","p*","pq","x"]}"#);
     // Channels and patterns count together, as in Redis.
-    ws.send_text(r#"["SUBSCRIBE","c1"]"#);
-    ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",2]}"#);
+    ws.call(
+        r#"["SUBSCRIBE","c1"]"#,
+        r#"{"SUBSCRIBE":["subscribe","c1",2]}"#,
+    );
     redis.cmd(&["PUBLISH", "c1", "y"]);
     ws.expect_text(r#"{"SUBSCRIBE":["message","c1","y"]}"#);
     // A channel matching both: both deliveries.
     redis.cmd(&["PUBLISH", "pz", "z"]);
     ws.expect_text(r#"{"PSUBSCRIBE":["pmessage","p*","pz","z"]}"#);
-    ws.send_text(r#"["PUNSUBSCRIBE"]"#);
-    ws.expect_text(r#"{"PUNSUBSCRIBE":["punsubscribe","p*",1]}"#);
+    ws.call(
+        r#"["PUNSUBSCRIBE"]"#,
+        r#"{"PUNSUBSCRIBE":["punsubscribe","p*",1]}"#,
+    );
     // Still subscribed to c1.
     ws.send_text(r#"["GET","k"]"#);
     ws.expect(&ws_error_json("Command not allowed after subscribe", 400));
     assert!(eventually(Duration::from_secs(3), || numpat(&redis) == 0));
-    ws.send_text(r#"["UNSUBSCRIBE","c1"]"#);
-    ws.expect_text(r#"{"UNSUBSCRIBE":["unsubscribe","c1",0]}"#);
-    ws.send_text(r#"["PING"]"#);
-    ws.expect_text(r#"{"PING":[true,"PONG"]}"#);
+    ws.call(
+        r#"["UNSUBSCRIBE","c1"]"#,
+        r#"{"UNSUBSCRIBE":["unsubscribe","c1",0]}"#,
+    );
+    ws.call(r#"["PING"]"#, r#"{"PING":[true,"PONG"]}"#);
 }
 
 #[test]
 fn raw_endpoint_subscriptions_are_resp() {
     let (redis, gw) = ws_setup();
     let mut ws = WsClient::connect(gw.port, "/.raw");
-    ws.send_binary(b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nc1\r\n");
-    ws.expect_binary(b"*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n");
+    ws.call_binary(
+        b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nc1\r\n",
+        b"*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n",
+    );
     redis.cmd(&["PUBLISH", "c1", "hi"]);
     ws.expect_binary(b"*3\r\n$7\r\nmessage\r\n$2\r\nc1\r\n$2\r\nhi\r\n");
-    ws.send_binary(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
-    ws.expect_binary(b"-ERR Command not allowed after subscribe\r\n");
-    ws.send_binary(b"*1\r\n$11\r\nUNSUBSCRIBE\r\n");
-    ws.expect_binary(b"*3\r\n$11\r\nunsubscribe\r\n$2\r\nc1\r\n:0\r\n");
-    ws.send_binary(b"*1\r\n$4\r\nPING\r\n");
-    ws.expect_binary(b"+PONG\r\n");
+    ws.call_binary(
+        b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+        b"-ERR Command not allowed after subscribe\r\n",
+    );
+    ws.call_binary(
+        b"*1\r\n$11\r\nUNSUBSCRIBE\r\n",
+        b"*3\r\n$11\r\nunsubscribe\r\n$2\r\nc1\r\n:0\r\n",
+    );
+    ws.call_binary(b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n");
 }
 
 #[test]
@@ -1422,45 +1398,55 @@ fn clients_on_one_channel_share_one_redis_subscription() {
     let mut a = WsClient::connect(gw.port, "/");
     let mut b = WsClient::connect(gw.port, "/.json");
     let mut r = WsClient::connect(gw.port, "/.raw");
-    a.send_text(r#"["SUBSCRIBE","c1"]"#);
-    a.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",1]}"#);
-    b.send_text(r#"["SUBSCRIBE","c1"]"#);
-    b.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",1]}"#);
-    r.send_binary(b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nc1\r\n");
-    r.expect_binary(b"*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n");
+    a.call(
+        r#"["SUBSCRIBE","c1"]"#,
+        r#"{"SUBSCRIBE":["subscribe","c1",1]}"#,
+    );
+    b.call(
+        r#"["SUBSCRIBE","c1"]"#,
+        r#"{"SUBSCRIBE":["subscribe","c1",1]}"#,
+    );
+    r.call_binary(
+        b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nc1\r\n",
+        b"*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n",
+    );
     // One worker: one subscriber connection, one subscription to c1.
-    assert_eq!(numsub(&redis, "c1"), 1);
+    assert_eq!(redis.numsub("c1"), 1);
     assert_eq!(redis_clients_with_flags(&redis, "P"), 1);
     assert_bytes(&gw.get("/PUBLISH/c1/hi"), &ok_json(r#"{"PUBLISH":1}"#));
     a.expect_text(r#"{"SUBSCRIBE":["message","c1","hi"]}"#);
     b.expect_text(r#"{"SUBSCRIBE":["message","c1","hi"]}"#);
     r.expect_binary(b"*3\r\n$7\r\nmessage\r\n$2\r\nc1\r\n$2\r\nhi\r\n");
     // One leaves with UNSUBSCRIBE, one closes its socket: still subscribed for the last.
-    a.send_text(r#"["UNSUBSCRIBE","c1"]"#);
-    a.expect_text(r#"{"UNSUBSCRIBE":["unsubscribe","c1",0]}"#);
+    a.call(
+        r#"["UNSUBSCRIBE","c1"]"#,
+        r#"{"UNSUBSCRIBE":["unsubscribe","c1",0]}"#,
+    );
     drop(r);
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(numsub(&redis, "c1"), 1);
+    assert_eq!(redis.numsub("c1"), 1);
     redis.cmd(&["PUBLISH", "c1", "two"]);
     b.expect_text(r#"{"SUBSCRIBE":["message","c1","two"]}"#);
     a.expect_quiet(Duration::from_millis(100));
     // The last one closes its TCP connection: the gateway unsubscribes from Redis.
     drop(b);
     assert!(
-        eventually(Duration::from_secs(3), || numsub(&redis, "c1") == 0),
+        eventually(Duration::from_secs(3), || redis.numsub("c1") == 0),
         "still subscribed to c1 after the last client left"
     );
     // The subscriber connection stays (idle) and is reused.
-    a.send_text(r#"["SUBSCRIBE","c1"]"#);
-    a.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",1]}"#);
-    assert_eq!(numsub(&redis, "c1"), 1);
+    a.call(
+        r#"["SUBSCRIBE","c1"]"#,
+        r#"{"SUBSCRIBE":["subscribe","c1",1]}"#,
+    );
+    assert_eq!(redis.numsub("c1"), 1);
     assert_eq!(redis_clients_with_flags(&redis, "P"), 1);
     // Leaving with a close frame unsubscribes too.
     a.send_frame(true, op::CLOSE, &1000u16.to_be_bytes());
     a.expect(b"\x88\x02\x03\xe8");
     a.expect_eof();
     assert!(
-        eventually(Duration::from_secs(3), || numsub(&redis, "c1") == 0),
+        eventually(Duration::from_secs(3), || redis.numsub("c1") == 0),
         "still subscribed to c1 after a close frame"
     );
 }
@@ -1475,7 +1461,7 @@ fn many_clients_one_subscription() {
     for c in &mut clients {
         c.expect_text(r#"{"SUBSCRIBE":["subscribe","fan",1]}"#);
     }
-    assert_eq!(numsub(&redis, "fan"), 1);
+    assert_eq!(redis.numsub("fan"), 1);
     for i in 0..5 {
         redis.cmd(&["PUBLISH", "fan", &format!("m{i}")]);
     }
@@ -1485,7 +1471,7 @@ fn many_clients_one_subscription() {
         }
     }
     drop(clients);
-    assert!(eventually(Duration::from_secs(3), || numsub(&redis, "fan") == 0));
+    assert!(eventually(Duration::from_secs(3), || redis.numsub("fan") == 0));
 }
 
 // ---- ACL ----------------------------------------------------------------------------
@@ -1504,8 +1490,7 @@ fn the_acl_applies_to_every_command_on_a_socket() {
     ws.expect(&ws_error_json("Forbidden", 403));
     ws.send_text(r#"["SUBSCRIBE","c1"]"#);
     ws.expect(&ws_error_json("Forbidden", 403));
-    ws.send_text(r#"["GET","k"]"#);
-    ws.expect_text(r#"{"GET":"v"}"#);
+    ws.call(r#"["GET","k"]"#, r#"{"GET":"v"}"#);
     let mut raw = WsClient::connect(gw.port, "/.raw");
     raw.send_binary(b"*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n");
     raw.expect(b"\x82\x10-ERR Forbidden\r\n");
@@ -1520,10 +1505,11 @@ fn the_acl_applies_to_every_command_on_a_socket() {
         "/",
         "Authorization: Basic dXNlcjpwYXNzd29yZA==\r\n",
     );
-    ws.send_text(r#"["DEL","k"]"#);
-    ws.expect_text(r#"{"DEL":1}"#);
-    ws.send_text(r#"["SUBSCRIBE","c1"]"#);
-    ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",1]}"#);
+    ws.call(r#"["DEL","k"]"#, r#"{"DEL":1}"#);
+    ws.call(
+        r#"["SUBSCRIBE","c1"]"#,
+        r#"{"SUBSCRIBE":["subscribe","c1",1]}"#,
+    );
     assert_eq!(redis.cmd(&["EXISTS", "k"]), b":0\r\n");
     assert!(
         gw.log().contains("WS: ACL: 127.0.0.1 denied DEL"),
@@ -1562,8 +1548,10 @@ fn key_patterns_apply_to_socket_commands() {
     ws.expect(&forbidden);
     ws.send_text(r#"["MGET","public:a","secret"]"#);
     ws.expect(&forbidden);
-    ws.send_text(r#"["MGET","public:a","public:b"]"#);
-    ws.expect_text(r#"{"MGET":["1",null]}"#);
+    ws.call(
+        r#"["MGET","public:a","public:b"]"#,
+        r#"{"MGET":["1",null]}"#,
+    );
     ws.send_text(r#"["SET","secret","x"]"#);
     ws.expect(&forbidden);
     assert_eq!(redis.cmd(&["GET", "secret"]), b"$1\r\ns\r\n");
@@ -1575,8 +1563,10 @@ fn a_slow_websocket_subscriber_is_closed_without_hurting_others() {
     let mut slow = WsClient::connect(gw.port, "/");
     let mut good = WsClient::connect(gw.port, "/");
     for ws in [&mut slow, &mut good] {
-        ws.send_text(r#"["SUBSCRIBE","hose"]"#);
-        ws.expect_text(r#"{"SUBSCRIBE":["subscribe","hose",1]}"#);
+        ws.call(
+            r#"["SUBSCRIBE","hose"]"#,
+            r#"{"SUBSCRIBE":["subscribe","hose",1]}"#,
+        );
     }
     // 25 MB in all: more than the kernel's socket buffers take for the slow one.
     let payload = "y".repeat(64_000);
@@ -1594,26 +1584,14 @@ fn a_slow_websocket_subscriber_is_closed_without_hurting_others() {
     let (ok, _good) = reader.join().unwrap();
     assert!(ok, "the good subscriber got every message");
     // The slow one: what the kernel buffered, then the end of the connection.
-    let mut total = 0;
-    let closed = loop {
-        match std::io::Read::read(&mut slow.client.stream, &mut [0u8; 65536]) {
-            Ok(0) => break true,
-            Ok(n) => total += n,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-            Err(_) => break false,
-        }
-    };
+    let (closed, total) = drain_until_closed(&mut slow.client.stream);
     assert!(
         closed,
         "the slow subscriber is disconnected (read {total} bytes)"
     );
     assert!(total < 400 * 64_000, "it did not get everything");
     gw.wait_for_log("slow consumer");
-    assert_eq!(
-        numsub(&redis, "hose"),
-        1,
-        "the good one is still subscribed"
-    );
+    assert_eq!(redis.numsub("hose"), 1, "the good one is still subscribed");
 }
 
 #[test]
@@ -1624,8 +1602,7 @@ fn one_socket_has_at_most_ten_thousand_topics() {
     cmd.extend((0..10_001).map(|i| format!("c{i}")));
     ws.send_text(&serde_json::to_string(&cmd).unwrap());
     ws.expect(&ws_error_json("Too many subscriptions for one client", 400));
-    ws.send_text(r#"["PING"]"#);
-    ws.expect_text(r#"{"PING":[true,"PONG"]}"#);
+    ws.call(r#"["PING"]"#, r#"{"PING":[true,"PONG"]}"#);
 }
 
 // ---- Redis restarts -----------------------------------------------------------------
@@ -1634,11 +1611,15 @@ fn one_socket_has_at_most_ten_thousand_topics() {
 fn redis_restart_while_subscribed_resubscribes() {
     let (mut redis, gw) = ws_setup();
     let mut ws = WsClient::connect(gw.port, "/");
-    ws.send_text(r#"["SUBSCRIBE","c1"]"#);
-    ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",1]}"#);
+    ws.call(
+        r#"["SUBSCRIBE","c1"]"#,
+        r#"{"SUBSCRIBE":["subscribe","c1",1]}"#,
+    );
     let mut raw = WsClient::connect(gw.port, "/.raw");
-    raw.send_binary(b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nc1\r\n");
-    raw.expect_binary(b"*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n");
+    raw.call_binary(
+        b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nc1\r\n",
+        b"*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n",
+    );
 
     redis.restart_same_port();
     ws.expect(&ws_error_json("Redis connection lost; resubscribing", 503));
@@ -1646,15 +1627,16 @@ fn redis_restart_while_subscribed_resubscribes() {
     // Once Redis is back: fresh confirmations, and messages flow again.
     ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",1]}"#);
     raw.expect_binary(b"*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n");
-    assert_eq!(numsub(&redis, "c1"), 1);
+    assert_eq!(redis.numsub("c1"), 1);
     redis.cmd(&["PUBLISH", "c1", "after"]);
     ws.expect_text(r#"{"SUBSCRIBE":["message","c1","after"]}"#);
     raw.expect_binary(b"*3\r\n$7\r\nmessage\r\n$2\r\nc1\r\n$5\r\nafter\r\n");
     // Still subscribed: unsubscribing works and commands come back.
-    ws.send_text(r#"["UNSUBSCRIBE"]"#);
-    ws.expect_text(r#"{"UNSUBSCRIBE":["unsubscribe","c1",0]}"#);
-    ws.send_text(r#"["PING"]"#);
-    ws.expect_text(r#"{"PING":[true,"PONG"]}"#);
+    ws.call(
+        r#"["UNSUBSCRIBE"]"#,
+        r#"{"UNSUBSCRIBE":["unsubscribe","c1",0]}"#,
+    );
+    ws.call(r#"["PING"]"#, r#"{"PING":[true,"PONG"]}"#);
 }
 
 #[test]
@@ -1664,8 +1646,10 @@ fn redis_restart_keeps_the_counts_of_channels_and_patterns() {
     ws.send_text(r#"["SUBSCRIBE","c1","c2"]"#);
     ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",1]}"#);
     ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c2",2]}"#);
-    ws.send_text(r#"["PSUBSCRIBE","p*"]"#);
-    ws.expect_text(r#"{"PSUBSCRIBE":["psubscribe","p*",3]}"#);
+    ws.call(
+        r#"["PSUBSCRIBE","p*"]"#,
+        r#"{"PSUBSCRIBE":["psubscribe","p*",3]}"#,
+    );
     redis.restart_same_port();
     ws.expect(&ws_error_json("Redis connection lost; resubscribing", 503));
     // The same confirmations as before.
@@ -1708,8 +1692,10 @@ fn shown(frames: &[Vec<u8>]) -> Vec<String> {
 fn redis_down_for_a_while_tells_subscribers_once() {
     let (mut redis, gw) = ws_setup();
     let mut ws = WsClient::connect(gw.port, "/");
-    ws.send_text(r#"["SUBSCRIBE","c1"]"#);
-    ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",1]}"#);
+    ws.call(
+        r#"["SUBSCRIBE","c1"]"#,
+        r#"{"SUBSCRIBE":["subscribe","c1",1]}"#,
+    );
     redis.stop();
     // Long enough for several reconnect attempts (backoff 100 ms, doubling).
     std::thread::sleep(Duration::from_millis(1000));
@@ -1757,8 +1743,10 @@ fn subscribe_while_redis_is_down_is_confirmed_once_it_is_back() {
 fn unsubscribe_while_redis_is_down_frees_the_socket() {
     let (mut redis, gw) = ws_setup();
     let mut ws = WsClient::connect(gw.port, "/");
-    ws.send_text(r#"["SUBSCRIBE","c1"]"#);
-    ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",1]}"#);
+    ws.call(
+        r#"["SUBSCRIBE","c1"]"#,
+        r#"{"SUBSCRIBE":["subscribe","c1",1]}"#,
+    );
     redis.stop();
     let lost = ws_error_json("Redis connection lost; resubscribing", 503);
     ws.expect(&lost);
@@ -1903,10 +1891,8 @@ fn garbage_after_the_handshake_never_hurts_the_server() {
     }
     // The server is alive and serves a normal client exactly.
     let mut ws = WsClient::connect(gw.port, "/");
-    ws.send_text(r#"["SET","after","garbage"]"#);
-    ws.expect_text(r#"{"SET":[true,"OK"]}"#);
-    ws.send_text(r#"["GET","after"]"#);
-    ws.expect_text(r#"{"GET":"garbage"}"#);
+    ws.call(r#"["SET","after","garbage"]"#, r#"{"SET":[true,"OK"]}"#);
+    ws.call(r#"["GET","after"]"#, r#"{"GET":"garbage"}"#);
     ws.send_frame(true, op::PING, b"ok");
     ws.expect(b"\x8a\x02ok");
     assert_bytes(&gw.get("/GET/after"), &ok_json(r#"{"GET":"garbage"}"#));

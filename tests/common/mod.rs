@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -81,6 +81,20 @@ fn kill(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
         let _ = c.kill();
         let _ = c.wait();
+    }
+}
+
+/// Polls `f` every 20 ms until it holds or `within` passes; whether it held.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -273,6 +287,18 @@ impl Redis {
         read_resp(&mut r)
     }
 
+    /// Redis's `PUBSUB NUMSUB <channel>` count (the gateway's subscriptions to it).
+    pub fn numsub(&self, channel: &str) -> i64 {
+        let r = self.cmd(&["PUBSUB", "NUMSUB", channel]);
+        let want_prefix = format!("*2\r\n${}\r\n{channel}\r\n:", channel.len());
+        let s = String::from_utf8_lossy(&r).into_owned();
+        let n = s
+            .strip_prefix(&want_prefix)
+            .and_then(|r| r.strip_suffix("\r\n"))
+            .unwrap_or_else(|| panic!("unexpected PUBSUB NUMSUB reply {}", show(&r)));
+        n.parse().unwrap()
+    }
+
     /// Stops the server (SIGKILL) and waits for it.
     pub fn stop(&mut self) {
         kill(&mut self.child);
@@ -427,7 +453,7 @@ impl Gateway {
         panic!("webdis-rs keeps exiting at start-up; log:\n{last_log}");
     }
 
-    /// Polls `GET /PING` until it answers 200 (the pool is connected).
+    /// The gateway's process id.
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map_or(0, |c| c.id() as i32)
     }
@@ -454,21 +480,42 @@ impl Gateway {
         }
     }
 
+    /// Polls `GET /PING` until it answers 200 (the pool is connected).
     pub fn wait_for_ping(&self) {
+        self.wait_for_200("/PING");
+    }
+
+    /// Polls `GET <path>` on fresh connections until it answers 200, for at most
+    /// [`TIMEOUT`].
+    pub fn wait_for_200(&self, path: &str) {
+        let ok = eventually(TIMEOUT, || {
+            try_request(self.port, get_req(path).as_bytes()).is_ok_and(|r| r.status() == 200)
+        });
+        assert!(
+            ok,
+            "webdis-rs never answered {path} with 200; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// GETs `path` until it answers 200, for at most [`TIMEOUT`], and asserts that
+    /// answer is exactly `ok_json(body)`.
+    #[track_caller]
+    pub fn eventually_ok(&self, path: &str, body: &str) {
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if let Ok(r) = try_request(self.port, b"GET /PING HTTP/1.1\r\n\r\n") {
-                if r.status() == 200 {
-                    return;
-                }
+            let r = self.get(path);
+            if r.status() == 200 {
+                assert_bytes(&r, &ok_json(body));
+                return;
             }
-            if Instant::now() > deadline {
-                panic!(
-                    "webdis-rs never answered /PING with 200; log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(
+                Instant::now() < deadline,
+                "GET {path} never answered 200: {}; log:\n{}",
+                r.normalized_str(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -484,15 +531,11 @@ impl Gateway {
 
     /// Waits (bounded) until the log contains `text`; panics with the log otherwise.
     pub fn wait_for_log(&self, text: &str) {
-        let deadline = Instant::now() + TIMEOUT;
-        while !self.log().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "no {text:?} in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            eventually(TIMEOUT, || self.log().contains(text)),
+            "no {text:?} in the log:\n{}",
+            self.log()
+        );
     }
 
     /// `GET <path> HTTP/1.1` on a fresh connection.
@@ -776,6 +819,22 @@ impl Client {
     }
 }
 
+/// Reads and discards until the peer closes the connection (EOF or reset): whether it
+/// did, and how many bytes came before. Any other read error (the read timeout) ends it
+/// unclosed.
+pub fn drain_until_closed(s: &mut impl Read) -> (bool, usize) {
+    let mut sink = vec![0u8; 1 << 16];
+    let mut total = 0;
+    loop {
+        match s.read(&mut sink) {
+            Ok(0) => return (true, total),
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (true, total),
+            Err(_) => return (false, total),
+        }
+    }
+}
+
 /// One request on a fresh connection, errors returned rather than panicking.
 pub fn try_request(port: u16, raw: &[u8]) -> std::io::Result<Response> {
     let mut c = Client::try_connect(port)?;
@@ -784,6 +843,12 @@ pub fn try_request(port: u16, raw: &[u8]) -> std::io::Result<Response> {
 }
 
 // ---- expected responses -------------------------------------------------------------
+
+/// The Content-Type of JSON answers, as [`expected`] takes it.
+pub const JSON: Option<&str> = Some("application/json");
+
+/// The methods of [`COMMON_HEADERS`]'s `Allow` and `Access-Control-Allow-Methods`.
+const ALL_METHODS: &str = "GET,HEAD,POST,PUT,OPTIONS";
 
 pub const COMMON_HEADERS: &str = "Server: webdis-rs\r\nDate: <DATE>\r\n\
 Allow: GET,HEAD,POST,PUT,OPTIONS\r\n\
@@ -814,8 +879,35 @@ pub fn expected_head(
     keep_alive: bool,
     body: &[u8],
 ) -> Vec<u8> {
+    head_allowing(
+        status,
+        ALL_METHODS,
+        filename,
+        content_type,
+        keep_alive,
+        body,
+    )
+}
+
+/// The exact bytes of a keep-alive response whose `Allow` and
+/// `Access-Control-Allow-Methods` list `methods` (a rewrite rule's route).
+pub fn expected_allowing(status: &str, methods: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = head_allowing(status, methods, None, Some(content_type), true, body);
+    out.extend_from_slice(body);
+    out
+}
+
+fn head_allowing(
+    status: &str,
+    methods: &str,
+    filename: Option<&str>,
+    content_type: Option<&str>,
+    keep_alive: bool,
+    body: &[u8],
+) -> Vec<u8> {
     let content_length = body.len();
-    let mut s = format!("{status}\r\n{COMMON_HEADERS}");
+    let common = COMMON_HEADERS.replace(ALL_METHODS, methods);
+    let mut s = format!("{status}\r\n{common}");
     if let Some(f) = filename {
         s.push_str(&format!(
             "Content-Disposition: attachment; filename=\"{f}\"\r\n"
@@ -838,24 +930,33 @@ pub fn expected_head(
 
 /// A 200 JSON response on an HTTP/1.1 keep-alive connection.
 pub fn ok_json(body: &str) -> Vec<u8> {
+    expected("HTTP/1.1 200 OK", None, JSON, true, body.as_bytes())
+}
+
+/// An error answer `{"error":"<message>"}` with this whole status line.
+pub fn json_error(status: &str, keep_alive: bool, message: &str) -> Vec<u8> {
     expected(
-        "HTTP/1.1 200 OK",
+        status,
         None,
-        Some("application/json"),
-        true,
-        body.as_bytes(),
+        JSON,
+        keep_alive,
+        format!("{{\"error\":\"{message}\"}}").as_bytes(),
     )
 }
 
 /// An error response (`{"error":"<reason>"}`) on an HTTP/1.1 keep-alive connection.
 pub fn error_response(code: u16, reason: &str) -> Vec<u8> {
-    expected(
-        &format!("HTTP/1.1 {code} {reason}"),
-        None,
-        Some("application/json"),
-        true,
-        format!("{{\"error\":\"{reason}\"}}").as_bytes(),
-    )
+    json_error(&format!("HTTP/1.1 {code} {reason}"), true, reason)
+}
+
+/// `403 {"error":"Forbidden"}`, keep-alive.
+pub fn forbidden() -> Vec<u8> {
+    error_response(403, "Forbidden")
+}
+
+/// `503 {"error":"Service Unavailable"}`, keep-alive.
+pub fn unavailable() -> Vec<u8> {
+    error_response(503, "Service Unavailable")
 }
 
 /// Shows bytes readably in assertion messages.
@@ -873,10 +974,6 @@ pub fn assert_bytes(resp: &Response, want: &[u8]) {
         show(&got),
         show(want)
     );
-}
-
-pub fn path_exists(p: &Path) -> bool {
-    p.exists()
 }
 
 /// The reason phrase webdis-rs uses for a status code.
@@ -967,7 +1064,6 @@ impl Drop for Checks {
     }
 }
 
-/// MD5 of `data` as lowercase hex (RFC 1321), for checking ETags.
 /// A minimal HTTP/1.1 GET request for `path`.
 pub fn get_req(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -976,6 +1072,7 @@ pub fn get_req(path: &str) -> String {
 /// The fixed body of `GET /crossdomain.xml` (spec §3.6).
 pub const CROSSDOMAIN: &[u8] = b"<?xml version=\"1.0\"?>\n<!DOCTYPE cross-domain-policy SYSTEM \"http://www.macromedia.com/xml/dtds/cross-domain-policy.dtd\">\n<cross-domain-policy>\n<allow-access-from domain=\"*\" />\n</cross-domain-policy>\n";
 
+/// MD5 of `data` as lowercase hex (RFC 1321), for checking ETags.
 pub fn md5_hex(data: &[u8]) -> String {
     const S: [u32; 64] = [
         7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
@@ -1343,6 +1440,22 @@ impl WsClient {
         self.expect(&ws_server_frame(op::BINARY, payload));
     }
 
+    /// Sends `msg` in a text frame and asserts the next frame is a text frame with
+    /// exactly `reply`.
+    #[track_caller]
+    pub fn call(&mut self, msg: &str, reply: &str) {
+        self.send_text(msg);
+        self.expect_text(reply);
+    }
+
+    /// Sends `msg` in a binary frame and asserts the next frame is a binary frame with
+    /// exactly `reply`.
+    #[track_caller]
+    pub fn call_binary(&mut self, msg: &[u8], reply: &[u8]) {
+        self.send_binary(msg);
+        self.expect_binary(reply);
+    }
+
     /// Asserts the server closes the TCP connection (within [`TIMEOUT`]) with no more
     /// bytes sent.
     #[track_caller]
@@ -1402,8 +1515,18 @@ pub fn run_webdis(args: &[&str], dir: &TempDir) -> (i32, String, String) {
     )
 }
 
+/// Runs the binary with `args` in `dir`, expects exit status 1, and returns what it
+/// wrote on stderr.
+#[track_caller]
+pub fn run_fails(args: &[&str], dir: &TempDir) -> String {
+    let (code, _, err) = run_webdis(args, dir);
+    assert_eq!(code, 1, "webdis-rs {args:?}\nstderr: {err}");
+    err
+}
+
 /// Starts the binary with `config` (written to `c.json` in `dir`), expects it to refuse
 /// to start (exit status 1), and returns what it wrote on stderr.
+#[track_caller]
 pub fn start_fails(dir: &TempDir, config: &str) -> String {
     std::fs::write(dir.join("c.json"), config).unwrap();
     let (code, _, err) = run_webdis(&["c.json"], dir);
