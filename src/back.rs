@@ -3,11 +3,12 @@
 //! A [`Back`] owns its socket, the commands waiting to be written (one `write` per turn
 //! of the event loop, however many front requests produced them), the replies read so
 //! far and the FIFO of [`Waiter`]s that says who each next reply belongs to. A new
-//! connection first sends its handshake (AUTH, SELECT); commands queued behind it are
-//! held back until the handshake succeeds, so a failed SELECT can never run a command
-//! on the wrong database. With `ssl`, the socket is a [`TlsStream`]: the TLS handshake
-//! is part of connecting (the connect timeout covers it), the commands go out only once
-//! it is complete, and the handshake has at least a `PING`, so that a connection Redis
+//! connection first sends its handshake (AUTH, SELECT, or a PING when there is
+//! neither); commands queued behind it are held back until the handshake succeeds, so a
+//! failed SELECT can never run a command on the wrong database, and nothing Redis says
+//! before its first reply can be taken for a command's. With `ssl`, the socket is a
+//! [`TlsStream`]: the TLS handshake is part of connecting (the connect timeout covers
+//! it) and the commands go out only once it is complete, so that a connection Redis
 //! refuses right after the TLS handshake never counts as up.
 
 use crate::buf::{ReadBuf, WriteBuf};
@@ -165,8 +166,10 @@ pub enum Waiter {
         auth: bool,
     },
     Select,
-    /// Over TLS without another handshake command: any reply proves Redis accepted
-    /// the connection (with TLS 1.3, a refused client certificate only shows then).
+    /// The handshake when there is no other command to send: its reply, whatever it is,
+    /// proves Redis speaks on this connection before any command goes out. Anything the
+    /// server says first (a greeting) is taken for it, never for a command's reply; over
+    /// TLS 1.3 a refused client certificate only shows then.
     Ping,
 }
 
@@ -293,7 +296,7 @@ impl Back {
             write_bulk(&mut hs, itoa::Buffer::new().format(self.db).as_bytes());
             hs_waiters.push(Waiter::Select);
         }
-        if hs.is_empty() && c.tls.is_some() {
+        if hs.is_empty() {
             hs.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
             hs_waiters.push(Waiter::Ping);
         }
