@@ -95,6 +95,8 @@ pub struct Busy {
     pub base_seq: u64,
     /// `100 Continue` was sent for the request being received.
     pub continue_sent: bool,
+    /// How far the incomplete chunked body of the request being received was walked.
+    pub chunks: crate::http::ChunkCursor,
     /// Subscribed to pub/sub topics (an HTTP stream or a WebSocket).
     pub sub: Option<Box<Subscriber>>,
     /// Messages that arrived while responses ahead of them were still awaited: they
@@ -279,6 +281,7 @@ impl Busy {
             slots: VecDeque::new(),
             base_seq: 0,
             continue_sent: false,
+            chunks: Default::default(),
             sub: None,
             held: Vec::new(),
             ws: None,
@@ -323,6 +326,7 @@ impl Busy {
         }
         self.base_seq = 0;
         self.continue_sent = false;
+        self.chunks = Default::default();
         self.sub = None;
         self.held = Vec::new();
         self.ws = None;

@@ -101,8 +101,28 @@ struct HeadFacts {
     authorization: Option<Range<usize>>,
 }
 
+/// Where the walk over an incomplete chunked body stopped (the start of the first chunk
+/// not yet whole, and the body bytes before it), so that the next parse of the same,
+/// grown, buffer resumes there: a body sent in many small chunks is walked once, not
+/// once per read. Reset it when the request is consumed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkCursor {
+    pos: usize,
+    total: usize,
+}
+
 /// Parses one request at the start of `buf`. `max_body` caps the body size.
 pub fn parse(buf: &mut [u8], max_body: usize) -> Result<Status, HttpError> {
+    parse_resuming(buf, max_body, &mut ChunkCursor::default())
+}
+
+/// [`parse`], resuming an incomplete chunked body where `cursor` says the previous
+/// parse of this buffer stopped, and recording where this one stops.
+pub fn parse_resuming(
+    buf: &mut [u8],
+    max_body: usize,
+    cursor: &mut ChunkCursor,
+) -> Result<Status, HttpError> {
     // Uninitialised header slots: zeroing 100 of them (3.2 KB) per request cost more
     // than the parse itself.
     let mut headers =
@@ -203,7 +223,7 @@ pub fn parse(buf: &mut [u8], max_body: usize) -> Result<Status, HttpError> {
     };
 
     let body = if facts.chunked {
-        match dechunk(buf, head_len, max_body)? {
+        match dechunk(buf, head_len, max_body, cursor)? {
             Some(done) => done,
             None => return partial(None),
         }
@@ -276,11 +296,18 @@ fn dechunk(
     buf: &mut [u8],
     start: usize,
     max_body: usize,
+    cursor: &mut ChunkCursor,
 ) -> Result<Option<(Range<usize>, usize)>, HttpError> {
-    // Pass 1: find every chunk without touching the buffer (it may still be incomplete).
-    let mut pos = start;
-    let mut total = 0usize;
+    // Pass 1: find every chunk without touching the buffer (it may still be incomplete),
+    // from where the previous pass stopped.
+    let (mut pos, mut total) = if cursor.pos > start {
+        (cursor.pos, cursor.total)
+    } else {
+        (start, 0)
+    };
     let end = loop {
+        // Incomplete from here: the next pass starts at this chunk.
+        *cursor = ChunkCursor { pos, total };
         let (used, size) = match httparse::parse_chunk_size(&buf[pos..]) {
             Ok(httparse::Status::Complete(x)) => x,
             Ok(httparse::Status::Partial) => return Ok(None),
@@ -412,6 +439,32 @@ mod tests {
                 total_len: Some(71)
             }))
         );
+    }
+
+    #[test]
+    fn a_chunked_body_is_walked_once_across_reads() {
+        let whole: &[u8] = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+            3\r\nabc\r\n2\r\nde\r\n1\r\nf\r\n0\r\n\r\n";
+        // Fed a byte at a time, resuming: the same request as parsed in one go.
+        let mut cursor = ChunkCursor::default();
+        let mut last_pos = 0;
+        for n in 1..whole.len() {
+            let mut buf = whole[..n].to_vec();
+            match parse_resuming(&mut buf, 1 << 20, &mut cursor) {
+                Ok(Status::Partial(_)) => {}
+                other => panic!("at {n}: {other:?}"),
+            }
+            assert!(cursor.pos >= last_pos, "the walk never goes back");
+            last_pos = cursor.pos;
+        }
+        let mut buf = whole.to_vec();
+        let Ok(Status::Complete(r)) = parse_resuming(&mut buf, 1 << 20, &mut cursor) else {
+            panic!("complete");
+        };
+        assert_eq!(&buf[r.body.clone()], b"abcdef");
+        assert_eq!(r.len, whole.len());
+        // The cursor is past the head and the first chunks: it was used.
+        assert!(last_pos > 50);
     }
 
     #[test]

@@ -472,9 +472,10 @@ impl Worker {
                 }
                 return;
             }
-            match http::parse(busy.rbuf.bytes_mut(), max) {
+            match http::parse_resuming(busy.rbuf.bytes_mut(), max, &mut busy.chunks) {
                 Ok(http::Status::Complete(req)) => {
                     busy.continue_sent = false;
+                    busy.chunks = http::ChunkCursor::default();
                     self.dispatch(k, &req);
                     if let Some(b) = self.fronts.get_mut(k).and_then(|f| f.busy.as_deref_mut()) {
                         b.rbuf.consume(req.len);
