@@ -12,7 +12,7 @@
 //! refuses right after the TLS handshake never counts as up.
 
 use crate::buf::{ReadBuf, WriteBuf};
-use crate::command::write_bulk;
+use crate::command::write_argv;
 use crate::config::RedisAuth;
 use crate::resp::FrameScanner;
 use crate::tls::{Tls, TlsStream};
@@ -267,37 +267,31 @@ impl Back {
         if c.protocol == 3 && self.kind != Kind::Subscriber {
             // HELLO 3 switches to RESP3 and authenticates in the same round trip.
             match creds {
-                Some((u, p)) => {
-                    hs.extend_from_slice(b"*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n");
-                    write_bulk(&mut hs, u.as_bytes());
-                    write_bulk(&mut hs, p.as_bytes());
-                }
-                None => hs.extend_from_slice(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"),
+                Some((u, p)) => write_argv(
+                    &mut hs,
+                    [&b"HELLO"[..], b"3", b"AUTH", u.as_bytes(), p.as_bytes()],
+                ),
+                None => write_argv(&mut hs, [&b"HELLO"[..], b"3"]),
             }
             hs_waiters.push(Waiter::Hello {
                 auth: creds.is_some(),
             });
         } else if let Some(auth) = &c.auth {
             match auth {
-                RedisAuth::Password(p) => {
-                    hs.extend_from_slice(b"*2\r\n$4\r\nAUTH\r\n");
-                    write_bulk(&mut hs, p.as_bytes());
-                }
+                RedisAuth::Password(p) => write_argv(&mut hs, [&b"AUTH"[..], p.as_bytes()]),
                 RedisAuth::User(u, p) => {
-                    hs.extend_from_slice(b"*3\r\n$4\r\nAUTH\r\n");
-                    write_bulk(&mut hs, u.as_bytes());
-                    write_bulk(&mut hs, p.as_bytes());
+                    write_argv(&mut hs, [&b"AUTH"[..], u.as_bytes(), p.as_bytes()])
                 }
             }
             hs_waiters.push(Waiter::Auth);
         }
         if self.db != 0 {
-            hs.extend_from_slice(b"*2\r\n$6\r\nSELECT\r\n");
-            write_bulk(&mut hs, itoa::Buffer::new().format(self.db).as_bytes());
+            let mut digits = itoa::Buffer::new();
+            write_argv(&mut hs, [&b"SELECT"[..], digits.format(self.db).as_bytes()]);
             hs_waiters.push(Waiter::Select);
         }
         if hs.is_empty() {
-            hs.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+            write_argv(&mut hs, [b"PING"]);
             hs_waiters.push(Waiter::Ping);
         }
         for w in hs_waiters.into_iter().rev() {
