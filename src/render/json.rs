@@ -12,7 +12,7 @@
 //!   string of the text (`"inf"`, `"-inf"`, `"nan"`);
 //! - big numbers and verbatim strings: JSON strings of their text; sets and pushes: arrays.
 
-use super::{skip_children, Shape};
+use super::{info_fields, skip_children, Shape};
 use crate::resp::{Item, Reader, MAX_DEPTH};
 
 /// Appends `{"<name>":VALUE}` for one complete RESP frame.
@@ -319,16 +319,9 @@ fn member(out: &mut Vec<u8>, first: &mut bool, name: &[u8]) {
 fn info(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'{');
     let mut first = true;
-    for line in text.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.first() == Some(&b'#') {
-            continue;
-        }
-        let Some(colon) = memchr::memchr(b':', line) else {
-            continue;
-        };
-        member(out, &mut first, &line[..colon]);
-        write_string(out, &line[colon + 1..]);
+    for (key, val) in info_fields(text) {
+        member(out, &mut first, key);
+        write_string(out, val);
     }
     out.push(b'}');
 }
