@@ -1,5 +1,6 @@
 //! What a Redis reply (or the lack of one) becomes on the front: a whole HTTP response,
-//! head and body, appended to the output buffer. Free of I/O.
+//! head and body, appended to the output buffer, or a WebSocket frame. [`body`] writes a
+//! reply in its format, for pub/sub messages too. Free of I/O.
 
 use crate::command::Output;
 use crate::front::Meta;
