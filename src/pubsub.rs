@@ -9,9 +9,10 @@
 //! transport sends: a chunk, a Server-Sent Event or a WebSocket frame.
 
 use crate::command::{write_bulk, Output};
-use crate::render::{custom, json, msgpack, xml, Shape};
+use crate::render::custom::Custom;
+use crate::render::Shape;
 use crate::resp::{Item, Reader};
-use crate::ws;
+use crate::{reply, response, ws};
 use std::collections::HashMap;
 
 /// What a subscription names.
@@ -310,40 +311,78 @@ pub struct Style {
 /// Appends what `style` sends for `frame` (a message or a confirmation), the JSON key
 /// being `name` (the subscribe command as the client typed it). Nothing is appended
 /// when the custom format can't render the frame.
+///
+/// Rendered in place: the transport's framing is opened before the body and its length
+/// filled in after (a chunk's size, a WebSocket header), and an SSE event's `data: `
+/// comes first, so the body is not copied on the usual path.
 pub fn render(out: &mut Vec<u8>, style: &Style, name: &[u8], frame: &[u8]) {
-    let mut body = Vec::with_capacity(frame.len() + name.len() + 16);
-    match style.output {
-        Output::Json => match style.jsonp.as_deref().filter(|_| !style.sse) {
-            Some(cb) => {
-                body.extend_from_slice(cb);
-                body.push(b'(');
-                json::render(&mut body, name, frame, Shape::Plain);
-                body.extend_from_slice(b");\n");
-            }
-            None => {
-                json::render(&mut body, name, frame, Shape::Plain);
-                // Newline-delimited JSON (an SSE event needs none).
-                if !style.sse && style.transport != Transport::Ws {
-                    body.push(b'\n');
-                }
-            }
-        },
-        Output::Raw => body.extend_from_slice(frame),
-        Output::Msgpack => msgpack::render(&mut body, name, frame, Shape::Plain),
-        Output::Xml => xml::render(&mut body, frame),
-        Output::Custom => {
-            let sep = style.sep.as_deref().unwrap_or(b"");
-            if custom::render(&mut body, frame, sep) != custom::Custom::Body {
-                return;
-            }
-        }
+    let start = out.len();
+    let framing = Framing::open(out, style.transport, frame.len() + name.len() + 16);
+    if style.sse {
+        out.extend_from_slice(SSE_DATA);
+    }
+    let body_at = out.len();
+    // No JSONP in an SSE event: the browser's EventSource reads it, not a script.
+    let jsonp = style.jsonp.as_deref().filter(|_| !style.sse);
+    let sep = style.sep.as_deref().unwrap_or(b"");
+    if reply::body(out, style.output, name, Shape::Plain, frame, jsonp, sep) != Custom::Body {
+        out.truncate(start);
+        return;
+    }
+    if style.output == Output::Json
+        && jsonp.is_none()
+        && !style.sse
+        && style.transport != Transport::Ws
+    {
+        // Newline-delimited JSON (JSONP ends with its own newline).
+        out.push(b'\n');
     }
     if style.sse {
-        let mut event = Vec::with_capacity(body.len() + 16);
-        sse_event(&mut event, &body);
-        body = event;
+        end_sse_event(out, body_at);
     }
-    frame_payload(out, style, &body);
+    framing.close(out, reply::ws_opcode(style.output));
+}
+
+/// A transport's framing around a payload being appended.
+enum Framing {
+    Plain,
+    /// The chunk size goes at `at`, in the `width` digits left for it.
+    Chunk {
+        at: usize,
+        width: usize,
+    },
+    /// [`ws::begin_frame`]'s mark.
+    Ws(usize),
+}
+
+impl Framing {
+    /// Starts the framing of a payload of about `hint` bytes.
+    fn open(out: &mut Vec<u8>, transport: Transport, hint: usize) -> Framing {
+        match transport {
+            Transport::Plain => Framing::Plain,
+            Transport::Chunked => {
+                let at = out.len();
+                let width = Hex::new(hint).digits().len();
+                out.resize(at + width, b'0');
+                out.extend_from_slice(b"\r\n");
+                Framing::Chunk { at, width }
+            }
+            Transport::Ws => Framing::Ws(ws::begin_frame(out)),
+        }
+    }
+
+    /// Ends the framing: everything appended since [`Framing::open`] is the payload.
+    fn close(self, out: &mut Vec<u8>, op: ws::Opcode) {
+        match self {
+            Framing::Plain => {}
+            Framing::Chunk { at, width } => {
+                let len = out.len() - (at + width + 2);
+                response::fill_in(out, at, width, Hex::new(len).digits());
+                out.extend_from_slice(b"\r\n");
+            }
+            Framing::Ws(mark) => ws::end_frame(out, mark, op),
+        }
+    }
 }
 
 /// Wraps `payload` for the transport: a chunk, raw bytes, or a WebSocket frame (text
@@ -352,50 +391,75 @@ pub fn frame_payload(out: &mut Vec<u8>, style: &Style, payload: &[u8]) {
     match style.transport {
         Transport::Chunked => write_chunk(out, payload),
         Transport::Plain => out.extend_from_slice(payload),
-        Transport::Ws => {
-            let op = match style.output {
-                Output::Raw | Output::Msgpack => ws::Opcode::Binary,
-                _ => ws::Opcode::Text,
-            };
-            ws::write_frame(out, op, payload);
-        }
+        Transport::Ws => ws::write_frame(out, reply::ws_opcode(style.output), payload),
     }
 }
 
 /// One HTTP chunk: hex length (lower case), CRLF, payload, CRLF.
 pub fn write_chunk(out: &mut Vec<u8>, payload: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    let mut n = payload.len();
-    loop {
-        i -= 1;
-        digits[i] = HEX[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(Hex::new(payload.len()).digits());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\r\n");
 }
 
+/// A chunk size: its hex digits, lower case, without leading zeros.
+struct Hex {
+    digits: [u8; 16],
+    start: usize,
+}
+
+impl Hex {
+    fn new(mut n: usize) -> Hex {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut digits = [0u8; 16];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = HEX[n & 15];
+            n >>= 4;
+            if n == 0 {
+                break;
+            }
+        }
+        Hex { digits, start }
+    }
+
+    fn digits(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
+}
+
 /// The chunk that ends a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// What starts each line of a Server-Sent Event.
+const SSE_DATA: &[u8] = b"data: ";
 
 /// One Server-Sent Event: a `data:` line per line of `payload`, then a blank line.
 pub fn sse_event(out: &mut Vec<u8>, payload: &[u8]) {
     let payload = payload.strip_suffix(b"\n").unwrap_or(payload);
     for line in payload.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(SSE_DATA);
         // A lone CR would end the line for the browser: it can't be sent inside one.
         out.extend(line.iter().map(|&b| if b == b'\r' { b' ' } else { b }));
         out.push(b'\n');
     }
     out.push(b'\n');
+}
+
+/// Ends the event whose payload is `out[from..]`, after the [`SSE_DATA`] written before
+/// it. A payload of one line (JSON always is: it escapes CR and LF) just gets its blank
+/// line; one of several lines is rewritten by [`sse_event`].
+fn end_sse_event(out: &mut Vec<u8>, from: usize) {
+    if memchr::memchr2(b'\r', b'\n', &out[from..]).is_none() {
+        out.extend_from_slice(b"\n\n");
+    } else {
+        let payload = out.split_off(from);
+        out.truncate(from - SSE_DATA.len());
+        sse_event(out, &payload);
+    }
 }
 
 #[cfg(test)]

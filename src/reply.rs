@@ -1,10 +1,12 @@
 //! What a Redis reply (or the lack of one) becomes on the front: a whole HTTP response,
-//! head and body, appended to the output buffer. Free of I/O.
+//! head and body, appended to the output buffer, or a WebSocket frame. [`body`] writes a
+//! reply in its format, for pub/sub messages too. Free of I/O.
 
 use crate::command::Output;
 use crate::front::Meta;
-use crate::render::{custom, json, msgpack, xml};
-use crate::response::{self, DateCache, Head, Open, Status};
+use crate::render::custom::{self, Custom};
+use crate::render::{json, msgpack, xml, Shape};
+use crate::response::{self, DateCache, Head, Status};
 use crate::rules::Answer;
 use crate::ws;
 
@@ -19,63 +21,45 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     let mapped = extra
         .and_then(|e| e.statuses.as_deref())
         .and_then(|s| s.status_for(frame));
-    let mut head = Head {
+    // The custom type may name its own Content-Type (`?type=`).
+    let content_type = extra
+        .and_then(|e| e.content_type.as_deref())
+        .filter(|_| meta.output == Output::Custom)
+        .unwrap_or(meta.content_type.as_bytes());
+    let head = Head {
         filename: extra.and_then(|e| e.filename.as_deref()),
         etag: meta.etag && mapped.is_none(),
-        ..head_for(
-            meta,
-            mapped.unwrap_or(Status::Ok),
-            Some(meta.content_type.as_bytes()),
-        )
+        ..head_for(meta, mapped.unwrap_or(Status::Ok), Some(content_type))
     };
-    let opened: Open = match meta.output {
-        Output::Json => {
-            let jsonp = extra.and_then(|e| e.jsonp.as_deref());
-            let o = response::open(out, &head, date, frame.len() + meta.name.len() + 8);
-            json_body(out, meta, frame, jsonp);
-            o
+    // The body's length, guessed for the Content-Length digits.
+    let hint = frame.len()
+        + match meta.output {
+            Output::Json => meta.name.len() + 8,
+            Output::Msgpack => meta.name.len() + 4,
+            Output::Xml => 64,
+            Output::Raw | Output::Custom => 0,
+        };
+    let opened = response::open(out, &head, date, hint);
+    let jsonp = extra.and_then(|e| e.jsonp.as_deref());
+    let sep = extra.and_then(|e| e.sep.as_deref()).unwrap_or(b"");
+    match body(out, meta.output, &meta.name, meta.shape, frame, jsonp, sep) {
+        Custom::Body => {}
+        Custom::NotFound => {
+            out.truncate(start);
+            let head = Head {
+                status: mapped.unwrap_or(Status::NotFound),
+                content_type: None,
+                filename: None,
+                etag: false,
+                ..head
+            };
+            return response::write(out, &head, date, b"", false);
         }
-        Output::Raw => {
-            let o = response::open(out, &head, date, frame.len());
-            out.extend_from_slice(frame);
-            o
+        Custom::Unsupported => {
+            out.truncate(start);
+            return error(out, meta, Status::BadRequest, date);
         }
-        Output::Msgpack => {
-            let o = response::open(out, &head, date, frame.len() + meta.name.len() + 4);
-            msgpack::render(out, &meta.name, frame, meta.shape);
-            o
-        }
-        Output::Xml => {
-            let o = response::open(out, &head, date, frame.len() + 64);
-            xml::render(out, frame);
-            o
-        }
-        Output::Custom => {
-            if let Some(ct) = extra.and_then(|e| e.content_type.as_deref()) {
-                head.content_type = Some(ct);
-            }
-            let sep = extra.and_then(|e| e.sep.as_deref()).unwrap_or(b"");
-            let o = response::open(out, &head, date, frame.len());
-            match custom::render(out, frame, sep) {
-                custom::Custom::Body => o,
-                custom::Custom::NotFound => {
-                    out.truncate(start);
-                    let head = Head {
-                        status: mapped.unwrap_or(Status::NotFound),
-                        content_type: None,
-                        filename: None,
-                        etag: false,
-                        ..head
-                    };
-                    return response::write(out, &head, date, b"", false);
-                }
-                custom::Custom::Unsupported => {
-                    out.truncate(start);
-                    return error(out, meta, Status::BadRequest, date);
-                }
-            }
-        }
-    };
+    }
     response::close(out, opened, meta.head_only);
     if let (Some(at), Some(inm)) = (
         opened.etag_at(),
@@ -95,15 +79,44 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     }
 }
 
-/// A JSON body, wrapped as `cb(...);\n` for JSONP.
-fn json_body(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], jsonp: Option<&[u8]>) {
-    if let Some(cb) = jsonp {
-        out.extend_from_slice(cb);
-        out.push(b'(');
+/// Appends the body `output` makes of `frame`, wherever it goes (an HTTP response, a
+/// WebSocket message, a pub/sub message): JSON keyed by `name` (wrapped as `cb(...);\n`
+/// with a JSONP callback), raw RESP, MessagePack, XML, or the custom type (`sep` between
+/// array elements), whose verdict is returned; the other formats always give a body.
+pub fn body(
+    out: &mut Vec<u8>,
+    output: Output,
+    name: &[u8],
+    shape: Shape,
+    frame: &[u8],
+    jsonp: Option<&[u8]>,
+    sep: &[u8],
+) -> Custom {
+    match output {
+        Output::Json => {
+            if let Some(cb) = jsonp {
+                out.extend_from_slice(cb);
+                out.push(b'(');
+            }
+            json::render(out, name, frame, shape);
+            if jsonp.is_some() {
+                out.extend_from_slice(b");\n");
+            }
+        }
+        Output::Raw => out.extend_from_slice(frame),
+        Output::Msgpack => msgpack::render(out, name, frame, shape),
+        Output::Xml => xml::render(out, frame),
+        Output::Custom => return custom::render(out, frame, sep),
     }
-    json::render(out, &meta.name, frame, meta.shape);
-    if jsonp.is_some() {
-        out.extend_from_slice(b");\n");
+    Custom::Body
+}
+
+/// The opcode of a WebSocket message in `output`: binary for raw RESP and MessagePack,
+/// text otherwise.
+pub fn ws_opcode(output: Output) -> ws::Opcode {
+    match output {
+        Output::Raw | Output::Msgpack => ws::Opcode::Binary,
+        _ => ws::Opcode::Text,
     }
 }
 
@@ -185,26 +198,14 @@ pub fn error_with(out: &mut Vec<u8>, meta: &Meta, status: Status, msg: &[u8], da
 /// MessagePack. Rendered in place: the header is written once the payload length is known.
 fn ws_write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8]) {
     let mark = ws::begin_frame(out);
-    let op = match meta.output {
-        Output::Json => {
-            let jsonp = meta.extra.as_deref().and_then(|e| e.jsonp.as_deref());
-            json_body(out, meta, frame, jsonp);
-            ws::Opcode::Text
-        }
-        Output::Msgpack => {
-            msgpack::render(out, &meta.name, frame, meta.shape);
-            ws::Opcode::Binary
-        }
-        Output::Xml => {
-            xml::render(out, frame);
-            ws::Opcode::Text
-        }
-        Output::Raw | Output::Custom => {
-            out.extend_from_slice(frame);
-            ws::Opcode::Binary
-        }
+    // The custom type is HTTP's: a WebSocket gets the reply as it came.
+    let output = match meta.output {
+        Output::Custom => Output::Raw,
+        other => other,
     };
-    ws::end_frame(out, mark, op);
+    let jsonp = meta.extra.as_deref().and_then(|e| e.jsonp.as_deref());
+    body(out, output, &meta.name, meta.shape, frame, jsonp, b"");
+    ws::end_frame(out, mark, ws_opcode(output));
 }
 
 /// A WebSocket error frame: webdis's `{"error":true,"message":...,"http_status":N}` for

@@ -238,7 +238,8 @@ fn open_with(
     });
     let width = digits(body_hint);
     let digits_at = out.len();
-    out.resize(digits_at + width + 4, b' ');
+    out.resize(digits_at + width, b' ');
+    out.extend_from_slice(b"\r\n\r\n");
     Open {
         digits_at,
         width,
@@ -248,29 +249,13 @@ fn open_with(
 }
 
 /// Fills in the Content-Length for the body appended since [`open`]; with `drop_body`
-/// (HEAD) the body is then removed. Returns the body length.
-pub fn close(out: &mut Vec<u8>, open: Open, drop_body: bool) -> usize {
+/// (HEAD) the body is then removed.
+pub fn close(out: &mut Vec<u8>, open: Open, drop_body: bool) {
     let body_len = out.len() - open.body_at;
-    let width = digits(body_len);
-    let mut body_at = open.body_at;
-    if width != open.width {
-        let end = out.len();
-        if width > open.width {
-            let grow = width - open.width;
-            out.resize(end + grow, 0);
-            out.copy_within(body_at..end, body_at + grow);
-            body_at += grow;
-        } else {
-            let shrink = open.width - width;
-            out.copy_within(body_at..end, body_at - shrink);
-            out.truncate(end - shrink);
-            body_at -= shrink;
-        }
-    }
     let mut itoa = itoa::Buffer::new();
     let text = itoa.format(body_len).as_bytes();
-    out[open.digits_at..open.digits_at + width].copy_from_slice(text);
-    out[open.digits_at + width..body_at].copy_from_slice(b"\r\n\r\n");
+    fill_in(out, open.digits_at, open.width, text);
+    let body_at = open.body_at + text.len() - open.width;
     if let Some(at) = open.etag_at {
         let digest = md5::Md5::digest(&out[body_at..]);
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -282,7 +267,21 @@ pub fn close(out: &mut Vec<u8>, open: Open, drop_body: bool) -> usize {
     if drop_body {
         out.truncate(body_at);
     }
-    body_len
+}
+
+/// Writes a length's `digits` over the `width` bytes left for them at `at`, moving
+/// everything after them when the guess was wrong (rare, and cheap when it happens).
+pub fn fill_in(out: &mut Vec<u8>, at: usize, width: usize, digits: &[u8]) {
+    let (from, to) = (at + width, at + digits.len());
+    if to != from {
+        let end = out.len();
+        if to > from {
+            out.resize(end + (to - from), 0);
+        }
+        out.copy_within(from..end, to);
+        out.truncate(end + to - from);
+    }
+    out[at..to].copy_from_slice(digits);
 }
 
 /// The head of a streamed response (pub/sub): no Content-Length; the body is chunked
@@ -312,7 +311,7 @@ pub fn stream_head(out: &mut Vec<u8>, minor: u8, content_type: &[u8], sse: bool,
 pub fn write(out: &mut Vec<u8>, head: &Head<'_>, date: &DateCache, body: &[u8], drop_body: bool) {
     let o = open(out, head, date, body.len());
     out.extend_from_slice(body);
-    let _ = close(out, o, drop_body);
+    close(out, o, drop_body);
 }
 
 /// A complete response with a fixed body whose `Allow` and
@@ -327,7 +326,7 @@ pub fn write_methods(
 ) {
     let o = open_with(out, head, date, body.len(), Some(methods));
     out.extend_from_slice(body);
-    let _ = close(out, o, drop_body);
+    close(out, o, drop_body);
 }
 
 /// An error response with its JSON body.

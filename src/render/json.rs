@@ -12,7 +12,7 @@
 //!   string of the text (`"inf"`, `"-inf"`, `"nan"`);
 //! - big numbers and verbatim strings: JSON strings of their text; sets and pushes: arrays.
 
-use super::{skip_children, Shape};
+use super::{info_fields, skip_children, Shape};
 use crate::resp::{Item, Reader, MAX_DEPTH};
 
 /// Appends `{"<name>":VALUE}` for one complete RESP frame.
@@ -319,16 +319,9 @@ fn member(out: &mut Vec<u8>, first: &mut bool, name: &[u8]) {
 fn info(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'{');
     let mut first = true;
-    for line in text.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.first() == Some(&b'#') {
-            continue;
-        }
-        let Some(colon) = memchr::memchr(b':', line) else {
-            continue;
-        };
-        member(out, &mut first, &line[..colon]);
-        write_string(out, &line[colon + 1..]);
+    for (key, val) in info_fields(text) {
+        member(out, &mut first, key);
+        write_string(out, val);
     }
     out.push(b'}');
 }
@@ -452,76 +445,81 @@ fn xpending_summary(out: &mut Vec<u8>, r: &mut Reader<'_>) {
 
 /// XPENDING extended `[[id, owner, elapsed, deliveries], ...]` as objects.
 fn xpending_extended(out: &mut Vec<u8>, r: &mut Reader<'_>, n: usize) {
+    array(out, r, n, 1, pending_entry);
+}
+
+/// One entry of XPENDING extended; anything else plainly.
+fn pending_entry(out: &mut Vec<u8>, r: &mut Reader<'_>, item: Item<'_>, depth: usize) {
     const KEYS: [&[u8]; 4] = [
         b"{\"id\":",
         b",\"owner\":",
         b",\"elapsedtime\":",
         b",\"deliveries\":",
     ];
-    out.push(b'[');
-    for i in 0..n {
-        let Some(it) = r.next() else { break };
-        if i > 0 {
-            out.push(b',');
-        }
-        if it == Item::Array(4) {
-            for key in KEYS {
-                out.extend_from_slice(key);
-                next_value(out, r, 2);
-            }
-            out.push(b'}');
-        } else {
-            value(out, r, it, 1);
-        }
+    if item != Item::Array(4) {
+        return value(out, r, item, depth);
     }
-    out.push(b']');
+    for key in KEYS {
+        out.extend_from_slice(key);
+        next_value(out, r, depth + 1);
+    }
+    out.push(b'}');
 }
 
 /// GEORADIUS* with WITHDIST/WITHHASH/WITHCOORD: `[[name, dist?, hash?, [lon, lat]?], ...]`
 /// as `[{"name":..,"dist":..,"hash":..,"coords":[..]},...]`, writing only the keys present.
 fn georadius(out: &mut Vec<u8>, r: &mut Reader<'_>, n: usize) {
-    out.push(b'[');
-    for i in 0..n {
-        let Some(it) = r.next() else { break };
-        if i > 0 {
-            out.push(b',');
-        }
-        let mut look = r.clone();
-        match (it, look.next()) {
-            (Item::Array(k), Some(Item::Bulk(name) | Item::Simple(name))) if k >= 1 => {
-                *r = look;
-                out.extend_from_slice(b"{\"name\":");
-                write_string(out, name);
-                for _ in 1..k {
-                    let Some(c) = r.next() else { break };
-                    match c {
-                        Item::Bulk(s) | Item::Simple(s) | Item::Double(s) => {
-                            out.extend_from_slice(b",\"dist\":");
-                            write_string(out, s);
-                        }
-                        Item::Int(h) => {
-                            out.extend_from_slice(b",\"hash\":");
-                            write_int(out, h);
-                        }
-                        Item::Array(_) => {
-                            out.extend_from_slice(b",\"coords\":");
-                            value(out, r, c, 2);
-                        }
-                        _ => skip_children(r, c),
-                    }
-                }
-                out.push(b'}');
+    array(out, r, n, 1, geo_member);
+}
+
+/// One member of a GEORADIUS* reply; anything else plainly.
+fn geo_member(out: &mut Vec<u8>, r: &mut Reader<'_>, item: Item<'_>, depth: usize) {
+    let mut look = r.clone();
+    let (k, name) = match (item, look.next()) {
+        (Item::Array(k), Some(Item::Bulk(name) | Item::Simple(name))) if k >= 1 => (k, name),
+        _ => return value(out, r, item, depth),
+    };
+    *r = look;
+    out.extend_from_slice(b"{\"name\":");
+    write_string(out, name);
+    for _ in 1..k {
+        let Some(c) = r.next() else { break };
+        match c {
+            Item::Bulk(s) | Item::Simple(s) | Item::Double(s) => {
+                out.extend_from_slice(b",\"dist\":");
+                write_string(out, s);
             }
-            _ => value(out, r, it, 1),
+            Item::Int(h) => {
+                out.extend_from_slice(b",\"hash\":");
+                write_int(out, h);
+            }
+            Item::Array(_) => {
+                out.extend_from_slice(b",\"coords\":");
+                value(out, r, c, depth + 1);
+            }
+            _ => skip_children(r, c),
         }
     }
-    out.push(b']');
+    out.push(b'}');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resp::FrameScanner;
+    use crate::testing::Rng;
+
+    /// A command of each shape, and one without.
+    const SHAPED: &[&[u8]] = &[
+        b"GET",
+        b"INFO",
+        b"HGETALL",
+        b"XRANGE",
+        b"XCLAIM",
+        b"XREAD",
+        b"XPENDING",
+        b"GEORADIUS",
+    ];
 
     fn json(name: &[u8], frame: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -849,20 +847,10 @@ mod tests {
             b"*1\r\n*5\r\n$1\r\nA\r\n%0\r\n_\r\n,inf\r\n*0\r\n",
             b"%2\r\n*1\r\n:1\r\n*2\r\n$1\r\na\r\n:1\r\n$1\r\ns\r\n*2\r\n:1\r\n*1\r\n$1\r\nx\r\n",
         ];
-        let names: &[&[u8]] = &[
-            b"GET",
-            b"INFO",
-            b"HGETALL",
-            b"XRANGE",
-            b"XCLAIM",
-            b"XREAD",
-            b"XPENDING",
-            b"GEORADIUS",
-        ];
         let deep = [b"*1\r\n".repeat(MAX_DEPTH), b":1\r\n".to_vec()].concat();
         for frame in frames.iter().copied().chain([&deep[..]]) {
             assert_eq!(FrameScanner::new().scan(frame), Ok(Some(frame.len())));
-            for name in names {
+            for name in SHAPED {
                 for end in 0..=frame.len() {
                     // Truncated frames too: malformed input must still give valid JSON.
                     let got = json(name, &frame[..end]);
@@ -876,17 +864,6 @@ mod tests {
         let too_deep = [b"*1\r\n".repeat(1000), b":1\r\n".to_vec()].concat();
         let got = json(b"X", &too_deep);
         serde_json::from_slice::<serde_json::Value>(&got).unwrap();
-    }
-
-    /// A tiny deterministic PRNG (xorshift64*).
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
-        }
     }
 
     /// Appends one random valid RESP value, biased towards the shapes' structures.
@@ -945,22 +922,12 @@ mod tests {
 
     #[test]
     fn random_frames_render_valid_json() {
-        let names: &[&[u8]] = &[
-            b"GET",
-            b"INFO",
-            b"HGETALL",
-            b"XRANGE",
-            b"XCLAIM",
-            b"XREAD",
-            b"XPENDING",
-            b"GEORADIUS",
-        ];
         let mut rng = Rng(0x1234_5678_9ABC_DEF1);
         for _ in 0..5_000 {
             let mut frame = Vec::new();
             gen(&mut rng, &mut frame, 0);
             assert_eq!(FrameScanner::new().scan(&frame), Ok(Some(frame.len())));
-            for name in names {
+            for name in SHAPED {
                 let got = json(name, &frame);
                 if let Err(e) = serde_json::from_slice::<serde_json::Value>(&got) {
                     panic!("{e}: {:?} for {:?}", String::from_utf8_lossy(&got), frame);

@@ -47,6 +47,15 @@ impl Shape {
     }
 }
 
+/// INFO's text as `key:value` pairs (split at the first `:`), in order; section headers,
+/// blank lines and lines without `:` are left out.
+fn info_fields(text: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    text.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| l.first() != Some(&b'#'))
+        .filter_map(|l| memchr::memchr(b':', l).map(|i| (&l[..i], &l[i + 1..])))
+}
+
 /// After `r.next()` returned `item`, skips the children that follow it.
 fn skip_children(r: &mut Reader<'_>, item: Item<'_>) {
     for _ in 0..item.children() {

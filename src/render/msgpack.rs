@@ -9,7 +9,7 @@
 //! RESP3: map → map, set and push → array, double → float 64, boolean → true/false,
 //! big number and verbatim → string; attributes are skipped by the reader.
 
-use super::{skip_children, Shape};
+use super::{info_fields, skip_children, Shape};
 use crate::resp::{Item, Reader, MAX_DEPTH};
 
 /// Appends `{name: value}` for one complete RESP frame.
@@ -25,12 +25,8 @@ pub fn render(out: &mut Vec<u8>, name: &[u8], frame: &[u8], shape: Shape) {
         (Item::Simple(s), _) => status(out, true, s),
         (Item::Error(e) | Item::BulkError(e), _) => status(out, false, e),
         (Item::Bulk(text) | Item::Verbatim(text), Shape::Info) => info(out, text),
-        (Item::Array(n), Shape::Hgetall) if n % 2 == 0 => {
-            map_header(out, n / 2);
-            for _ in 0..n {
-                next_value(out, &mut r, 1);
-            }
-        }
+        // The flat array of fields and values is a map's pairs.
+        (Item::Array(n), Shape::Hgetall) if n % 2 == 0 => value(out, &mut r, Item::Map(n / 2), 0),
         _ => value(out, &mut r, item, 0),
     }
 }
@@ -76,14 +72,8 @@ fn value(out: &mut Vec<u8>, r: &mut Reader<'_>, item: Item<'_>, depth: usize) {
 
 /// INFO's text as a map of `key: value` strings; section headers and blank lines skipped.
 fn info(out: &mut Vec<u8>, text: &[u8]) {
-    let fields = || {
-        text.split(|&b| b == b'\n')
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .filter(|l| !l.is_empty() && l[0] != b'#')
-            .filter_map(|l| memchr::memchr(b':', l).map(|i| (&l[..i], &l[i + 1..])))
-    };
-    map_header(out, fields().count());
-    for (k, v) in fields() {
+    map_header(out, info_fields(text).count());
+    for (k, v) in info_fields(text) {
         write_raw(out, k);
         write_raw(out, v);
     }
