@@ -352,7 +352,7 @@ enum Framing {
         width: usize,
     },
     /// [`ws::begin_frame`]'s mark.
-    Ws(usize),
+    Ws(ws::FrameMark),
 }
 
 impl Framing {
@@ -367,7 +367,7 @@ impl Framing {
                 out.extend_from_slice(b"\r\n");
                 Framing::Chunk { at, width }
             }
-            Transport::Ws => Framing::Ws(ws::begin_frame(out)),
+            Transport::Ws => Framing::Ws(ws::begin_frame(out, hint)),
         }
     }
 

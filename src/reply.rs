@@ -197,7 +197,7 @@ pub fn error_with(out: &mut Vec<u8>, meta: &Meta, status: Status, msg: &[u8], da
 /// The reply to a WebSocket command: one frame, text for JSON, binary for raw RESP and
 /// MessagePack. Rendered in place: the header is written once the payload length is known.
 fn ws_write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8]) {
-    let mark = ws::begin_frame(out);
+    let mark = ws::begin_frame(out, frame.len() + meta.name.len() + 8);
     // The custom type is HTTP's: a WebSocket gets the reply as it came.
     let output = match meta.output {
         Output::Custom => Output::Raw,
@@ -211,7 +211,7 @@ fn ws_write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8]) {
 /// A WebSocket error frame: webdis's `{"error":true,"message":...,"http_status":N}` for
 /// JSON, a RESP error (`-ERR message`) for raw RESP.
 pub fn ws_error_frame(out: &mut Vec<u8>, output: Output, status: Status, msg: &[u8]) {
-    let mark = ws::begin_frame(out);
+    let mark = ws::begin_frame(out, msg.len() + 48);
     let op = match output {
         Output::Json => {
             out.extend_from_slice(b"{\"error\":true,\"message\":");

@@ -554,30 +554,49 @@ pub fn write_frame(out: &mut Vec<u8>, op: Opcode, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// Largest server frame header.
-const MAX_HEADER: usize = 10;
+/// The size of a server frame header for a payload of `len` bytes.
+fn header_len(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    }
+}
 
-/// Starts a frame whose payload the caller appends to `out` itself: reserves room for the
-/// largest header and returns the mark to give to [`end_frame`].
-pub fn begin_frame(out: &mut Vec<u8>) -> usize {
-    let mark = out.len();
-    out.extend_from_slice(&[0u8; MAX_HEADER]);
-    mark
+/// A frame being written by [`begin_frame`]: where its header goes and the room left.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameMark {
+    at: usize,
+    reserved: usize,
+}
+
+/// Starts a frame whose payload the caller appends to `out` itself, of about `hint`
+/// bytes: reserves room for the header that length takes and returns the mark to give to
+/// [`end_frame`].
+pub fn begin_frame(out: &mut Vec<u8>, hint: usize) -> FrameMark {
+    let at = out.len();
+    let reserved = header_len(hint);
+    out.resize(at + reserved, 0);
+    FrameMark { at, reserved }
 }
 
 /// Ends a frame started with [`begin_frame`]: everything appended since is the payload.
-/// Writes the real header at `mark` and moves the payload left when the header is shorter
-/// than the room reserved.
-pub fn end_frame(out: &mut Vec<u8>, mark: usize, op: Opcode) {
-    debug_assert!(out.len() >= mark + MAX_HEADER);
-    let start = mark + MAX_HEADER;
+/// Writes the real header at the mark, moving the payload only when the hint was wrong
+/// about the header's size (rare: a short reply stays short).
+pub fn end_frame(out: &mut Vec<u8>, mark: FrameMark, op: Opcode) {
+    let start = mark.at + mark.reserved;
+    debug_assert!(out.len() >= start);
     let len = out.len().saturating_sub(start);
     let (h, n) = header_bytes(op, len);
-    if n < MAX_HEADER {
-        out.copy_within(start.., mark + n);
-        out.truncate(mark + n + len);
+    if n != mark.reserved {
+        let end = out.len();
+        if n > mark.reserved {
+            out.resize(end + n - mark.reserved, 0);
+        }
+        out.copy_within(start..end, mark.at + n);
+        out.truncate(mark.at + n + len);
     }
-    out[mark..mark + n].copy_from_slice(&h[..n]);
+    out[mark.at..mark.at + n].copy_from_slice(&h[..n]);
 }
 
 /// Appends a close frame with a status code and a reason; the reason is cut (at a character
@@ -1079,11 +1098,14 @@ mod tests {
             for op in [Opcode::Text, Opcode::Binary] {
                 let mut a = b"prefix".to_vec();
                 write_frame(&mut a, op, &payload);
-                let mut b = b"prefix".to_vec();
-                let mark = begin_frame(&mut b);
-                b.extend_from_slice(&payload);
-                end_frame(&mut b, mark, op);
-                assert_eq!(a, b, "{len} {op:?}");
+                // Whatever the hint: a right one, a short one, a long one.
+                for hint in [len, 0, 200, 70_000] {
+                    let mut b = b"prefix".to_vec();
+                    let mark = begin_frame(&mut b, hint);
+                    b.extend_from_slice(&payload);
+                    end_frame(&mut b, mark, op);
+                    assert_eq!(a, b, "{len} {op:?} hint {hint}");
+                }
             }
         }
     }
