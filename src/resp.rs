@@ -272,7 +272,7 @@ fn is_type(t: u8) -> bool {
 }
 
 /// `-?[0-9]+` fitting an i64.
-fn parse_i64(line: &[u8]) -> Option<i64> {
+pub(crate) fn parse_i64(line: &[u8]) -> Option<i64> {
     let (neg, digits) = match line.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, line),

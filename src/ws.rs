@@ -727,22 +727,12 @@ fn parse_count(line: &[u8]) -> Option<usize> {
 
 /// An i64 in decimal: an optional `-`, then digits; no overflow.
 fn parse_i64(line: &[u8]) -> Option<i64> {
-    let (neg, digits) = match line.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, line),
-    };
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    // At most 19 digits (i64's), leading zeros included.
+    let digits = line.strip_prefix(b"-").unwrap_or(line);
+    if digits.len() > 19 {
         return None;
     }
-    // Accumulate negatively so that i64::MIN fits.
-    let neg_value = digits.iter().try_fold(0i64, |n, &d| {
-        n.checked_mul(10)?.checked_sub(i64::from(d - b'0'))
-    })?;
-    if neg {
-        Some(neg_value)
-    } else {
-        neg_value.checked_neg()
-    }
+    crate::resp::parse_i64(line)
 }
 
 #[cfg(test)]
