@@ -393,10 +393,6 @@ impl DateCache {
 /// IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub fn http_date(secs: u64) -> [u8; 29] {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
     let days = secs / 86400;
     let rem = secs % 86400;
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
@@ -416,7 +412,7 @@ pub fn http_date(secs: u64) -> [u8; 29] {
     out[3..5].copy_from_slice(b", ");
     two(&mut out[5..7], day as u64);
     out[7] = b' ';
-    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
+    out[8..11].copy_from_slice(crate::log::MONTHS[(month - 1) as usize].as_bytes());
     out[11] = b' ';
     let y = year.clamp(0, 9999) as u64;
     two(&mut out[12..14], y / 100);
