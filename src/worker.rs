@@ -643,9 +643,8 @@ impl Worker {
                     }
                     Ok(cmd) if cmd.route == Route::Subscribe && req.method == Method::Head => {
                         fill_meta(&mut meta, cmd.name, cmd.format, &query, None, None);
-                        let _ = subscribe::SubRequest::http(&cmd, &query, req, &mut meta);
                         // No body follows: the connection goes on as the request says.
-                        meta.keep_alive = req.keep_alive;
+                        subscribe::stream_meta(&cmd, req, &mut meta);
                         Dispatched::Now(Immediate::StreamHead)
                     }
                     Ok(cmd) if cmd.route == Route::Subscribe => {

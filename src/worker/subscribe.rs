@@ -30,13 +30,9 @@ pub(super) struct SubRequest {
 impl SubRequest {
     /// `GET /SUBSCRIBE/a/b[.ext][?jsonp=f]`; sets the slot's metadata for the stream.
     pub fn http(cmd: &Command<'_>, query: &Query<'_>, req: &Request, meta: &mut Meta) -> Self {
-        let sse = req.event_stream || cmd.format.content_type == command::SSE;
-        if sse {
-            meta.content_type = command::SSE;
-        }
+        let sse = stream_meta(cmd, req, meta);
         // The stream stays open whatever the request said; it is closed when it ends.
         meta.keep_alive = true;
-        meta.etag = false;
         SubRequest {
             kind: TopicKind::of_command(cmd.name).map_or(TopicKind::Channel, |(k, _)| k),
             name: cmd.name.into(),
@@ -57,6 +53,17 @@ impl SubRequest {
             },
         }
     }
+}
+
+/// Sets the slot's metadata for a stream's head (its Content-Type, no ETag); returns
+/// whether it is a Server-Sent Event stream.
+pub(super) fn stream_meta(cmd: &Command<'_>, req: &Request, meta: &mut Meta) -> bool {
+    let sse = req.event_stream || cmd.format.content_type == command::SSE;
+    if sse {
+        meta.content_type = command::SSE;
+    }
+    meta.etag = false;
+    sse
 }
 
 /// The bytes of the last message rendered in a fan-out, and for which style and key.
