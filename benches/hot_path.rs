@@ -3,10 +3,10 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use webdis_rs::command::{self, Output, Query};
-use webdis_rs::front::Meta;
 use webdis_rs::http::{self, Status};
 use webdis_rs::render::Shape;
 use webdis_rs::reply;
+use webdis_rs::reply::Meta;
 use webdis_rs::resp::FrameScanner;
 use webdis_rs::response::DateCache;
 

@@ -10,6 +10,7 @@
 //! descriptor, so the workers never see it change. The formatting is free of I/O.
 
 use crate::acl;
+use crate::clock;
 use crate::log;
 use crate::log::Level;
 use base64::Engine;
@@ -221,41 +222,13 @@ impl ClfDate {
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != self.secs || self.text[0] == 0 {
             self.secs = secs;
-            format_clf_date(secs as libc::time_t, &mut self.text);
+            clock::clf_date(secs as libc::time_t, &mut self.text);
         }
     }
 
     pub fn get(&self) -> &[u8] {
         &self.text
     }
-}
-
-fn format_clf_date(t: libc::time_t, out: &mut [u8; 26]) {
-    let tm = log::local_tm(t);
-    let two = |out: &mut [u8], n: i64| {
-        let n = n.clamp(0, 99) as u8;
-        out[0] = b'0' + n / 10;
-        out[1] = b'0' + n % 10;
-    };
-    let month = log::MONTHS[tm.tm_mon.clamp(0, 11) as usize];
-    let year = i64::from(tm.tm_year) + 1900;
-    let off = tm.tm_gmtoff / 60;
-    two(&mut out[0..2], tm.tm_mday.into());
-    out[2] = b'/';
-    out[3..6].copy_from_slice(month.as_bytes());
-    out[6] = b'/';
-    two(&mut out[7..9], year / 100);
-    two(&mut out[9..11], year % 100);
-    out[11] = b':';
-    two(&mut out[12..14], tm.tm_hour.into());
-    out[14] = b':';
-    two(&mut out[15..17], tm.tm_min.into());
-    out[17] = b':';
-    two(&mut out[18..20], tm.tm_sec.into());
-    out[20] = b' ';
-    out[21] = if off < 0 { b'-' } else { b'+' };
-    two(&mut out[22..24], off.abs() / 60);
-    two(&mut out[24..26], off.abs() % 60);
 }
 
 /// A worker's side of the access log: finished lines waiting to be written.
@@ -406,7 +379,7 @@ mod tests {
         // In the machine's time zone: the same shape as in UTC.
         let text = String::from_utf8_lossy(date.get()).into_owned();
         let mut out = [0u8; 26];
-        format_clf_date(1_700_000_000, &mut out);
+        clock::clf_date(1_700_000_000, &mut out);
         assert_eq!(date.get(), out);
         assert_eq!(text.len(), "14/Nov/2023:22:13:20 +0000".len());
         assert_eq!(

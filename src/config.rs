@@ -4,6 +4,7 @@
 
 use crate::acl::{self, Acl, Names, Net, Rule};
 use crate::keyspec::Pattern;
+use crate::log::LogFsync;
 use crate::rules::Rules;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -12,13 +13,6 @@ use std::fmt;
 pub enum RedisAuth {
     Password(String),
     User(String, String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFsync {
-    Auto,
-    All,
-    Millis(u64),
 }
 
 /// The `ssl` block when `enabled` is true: TLS to Redis (see `tls`).

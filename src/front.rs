@@ -9,15 +9,13 @@
 
 use crate::access::Stage;
 use crate::buf::{ReadBuf, WriteBuf};
-use crate::command::Output;
-use crate::pubsub::{Style, TopicKind};
-use crate::render::Shape;
-use crate::rules::Statuses;
+use crate::pubsub::Style;
+use crate::pubsub::Subscriber;
+use crate::reply::Meta;
 use mio::net::TcpStream;
 use smallvec::SmallVec;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Most requests in flight on one connection; past it, parsing pauses.
@@ -29,54 +27,6 @@ pub const BUF_SIZE: usize = 1024;
 /// A pooled [`Busy`] keeps buffers up to this size (their working size) and gives back
 /// anything larger (a 1 MB PUT) when recycled.
 pub const KEEP_SIZE: usize = 16 * 1024;
-
-/// How the reply of one request is to be written.
-#[derive(Debug, Clone, Default)]
-pub struct Meta {
-    /// argv[0] as typed: the JSON key.
-    pub name: SmallVec<[u8; 24]>,
-    pub output: Output,
-    pub shape: Shape,
-    pub content_type: &'static str,
-    pub minor: u8,
-    pub keep_alive: bool,
-    /// HEAD: the head only.
-    pub head_only: bool,
-    /// Send an ETag (config `etag`, default on).
-    pub etag: bool,
-    /// A WebSocket command: the reply is one frame, not an HTTP response.
-    pub ws: bool,
-    /// Rare parameters, boxed so the common case carries one null pointer.
-    pub extra: Option<Box<Extra>>,
-    /// Length of this request's access log line start in [`Busy::log`]; 0: no line.
-    pub access: u16,
-}
-
-impl Meta {
-    /// The command this reply answers: its name (the JSON key), its output format and
-    /// the reshaping its JSON or MessagePack gets.
-    pub fn set_command(&mut self, name: &[u8], output: Output) {
-        self.name.clear();
-        self.name.extend_from_slice(name);
-        self.output = output;
-        self.shape = match output {
-            Output::Json | Output::Msgpack => Shape::for_command(name),
-            Output::Raw | Output::Custom | Output::Xml => Shape::Plain,
-        };
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Extra {
-    pub jsonp: Option<Vec<u8>>,
-    pub content_type: Option<Vec<u8>>,
-    pub sep: Option<Vec<u8>>,
-    pub filename: Option<Vec<u8>>,
-    /// The request's `If-None-Match`, compared with the ETag of the response.
-    pub if_none_match: Option<Vec<u8>>,
-    /// A rewrite rule's mapping of Redis errors and nil to HTTP statuses.
-    pub statuses: Option<Arc<Statuses>>,
-}
 
 pub struct Slot {
     pub meta: Meta,
@@ -117,160 +67,6 @@ pub struct WsConn {
     pub closing: bool,
     /// The handshake's `Authorization` header, for the ACL of every command.
     pub authorization: Option<Box<[u8]>>,
-}
-
-/// A front's subscriptions.
-pub struct Subscriber {
-    pub style: Style,
-    /// The JSON key of each topic kind's messages: the subscribe command as typed.
-    pub names: [SmallVec<[u8; 12]>; 3],
-    /// The topics of each kind, with their place in subscription order: found, added and
-    /// removed at once, however many a client has.
-    topics: [HashMap<Box<[u8]>, u64>; 3],
-    /// The place of the next topic added.
-    next: u64,
-    /// Subscribe requests waiting for Redis to confirm some of their topics, in order.
-    pub pending: VecDeque<PendingSub>,
-    /// An HTTP stream whose head went out (or waits behind earlier responses).
-    pub live: bool,
-    /// The subscriber connection was lost and the client told; cleared once its
-    /// subscriptions are confirmed again.
-    pub lost: bool,
-}
-
-/// A subscribe request answered once all its topics are confirmed.
-pub struct PendingSub {
-    /// Its response slot; `None` when the answer is pushed like a message (SSE, whose
-    /// head went out at once, and re-confirmations after a reconnect).
-    pub seq: Option<u64>,
-    pub kind: TopicKind,
-    /// Each topic with the subscription count the confirmation reports.
-    pub topics: Vec<(Box<[u8]>, usize)>,
-    /// How many of `topics`, from the first, Redis has confirmed: they are not looked up
-    /// again (only a lost subscriber connection unconfirms them, and resets this).
-    pub confirmed: usize,
-}
-
-impl PendingSub {
-    pub fn new(seq: Option<u64>, kind: TopicKind, topics: Vec<(Box<[u8]>, usize)>) -> Self {
-        PendingSub {
-            seq,
-            kind,
-            topics,
-            confirmed: 0,
-        }
-    }
-}
-
-impl Subscriber {
-    pub fn new(style: Style) -> Subscriber {
-        Subscriber {
-            style,
-            names: Default::default(),
-            topics: Default::default(),
-            next: 0,
-            pending: VecDeque::new(),
-            live: false,
-            lost: false,
-        }
-    }
-
-    /// Adds a topic (once) and returns the count Redis would report: channels and
-    /// patterns count together, shard channels apart.
-    pub fn add(&mut self, kind: TopicKind, topic: &[u8]) -> usize {
-        let map = &mut self.topics[kind.index()];
-        if !map.contains_key(topic) {
-            map.insert(topic.into(), self.next);
-            self.next += 1;
-        }
-        self.count(kind)
-    }
-
-    /// Removes a topic; `false` when it was not subscribed. Re-confirmations waiting for
-    /// it forget it.
-    pub fn remove(&mut self, kind: TopicKind, topic: &[u8]) -> bool {
-        for p in self
-            .pending
-            .iter_mut()
-            .filter(|p| p.seq.is_none() && p.kind == kind)
-        {
-            p.topics.retain(|(t, _)| **t != *topic);
-            p.confirmed = 0;
-        }
-        self.pending
-            .retain(|p| p.seq.is_some() || !p.topics.is_empty());
-        self.topics[kind.index()].remove(topic).is_some()
-    }
-
-    pub fn has(&self, kind: TopicKind, topic: &[u8]) -> bool {
-        self.topics[kind.index()].contains_key(topic)
-    }
-
-    /// How many topics, of every kind.
-    pub fn len(&self) -> usize {
-        self.topics.iter().map(HashMap::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Every topic, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (TopicKind, &[u8])> {
-        TopicKind::ALL
-            .into_iter()
-            .flat_map(|kind| self.topics[kind.index()].keys().map(move |t| (kind, &**t)))
-    }
-
-    /// The topics of `kinds`, in subscription order.
-    pub fn in_order(&self, kinds: &[TopicKind]) -> Vec<(TopicKind, &[u8])> {
-        let mut all: Vec<(u64, TopicKind, &[u8])> = kinds
-            .iter()
-            .flat_map(|&kind| {
-                self.topics[kind.index()]
-                    .iter()
-                    .map(move |(t, &at)| (at, kind, &**t))
-            })
-            .collect();
-        all.sort_unstable_by_key(|&(at, _, _)| at);
-        all.into_iter().map(|(_, kind, t)| (kind, t)).collect()
-    }
-
-    /// After the subscriber connection was lost: confirmations to send again once the
-    /// topics are subscribed again, with the counts Redis would give (channels and
-    /// patterns counted together), for the topics no request is waiting for already.
-    pub fn reconfirmations(&self) -> Vec<PendingSub> {
-        let waiting = |kind: TopicKind, t: &[u8]| {
-            self.pending
-                .iter()
-                .any(|p| p.kind == kind && p.topics.iter().any(|(x, _)| **x == *t))
-        };
-        let mut counts = [0usize; 2];
-        let mut again: Vec<PendingSub> = Vec::new();
-        for (kind, t) in self.in_order(&TopicKind::ALL) {
-            let class = usize::from(kind == TopicKind::Shard);
-            counts[class] += 1;
-            if waiting(kind, t) {
-                continue;
-            }
-            let entry = (t.into(), counts[class]);
-            match again.iter_mut().find(|p| p.kind == kind) {
-                Some(p) => p.topics.push(entry),
-                None => again.push(PendingSub::new(None, kind, vec![entry])),
-            }
-        }
-        again
-    }
-
-    pub fn count(&self, kind: TopicKind) -> usize {
-        let n = |k: TopicKind| self.topics[k.index()].len();
-        match kind {
-            TopicKind::Shard => n(TopicKind::Shard),
-            TopicKind::Channel | TopicKind::Pattern => {
-                n(TopicKind::Channel) + n(TopicKind::Pattern)
-            }
-        }
-    }
 }
 
 impl Busy {

@@ -13,6 +13,7 @@ pub mod access;
 pub mod acl;
 pub mod back;
 pub mod buf;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod front;

@@ -4,12 +4,20 @@
 //! hot path (the `log!` macro does not even format its arguments). Enabled lines take a
 //! mutex around the sink: logging is never on the per-request path at default levels.
 
-use crate::config::LogFsync;
+use crate::clock;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
+
+/// `log_fsync`: when the log file is synced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFsync {
+    Auto,
+    All,
+    Millis(u64),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
@@ -104,7 +112,7 @@ pub fn sync() {
 pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
     let mut line = Vec::with_capacity(128);
     let _ = write!(line, "[{}] ", std::process::id());
-    line.extend_from_slice(&local_time());
+    line.extend_from_slice(&clock::local_time());
     line.push(b' ');
     line.push(level.letter());
     line.push(b' ');
@@ -134,36 +142,6 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
             let _ = std::io::stderr().write_all(&line);
         }
     }
-}
-
-/// Month abbreviations, as `%b` writes them in the C locale.
-pub(crate) const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// The local time (and its offset from UTC) of `t`, seconds since the epoch.
-pub(crate) fn local_tm(t: libc::time_t) -> libc::tm {
-    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for
-    // the duration of the call and localtime_r is thread-safe.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&t, &mut tm);
-        tm
-    }
-}
-
-/// `DD Mon HH:MM:SS` in local time, like webdis's `strftime("%d %b %H:%M:%S")`.
-fn local_time() -> Vec<u8> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as libc::time_t;
-    let tm = local_tm(now);
-    let month = MONTHS[tm.tm_mon.clamp(0, 11) as usize];
-    format!(
-        "{:02} {} {:02}:{:02}:{:02}",
-        tm.tm_mday, month, tm.tm_hour, tm.tm_min, tm.tm_sec
-    )
-    .into_bytes()
 }
 
 /// `log!(Level::Info, "listening on {}", addr)`: formats only when the level is enabled.

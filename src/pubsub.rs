@@ -12,8 +12,163 @@ use crate::command::{write_bulk, Output};
 use crate::render::custom::Custom;
 use crate::render::Shape;
 use crate::resp::{Item, Reader};
-use crate::{reply, response, ws};
-use std::collections::HashMap;
+use crate::{render, response, ws};
+use smallvec::SmallVec;
+use std::collections::{HashMap, VecDeque};
+
+/// A front's subscriptions.
+pub struct Subscriber {
+    pub style: Style,
+    /// The JSON key of each topic kind's messages: the subscribe command as typed.
+    pub names: [SmallVec<[u8; 12]>; 3],
+    /// The topics of each kind, with their place in subscription order: found, added and
+    /// removed at once, however many a client has.
+    topics: [HashMap<Box<[u8]>, u64>; 3],
+    /// The place of the next topic added.
+    next: u64,
+    /// Subscribe requests waiting for Redis to confirm some of their topics, in order.
+    pub pending: VecDeque<PendingSub>,
+    /// An HTTP stream whose head went out (or waits behind earlier responses).
+    pub live: bool,
+    /// The subscriber connection was lost and the client told; cleared once its
+    /// subscriptions are confirmed again.
+    pub lost: bool,
+}
+
+/// A subscribe request answered once all its topics are confirmed.
+pub struct PendingSub {
+    /// Its response slot; `None` when the answer is pushed like a message (SSE, whose
+    /// head went out at once, and re-confirmations after a reconnect).
+    pub seq: Option<u64>,
+    pub kind: TopicKind,
+    /// Each topic with the subscription count the confirmation reports.
+    pub topics: Vec<(Box<[u8]>, usize)>,
+    /// How many of `topics`, from the first, Redis has confirmed: they are not looked up
+    /// again (only a lost subscriber connection unconfirms them, and resets this).
+    pub confirmed: usize,
+}
+
+impl PendingSub {
+    pub fn new(seq: Option<u64>, kind: TopicKind, topics: Vec<(Box<[u8]>, usize)>) -> Self {
+        PendingSub {
+            seq,
+            kind,
+            topics,
+            confirmed: 0,
+        }
+    }
+}
+
+impl Subscriber {
+    pub fn new(style: Style) -> Subscriber {
+        Subscriber {
+            style,
+            names: Default::default(),
+            topics: Default::default(),
+            next: 0,
+            pending: VecDeque::new(),
+            live: false,
+            lost: false,
+        }
+    }
+
+    /// Adds a topic (once) and returns the count Redis would report: channels and
+    /// patterns count together, shard channels apart.
+    pub fn add(&mut self, kind: TopicKind, topic: &[u8]) -> usize {
+        let map = &mut self.topics[kind.index()];
+        if !map.contains_key(topic) {
+            map.insert(topic.into(), self.next);
+            self.next += 1;
+        }
+        self.count(kind)
+    }
+
+    /// Removes a topic; `false` when it was not subscribed. Re-confirmations waiting for
+    /// it forget it.
+    pub fn remove(&mut self, kind: TopicKind, topic: &[u8]) -> bool {
+        for p in self
+            .pending
+            .iter_mut()
+            .filter(|p| p.seq.is_none() && p.kind == kind)
+        {
+            p.topics.retain(|(t, _)| **t != *topic);
+            p.confirmed = 0;
+        }
+        self.pending
+            .retain(|p| p.seq.is_some() || !p.topics.is_empty());
+        self.topics[kind.index()].remove(topic).is_some()
+    }
+
+    pub fn has(&self, kind: TopicKind, topic: &[u8]) -> bool {
+        self.topics[kind.index()].contains_key(topic)
+    }
+
+    /// How many topics, of every kind.
+    pub fn len(&self) -> usize {
+        self.topics.iter().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every topic, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (TopicKind, &[u8])> {
+        TopicKind::ALL
+            .into_iter()
+            .flat_map(|kind| self.topics[kind.index()].keys().map(move |t| (kind, &**t)))
+    }
+
+    /// The topics of `kinds`, in subscription order.
+    pub fn in_order(&self, kinds: &[TopicKind]) -> Vec<(TopicKind, &[u8])> {
+        let mut all: Vec<(u64, TopicKind, &[u8])> = kinds
+            .iter()
+            .flat_map(|&kind| {
+                self.topics[kind.index()]
+                    .iter()
+                    .map(move |(t, &at)| (at, kind, &**t))
+            })
+            .collect();
+        all.sort_unstable_by_key(|&(at, _, _)| at);
+        all.into_iter().map(|(_, kind, t)| (kind, t)).collect()
+    }
+
+    /// After the subscriber connection was lost: confirmations to send again once the
+    /// topics are subscribed again, with the counts Redis would give (channels and
+    /// patterns counted together), for the topics no request is waiting for already.
+    pub fn reconfirmations(&self) -> Vec<PendingSub> {
+        let waiting = |kind: TopicKind, t: &[u8]| {
+            self.pending
+                .iter()
+                .any(|p| p.kind == kind && p.topics.iter().any(|(x, _)| **x == *t))
+        };
+        let mut counts = [0usize; 2];
+        let mut again: Vec<PendingSub> = Vec::new();
+        for (kind, t) in self.in_order(&TopicKind::ALL) {
+            let class = usize::from(kind == TopicKind::Shard);
+            counts[class] += 1;
+            if waiting(kind, t) {
+                continue;
+            }
+            let entry = (t.into(), counts[class]);
+            match again.iter_mut().find(|p| p.kind == kind) {
+                Some(p) => p.topics.push(entry),
+                None => again.push(PendingSub::new(None, kind, vec![entry])),
+            }
+        }
+        again
+    }
+
+    pub fn count(&self, kind: TopicKind) -> usize {
+        let n = |k: TopicKind| self.topics[k.index()].len();
+        match kind {
+            TopicKind::Shard => n(TopicKind::Shard),
+            TopicKind::Channel | TopicKind::Pattern => {
+                n(TopicKind::Channel) + n(TopicKind::Pattern)
+            }
+        }
+    }
+}
 
 /// What a subscription names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -325,7 +480,7 @@ pub fn render(out: &mut Vec<u8>, style: &Style, name: &[u8], frame: &[u8]) {
     // No JSONP in an SSE event: the browser's EventSource reads it, not a script.
     let jsonp = style.jsonp.as_deref().filter(|_| !style.sse);
     let sep = style.sep.as_deref().unwrap_or(b"");
-    if reply::body(out, style.output, name, Shape::Plain, frame, jsonp, sep) != Custom::Body {
+    if render::body(out, style.output, name, Shape::Plain, frame, jsonp, sep) != Custom::Body {
         out.truncate(start);
         return;
     }
@@ -340,7 +495,7 @@ pub fn render(out: &mut Vec<u8>, style: &Style, name: &[u8], frame: &[u8]) {
     if style.sse {
         end_sse_event(out, body_at);
     }
-    framing.close(out, reply::ws_opcode(style.output));
+    framing.close(out, render::ws_opcode(style.output));
 }
 
 /// A transport's framing around a payload being appended.
@@ -391,7 +546,7 @@ pub fn frame_payload(out: &mut Vec<u8>, style: &Style, payload: &[u8]) {
     match style.transport {
         Transport::Chunked => write_chunk(out, payload),
         Transport::Plain => out.extend_from_slice(payload),
-        Transport::Ws => ws::write_frame(out, reply::ws_opcode(style.output), payload),
+        Transport::Ws => ws::write_frame(out, render::ws_opcode(style.output), payload),
     }
 }
 

@@ -3,12 +3,62 @@
 //! reply in its format, for pub/sub messages too. Free of I/O.
 
 use crate::command::Output;
-use crate::front::Meta;
-use crate::render::custom::{self, Custom};
-use crate::render::{json, msgpack, xml, Shape};
+use crate::render::custom::Custom;
+use crate::render::{self, json, Shape};
 use crate::response::{self, DateCache, Head, Status};
 use crate::rules::Answer;
+use crate::rules::Statuses;
 use crate::ws;
+use smallvec::SmallVec;
+use std::sync::Arc;
+
+/// How the reply of one request is to be written.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// argv[0] as typed: the JSON key.
+    pub name: SmallVec<[u8; 24]>,
+    pub output: Output,
+    pub shape: Shape,
+    pub content_type: &'static str,
+    pub minor: u8,
+    pub keep_alive: bool,
+    /// HEAD: the head only.
+    pub head_only: bool,
+    /// Send an ETag (config `etag`, default on).
+    pub etag: bool,
+    /// A WebSocket command: the reply is one frame, not an HTTP response.
+    pub ws: bool,
+    /// Rare parameters, boxed so the common case carries one null pointer.
+    pub extra: Option<Box<Extra>>,
+    /// Length of this request's access log line start in [`Busy::log`]; 0: no line.
+    pub access: u16,
+}
+
+impl Meta {
+    /// The command this reply answers: its name (the JSON key), its output format and
+    /// the reshaping its JSON or MessagePack gets.
+    pub fn set_command(&mut self, name: &[u8], output: Output) {
+        self.name.clear();
+        self.name.extend_from_slice(name);
+        self.output = output;
+        self.shape = match output {
+            Output::Json | Output::Msgpack => Shape::for_command(name),
+            Output::Raw | Output::Custom | Output::Xml => Shape::Plain,
+        };
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    pub jsonp: Option<Vec<u8>>,
+    pub content_type: Option<Vec<u8>>,
+    pub sep: Option<Vec<u8>>,
+    pub filename: Option<Vec<u8>>,
+    /// The request's `If-None-Match`, compared with the ETag of the response.
+    pub if_none_match: Option<Vec<u8>>,
+    /// A rewrite rule's mapping of Redis errors and nil to HTTP statuses.
+    pub statuses: Option<Arc<Statuses>>,
+}
 
 /// The response to a request whose command produced `frame`.
 pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
@@ -42,7 +92,7 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     let opened = response::open(out, &head, date, hint);
     let jsonp = extra.and_then(|e| e.jsonp.as_deref());
     let sep = extra.and_then(|e| e.sep.as_deref()).unwrap_or(b"");
-    match body(out, meta.output, &meta.name, meta.shape, frame, jsonp, sep) {
+    match render::body(out, meta.output, &meta.name, meta.shape, frame, jsonp, sep) {
         Custom::Body => {}
         Custom::NotFound => {
             out.truncate(start);
@@ -76,47 +126,6 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
             };
             response::write(out, &head, date, b"", false);
         }
-    }
-}
-
-/// Appends the body `output` makes of `frame`, wherever it goes (an HTTP response, a
-/// WebSocket message, a pub/sub message): JSON keyed by `name` (wrapped as `cb(...);\n`
-/// with a JSONP callback), raw RESP, MessagePack, XML, or the custom type (`sep` between
-/// array elements), whose verdict is returned; the other formats always give a body.
-pub fn body(
-    out: &mut Vec<u8>,
-    output: Output,
-    name: &[u8],
-    shape: Shape,
-    frame: &[u8],
-    jsonp: Option<&[u8]>,
-    sep: &[u8],
-) -> Custom {
-    match output {
-        Output::Json => {
-            if let Some(cb) = jsonp {
-                out.extend_from_slice(cb);
-                out.push(b'(');
-            }
-            json::render(out, name, frame, shape);
-            if jsonp.is_some() {
-                out.extend_from_slice(b");\n");
-            }
-        }
-        Output::Raw => out.extend_from_slice(frame),
-        Output::Msgpack => msgpack::render(out, name, frame, shape),
-        Output::Xml => xml::render(out, frame),
-        Output::Custom => return custom::render(out, frame, sep),
-    }
-    Custom::Body
-}
-
-/// The opcode of a WebSocket message in `output`: binary for raw RESP and MessagePack,
-/// text otherwise.
-pub fn ws_opcode(output: Output) -> ws::Opcode {
-    match output {
-        Output::Raw | Output::Msgpack => ws::Opcode::Binary,
-        _ => ws::Opcode::Text,
     }
 }
 
@@ -204,8 +213,8 @@ fn ws_write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8]) {
         other => other,
     };
     let jsonp = meta.extra.as_deref().and_then(|e| e.jsonp.as_deref());
-    body(out, output, &meta.name, meta.shape, frame, jsonp, b"");
-    ws::end_frame(out, mark, ws_opcode(output));
+    render::body(out, output, &meta.name, meta.shape, frame, jsonp, b"");
+    ws::end_frame(out, mark, render::ws_opcode(output));
 }
 
 /// A WebSocket error frame: webdis's `{"error":true,"message":...,"http_status":N}` for

@@ -5,6 +5,7 @@
 //! moves only when the digit count was guessed wrong (rare, and cheap when it happens).
 //! The `Date` value is cached per worker ([`DateCache`]) and refreshed once a second.
 
+use crate::clock;
 use md5::Digest;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -385,64 +386,14 @@ impl DateCache {
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != self.secs {
             self.secs = secs;
-            self.block[SERVER.len()..SERVER.len() + 29].copy_from_slice(&http_date(secs));
+            self.block[SERVER.len()..SERVER.len() + 29].copy_from_slice(&clock::http_date(secs));
         }
     }
-}
-
-/// IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
-pub fn http_date(secs: u64) -> [u8; 29] {
-    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    let days = secs / 86400;
-    let rem = secs % 86400;
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-
-    let mut out = [0u8; 29];
-    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
-    out[3..5].copy_from_slice(b", ");
-    two(&mut out[5..7], day as u64);
-    out[7] = b' ';
-    out[8..11].copy_from_slice(crate::log::MONTHS[(month - 1) as usize].as_bytes());
-    out[11] = b' ';
-    let y = year.clamp(0, 9999) as u64;
-    two(&mut out[12..14], y / 100);
-    two(&mut out[14..16], y % 100);
-    out[16] = b' ';
-    two(&mut out[17..19], h);
-    out[19] = b':';
-    two(&mut out[20..22], m);
-    out[22] = b':';
-    two(&mut out[23..25], s);
-    out[25..].copy_from_slice(b" GMT");
-    out
-}
-
-fn two(dst: &mut [u8], n: u64) {
-    dst[0] = b'0' + (n / 10 % 10) as u8;
-    dst[1] = b'0' + (n % 10) as u8;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(&http_date(784111777), b"Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(&http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(&http_date(1795330139), b"Sun, 22 Nov 2026 06:48:59 GMT");
-        assert_eq!(&http_date(951782400), b"Tue, 29 Feb 2000 00:00:00 GMT");
-    }
 
     fn fixed_date() -> DateCache {
         let mut d = DateCache::default();

@@ -6,7 +6,51 @@ pub mod json;
 pub mod msgpack;
 pub mod xml;
 
+use crate::command::Output;
 use crate::resp::{Item, Reader};
+use crate::ws;
+use custom::Custom;
+
+/// Appends the body `output` makes of `frame`, wherever it goes (an HTTP response, a
+/// WebSocket message, a pub/sub message): JSON keyed by `name` (wrapped as `cb(...);\n`
+/// with a JSONP callback), raw RESP, MessagePack, XML, or the custom type (`sep` between
+/// array elements), whose verdict is returned; the other formats always give a body.
+pub fn body(
+    out: &mut Vec<u8>,
+    output: Output,
+    name: &[u8],
+    shape: Shape,
+    frame: &[u8],
+    jsonp: Option<&[u8]>,
+    sep: &[u8],
+) -> Custom {
+    match output {
+        Output::Json => {
+            if let Some(cb) = jsonp {
+                out.extend_from_slice(cb);
+                out.push(b'(');
+            }
+            json::render(out, name, frame, shape);
+            if jsonp.is_some() {
+                out.extend_from_slice(b");\n");
+            }
+        }
+        Output::Raw => out.extend_from_slice(frame),
+        Output::Msgpack => msgpack::render(out, name, frame, shape),
+        Output::Xml => xml::render(out, frame),
+        Output::Custom => return custom::render(out, frame, sep),
+    }
+    Custom::Body
+}
+
+/// The opcode of a WebSocket message in `output`: binary for raw RESP and MessagePack,
+/// text otherwise.
+pub fn ws_opcode(output: Output) -> ws::Opcode {
+    match output {
+        Output::Raw | Output::Msgpack => ws::Opcode::Binary,
+        _ => ws::Opcode::Text,
+    }
+}
 
 /// Command-specific reshaping of JSON output (spec §2.2), chosen from the command name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -5,12 +5,14 @@
 use super::{mark_front, respond, Worker};
 use crate::back::{Back, Kind};
 use crate::command::{self, Command, Output, Query};
-use crate::front::{Closing, Meta, PendingSub, Subscriber};
+use crate::front::Closing;
 use crate::http::Request;
 use crate::log;
 use crate::log::Level;
 use crate::pubsub::{self, Confirmed, Joined, Push, Style, TopicKind, Transport};
+use crate::pubsub::{PendingSub, Subscriber};
 use crate::reply;
+use crate::reply::Meta;
 use crate::response::{self, Status};
 use smallvec::SmallVec;
 use std::time::{Duration, Instant};

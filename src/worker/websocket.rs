@@ -6,12 +6,13 @@
 use super::{mark_front, respond, subscribe::SubRequest, Worker};
 use crate::back::Waiter;
 use crate::command::{self, CommandError, Output, Query, Route};
-use crate::front::{Extra, Front, Meta, WsConn};
+use crate::front::{Front, WsConn};
 use crate::http::{Method, Request};
 use crate::log;
 use crate::log::Level;
 use crate::pubsub::{self, Style, TopicKind, Transport};
 use crate::reply;
+use crate::reply::{Extra, Meta};
 use crate::response::Status;
 use crate::ws::{self, Decoder, Event, Limits};
 use smallvec::SmallVec;
