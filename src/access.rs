@@ -9,7 +9,7 @@
 //! opened `O_APPEND` at start-up and reopened on SIGHUP by `dup3` onto the same
 //! descriptor, so the workers never see it change. The formatting is free of I/O.
 
-use crate::acl;
+use crate::api::acl;
 use crate::clock;
 use crate::log;
 use crate::log::Level;

@@ -2,10 +2,10 @@
 //!
 //! Read once at startup with serde_json; nothing here runs on the request path.
 
-use crate::acl::{self, Acl, Names, Net, Rule};
-use crate::keyspec::Pattern;
+use crate::api::acl::{self, Acl, Names, Net, Rule};
+use crate::api::rules::Rules;
 use crate::log::LogFsync;
-use crate::rules::Rules;
+use crate::proto::keyspec::Pattern;
 use serde_json::{Map, Value};
 use std::fmt;
 

@@ -46,7 +46,7 @@ pub struct Busy {
     /// `100 Continue` was sent for the request being received.
     pub continue_sent: bool,
     /// How far the incomplete chunked body of the request being received was walked.
-    pub chunks: crate::http::ChunkCursor,
+    pub chunks: crate::proto::http::ChunkCursor,
     /// Subscribed to pub/sub topics (an HTTP stream or a WebSocket).
     pub sub: Option<Box<Subscriber>>,
     /// Messages that arrived while responses ahead of them were still awaited: they
@@ -60,7 +60,7 @@ pub struct Busy {
 
 /// A WebSocket connection's state.
 pub struct WsConn {
-    pub decoder: crate::ws::Decoder,
+    pub decoder: crate::proto::ws::Decoder,
     /// How replies and messages are written (JSON text frames or raw RESP binary frames).
     pub style: Style,
     /// A close frame is queued behind the replies still due; nothing more is read.

@@ -10,27 +10,19 @@
 //! (the access log, written in batches) stay off the request path.
 
 pub mod access;
-pub mod acl;
+pub mod api;
 pub mod back;
 pub mod buf;
 pub mod clock;
-pub mod command;
 pub mod config;
 pub mod front;
-pub mod http;
-pub mod keyspec;
 pub mod log;
-pub mod probe;
 pub mod process;
+pub mod proto;
 pub mod pubsub;
 pub mod render;
 pub mod reply;
-pub mod resp;
-pub mod response;
-pub mod rules;
 pub mod server;
 #[cfg(test)]
 mod testing;
-pub mod tls;
 pub mod worker;
-pub mod ws;

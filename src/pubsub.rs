@@ -8,11 +8,12 @@
 //! message (or a confirmation built by [`write_confirmation`]) into the bytes one
 //! transport sends: a chunk, a Server-Sent Event or a WebSocket frame.
 
-use crate::command::{write_bulk, Output};
+use crate::api::command::{write_bulk, Output};
+use crate::proto::resp::{Item, Reader};
+use crate::proto::{response, ws};
+use crate::render;
 use crate::render::custom::Custom;
 use crate::render::Shape;
-use crate::resp::{Item, Reader};
-use crate::{render, response, ws};
 use smallvec::SmallVec;
 use std::collections::{HashMap, VecDeque};
 

@@ -2,13 +2,13 @@
 //! head and body, appended to the output buffer, or a WebSocket frame. [`body`] writes a
 //! reply in its format, for pub/sub messages too. Free of I/O.
 
-use crate::command::Output;
+use crate::api::command::Output;
+use crate::api::rules::Answer;
+use crate::api::rules::Statuses;
+use crate::proto::response::{self, DateCache, Head, Status};
+use crate::proto::ws;
 use crate::render::custom::Custom;
 use crate::render::{self, json, Shape};
-use crate::response::{self, DateCache, Head, Status};
-use crate::rules::Answer;
-use crate::rules::Statuses;
-use crate::ws;
 use smallvec::SmallVec;
 use std::sync::Arc;
 

@@ -3,14 +3,14 @@
 //! each worker thread to a core and gives it its own `mio::Poll`.
 
 use crate::access::AccessFile;
-use crate::acl::Acl;
+use crate::api::acl::Acl;
+use crate::back::probe::{self, ProbeError};
+use crate::back::tls;
 use crate::back::{Connector, Target};
 use crate::config::Config;
-use crate::keyspec::CommandTable;
 use crate::log;
 use crate::log::Level;
-use crate::probe::{self, ProbeError};
-use crate::tls;
+use crate::proto::keyspec::CommandTable;
 use crate::worker::{Shared, Worker, WAKER};
 use socket2::{Domain, Socket, Type};
 use std::io;

@@ -13,7 +13,7 @@
 //! RESP3. [`Custom::Unsupported`] is left for a frame that cannot be read.
 
 use super::skip_children;
-use crate::resp::{Item, Reader};
+use crate::proto::resp::{Item, Reader};
 
 /// What the custom formatter made of a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 //! - big numbers and verbatim strings: JSON strings of their text; sets and pushes: arrays.
 
 use super::{info_fields, skip_children, Shape};
-use crate::resp::{Item, Reader, MAX_DEPTH};
+use crate::proto::resp::{Item, Reader, MAX_DEPTH};
 
 /// Appends `{"<name>":VALUE}` for one complete RESP frame.
 pub fn render(out: &mut Vec<u8>, name: &[u8], frame: &[u8], shape: Shape) {
@@ -506,7 +506,7 @@ fn geo_member(out: &mut Vec<u8>, r: &mut Reader<'_>, item: Item<'_>, depth: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resp::FrameScanner;
+    use crate::proto::resp::FrameScanner;
     use crate::testing::Rng;
 
     /// A command of each shape, and one without.

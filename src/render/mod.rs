@@ -6,9 +6,9 @@ pub mod json;
 pub mod msgpack;
 pub mod xml;
 
-use crate::command::Output;
-use crate::resp::{Item, Reader};
-use crate::ws;
+use crate::api::command::Output;
+use crate::proto::resp::{Item, Reader};
+use crate::proto::ws;
 use custom::Custom;
 
 /// Appends the body `output` makes of `frame`, wherever it goes (an HTTP response, a

@@ -10,7 +10,7 @@
 //! big number and verbatim → string; attributes are skipped by the reader.
 
 use super::{info_fields, skip_children, Shape};
-use crate::resp::{Item, Reader, MAX_DEPTH};
+use crate::proto::resp::{Item, Reader, MAX_DEPTH};
 
 /// Appends `{name: value}` for one complete RESP frame.
 pub fn render(out: &mut Vec<u8>, name: &[u8], frame: &[u8], shape: Shape) {

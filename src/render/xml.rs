@@ -14,7 +14,7 @@
 //! character references. `.raw` gives exact bytes.
 
 use super::skip_children;
-use crate::resp::{Item, Reader, MAX_DEPTH};
+use crate::proto::resp::{Item, Reader, MAX_DEPTH};
 
 const PROLOG: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<response>";
 const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();

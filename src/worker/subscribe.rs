@@ -3,17 +3,17 @@
 //! what clients are told when the subscriber connection is lost.
 
 use super::{mark_front, respond, Worker};
+use crate::api::command::{self, Command, Output, Query};
 use crate::back::{Back, Kind};
-use crate::command::{self, Command, Output, Query};
 use crate::front::Closing;
-use crate::http::Request;
 use crate::log;
 use crate::log::Level;
+use crate::proto::http::Request;
+use crate::proto::response::{self, Status};
 use crate::pubsub::{self, Confirmed, Joined, Push, Style, TopicKind, Transport};
 use crate::pubsub::{PendingSub, Subscriber};
 use crate::reply;
 use crate::reply::Meta;
-use crate::response::{self, Status};
 use smallvec::SmallVec;
 use std::time::{Duration, Instant};
 
@@ -367,7 +367,7 @@ impl Worker {
             self.slow_consumers
         );
         if f.busy.as_ref().is_some_and(|b| b.ws.is_some()) {
-            super::websocket::close_now(f, crate::ws::close::POLICY, "Output buffer full");
+            super::websocket::close_now(f, crate::proto::ws::close::POLICY, "Output buffer full");
         }
         self.close_front(k);
     }
@@ -448,9 +448,9 @@ impl Worker {
             Some(conn) if conn.closing => {}
             Some(_) => {
                 let mut close = Vec::new();
-                crate::ws::write_close(
+                crate::proto::ws::write_close(
                     &mut close,
-                    crate::ws::close::GOING_AWAY,
+                    crate::proto::ws::close::GOING_AWAY,
                     "Server shutting down",
                 );
                 self.ws_finish(k, &close, false);

@@ -4,17 +4,17 @@
 //! multiplexed subscriber connection.
 
 use super::{mark_front, respond, subscribe::SubRequest, Worker};
+use crate::api::command::{self, CommandError, Output, Query, Route};
 use crate::back::Waiter;
-use crate::command::{self, CommandError, Output, Query, Route};
 use crate::front::{Front, WsConn};
-use crate::http::{Method, Request};
 use crate::log;
 use crate::log::Level;
+use crate::proto::http::{Method, Request};
+use crate::proto::response::Status;
+use crate::proto::ws::{self, Decoder, Event, Limits};
 use crate::pubsub::{self, Style, TopicKind, Transport};
 use crate::reply;
 use crate::reply::{Extra, Meta};
-use crate::response::Status;
-use crate::ws::{self, Decoder, Event, Limits};
 use smallvec::SmallVec;
 use std::io::Write;
 

@@ -11,11 +11,14 @@
 //! it) and the commands go out only once it is complete, so that a connection Redis
 //! refuses right after the TLS handshake never counts as up.
 
+pub mod probe;
+pub mod tls;
+
+use crate::api::command::write_argv;
+use crate::back::tls::{Tls, TlsStream};
 use crate::buf::{ReadBuf, WriteBuf};
-use crate::command::write_argv;
 use crate::config::RedisAuth;
-use crate::resp::FrameScanner;
-use crate::tls::{Tls, TlsStream};
+use crate::proto::resp::FrameScanner;
 use mio::net::{TcpStream, UnixStream};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

@@ -15,10 +15,10 @@
 //! worker's own [`Scratch`] (regex caches, capture slots, the argument buffer), so
 //! routing takes no lock and, once warm, allocates nothing.
 
-use crate::command::{self, Format, Output};
-use crate::http::Method;
-use crate::resp::{Item, Reader};
-use crate::response::Status;
+use crate::api::command::{self, Format, Output};
+use crate::proto::http::Method;
+use crate::proto::resp::{Item, Reader};
+use crate::proto::response::Status;
 use regex_automata::meta::{self, Regex};
 use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::util::captures::Captures;

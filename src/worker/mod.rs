@@ -12,20 +12,20 @@ mod subscribe;
 mod websocket;
 
 use crate::access::{self, AccessFile};
-use crate::acl::Acl;
+use crate::api::acl::Acl;
+use crate::api::command::{self, CommandError, Output, Query, Route};
+use crate::api::rules::{self, Routed, Rules};
 use crate::back::{self, Back, Connector, Kind, State, Waiter};
 use crate::buf::READ_CHUNK;
-use crate::command::{self, CommandError, Output, Query, Route};
 use crate::config::Config;
 use crate::front::{Busy, Closing, Front, MAX_IN_FLIGHT, OUT_HIGH_WATER};
-use crate::http::{self, HttpError, Method, Request};
 use crate::log;
 use crate::log::Level;
+use crate::proto::http::{self, HttpError, Method, Request};
+use crate::proto::response::{DateCache, Status};
 use crate::pubsub::Registry;
 use crate::reply;
 use crate::reply::{Extra, Meta};
-use crate::response::{DateCache, Status};
-use crate::rules::{self, Routed, Rules};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -100,7 +100,7 @@ impl Immediate {
             Immediate::StreamHead => {
                 let sse = meta.content_type == command::SSE;
                 let ct = meta.content_type.as_bytes();
-                crate::response::stream_head(out, meta.minor, ct, sse, date)
+                crate::proto::response::stream_head(out, meta.minor, ct, sse, date)
             }
             Immediate::Error(status) => reply::error(out, meta, *status, date),
             Immediate::AuthFailed => {
@@ -546,7 +546,7 @@ impl Worker {
         if cfg.websockets {
             if let (Some(h), Some(f)) = (req.websocket.as_deref(), self.fronts.get(k)) {
                 let buf = f.busy.as_ref().map_or(&[][..], |b| b.rbuf.bytes());
-                if crate::ws::wants_websocket(&buf[h.upgrade.clone()]) {
+                if crate::proto::ws::wants_websocket(&buf[h.upgrade.clone()]) {
                     return self.upgrade(k, req);
                 }
             }

@@ -14,7 +14,7 @@
 //! [`Pattern`] is a Redis glob (`*`, `?`, `[abc]`, `[^a-z]`, `\` escapes), matched
 //! byte by byte and case-sensitively, like Redis's own key patterns.
 
-use crate::resp::{FrameScanner, Item, Reader};
+use crate::proto::resp::{FrameScanner, Item, Reader};
 use smallvec::SmallVec;
 use std::collections::HashMap;
 
@@ -478,7 +478,7 @@ impl Pattern {
 mod tests {
     use super::*;
 
-    const INFO: &[u8] = include_bytes!("../tests/data/redis-7.0-command-info.resp");
+    const INFO: &[u8] = include_bytes!("../../tests/data/redis-7.0-command-info.resp");
 
     fn keys(t: &CommandTable, line: &str) -> Option<Vec<usize>> {
         let argv: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();

@@ -16,7 +16,7 @@
 //! from Redis's command table ([`CommandTable`], read at start-up): until it is there,
 //! keys cannot be told. An ACL without key patterns never looks at arguments.
 
-use crate::keyspec::{CommandTable, Pattern, Positions};
+use crate::proto::keyspec::{CommandTable, Pattern, Positions};
 use base64::Engine;
 use std::net::IpAddr;
 use std::sync::OnceLock;
@@ -229,7 +229,7 @@ impl Acl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyspec::CommandTable;
+    use crate::proto::keyspec::CommandTable;
 
     fn rule(ip: Option<&str>, basic: Option<&str>, enabled: &[&str], disabled: &[&str]) -> Rule {
         Rule {
@@ -329,8 +329,10 @@ mod tests {
         assert!(check(None, "PING"));
         acl.commands
             .set(
-                CommandTable::parse(include_bytes!("../tests/data/redis-7.0-command-info.resp"))
-                    .unwrap(),
+                CommandTable::parse(include_bytes!(
+                    "../../tests/data/redis-7.0-command-info.resp"
+                ))
+                .unwrap(),
             )
             .unwrap();
         let cases: &[(Option<&[u8]>, &str, bool)] = &[

@@ -295,6 +295,29 @@ pub(crate) fn parse_i64(line: &[u8]) -> Option<i64> {
     }
 }
 
+/// If `rest` starts with `marker`, returns the line after it (up to CRLF) and moves `rest`
+/// past the CRLF.
+pub(crate) fn take_line<'a>(rest: &mut &'a [u8], marker: u8) -> Option<&'a [u8]> {
+    let r: &'a [u8] = rest;
+    if r.first() != Some(&marker) {
+        return None;
+    }
+    let cr = memchr(b'\r', r)?;
+    if r.get(cr + 1) != Some(&b'\n') {
+        return None;
+    }
+    *rest = &r[cr + 2..];
+    Some(&r[1..cr])
+}
+
+/// A non-negative decimal count in a message from a client: digits only, at most 10.
+pub(crate) fn parse_count(line: &[u8]) -> Option<usize> {
+    if line.len() > 10 {
+        return None;
+    }
+    parse_len(line, false).ok().flatten()
+}
+
 /// A length or count: `[0-9]+`, or `-1` (nil) when `allow_nil`. Values too large for any
 /// cap saturate so that the caller reports `TooLong`.
 fn parse_len(line: &[u8], allow_nil: bool) -> Result<Option<usize>, RespError> {
