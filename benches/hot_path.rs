@@ -2,10 +2,11 @@
 //! building its Redis command, and scanning a Redis reply and rendering the response.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use webdis_rs::api::command::{self, Output, Query};
+use webdis_rs::api::command::{self, Query};
 use webdis_rs::proto::http::{self, Status};
 use webdis_rs::proto::resp::FrameScanner;
 use webdis_rs::proto::response::DateCache;
+use webdis_rs::render::Output;
 use webdis_rs::render::Shape;
 use webdis_rs::reply;
 use webdis_rs::reply::Meta;

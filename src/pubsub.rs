@@ -8,11 +8,12 @@
 //! message (or a confirmation built by [`write_confirmation`]) into the bytes one
 //! transport sends: a chunk, a Server-Sent Event or a WebSocket frame.
 
-use crate::api::command::{write_bulk, Output};
+use crate::proto::resp::write_bulk;
 use crate::proto::resp::{Item, Reader};
 use crate::proto::{response, ws};
 use crate::render;
 use crate::render::custom::Custom;
+use crate::render::Output;
 use crate::render::Shape;
 use smallvec::SmallVec;
 use std::collections::{HashMap, VecDeque};

@@ -2,12 +2,11 @@
 //! head and body, appended to the output buffer, or a WebSocket frame. [`body`] writes a
 //! reply in its format, for pub/sub messages too. Free of I/O.
 
-use crate::api::command::Output;
-use crate::api::rules::Answer;
-use crate::api::rules::Statuses;
+use crate::proto::resp::{Item, Reader};
 use crate::proto::response::{self, DateCache, Head, Status};
 use crate::proto::ws;
 use crate::render::custom::Custom;
+use crate::render::Output;
 use crate::render::{self, json, Shape};
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -130,7 +129,11 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
 }
 
 /// The head of the response to `meta`'s request: no filename, no ETag.
-fn head_for<'a>(meta: &Meta, status: Status, content_type: Option<&'a [u8]>) -> Head<'a> {
+pub(crate) fn head_for<'a>(
+    meta: &Meta,
+    status: Status,
+    content_type: Option<&'a [u8]>,
+) -> Head<'a> {
     Head {
         status,
         minor: meta.minor,
@@ -244,24 +247,33 @@ pub fn ws_error_frame(out: &mut Vec<u8>, output: Output, status: Status, msg: &[
     ws::end_frame(out, mark, op);
 }
 
-/// The answers of rewrite rules that need no Redis: 404 (`rules_only`), 405 and OPTIONS
-/// listing the methods the path's rules serve, 400 naming a missing value.
-pub fn rule_answer(out: &mut Vec<u8>, meta: &Meta, answer: &Answer, date: &DateCache) {
-    match answer {
-        Answer::NotFound => error_with(out, meta, Status::NotFound, b"Not found", date),
-        Answer::Missing(msg) => error_with(out, meta, Status::BadRequest, msg.as_bytes(), date),
-        Answer::MethodNotAllowed(methods) => {
-            let status = Status::MethodNotAllowed;
-            let head = head_for(meta, status, Some(b"application/json"));
-            let body = status.error_body();
-            response::write_methods(out, &head, date, &methods.allow(), body, meta.head_only);
-        }
-        Answer::Options(methods) => {
-            let head = Head {
-                etag: meta.etag,
-                ..head_for(meta, Status::Ok, Some(b"text/html"))
-            };
-            response::write_methods(out, &head, date, &methods.allow(), b"", false);
+/// A rule's mapping of replies to HTTP statuses (`errors`, `nil`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Statuses {
+    /// Error code (the first word of Redis's message, or `*` for any) → status.
+    pub(crate) errors: Vec<(Box<[u8]>, Status)>,
+    pub(crate) nil: Option<Status>,
+}
+
+impl Statuses {
+    /// The status this reply gets instead of 200, if the rule maps it.
+    pub fn status_for(&self, frame: &[u8]) -> Option<Status> {
+        match Reader::new(frame).next()? {
+            Item::Error(msg) | Item::BulkError(msg) => {
+                let code = msg.split(|&b| b == b' ').next().unwrap_or(b"");
+                let mut any = None;
+                for (c, status) in &self.errors {
+                    if **c == *code {
+                        return Some(*status);
+                    }
+                    if &**c == b"*" {
+                        any = Some(*status);
+                    }
+                }
+                any
+            }
+            Item::Nil => self.nil,
+            _ => None,
         }
     }
 }

@@ -5,57 +5,8 @@
 //! write buffer as a RESP array of bulk strings, decoding `%XX` and `+` on the way, so no
 //! input can ever inject a second command and nothing is allocated.
 
-/// How the reply is rendered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Output {
-    #[default]
-    Json,
-    Raw,
-    Msgpack,
-    Custom,
-    /// mod_redis's XML document (rewrite rules only, see `render::xml`).
-    Xml,
-}
-
-/// A format chosen from the extension of the last path segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Format {
-    pub output: Output,
-    pub content_type: &'static str,
-}
-
-pub const JSON: Format = Format {
-    output: Output::Json,
-    content_type: "application/json",
-};
-
-/// The Content-Type of Server-Sent Events (`.sse` or `Accept: text/event-stream`).
-pub const SSE: &str = "text/event-stream";
-
-/// The extension table of spec §2.1 (exact, case-sensitive matches).
-pub fn format_for_extension(ext: &[u8]) -> Option<Format> {
-    let (output, content_type) = match ext {
-        b"json" => (Output::Json, "application/json"),
-        b"js" => (Output::Json, "application/javascript"),
-        b"raw" => (Output::Raw, "binary/octet-stream"),
-        b"msg" => (Output::Msgpack, "application/x-msgpack"),
-        b"bin" => (Output::Custom, "binary/octet-stream"),
-        b"txt" => (Output::Custom, "text/plain"),
-        b"html" => (Output::Custom, "text/html"),
-        b"xhtml" => (Output::Custom, "application/xhtml+xml"),
-        b"xml" => (Output::Custom, "text/xml"),
-        b"png" => (Output::Custom, "image/png"),
-        b"jpg" | b"jpeg" => (Output::Custom, "image/jpeg"),
-        b"css" => (Output::Custom, "text/css"),
-        // Server-Sent Events for subscriptions; JSON with its usual type otherwise.
-        b"sse" => (Output::Json, SSE),
-        _ => return None,
-    };
-    Some(Format {
-        output,
-        content_type,
-    })
-}
+use crate::proto::resp::{write_bulk, write_header};
+use crate::render::{format_for_extension, Format, Output, JSON};
 
 /// The query-string parameters webdis understands (values are not decoded).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -358,20 +309,6 @@ impl<'a> Command<'a> {
     }
 }
 
-/// Appends a command given as decoded arguments as a RESP array of bulk strings.
-pub fn write_argv<I>(out: &mut Vec<u8>, argv: I)
-where
-    I: IntoIterator,
-    I::IntoIter: ExactSizeIterator,
-    I::Item: AsRef<[u8]>,
-{
-    let argv = argv.into_iter();
-    write_header(out, b'*', argv.len());
-    for a in argv {
-        write_bulk(out, a.as_ref());
-    }
-}
-
 /// Where a command given as decoded arguments (a rewrite rule's) may run: the same
 /// classification [`parse`] gives a URL's command.
 pub fn route_of<'a>(
@@ -382,19 +319,6 @@ pub fn route_of<'a>(
         return Err(CommandError::Empty);
     }
     route_with(name, args, |a, w| a.eq_ignore_ascii_case(w))
-}
-
-fn write_header(out: &mut Vec<u8>, marker: u8, n: usize) {
-    out.push(marker);
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends one RESP bulk string.
-pub fn write_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
-    write_header(out, b'$', bytes.len());
-    out.extend_from_slice(bytes);
-    out.extend_from_slice(b"\r\n");
 }
 
 fn hex(b: u8) -> Option<u8> {

@@ -15,10 +15,11 @@
 //! worker's own [`Scratch`] (regex caches, capture slots, the argument buffer), so
 //! routing takes no lock and, once warm, allocates nothing.
 
-use crate::api::command::{self, Format, Output};
+use crate::api::command;
 use crate::proto::http::Method;
-use crate::proto::resp::{Item, Reader};
-use crate::proto::response::Status;
+use crate::proto::response::{self, DateCache, Head, Status};
+use crate::render::{Format, Output};
+use crate::reply::{error_with, head_for, Meta, Statuses};
 use regex_automata::meta::{self, Regex};
 use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::util::captures::Captures;
@@ -286,39 +287,6 @@ fn braced(inner: &str, group: &impl Fn(&str) -> Result<usize, String>) -> Result
     Ok(Part::Var(var, default))
 }
 
-// ---- reply statuses -----------------------------------------------------------------
-
-/// A rule's mapping of replies to HTTP statuses (`errors`, `nil`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Statuses {
-    /// Error code (the first word of Redis's message, or `*` for any) → status.
-    errors: Vec<(Box<[u8]>, Status)>,
-    nil: Option<Status>,
-}
-
-impl Statuses {
-    /// The status this reply gets instead of 200, if the rule maps it.
-    pub fn status_for(&self, frame: &[u8]) -> Option<Status> {
-        match Reader::new(frame).next()? {
-            Item::Error(msg) | Item::BulkError(msg) => {
-                let code = msg.split(|&b| b == b' ').next().unwrap_or(b"");
-                let mut any = None;
-                for (c, status) in &self.errors {
-                    if **c == *code {
-                        return Some(*status);
-                    }
-                    if &**c == b"*" {
-                        any = Some(*status);
-                    }
-                }
-                any
-            }
-            Item::Nil => self.nil,
-            _ => None,
-        }
-    }
-}
-
 // ---- the rules ----------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -387,6 +355,31 @@ pub enum Answer {
     Missing(String),
 }
 
+/// The answers of rewrite rules that need no Redis: 404 (`rules_only`), 405 and OPTIONS
+/// listing the methods the path's rules serve, 400 naming a missing value.
+impl Answer {
+    /// The whole response: 404, 405 with `Allow`, OPTIONS, or 400 naming what is missing.
+    pub fn write(&self, out: &mut Vec<u8>, meta: &Meta, date: &DateCache) {
+        match self {
+            Answer::NotFound => error_with(out, meta, Status::NotFound, b"Not found", date),
+            Answer::Missing(msg) => error_with(out, meta, Status::BadRequest, msg.as_bytes(), date),
+            Answer::MethodNotAllowed(methods) => {
+                let status = Status::MethodNotAllowed;
+                let head = head_for(meta, status, Some(b"application/json"));
+                let body = status.error_body();
+                response::write_methods(out, &head, date, &methods.allow(), body, meta.head_only);
+            }
+            Answer::Options(methods) => {
+                let head = Head {
+                    etag: meta.etag,
+                    ..head_for(meta, Status::Ok, Some(b"text/html"))
+                };
+                response::write_methods(out, &head, date, &methods.allow(), b"", false);
+            }
+        }
+    }
+}
+
 /// A rule's command, in the worker's scratch buffer.
 #[derive(Debug)]
 pub struct RuleCommand<'a> {
@@ -413,7 +406,7 @@ impl<'a> RuleCommand<'a> {
 
     /// Appends the command as a RESP array of bulk strings.
     pub fn write_resp(&self, out: &mut Vec<u8>) {
-        command::write_argv(out, self.args());
+        crate::proto::resp::write_argv(out, self.args());
     }
 }
 
@@ -555,7 +548,7 @@ impl Rules {
             None => header(req.head, "accept")
                 .and_then(negotiate)
                 .or(rule.format)
-                .unwrap_or(command::JSON),
+                .unwrap_or(crate::render::JSON),
         };
         if req.custom_type {
             format.output = Output::Custom;
@@ -653,13 +646,15 @@ fn rule_from_json(item: &Value) -> Result<(String, Rule), String> {
     let format = match string("format")? {
         None => None,
         Some("xml") => Some(XML),
-        Some("msgpack") => command::format_for_extension(b"msg"),
-        Some(f) => Some(command::format_for_extension(f.as_bytes()).ok_or_else(|| {
-            format!(
-                "unknown format '{f}' (json, js, xml, raw, msgpack, or a custom type: \
+        Some("msgpack") => crate::render::format_for_extension(b"msg"),
+        Some(f) => Some(
+            crate::render::format_for_extension(f.as_bytes()).ok_or_else(|| {
+                format!(
+                    "unknown format '{f}' (json, js, xml, raw, msgpack, or a custom type: \
                  txt, html, xhtml, css, bin, png, jpg, jpeg)"
-            )
-        })?),
+                )
+            })?,
+        ),
     };
     let mut statuses = Statuses::default();
     match obj.get("errors") {
@@ -712,7 +707,7 @@ fn split_target(target: &[u8]) -> (&[u8], Option<Format>) {
     let t = target.strip_prefix(b"/").unwrap_or(target);
     command::split_path(t, |ext| match ext {
         b"xml" => Some(XML),
-        _ => command::format_for_extension(ext),
+        _ => crate::render::format_for_extension(ext),
     })
 }
 
@@ -846,7 +841,7 @@ fn negotiate(accept: &[u8]) -> Option<Format> {
         {
             Some(XML)
         } else if media.eq_ignore_ascii_case(b"application/json") {
-            Some(command::JSON)
+            Some(crate::render::JSON)
         } else {
             None
         };
@@ -1173,14 +1168,14 @@ mod tests {
             run(&r, &request(Method::Get, target, head, b"")).unwrap().1
         };
         assert_eq!(fmt("/x", None), XML);
-        assert_eq!(fmt("/x.json", None), command::JSON);
-        assert_eq!(fmt("/y", None), command::JSON);
+        assert_eq!(fmt("/x.json", None), crate::render::JSON);
+        assert_eq!(fmt("/y", None), crate::render::JSON);
         assert_eq!(fmt("/y.xml", None), XML);
         assert_eq!(fmt("/y", Some("application/xml")), XML);
-        assert_eq!(fmt("/x", Some("application/json")), command::JSON);
+        assert_eq!(fmt("/x", Some("application/json")), crate::render::JSON);
         assert_eq!(
             fmt("/y", Some("text/html,application/xml;q=0.9,*/*;q=0.8")),
-            command::JSON
+            crate::render::JSON
         );
         assert_eq!(fmt("/x", Some("*/*")), XML);
         assert_eq!(fmt("/y.raw", Some("application/xml")).output, Output::Raw);
@@ -1192,7 +1187,7 @@ mod tests {
         assert_eq!(negotiate(b"application/xml, application/json"), Some(XML));
         assert_eq!(
             negotiate(b"application/xml;q=0, application/json;q=0.1"),
-            Some(command::JSON)
+            Some(crate::render::JSON)
         );
         assert_eq!(negotiate(b"application/xml;q=2"), None);
         assert_eq!(quality(b"0.875"), Some(875));

@@ -14,10 +14,10 @@
 pub mod probe;
 pub mod tls;
 
-use crate::api::command::write_argv;
 use crate::back::tls::{Tls, TlsStream};
 use crate::buf::{ReadBuf, WriteBuf};
 use crate::config::RedisAuth;
+use crate::proto::resp::write_argv;
 use crate::proto::resp::FrameScanner;
 use mio::net::{TcpStream, UnixStream};
 use std::collections::VecDeque;

@@ -3,9 +3,9 @@
 //! the start with a clear message) and reading the command table that the ACL's key
 //! patterns need. Never used on the request path.
 
-use crate::api::command::write_argv;
 use crate::back::{Connector, Target};
 use crate::config::RedisAuth;
+use crate::proto::resp::write_argv;
 use crate::proto::resp::{FrameScanner, Item, Reader};
 use std::io::{self, Read, Write};
 use std::time::Duration;

@@ -295,6 +295,36 @@ pub(crate) fn parse_i64(line: &[u8]) -> Option<i64> {
     }
 }
 
+// ---- writing RESP -----------------------------------------------------------------
+
+/// Appends a command given as decoded arguments as a RESP array of bulk strings.
+pub fn write_argv<I>(out: &mut Vec<u8>, argv: I)
+where
+    I: IntoIterator,
+    I::IntoIter: ExactSizeIterator,
+    I::Item: AsRef<[u8]>,
+{
+    let argv = argv.into_iter();
+    write_header(out, b'*', argv.len());
+    for a in argv {
+        write_bulk(out, a.as_ref());
+    }
+}
+
+/// Appends a RESP header line: the marker and a count or length.
+pub(crate) fn write_header(out: &mut Vec<u8>, marker: u8, n: usize) {
+    out.push(marker);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one RESP bulk string.
+pub fn write_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    write_header(out, b'$', bytes.len());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// If `rest` starts with `marker`, returns the line after it (up to CRLF) and moves `rest`
 /// past the CRLF.
 pub(crate) fn take_line<'a>(rest: &mut &'a [u8], marker: u8) -> Option<&'a [u8]> {

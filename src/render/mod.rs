@@ -6,10 +6,61 @@ pub mod json;
 pub mod msgpack;
 pub mod xml;
 
-use crate::api::command::Output;
 use crate::proto::resp::{Item, Reader};
 use crate::proto::ws;
 use custom::Custom;
+
+/// How the reply is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Output {
+    #[default]
+    Json,
+    Raw,
+    Msgpack,
+    Custom,
+    /// mod_redis's XML document (rewrite rules only, see `render::xml`).
+    Xml,
+}
+
+/// A format chosen from the extension of the last path segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    pub output: Output,
+    pub content_type: &'static str,
+}
+
+pub const JSON: Format = Format {
+    output: Output::Json,
+    content_type: "application/json",
+};
+
+/// The Content-Type of Server-Sent Events (`.sse` or `Accept: text/event-stream`).
+pub const SSE: &str = "text/event-stream";
+
+/// The extension table of spec §2.1 (exact, case-sensitive matches).
+pub fn format_for_extension(ext: &[u8]) -> Option<Format> {
+    let (output, content_type) = match ext {
+        b"json" => (Output::Json, "application/json"),
+        b"js" => (Output::Json, "application/javascript"),
+        b"raw" => (Output::Raw, "binary/octet-stream"),
+        b"msg" => (Output::Msgpack, "application/x-msgpack"),
+        b"bin" => (Output::Custom, "binary/octet-stream"),
+        b"txt" => (Output::Custom, "text/plain"),
+        b"html" => (Output::Custom, "text/html"),
+        b"xhtml" => (Output::Custom, "application/xhtml+xml"),
+        b"xml" => (Output::Custom, "text/xml"),
+        b"png" => (Output::Custom, "image/png"),
+        b"jpg" | b"jpeg" => (Output::Custom, "image/jpeg"),
+        b"css" => (Output::Custom, "text/css"),
+        // Server-Sent Events for subscriptions; JSON with its usual type otherwise.
+        b"sse" => (Output::Json, SSE),
+        _ => return None,
+    };
+    Some(Format {
+        output,
+        content_type,
+    })
+}
 
 /// Appends the body `output` makes of `frame`, wherever it goes (an HTTP response, a
 /// WebSocket message, a pub/sub message): JSON keyed by `name` (wrapped as `cb(...);\n`

@@ -13,7 +13,7 @@ mod websocket;
 
 use crate::access::{self, AccessFile};
 use crate::api::acl::Acl;
-use crate::api::command::{self, CommandError, Output, Query, Route};
+use crate::api::command::{self, CommandError, Query, Route};
 use crate::api::rules::{self, Routed, Rules};
 use crate::back::{self, Back, Connector, Kind, State, Waiter};
 use crate::buf::READ_CHUNK;
@@ -24,6 +24,7 @@ use crate::log::Level;
 use crate::proto::http::{self, HttpError, Method, Request};
 use crate::proto::response::{DateCache, Status};
 use crate::pubsub::Registry;
+use crate::render::Output;
 use crate::reply;
 use crate::reply::{Extra, Meta};
 use mio::net::TcpListener;
@@ -98,7 +99,7 @@ impl Immediate {
             Immediate::Options => reply::options(out, meta, date),
             Immediate::Crossdomain => reply::crossdomain(out, meta, date),
             Immediate::StreamHead => {
-                let sse = meta.content_type == command::SSE;
+                let sse = meta.content_type == crate::render::SSE;
                 let ct = meta.content_type.as_bytes();
                 crate::proto::response::stream_head(out, meta.minor, ct, sse, date)
             }
@@ -106,7 +107,7 @@ impl Immediate {
             Immediate::AuthFailed => {
                 reply::error_with(out, meta, Status::Unavailable, AUTH_FAILED, date)
             }
-            Immediate::Rule(answer) => reply::rule_answer(out, meta, answer, date),
+            Immediate::Rule(answer) => answer.write(out, meta, date),
         }
     }
 }
@@ -1354,10 +1355,10 @@ fn acl_allows_keys(
 fn fill_meta(
     meta: &mut Meta,
     name: &[u8],
-    format: command::Format,
+    format: crate::render::Format,
     query: &Query<'_>,
     if_none_match: Option<&[u8]>,
-    statuses: Option<&Arc<rules::Statuses>>,
+    statuses: Option<&Arc<reply::Statuses>>,
 ) {
     meta.set_command(name, format.output);
     meta.content_type = format.content_type;

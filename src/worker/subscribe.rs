@@ -3,7 +3,7 @@
 //! what clients are told when the subscriber connection is lost.
 
 use super::{mark_front, respond, Worker};
-use crate::api::command::{self, Command, Output, Query};
+use crate::api::command::{Command, Query};
 use crate::back::{Back, Kind};
 use crate::front::Closing;
 use crate::log;
@@ -12,6 +12,7 @@ use crate::proto::http::Request;
 use crate::proto::response::{self, Status};
 use crate::pubsub::{self, Confirmed, Joined, Push, Style, TopicKind, Transport};
 use crate::pubsub::{PendingSub, Subscriber};
+use crate::render::Output;
 use crate::reply;
 use crate::reply::Meta;
 use smallvec::SmallVec;
@@ -60,9 +61,9 @@ impl SubRequest {
 /// Sets the slot's metadata for a stream's head (its Content-Type, no ETag); returns
 /// whether it is a Server-Sent Event stream.
 pub(super) fn stream_meta(cmd: &Command<'_>, req: &Request, meta: &mut Meta) -> bool {
-    let sse = req.event_stream || cmd.format.content_type == command::SSE;
+    let sse = req.event_stream || cmd.format.content_type == crate::render::SSE;
     if sse {
-        meta.content_type = command::SSE;
+        meta.content_type = crate::render::SSE;
     }
     meta.etag = false;
     sse

@@ -4,7 +4,7 @@
 //! multiplexed subscriber connection.
 
 use super::{mark_front, respond, subscribe::SubRequest, Worker};
-use crate::api::command::{self, CommandError, Output, Query, Route};
+use crate::api::command::{self, CommandError, Query, Route};
 use crate::back::Waiter;
 use crate::front::{Front, WsConn};
 use crate::log;
@@ -13,6 +13,7 @@ use crate::proto::http::{Method, Request};
 use crate::proto::response::Status;
 use crate::proto::ws::{self, Decoder, Event, Limits};
 use crate::pubsub::{self, Style, TopicKind, Transport};
+use crate::render::Output;
 use crate::reply;
 use crate::reply::{Extra, Meta};
 use smallvec::SmallVec;
@@ -350,7 +351,7 @@ impl Worker {
                 // What Redis answers a subscribed connection: `[pong, message]`.
                 let style = conn.style.clone();
                 let mut frame = b"*2\r\n$4\r\npong\r\n".to_vec();
-                command::write_bulk(&mut frame, argv.get(1).map_or(&b""[..], |a| a));
+                crate::proto::resp::write_bulk(&mut frame, argv.get(1).map_or(&b""[..], |a| a));
                 let mut bytes = Vec::new();
                 pubsub::render(&mut bytes, &style, name, &frame);
                 let seq = busy.push_slot(meta);
@@ -377,7 +378,7 @@ impl Worker {
                     let seq = busy.push_slot(meta);
                     let waiter = Waiter::Front { key: k, gen, seq };
                     let sent = self.backs.send(route, None, prefer, waiter, |w| {
-                        command::write_argv(w, &argv)
+                        crate::proto::resp::write_argv(w, &argv)
                     });
                     let Some(f) = self.fronts.get_mut(k) else {
                         return;
