@@ -252,9 +252,10 @@ impl Default for Sink {
 
 impl Sink {
     /// Takes a connection's finished lines; writes when [`FLUSH_SIZE`] is reached.
-    /// Returns whether lines wait for the timer ([`Sink::tick`]).
-    pub fn take(&mut self, done: &mut Vec<u8>, file: &AccessFile, now: Instant) -> bool {
-        if self.buf.is_empty() {
+    /// Returns when [`Sink::tick`] must run, when these lines started a new batch.
+    pub fn take(&mut self, done: &mut Vec<u8>, file: &AccessFile, now: Instant) -> Option<Instant> {
+        let started = self.buf.is_empty();
+        if started {
             self.since = Some(now);
         }
         self.buf.extend_from_slice(done);
@@ -262,19 +263,26 @@ impl Sink {
         if self.buf.len() >= FLUSH_SIZE {
             self.flush(file);
         }
-        !self.buf.is_empty()
+        self.due().filter(|_| started)
     }
 
-    /// Writes the lines once the oldest is [`FLUSH_AFTER`] old. Returns whether lines
-    /// still wait.
-    pub fn tick(&mut self, file: &AccessFile, now: Instant) -> bool {
+    /// Writes the lines once the oldest is [`FLUSH_AFTER`] old. Returns when it must run
+    /// again, if lines still wait.
+    pub fn tick(&mut self, file: &AccessFile, now: Instant) -> Option<Instant> {
         if self
             .since
             .is_some_and(|t| now.duration_since(t) >= FLUSH_AFTER)
         {
             self.flush(file);
         }
-        !self.buf.is_empty()
+        self.due()
+    }
+
+    /// When the waiting lines are to be written.
+    fn due(&self) -> Option<Instant> {
+        self.since
+            .filter(|_| !self.buf.is_empty())
+            .map(|t| t + FLUSH_AFTER)
     }
 
     pub fn flush(&mut self, file: &AccessFile) {

@@ -9,10 +9,12 @@
 
 use crate::access::Stage;
 use crate::buf::{ReadBuf, WriteBuf};
+use crate::key::{BackKey, FrontKey};
 use crate::pubsub::Style;
 use crate::pubsub::Subscriber;
 use crate::reply::Meta;
 use mio::net::TcpStream;
+use slab::Slab;
 use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -33,7 +35,7 @@ pub struct Slot {
     /// The response, when it was completed before the slots ahead of it.
     pub early: Option<Vec<u8>>,
     /// The back connection of its own running this request (a blocking command).
-    pub blocking: Option<usize>,
+    pub blocking: Option<BackKey>,
 }
 
 /// Buffers and queues of a connection with work in progress.
@@ -186,7 +188,7 @@ impl Busy {
     /// Gives up the requests running on back connections of their own (blocking
     /// commands that may never end): they are answered with nothing, so what follows
     /// them may go out. Returns those connections, to be closed.
-    pub fn abandon_blocking(&mut self) -> SmallVec<[usize; 2]> {
+    pub fn abandon_blocking(&mut self) -> SmallVec<[BackKey; 2]> {
         let mut backs = SmallVec::new();
         let mut seqs: SmallVec<[u64; 2]> = SmallVec::new();
         for (i, slot) in self.slots.iter().enumerate() {
@@ -251,6 +253,53 @@ pub struct Front {
     pub dirty: bool,
 }
 
+/// A worker's fronts, by [`FrontKey`].
+#[derive(Default)]
+pub struct Fronts(Slab<Front>);
+
+impl Fronts {
+    pub fn with_capacity(n: usize) -> Fronts {
+        Fronts(Slab::with_capacity(n))
+    }
+
+    pub fn get(&self, k: FrontKey) -> Option<&Front> {
+        self.0.get(k.0)
+    }
+
+    pub fn get_mut(&mut self, k: FrontKey) -> Option<&mut Front> {
+        self.0.get_mut(k.0)
+    }
+
+    pub fn try_remove(&mut self, k: FrontKey) -> Option<Front> {
+        self.0.try_remove(k.0)
+    }
+
+    /// The key the next [`Fronts::insert`] will use.
+    pub fn next_key(&self) -> FrontKey {
+        FrontKey(self.0.vacant_key())
+    }
+
+    pub fn insert(&mut self, f: Front) -> FrontKey {
+        FrontKey(self.0.insert(f))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (FrontKey, &Front)> {
+        self.0.iter().map(|(k, f)| (FrontKey(k), f))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (FrontKey, &mut Front)> {
+        self.0.iter_mut().map(|(k, f)| (FrontKey(k), f))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,7 +317,7 @@ mod tests {
         let s0 = b.push_slot(meta(true));
         let s1 = b.push_slot(meta(true));
         let s2 = b.push_slot(meta(false));
-        b.slots[1].blocking = Some(7);
+        b.slots[1].blocking = Some(crate::key::BackKey(7));
         // Completed out of order: 2, then 1, then 0.
         assert_eq!(
             b.complete(s2, |o, _| o.extend_from_slice(b"two;")),

@@ -16,6 +16,7 @@ pub mod buf;
 pub mod clock;
 pub mod config;
 pub mod front;
+pub mod key;
 pub mod log;
 pub mod process;
 pub mod proto;

@@ -8,6 +8,7 @@
 //! message (or a confirmation built by [`write_confirmation`]) into the bytes one
 //! transport sends: a chunk, a Server-Sent Event or a WebSocket frame.
 
+use crate::key::FrontKey;
 use crate::proto::resp::write_bulk;
 use crate::proto::resp::{Item, Reader};
 use crate::proto::{response, ws};
@@ -229,8 +230,18 @@ impl TopicKind {
     }
 }
 
+/// A subscribe request, owned, ready to start.
+#[derive(Debug)]
+pub struct SubRequest {
+    pub kind: TopicKind,
+    /// The command as typed: the JSON key of its messages.
+    pub name: SmallVec<[u8; 12]>,
+    pub topics: Vec<Vec<u8>>,
+    pub style: Style,
+}
+
 /// A subscribed front: its slab key and generation.
-pub type Sub = (usize, u32);
+pub type Sub = (FrontKey, u32);
 
 #[derive(Debug, Default)]
 struct Entry {
@@ -638,7 +649,7 @@ mod tests {
     #[test]
     fn registry_counts_subscribers() {
         let mut r = Registry::default();
-        let (a, b) = ((1, 1), (2, 1));
+        let (a, b) = ((FrontKey(1), 1), (FrontKey(2), 1));
         assert_eq!(r.join(TopicKind::Channel, b"c", a), Joined::Send);
         assert_eq!(r.join(TopicKind::Channel, b"c", b), Joined::Pending);
         assert!(r.subscribers(TopicKind::Channel, b"c").is_empty());
@@ -647,10 +658,13 @@ mod tests {
             Confirmed::Ready(vec![a, b])
         );
         assert_eq!(r.subscribers(TopicKind::Channel, b"c"), &[a, b]);
-        assert_eq!(r.join(TopicKind::Channel, b"c", (3, 1)), Joined::Ready);
+        assert_eq!(
+            r.join(TopicKind::Channel, b"c", (FrontKey(3), 1)),
+            Joined::Ready
+        );
         assert!(r.subscribers(TopicKind::Pattern, b"c").is_empty());
         assert!(!r.leave(TopicKind::Channel, b"c", a));
-        assert!(!r.leave(TopicKind::Channel, b"c", (3, 1)));
+        assert!(!r.leave(TopicKind::Channel, b"c", (FrontKey(3), 1)));
         assert!(
             r.leave(TopicKind::Channel, b"c", b),
             "the last one unsubscribes"
@@ -662,8 +676,11 @@ mod tests {
     #[test]
     fn leaving_before_confirmation_unsubscribes_on_confirmation() {
         let mut r = Registry::default();
-        assert_eq!(r.join(TopicKind::Pattern, b"p*", (1, 1)), Joined::Send);
-        assert!(!r.leave(TopicKind::Pattern, b"p*", (1, 1)));
+        assert_eq!(
+            r.join(TopicKind::Pattern, b"p*", (FrontKey(1), 1)),
+            Joined::Send
+        );
+        assert!(!r.leave(TopicKind::Pattern, b"p*", (FrontKey(1), 1)));
         assert_eq!(
             r.confirmed(TopicKind::Pattern, b"p*"),
             Confirmed::Unsubscribe
@@ -674,8 +691,8 @@ mod tests {
     #[test]
     fn reset_and_resubscribe() {
         let mut r = Registry::default();
-        r.join(TopicKind::Channel, b"a", (1, 1));
-        r.join(TopicKind::Shard, b"s", (1, 1));
+        r.join(TopicKind::Channel, b"a", (FrontKey(1), 1));
+        r.join(TopicKind::Shard, b"s", (FrontKey(1), 1));
         r.confirmed(TopicKind::Channel, b"a");
         r.reset();
         assert!(!r.is_ready(TopicKind::Channel, b"a"));
@@ -695,7 +712,7 @@ mod tests {
         assert!(again.is_empty(), "in flight already");
         assert_eq!(
             r.confirmed(TopicKind::Channel, b"a"),
-            Confirmed::Ready(vec![(1, 1)])
+            Confirmed::Ready(vec![(FrontKey(1), 1)])
         );
     }
 

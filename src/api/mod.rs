@@ -4,4 +4,5 @@
 
 pub mod acl;
 pub mod command;
+pub mod plan;
 pub mod rules;

@@ -11,17 +11,25 @@
 //! it) and the commands go out only once it is complete, so that a connection Redis
 //! refuses right after the TLS handshake never counts as up.
 
+pub mod pool;
 pub mod probe;
+mod stream;
 pub mod tls;
+
+pub use stream::Stream;
 
 use crate::back::tls::{Tls, TlsStream};
 use crate::buf::{ReadBuf, WriteBuf};
 use crate::config::RedisAuth;
+use crate::key::FrontKey;
+use crate::log;
+use crate::log::Level;
 use crate::proto::resp::write_argv;
 use crate::proto::resp::FrameScanner;
+use crate::proto::response::Status;
 use mio::net::{TcpStream, UnixStream};
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,88 +51,6 @@ pub struct Connector {
     pub protocol: u8,
     /// TLS to Redis (`ssl`), over TCP only.
     pub tls: Option<Arc<Tls>>,
-}
-
-pub enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-    /// Boxed: a rustls connection is large, and rare.
-    Tls(Box<TlsStream>),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl mio::event::Source for Stream {
-    fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.register(r, t, i),
-            Stream::Unix(s) => s.register(r, t, i),
-            Stream::Tls(s) => s.sock.register(r, t, i),
-        }
-    }
-    fn reregister(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.reregister(r, t, i),
-            Stream::Unix(s) => s.reregister(r, t, i),
-            Stream::Tls(s) => s.sock.reregister(r, t, i),
-        }
-    }
-    fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.deregister(r),
-            Stream::Unix(s) => s.deregister(r),
-            Stream::Tls(s) => s.sock.deregister(r),
-        }
-    }
-}
-
-impl Stream {
-    /// `Ok(true)` once a non-blocking connect has completed.
-    fn connected(&self) -> io::Result<bool> {
-        let (err, peer) = match self {
-            Stream::Tcp(s) => (s.take_error(), s.peer_addr().map(|_| ())),
-            Stream::Unix(s) => (s.take_error(), s.peer_addr().map(|_| ())),
-            Stream::Tls(s) => (s.sock.take_error(), s.sock.peer_addr().map(|_| ())),
-        };
-        if let Some(e) = err? {
-            return Err(e);
-        }
-        match peer {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Whether bytes already accepted by a write still wait to go out (TLS records the
-    /// socket did not take): a writable event must then flush again.
-    pub fn wants_write(&self) -> bool {
-        match self {
-            Stream::Tls(s) => s.wants_write(),
-            _ => false,
-        }
-    }
 }
 
 /// Which requests a connection serves.
@@ -156,12 +82,17 @@ pub enum State {
 }
 
 /// Who the next reply belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Waiter {
+    /// Request `seq` of front `key` (generation `gen`, so that a reused key is never
+    /// answered for a connection that is gone).
     Front {
-        key: usize,
+        key: FrontKey,
         gen: u32,
         seq: u64,
+        /// The command's bytes, kept when the route asks for them (a cluster redirect
+        /// sends the command again); `None` otherwise.
+        cmd: Option<Box<[u8]>>,
     },
     Auth,
     /// `HELLO 3` (RESP3), with AUTH folded in when credentials are configured.
@@ -177,6 +108,16 @@ pub enum Waiter {
 }
 
 impl Waiter {
+    /// A front's request, keeping no command bytes.
+    pub fn front(key: FrontKey, gen: u32, seq: u64) -> Waiter {
+        Waiter::Front {
+            key,
+            gen,
+            seq,
+            cmd: None,
+        }
+    }
+
     /// A reply to our own connection handshake.
     pub fn is_handshake(&self) -> bool {
         !matches!(self, Waiter::Front { .. })
@@ -349,6 +290,12 @@ impl Back {
                 .is_none_or(|t| now.duration_since(t) >= MIN_BACKOFF)
     }
 
+    /// Whether the connection is retried on a timer when it goes down (shared and
+    /// subscriber connections); DB and blocking connections are dropped instead.
+    pub fn retries(&self) -> bool {
+        matches!(self.kind, Kind::Shared | Kind::Subscriber)
+    }
+
     /// Whether commands may be queued on this connection now.
     pub fn accepts_commands(&self) -> bool {
         !matches!(self.state, State::Down { .. })
@@ -398,5 +345,73 @@ impl Back {
         };
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         std::mem::take(&mut self.waiters)
+    }
+}
+
+/// What a handshake reply means for its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handshake {
+    /// Fine; more handshake replies are due.
+    More,
+    /// The last handshake reply was fine: the connection is up, its commands may go.
+    Up,
+    /// Redis refused it: the waiting requests get `status` with `msg`. AUTH refused is the
+    /// operator's problem (logged once): clients get 503 and a fixed message rather than
+    /// a stream of NOAUTH replies; SELECT refused gets 400 with Redis's message, never a
+    /// run on another database.
+    Refused { status: Status, msg: Vec<u8> },
+    /// Something else went wrong: treat it as a broken connection.
+    Failed,
+}
+
+/// The body of the 503 sent while Redis refuses the configured credentials.
+pub const AUTH_FAILED: &[u8] = b"Redis authentication failed";
+
+impl Back {
+    /// Judges the reply to the handshake command `w` (popped from the waiters): the
+    /// first `n` bytes of the read buffer, a whole frame.
+    pub fn on_handshake_reply(&mut self, w: &Waiter, n: usize) -> Handshake {
+        debug_assert!(w.is_handshake());
+        let frame = &self.rbuf.bytes()[..n];
+        if *w != Waiter::Ping && matches!(frame.first(), Some(b'-' | b'!')) {
+            let msg = frame.get(1..n.saturating_sub(2)).unwrap_or(b"");
+            let (what, auth) = match w {
+                Waiter::Select => ("SELECT failed", false),
+                Waiter::Hello { auth: false } => (
+                    "HELLO 3 failed (redis_protocol 3 needs Redis 6 or later)",
+                    false,
+                ),
+                _ => ("Authentication failed", true),
+            };
+            // Once per series of failed attempts, not once per retry.
+            if !self.auth_failed {
+                log!(Level::Error, "{what}: {}", String::from_utf8_lossy(msg));
+            }
+            return if *w == Waiter::Select {
+                Handshake::Refused {
+                    status: Status::BadRequest,
+                    msg: msg.to_vec(),
+                }
+            } else if auth {
+                self.auth_failed = true;
+                Handshake::Refused {
+                    status: Status::Unavailable,
+                    msg: AUTH_FAILED.to_vec(),
+                }
+            } else {
+                Handshake::Failed
+            };
+        }
+        if matches!(w, Waiter::Auth | Waiter::Hello { auth: true }) {
+            log!(Level::Info, "Authentication succeeded: OK");
+        }
+        if self.waiters.front().is_some_and(Waiter::is_handshake) {
+            return Handshake::More;
+        }
+        if self.backoff > MIN_BACKOFF {
+            log!(Level::Notice, "Reconnected to Redis");
+        }
+        self.open_gate();
+        Handshake::Up
     }
 }

@@ -3,71 +3,19 @@
 //! what clients are told when the subscriber connection is lost.
 
 use super::{mark_front, respond, Worker};
-use crate::api::command::{Command, Query};
-use crate::back::{Back, Kind};
 use crate::front::Closing;
+use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
-use crate::proto::http::Request;
 use crate::proto::response::{self, Status};
 use crate::pubsub::{self, Confirmed, Joined, Push, Style, TopicKind, Transport};
-use crate::pubsub::{PendingSub, Subscriber};
-use crate::render::Output;
+use crate::pubsub::{PendingSub, SubRequest, Subscriber};
 use crate::reply;
-use crate::reply::Meta;
 use smallvec::SmallVec;
 use std::time::{Duration, Instant};
 
 /// Most topics one client may be subscribed to.
 pub(super) const MAX_TOPICS: usize = 10_000;
-
-/// A subscribe request, owned, ready to start.
-pub(super) struct SubRequest {
-    pub kind: TopicKind,
-    /// The command as typed: the JSON key of its messages.
-    pub name: SmallVec<[u8; 12]>,
-    pub topics: Vec<Vec<u8>>,
-    pub style: Style,
-}
-
-impl SubRequest {
-    /// `GET /SUBSCRIBE/a/b[.ext][?jsonp=f]`; sets the slot's metadata for the stream.
-    pub fn http(cmd: &Command<'_>, query: &Query<'_>, req: &Request, meta: &mut Meta) -> Self {
-        let sse = stream_meta(cmd, req, meta);
-        // The stream stays open whatever the request said; it is closed when it ends.
-        meta.keep_alive = true;
-        SubRequest {
-            kind: TopicKind::of_command(cmd.name).map_or(TopicKind::Channel, |(k, _)| k),
-            name: cmd.name.into(),
-            topics: cmd.decoded_args(),
-            style: Style {
-                transport: if req.minor == 0 {
-                    Transport::Plain
-                } else {
-                    Transport::Chunked
-                },
-                sse,
-                output: cmd.format.output,
-                jsonp: query
-                    .jsonp
-                    .filter(|_| cmd.format.output == Output::Json)
-                    .map(Into::into),
-                sep: query.sep.map(Into::into),
-            },
-        }
-    }
-}
-
-/// Sets the slot's metadata for a stream's head (its Content-Type, no ETag); returns
-/// whether it is a Server-Sent Event stream.
-pub(super) fn stream_meta(cmd: &Command<'_>, req: &Request, meta: &mut Meta) -> bool {
-    let sse = req.event_stream || cmd.format.content_type == crate::render::SSE;
-    if sse {
-        meta.content_type = crate::render::SSE;
-    }
-    meta.etag = false;
-    sse
-}
 
 /// The bytes of the last message rendered in a fan-out, and for which style and key.
 #[derive(Default)]
@@ -78,28 +26,8 @@ pub(super) struct Rendered {
 }
 
 impl Worker {
-    /// The subscriber connection, created on first use; `None` while Redis is down.
-    fn subscriber_back(&mut self) -> Option<usize> {
-        let now = Instant::now();
-        match self.backs.subscriber {
-            None => {
-                let b = self.backs.slab.insert(Back::new(Kind::Subscriber, 0));
-                self.backs.subscriber = Some(b);
-                self.backs.to_connect.push(b);
-                Some(b)
-            }
-            Some(b) if self.backs.slab[b].accepts_commands() => Some(b),
-            // Down: a subscription tries to reconnect now rather than wait for the timer.
-            Some(b) if self.backs.slab[b].may_retry_now(now) => {
-                self.backs.to_connect.push(b);
-                Some(b)
-            }
-            Some(_) => None,
-        }
-    }
-
     /// Subscribes front `k` to the request's topics; `seq` is the request's slot.
-    pub(super) fn start_subscription(&mut self, k: usize, seq: u64, r: SubRequest) {
+    pub(super) fn start_subscription(&mut self, k: FrontKey, seq: u64, r: SubRequest) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -120,7 +48,7 @@ impl Worker {
                 reply::error_with(out, meta, Status::BadRequest, msg, date)
             });
         }
-        let back = self.subscriber_back();
+        let back = self.backs.subscriber(Instant::now());
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -150,8 +78,8 @@ impl Worker {
             let joined = self.pubsub.join(r.kind, &t, (k, gen));
             match (joined, back) {
                 (Joined::Send, Some(b)) => {
-                    pubsub::write_subscription(&mut self.backs.slab[b].wbuf.data, r.kind, true, &t);
-                    self.backs.mark_dirty(b);
+                    self.backs
+                        .queue(b, |w| pubsub::write_subscription(w, r.kind, true, &t));
                 }
                 // Sent when the connection is back (see `Registry::resubscribe`).
                 (Joined::Send, None) => self.pubsub.unsent(r.kind, &t),
@@ -192,7 +120,7 @@ impl Worker {
     }
 
     /// Answers front `k`'s subscribe requests whose topics are all confirmed, in order.
-    pub(super) fn try_confirm(&mut self, k: usize) {
+    pub(super) fn try_confirm(&mut self, k: FrontKey) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -264,11 +192,11 @@ impl Worker {
 
     /// A frame of `n` bytes from the subscriber connection `b`, at the start of its read
     /// buffer: a message to fan out or a confirmation. Consumes it.
-    pub(super) fn on_push(&mut self, b: usize, n: usize) {
-        let back = &self.backs.slab[b];
+    pub(super) fn on_push(&mut self, b: BackKey, n: usize) {
+        let back = &self.backs[b];
         let frame = &back.rbuf.bytes()[..n];
         let mut confirmed = None;
-        let mut slow: SmallVec<[usize; 4]> = SmallVec::new();
+        let mut slow: SmallVec<[FrontKey; 4]> = SmallVec::new();
         match pubsub::classify(frame) {
             Push::Message { kind, topic } => {
                 let limit = self.shared.config.pubsub_client_buffer;
@@ -301,7 +229,7 @@ impl Worker {
             Push::Subscribed { kind, topic } => confirmed = Some((kind, topic.to_vec())),
             Push::Other => {}
         }
-        self.backs.slab[b].rbuf.consume(n);
+        self.backs[b].rbuf.consume(n);
         for k in slow {
             // Over the limit within this turn: write what the socket takes now; only a
             // client that really does not read stays over it.
@@ -320,13 +248,8 @@ impl Worker {
                     }
                 }
                 Confirmed::Unsubscribe => {
-                    pubsub::write_subscription(
-                        &mut self.backs.slab[b].wbuf.data,
-                        kind,
-                        false,
-                        &topic,
-                    );
-                    self.backs.mark_dirty(b);
+                    self.backs
+                        .queue(b, |w| pubsub::write_subscription(w, kind, false, &topic));
                 }
                 Confirmed::Nothing => {}
             }
@@ -334,7 +257,7 @@ impl Worker {
     }
 
     /// Writes front `k`'s output as far as its socket takes it; returns what is left.
-    fn write_now(&mut self, k: usize) -> usize {
+    fn write_now(&mut self, k: FrontKey) -> usize {
         let Some(f) = self.fronts.get_mut(k) else {
             return 0;
         };
@@ -354,7 +277,7 @@ impl Worker {
 
     /// A subscriber that does not read its messages: disconnected before its backlog
     /// grows without bound; the other subscribers are not affected.
-    fn drop_slow_consumer(&mut self, k: usize) {
+    fn drop_slow_consumer(&mut self, k: FrontKey) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -375,15 +298,12 @@ impl Worker {
 
     /// Removes a closing front from its topics, unsubscribing those it was last on.
     pub(super) fn leave_all(&mut self, who: pubsub::Sub, sub: &Subscriber) {
-        let back = self
-            .backs
-            .subscriber
-            .filter(|&b| self.backs.slab[b].accepts_commands());
+        let back = self.backs.subscriber_up();
         for (kind, t) in sub.iter() {
             if self.pubsub.leave(kind, t, who) {
                 if let Some(b) = back {
-                    pubsub::write_subscription(&mut self.backs.slab[b].wbuf.data, kind, false, t);
-                    self.backs.mark_dirty(b);
+                    self.backs
+                        .queue(b, |w| pubsub::write_subscription(w, kind, false, t));
                 }
             }
         }
@@ -393,16 +313,13 @@ impl Worker {
     /// kind; returns the confirmations to send (WebSocket `UNSUBSCRIBE`).
     pub(super) fn unsubscribe(
         &mut self,
-        k: usize,
+        k: FrontKey,
         kind: TopicKind,
         topics: &[Vec<u8>],
         name: &[u8],
     ) -> Vec<u8> {
         let mut out = Vec::new();
-        let back = self
-            .backs
-            .subscriber
-            .filter(|&b| self.backs.slab[b].accepts_commands());
+        let back = self.backs.subscriber_up();
         let Some(f) = self.fronts.get_mut(k) else {
             return out;
         };
@@ -427,8 +344,8 @@ impl Worker {
         for t in &list {
             if sub.remove(kind, t) && self.pubsub.leave(kind, t, (k, gen)) {
                 if let Some(b) = back {
-                    pubsub::write_subscription(&mut self.backs.slab[b].wbuf.data, kind, false, t);
-                    self.backs.mark_dirty(b);
+                    self.backs
+                        .queue(b, |w| pubsub::write_subscription(w, kind, false, t));
                 }
             }
             frame.clear();
@@ -440,7 +357,7 @@ impl Worker {
 
     /// At shutdown: ends an HTTP stream, or closes a WebSocket with 1001 (after the
     /// replies still due).
-    pub(super) fn end_stream(&mut self, k: usize) {
+    pub(super) fn end_stream(&mut self, k: FrontKey) {
         let Some(busy) = self.fronts.get(k).and_then(|f| f.busy.as_deref()) else {
             return;
         };
@@ -463,7 +380,7 @@ impl Worker {
     /// Ends front `k`'s HTTP stream: a subscribe request still waiting for Redis gets
     /// 503, a live chunked stream its terminating chunk; the connection closes once they
     /// are written, and its topics are left.
-    fn end_http_stream(&mut self, k: usize) {
+    fn end_http_stream(&mut self, k: FrontKey) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -497,7 +414,7 @@ impl Worker {
     /// WebSocket clients are told, stay subscribed, and get fresh confirmations once the
     /// connection is back and their topics are subscribed again.
     pub(super) fn subscriber_lost(&mut self) {
-        let keys: Vec<usize> = self
+        let keys: Vec<FrontKey> = self
             .fronts
             .iter()
             .filter(|(_, f)| f.busy.as_ref().is_some_and(|b| b.sub.is_some()))

@@ -3,20 +3,23 @@
 //! slot, so replies keep the order of the commands). Subscriptions use the worker's
 //! multiplexed subscriber connection.
 
-use super::{mark_front, respond, subscribe::SubRequest, Worker};
+use super::dispatch::Now;
+use super::{mark_front, respond, Worker};
 use crate::api::command::{self, CommandError, Query, Route};
+use crate::api::plan::{self, AclArgv, Cmd};
 use crate::back::Waiter;
 use crate::front::{Front, WsConn};
+use crate::key::FrontKey;
 use crate::log;
 use crate::log::Level;
 use crate::proto::http::{Method, Request};
 use crate::proto::response::Status;
 use crate::proto::ws::{self, Decoder, Event, Limits};
+use crate::pubsub::SubRequest;
 use crate::pubsub::{self, Style, TopicKind, Transport};
 use crate::render::Output;
 use crate::reply;
 use crate::reply::{Extra, Meta};
-use smallvec::SmallVec;
 use std::io::Write;
 
 /// What one decoded client frame asks for.
@@ -34,7 +37,7 @@ enum Action {
 impl Worker {
     /// A request with an `Upgrade` header while WebSockets are enabled: the handshake
     /// (RFC 6455 §4.2), or an error response and close.
-    pub(super) fn upgrade(&mut self, k: usize, req: &Request) {
+    pub(super) fn upgrade(&mut self, k: FrontKey, req: &Request) {
         let max = self.shared.config.websocket_max_message;
         let Some(f) = self.fronts.get_mut(k) else {
             return;
@@ -136,7 +139,7 @@ impl Worker {
 
     /// Decodes and runs the next message in a WebSocket's read buffer; `false` when there
     /// is no complete one.
-    pub(super) fn parse_frame(&mut self, k: usize) -> bool {
+    pub(super) fn parse_frame(&mut self, k: FrontKey) -> bool {
         let Some(f) = self.fronts.get_mut(k) else {
             return false;
         };
@@ -202,7 +205,7 @@ impl Worker {
     /// (or when the client goes away first). A protocol error also gives up blocking
     /// commands in flight, which might never end, and closes their connections, so they
     /// cannot take data nobody will receive.
-    pub(super) fn ws_finish(&mut self, k: usize, close: &[u8], failed: bool) {
+    pub(super) fn ws_finish(&mut self, k: FrontKey, close: &[u8], failed: bool) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -239,7 +242,7 @@ impl Worker {
     }
 
     /// Answers a WebSocket message at once with an error frame, in order.
-    fn ws_now(&mut self, k: usize, status: Status, msg: &[u8]) {
+    fn ws_now(&mut self, k: FrontKey, status: Status, msg: &[u8]) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
@@ -256,7 +259,7 @@ impl Worker {
     }
 
     /// Runs one command received over a WebSocket.
-    fn ws_command(&mut self, k: usize, argv: Vec<Vec<u8>>) {
+    fn ws_command(&mut self, k: FrontKey, argv: Vec<Vec<u8>>) {
         let cfg = &self.shared.config;
         let Some(f) = self.fronts.get_mut(k) else {
             return;
@@ -272,12 +275,7 @@ impl Worker {
         log!(Level::Debug, "WS: {}", String::from_utf8_lossy(name));
         if cfg.acl.as_ref().is_some_and(|acl| {
             let auth = conn.authorization.as_deref();
-            if acl.keyed() {
-                let argv: SmallVec<[&[u8]; 8]> = argv.iter().map(Vec::as_slice).collect();
-                !acl.allows_argv(peer, auth, &argv)
-            } else {
-                !acl.allows(peer, auth, name)
-            }
+            !plan::acl_allows(acl, peer, auth, &Cmd::Argv(&argv), &mut AclArgv::default())
         }) {
             log!(
                 Level::Info,
@@ -376,8 +374,8 @@ impl Worker {
                         route
                     };
                     let seq = busy.push_slot(meta);
-                    let waiter = Waiter::Front { key: k, gen, seq };
-                    let sent = self.backs.send(route, None, prefer, waiter, |w| {
+                    let waiter = Waiter::front(k, gen, seq);
+                    let sent = self.backs.send(route, None, prefer, waiter, false, |w| {
                         crate::proto::resp::write_argv(w, &argv)
                     });
                     let Some(f) = self.fronts.get_mut(k) else {
@@ -392,10 +390,11 @@ impl Worker {
                             }
                         }
                         Ok(_) => {}
-                        Err(imm) => {
+                        Err(e) => {
                             let date = &self.date;
+                            let now = Now::Unreachable(e);
                             respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
-                                imm.write(out, meta, date)
+                                now.write(out, meta, date)
                             });
                         }
                     }

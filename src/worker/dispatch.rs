@@ -1,0 +1,112 @@
+//! A request's plan carried out: the command written into a back's buffer with its
+//! waiter, an immediate answer completed in its slot, a subscription started, or the
+//! WebSocket upgrade. What to do was decided by `api::plan`, without I/O.
+
+use super::{first_line, respond, Worker};
+use crate::api::command::Route;
+use crate::api::plan::{self, Immediate, Incoming, Plan};
+use crate::back::pool::Unreachable;
+use crate::back::{Waiter, AUTH_FAILED};
+use crate::key::{BackKey, FrontKey};
+use crate::proto::http::{Method, Request};
+use crate::proto::response::{DateCache, Status};
+use crate::pubsub::SubRequest;
+use crate::reply::{self, Meta};
+
+/// What became of a request.
+enum Outcome {
+    /// Sent to Redis; `Some(back)` when on a connection of its own.
+    Sent(Option<BackKey>),
+    /// Answered at once.
+    Now(Now),
+    /// A subscription, started once its slot is queued.
+    Subscribe(Box<SubRequest>),
+}
+
+/// An answer written at once: the plan's, or the pool's when Redis can't be reached.
+pub(super) enum Now {
+    Plan(Immediate),
+    Unreachable(Unreachable),
+}
+
+impl Now {
+    pub(super) fn write(&self, out: &mut Vec<u8>, meta: &Meta, date: &DateCache) {
+        match self {
+            Now::Plan(imm) => imm.write(out, meta, date),
+            Now::Unreachable(Unreachable::AuthFailed) => {
+                reply::error_with(out, meta, Status::Unavailable, AUTH_FAILED, date)
+            }
+            Now::Unreachable(Unreachable::Down | Unreachable::TooManyBlocking) => {
+                reply::error(out, meta, Status::Unavailable, date)
+            }
+        }
+    }
+}
+
+impl Worker {
+    /// Plans one complete request and carries the plan out.
+    pub(super) fn dispatch(&mut self, k: FrontKey, req: &Request) {
+        let cfg = &self.shared.config;
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let (gen, peer, prefer) = (f.gen, f.peer, f.back as usize);
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
+        let mut meta = Meta {
+            minor: req.minor,
+            keep_alive: req.keep_alive,
+            head_only: req.method == Method::Head,
+            etag: cfg.etag,
+            ..Meta::default()
+        };
+        let seq = busy.base_seq + busy.slots.len() as u64;
+        let buf = busy.rbuf.bytes();
+        let at = Incoming { req, buf, peer };
+        let outcome = match plan::plan(cfg, &mut self.scratch, &at, &mut meta) {
+            Plan::Upgrade => return self.upgrade(k, req),
+            Plan::Now(imm) => Outcome::Now(Now::Plan(imm)),
+            Plan::Subscribe(r) => Outcome::Subscribe(r),
+            Plan::Send { route, db, cmd } => {
+                let waiter = Waiter::front(k, gen, seq);
+                match self
+                    .backs
+                    .send(route, db, prefer, waiter, false, |w| cmd.write_resp(w))
+                {
+                    Ok(b) => Outcome::Sent((route == Route::Blocking).then_some(b)),
+                    Err(e) => Outcome::Now(Now::Unreachable(e)),
+                }
+            }
+        };
+        if let Some(a) = &self.access {
+            let auth = req.authorization.clone().map(|r| &buf[r]);
+            meta.access = busy.log.start(peer, auth, &a.date, first_line(buf));
+        }
+        if !req.keep_alive {
+            f.stop_parsing = true;
+        }
+        let pushed = busy.push_slot(meta);
+        debug_assert_eq!(pushed, seq);
+        match outcome {
+            Outcome::Sent(blocking) => {
+                if let Some(slot) = busy.slots.back_mut() {
+                    slot.blocking = blocking;
+                }
+            }
+            Outcome::Now(now) => {
+                let date = &self.date;
+                respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
+                    now.write(out, meta, date)
+                });
+            }
+            Outcome::Subscribe(r) => {
+                // The connection now belongs to the stream.
+                f.stop_parsing = true;
+                self.start_subscription(k, seq, *r);
+            }
+        }
+        // New DB and blocking connections are opened on first use.
+        self.connect_pending_backs();
+    }
+}

@@ -1,0 +1,131 @@
+//! The worker's timers: one heap ordered by deadline, so the loop sleeps in `poll` until
+//! the next one is due (or an event comes) instead of scanning its connections on a
+//! fixed tick. Entries are never removed early: when one fires, its handler checks that
+//! what it was set for still holds (the connection is still down, still connecting,
+//! still lingering, and its own deadline has passed), so a stale entry is harmless.
+//! Request deadlines are one more kind of entry.
+
+use super::Worker;
+use crate::back::{State, CONNECT_TIMEOUT};
+use crate::front::Closing;
+use crate::key::{BackKey, FrontKey};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::time::Instant;
+
+/// What a deadline is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Timer {
+    /// A shared or subscriber connection that is down: reconnect.
+    BackRetry(BackKey),
+    /// A connect (and its TLS handshake) that takes too long: give up on it.
+    ConnectTimeout(BackKey),
+    /// A closed connection whose client had its time to read: close the socket.
+    Linger(FrontKey),
+    /// Access log lines waiting for their batch to be written.
+    AccessFlush,
+    /// Accepting was paused (out of file descriptors): try again.
+    Accept,
+}
+
+/// Deadlines, soonest first.
+#[derive(Default)]
+pub(super) struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, Timer)>>,
+}
+
+impl Timers {
+    pub fn at(&mut self, when: Instant, timer: Timer) {
+        self.heap.push(Reverse((when, timer)));
+    }
+
+    /// The next deadline, if any.
+    pub fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The next timer due at `now`, taken off the heap.
+    pub fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, t))| t),
+            _ => None,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+impl Worker {
+    /// Runs every timer that is due.
+    pub(super) fn run_timers(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::BackRetry(b) => {
+                    let due = self.backs.get(b).is_some_and(|back| {
+                        back.retries()
+                            && matches!(back.state, State::Down { retry_at } if retry_at <= now)
+                    });
+                    if due {
+                        self.connect_back(b, now);
+                    }
+                }
+                Timer::ConnectTimeout(b) => {
+                    let late = self.backs.get(b).is_some_and(|back| {
+                        matches!(back.state, State::Connecting { since }
+                            if now.duration_since(since) >= CONNECT_TIMEOUT)
+                    });
+                    if late {
+                        self.connect_failed(b, &io::ErrorKind::TimedOut.into(), now);
+                    }
+                }
+                Timer::Linger(k) => {
+                    if let Some(Closing::Linger { until }) = self.fronts.get(k).map(|f| f.closing) {
+                        if until <= now {
+                            self.close_front(k);
+                        }
+                    }
+                }
+                Timer::AccessFlush => {
+                    if let (Some(a), Some(file)) = (&mut self.access, &self.shared.access_log) {
+                        if let Some(at) = a.tick(file, now) {
+                            self.timers.at(at, Timer::AccessFlush);
+                        }
+                    }
+                }
+                Timer::Accept => {
+                    if self.accept_paused.is_some_and(|t| t <= now) {
+                        self.accept_paused = None;
+                        self.accept();
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn soonest_first_and_only_when_due() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        t.at(t0 + Duration::from_millis(30), Timer::Accept);
+        t.at(t0 + Duration::from_millis(10), Timer::Linger(FrontKey(3)));
+        t.at(t0 + Duration::from_millis(20), Timer::BackRetry(BackKey(1)));
+        assert_eq!(t.next(), Some(t0 + Duration::from_millis(10)));
+        assert_eq!(t.pop_due(t0), None);
+        let at = t0 + Duration::from_millis(25);
+        assert_eq!(t.pop_due(at), Some(Timer::Linger(FrontKey(3))));
+        assert_eq!(t.pop_due(at), Some(Timer::BackRetry(BackKey(1))));
+        assert_eq!(t.pop_due(at), None);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.next(), Some(t0 + Duration::from_millis(30)));
+    }
+}
