@@ -906,12 +906,21 @@ fn fragmented_messages_with_a_ping_in_between() {
 #[test]
 fn close_is_echoed_then_the_connection_ends() {
     let (_redis, gw) = ws_setup();
-    // Code 1000 and a reason: the code is echoed, then TCP is closed.
+    // Code 1000 and a reason: both are echoed (as webdis does), then TCP is closed.
     let mut ws = WsClient::connect(gw.port, "/");
     let mut payload = 1000u16.to_be_bytes().to_vec();
     payload.extend_from_slice(b"bye");
     ws.send_frame(true, op::CLOSE, &payload);
-    ws.expect(b"\x88\x02\x03\xe8");
+    ws.expect(b"\x88\x05\x03\xe8bye");
+    ws.expect_eof();
+    // The longest reason a control frame holds (123 bytes, UTF-8) comes back whole.
+    let mut ws = WsClient::connect(gw.port, "/.raw");
+    let reason = format!("{}{}", "é".repeat(60), "abc");
+    assert_eq!(reason.len(), 123);
+    let mut payload = 4000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason.as_bytes());
+    ws.send_frame(true, op::CLOSE, &payload);
+    ws.expect(&ws_close_frame(4000, &reason));
     ws.expect_eof();
 
     // An empty close: an empty close back.

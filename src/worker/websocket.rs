@@ -23,8 +23,8 @@ enum Action {
     /// A pong was written: flush it.
     Pong,
     Command(Result<Vec<Vec<u8>>, &'static str>),
-    /// The client closes (with this code): echo it, then close.
-    Close(Option<u16>),
+    /// The client closes: send this close frame (its own payload echoed), then close.
+    Close(Vec<u8>),
     /// A protocol error: close with this code and reason.
     Fail(ws::Fail),
 }
@@ -173,7 +173,20 @@ impl Worker {
                         Action::Pong
                     }
                     Event::Pong | Event::Fragment => Action::Nothing,
-                    Event::Close(code, _) => Action::Close(code),
+                    Event::Close(code, reason) => {
+                        // Echoed with the same payload, code and reason, as webdis does
+                        // (the decoder checked both; a control frame's reason fits).
+                        let mut close = Vec::new();
+                        match code {
+                            Some(c) => ws::write_close(
+                                &mut close,
+                                c,
+                                std::str::from_utf8(reason).unwrap_or(""),
+                            ),
+                            None => ws::write_frame(&mut close, ws::Opcode::Close, b""),
+                        }
+                        Action::Close(close)
+                    }
                 };
                 (action, used)
             }
@@ -185,14 +198,7 @@ impl Worker {
             Action::Pong => mark_front(f, k, &mut self.dirty_fronts),
             Action::Command(Ok(argv)) => self.ws_command(k, argv),
             Action::Command(Err(msg)) => self.ws_now(k, Status::BadRequest, msg.as_bytes()),
-            Action::Close(code) => {
-                let mut close = Vec::new();
-                match code {
-                    Some(c) => ws::write_close(&mut close, c, ""),
-                    None => ws::write_frame(&mut close, ws::Opcode::Close, b""),
-                }
-                self.ws_finish(k, &close, false);
-            }
+            Action::Close(close) => self.ws_finish(k, &close, false),
             Action::Fail(fail) => {
                 log!(
                     Level::Info,
