@@ -707,12 +707,15 @@ fn thousands_of_commands_in_flight_keep_their_order() {
 fn commands_while_redis_is_down_get_503_then_work_again() {
     let (mut redis, gw) = ws_setup();
     let mut ws = WsClient::connect(gw.port, "/");
+    let mut raw = WsClient::connect(gw.port, "/.raw");
     ws.call(r#"["SET","k","v"]"#, r#"{"SET":[true,"OK"]}"#);
     redis.stop();
     // The connection loss may be noticed by this command (lost in flight) or before it
     // (no connection up): either way one 503 frame, and no crash (webdis segfaulted).
     ws.send_text(r#"["GET","k"]"#);
     ws.expect(&ws_error_json("Service Unavailable", 503));
+    raw.send_binary(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    raw.expect(b"\x81\x1a-ERR Service Unavailable\r\n");
     redis.restart_same_port();
     let ok = eventually(Duration::from_secs(5), || {
         ws.send_text(r#"["PING"]"#);

@@ -189,7 +189,9 @@ class RawEndpoint(Case):
         # A binary frame in, the same text frame out.
         ws.send_binary(resp("GET", k))
         self.assertEqual(self.recv_text(ws), bulk("wörld"))
-        self.assertEqual(self.raw_call(ws, "INCR", k), "-ERR value is not an integer or out of range\r\n")
+        self.assertEqual(
+            self.raw_call(ws, "INCR", k), "-ERR value is not an integer or out of range\r\n"
+        )
         self.assertEqual(self.raw_call(ws, "RPUSH", k + "l", "a", "b"), ":2\r\n")
         self.assertEqual(
             self.raw_call(ws, "LRANGE", k + "l", "0", "-1"), "*2\r\n$1\r\na\r\n$1\r\nb\r\n"
@@ -234,9 +236,7 @@ class PubSub(Case):
                 self.assertEqual(self.json_call(pub, "PUBLISH", ch, f"m{i}"), '{"PUBLISH":1}')
         for i in range(8):
             for ch in channels:
-                self.assertEqual(
-                    self.recv_text(sub), json.dumps({"SUBSCRIBE": ["message", ch, f"m{i}"]}, separators=(",", ":"))
-                )
+                self.assertEqual(self.recv_text(sub), f'{{"SUBSCRIBE":["message","{ch}","m{i}"]}}')
         # While subscribed: PING as Redis answers it, other commands refused in plain text.
         self.assertEqual(self.json_call(sub, "PING"), '{"PING":["pong",""]}')
         self.assertEqual(self.json_call(sub, "GET", "k"), NOT_ALLOWED)
@@ -251,8 +251,13 @@ class PubSub(Case):
                 json.loads(self.json_call(sub, "UNSUBSCRIBE", ch)),
                 {"UNSUBSCRIBE": ["unsubscribe", ch, 1 - n]},
             )
-        self.assertEqual(self.json_call(sub, "UNSUBSCRIBE", "zz"), '{"UNSUBSCRIBE":["unsubscribe","zz",0]}')
-        self.assertEqual(self.json_call(sub, "PUNSUBSCRIBE", "p*"), '{"PUNSUBSCRIBE":["punsubscribe","p*",0]}')
+        # Not subscribed any more: Redis's answer, the topic and 0.
+        self.assertEqual(
+            self.json_call(sub, "UNSUBSCRIBE", "zz"), '{"UNSUBSCRIBE":["unsubscribe","zz",0]}'
+        )
+        self.assertEqual(
+            self.json_call(sub, "PUNSUBSCRIBE", "p*"), '{"PUNSUBSCRIBE":["punsubscribe","p*",0]}'
+        )
         # Commands work again.
         self.assertEqual(self.json_call(sub, "PING"), '{"PING":[true,"PONG"]}')
 
@@ -270,10 +275,12 @@ class PubSub(Case):
         )
         self.assertEqual(self.raw_call(sub, "GET", "k"), NOT_ALLOWED)
         self.assertEqual(
-            self.raw_call(sub, "UNSUBSCRIBE", "zz"), "*3\r\n$11\r\nunsubscribe\r\n$2\r\nzz\r\n:1\r\n"
+            self.raw_call(sub, "UNSUBSCRIBE", "zz"),
+            "*3\r\n$11\r\nunsubscribe\r\n$2\r\nzz\r\n:1\r\n",
         )
         self.assertEqual(
-            self.raw_call(sub, "UNSUBSCRIBE"), f"*3\r\n$11\r\nunsubscribe\r\n${n}\r\n{ch}\r\n:0\r\n"
+            self.raw_call(sub, "UNSUBSCRIBE"),
+            f"*3\r\n$11\r\nunsubscribe\r\n${n}\r\n{ch}\r\n:0\r\n",
         )
         self.assertEqual(self.raw_call(sub, "PING"), "+PONG\r\n")
 
