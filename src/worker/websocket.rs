@@ -66,12 +66,11 @@ impl Worker {
         } else {
             None
         };
-        // Replies are text frames: a callback that is not UTF-8 (raw bytes in the
-        // request line) gets U+FFFD in their place, checked once here.
+        // ASCII (the request line's bytes are), so JSON replies stay valid text frames.
         let jsonp: Option<Box<[u8]>> = Query::parse(target)
             .jsonp
             .filter(|_| output == Some(Output::Json))
-            .map(|cb| String::from_utf8_lossy(cb).as_bytes().into());
+            .map(Into::into);
         // For the log line of a socket opened on a path that is no endpoint.
         let unknown = output
             .is_none()
