@@ -8,6 +8,10 @@ REDIS_HOST := $(or $(shell sed -n 's/.*"redis_host" *: *"\([^"]*\)".*/\1/p' $(CO
 REDIS_PORT := $(or $(shell sed -n 's/.*"redis_port" *: *"\{0,1\}\([0-9][0-9]*\).*/\1/p' $(CONFIG) 2>/dev/null | head -1),6379)
 RUN_DIR    := $(CURDIR)/target/run
 BROWSER_DIR := tests/browser
+# The websocket-client test's venv (tests/wsclient.rs), with Debian's Python.
+PYTHON     ?= /usr/bin/python3
+PYENV      := target/pyenv
+WSCLIENT_REQ := tests/wsclient/requirements.txt
 
 .PHONY: all build release run test deps deps-apt deps-test deps-load loadtest fanout bench clean
 
@@ -27,8 +31,9 @@ deps:
 
 # wrk for the load test; libclang for bindgen, which builds the test Redis module
 # (tests/module, loaded by tests/modules.rs); Chromium and Node.js for the browser
-# test (tests/browser.rs), then playwright-core from tests/browser/package-lock.json.
-deps-test: deps-apt $(BROWSER_DIR)/node_modules/.package-lock.json
+# test (tests/browser.rs), then playwright-core from tests/browser/package-lock.json;
+# python3-venv for the websocket-client test (tests/wsclient.rs), then its venv.
+deps-test: deps-apt $(BROWSER_DIR)/node_modules/.package-lock.json $(PYENV)/.installed
 
 deps-apt: deps
 	@missing=""; \
@@ -37,6 +42,7 @@ deps-apt: deps
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
+	dpkg -s python3-venv >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing$$missing with apt-get"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -56,6 +62,13 @@ deps-load: deps
 # (the test drives Debian's /usr/bin/chromium). Reinstalled when the lock file changes.
 $(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json | deps-apt
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund
+
+# websocket-client from PyPI, exactly as pinned in tests/wsclient/requirements.txt, in a
+# venv of its own (under target/, so never committed). Redone when the pin changes.
+$(PYENV)/.installed: $(WSCLIENT_REQ) | deps-apt
+	$(PYTHON) -m venv $(PYENV)
+	$(PYENV)/bin/pip install --quiet --disable-pip-version-check -r $(WSCLIENT_REQ)
+	touch $@
 
 # Starts a private Redis on the configured port unless one already answers there,
 # then runs webdis-rs in the foreground with $(CONFIG). The private Redis stops with it.

@@ -63,8 +63,12 @@ pub struct Busy {
 /// A WebSocket connection's state.
 pub struct WsConn {
     pub decoder: crate::proto::ws::Decoder,
-    /// How replies and messages are written (JSON text frames or raw RESP binary frames).
+    /// How replies and messages are written (JSON text frames, or raw RESP in text
+    /// frames when it is UTF-8 and binary frames when not).
     pub style: Style,
+    /// Opened on a path that is no endpoint: the first data frame closes it with 1003,
+    /// saying which paths are (webdis accepts the handshake on any path).
+    pub unknown_endpoint: bool,
     /// A close frame is queued behind the replies still due; nothing more is read.
     pub closing: bool,
     /// The handshake's `Authorization` header, for the ACL of every command.

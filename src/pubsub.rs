@@ -508,7 +508,7 @@ pub fn render(out: &mut Vec<u8>, style: &Style, name: &[u8], frame: &[u8]) {
     if style.sse {
         end_sse_event(out, body_at);
     }
-    framing.close(out, render::ws_opcode(style.output));
+    framing.close(out, style.output);
 }
 
 /// A transport's framing around a payload being appended.
@@ -539,8 +539,9 @@ impl Framing {
         }
     }
 
-    /// Ends the framing: everything appended since [`Framing::open`] is the payload.
-    fn close(self, out: &mut Vec<u8>, op: ws::Opcode) {
+    /// Ends the framing: everything appended since [`Framing::open`] is the payload,
+    /// in `output` (which chooses a WebSocket frame's opcode, see [`render::ws_opcode`]).
+    fn close(self, out: &mut Vec<u8>, output: Output) {
         match self {
             Framing::Plain => {}
             Framing::Chunk { at, width } => {
@@ -548,18 +549,21 @@ impl Framing {
                 response::fill_in(out, at, width, Hex::new(len).digits());
                 out.extend_from_slice(b"\r\n");
             }
-            Framing::Ws(mark) => ws::end_frame(out, mark, op),
+            Framing::Ws(mark) => {
+                let op = render::ws_opcode(output, mark.payload(out));
+                ws::end_frame(out, mark, op);
+            }
         }
     }
 }
 
-/// Wraps `payload` for the transport: a chunk, raw bytes, or a WebSocket frame (text
-/// for JSON and text formats, binary for raw RESP and MessagePack).
+/// Wraps `payload` for the transport: a chunk, raw bytes, or a WebSocket frame (its
+/// opcode as [`render::ws_opcode`] says).
 pub fn frame_payload(out: &mut Vec<u8>, style: &Style, payload: &[u8]) {
     match style.transport {
         Transport::Chunked => write_chunk(out, payload),
         Transport::Plain => out.extend_from_slice(payload),
-        Transport::Ws => ws::write_frame(out, render::ws_opcode(style.output), payload),
+        Transport::Ws => ws::write_frame(out, render::ws_opcode(style.output, payload), payload),
     }
 }
 
@@ -854,8 +858,20 @@ mod tests {
             b"SUBSCRIBE",
             MSG,
         );
-        assert_eq!(out[0], 0x82);
+        // Raw RESP in a text frame when it is UTF-8, as webdis sent it...
+        assert_eq!(out[0], 0x81);
         assert_eq!(&out[2..], MSG);
+        // ... and in a binary frame when it is not.
+        let bin = b"*3\r\n$7\r\nmessage\r\n$3\r\nhc1\r\n$2\r\n\xff\x00\r\n";
+        let mut out = Vec::new();
+        render(
+            &mut out,
+            &style(Transport::Ws, false, Output::Raw),
+            b"SUBSCRIBE",
+            bin,
+        );
+        assert_eq!(out[..2], [0x82, bin.len() as u8]);
+        assert_eq!(&out[2..], bin);
     }
 
     #[test]

@@ -206,8 +206,9 @@ pub fn error_with(out: &mut Vec<u8>, meta: &Meta, status: Status, msg: &[u8], da
     response::close(out, o, meta.head_only);
 }
 
-/// The reply to a WebSocket command: one frame, text for JSON, binary for raw RESP and
-/// MessagePack. Rendered in place: the header is written once the payload length is known.
+/// The reply to a WebSocket command: one frame, text for JSON, for raw RESP text or
+/// binary as [`ws_opcode`] says. Rendered in place: the header is written once the
+/// payload length is known.
 fn ws_write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8]) {
     let mark = ws::begin_frame(out, frame.len() + meta.name.len() + 8);
     // The custom type is HTTP's: a WebSocket gets the reply as it came.
@@ -217,11 +218,13 @@ fn ws_write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8]) {
     };
     let jsonp = meta.extra.as_deref().and_then(|e| e.jsonp.as_deref());
     render::body(out, output, &meta.name, meta.shape, frame, jsonp, b"");
-    ws::end_frame(out, mark, render::ws_opcode(output));
+    let op = render::ws_opcode(output, mark.payload(out));
+    ws::end_frame(out, mark, op);
 }
 
 /// A WebSocket error frame: webdis's `{"error":true,"message":...,"http_status":N}` for
-/// JSON, a RESP error (`-ERR message`) for raw RESP.
+/// JSON, a RESP error (`-ERR message`) for raw RESP (in a text frame unless the message
+/// is not UTF-8).
 pub fn ws_error_frame(out: &mut Vec<u8>, output: Output, status: Status, msg: &[u8]) {
     let mark = ws::begin_frame(out, msg.len() + 48);
     let op = match output {
@@ -241,7 +244,7 @@ pub fn ws_error_frame(out: &mut Vec<u8>, output: Output, status: Status, msg: &[
                     .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
             );
             out.extend_from_slice(b"\r\n");
-            ws::Opcode::Binary
+            ws::text_or_binary(mark.payload(out))
         }
     };
     ws::end_frame(out, mark, op);
@@ -292,7 +295,11 @@ mod tests {
         );
         let mut out = Vec::new();
         ws_error_frame(&mut out, Output::Raw, Status::Forbidden, b"Forbidden");
-        assert_eq!(out, b"\x82\x10-ERR Forbidden\r\n");
+        assert_eq!(out, b"\x81\x10-ERR Forbidden\r\n");
+        // A message that is not UTF-8 can only go in a binary frame.
+        let mut out = Vec::new();
+        ws_error_frame(&mut out, Output::Raw, Status::BadRequest, b"bad \xff");
+        assert_eq!(out, b"\x82\x0c-ERR bad \xff\r\n");
     }
 
     #[test]

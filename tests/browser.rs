@@ -2,9 +2,10 @@
 //! (`tests/browser/run.mjs`), loads a page that webdis-rs serves from Redis
 //! (`tests/browser/index.html`, stored under `index`, read with `/GET/index.html`).
 //! The page uses webdis-rs as a browser application does: fetch, CORS from another
-//! origin, a WebSocket in JSON and raw mode with pub/sub, and EventSource. This test
-//! asserts everything the page saw, exactly. `make test` installs what it needs
-//! (chromium, nodejs, npm, `npm ci` in tests/browser); without them it fails.
+//! origin, a WebSocket in JSON and raw mode with pub/sub, one on an unknown path, and
+//! EventSource. This test asserts everything the page saw, exactly. `make test`
+//! installs what it needs (chromium, nodejs, npm, `npm ci` in tests/browser); without
+//! them it fails.
 
 mod common;
 
@@ -138,8 +139,28 @@ fn expected_steps(port: u16) -> Vec<(&'static str, Value)> {
         (
             "websocket_raw",
             json!({
-                "replies": [{"binary": "+OK\r\n"}, {"binary": "$1\r\nr\r\n"}],
+                // Strings in onmessage, as webdis's text frames gave; a Blob only for
+                // bytes that are not UTF-8.
+                "replies": [
+                    {"text": "+OK\r\n"},
+                    {"text": "$1\r\nr\r\n"},
+                    {"text": "+PONG\r\n"},
+                    {"text": "$-1\r\n"},
+                    {"text": "+OK\r\n"},
+                    {"blob": "24320d0aff000d0a"},
+                ],
                 "close": ws_close,
+            }),
+        ),
+        (
+            "websocket_unknown_path",
+            json!({
+                "opened": true,
+                "close": {
+                    "code": 1003,
+                    "reason": "Unknown WebSocket endpoint: use / or /.json (JSON), or /.raw (RESP)",
+                    "clean": true,
+                },
             }),
         ),
     ]

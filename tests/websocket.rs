@@ -189,24 +189,6 @@ fn handshake_refusals_are_errors_then_close() {
                 .into(),
             refused(400, "Bad Request", "Connection header must contain Upgrade"),
         ),
-        (
-            "unknown endpoint /foo",
-            String::from_utf8(ws_upgrade_request("/foo", "")).unwrap(),
-            refused(
-                404,
-                "Not found",
-                "Unknown WebSocket endpoint (use / or /.json, or /.raw)",
-            ),
-        ),
-        (
-            "unknown endpoint /.msg",
-            String::from_utf8(ws_upgrade_request("/.msg", "")).unwrap(),
-            refused(
-                404,
-                "Not found",
-                "Unknown WebSocket endpoint (use / or /.json, or /.raw)",
-            ),
-        ),
     ];
     let mut checks = Checks::new();
     for (what, req, want) in cases {
@@ -223,6 +205,131 @@ fn handshake_refusals_are_errors_then_close() {
         });
     }
     checks.finish();
+}
+
+/// The close frame a socket opened on an unknown path gets for its first data frame.
+fn unknown_endpoint_close() -> Vec<u8> {
+    ws_close_frame(
+        1003,
+        "Unknown WebSocket endpoint: use / or /.json (JSON), or /.raw (RESP)",
+    )
+}
+
+#[test]
+fn any_path_is_upgraded_and_an_unknown_one_is_closed_on_its_first_data_frame() {
+    // webdis accepts the handshake on any path (its own tests open `/.None`); a socket on
+    // a path that is no endpoint is told so, with 1003, when it sends data.
+    let (redis, gw) = ws_setup();
+    let close = unknown_endpoint_close();
+    assert_eq!(close[..4], [0x88, 69, 0x03, 0xeb]);
+    for path in ["/.None", "/foo", "/.msg", "/GET/k", "/.txt?jsonp=f"] {
+        // A text frame.
+        let mut ws = WsClient::connect(gw.port, path);
+        ws.send_frame(true, op::PING, b"p");
+        ws.expect(b"\x8a\x01p");
+        ws.send_text(r#"["SET","unknown:endpoint","1"]"#);
+        ws.expect(&close);
+        ws.expect_eof();
+        // A binary frame, and the first fragment of a message.
+        let mut ws = WsClient::connect(gw.port, path);
+        ws.send_binary(b"*1\r\n$4\r\nPING\r\n");
+        ws.expect(&close);
+        ws.expect_eof();
+        let mut ws = WsClient::connect(gw.port, path);
+        ws.send_frame(false, op::TEXT, br#"["PI"#);
+        ws.expect(&close);
+        ws.expect_eof();
+        // A close frame before any data is echoed as on any socket.
+        let mut ws = WsClient::connect(gw.port, path);
+        ws.send_frame(true, op::CLOSE, &1000u16.to_be_bytes());
+        ws.expect(b"\x88\x02\x03\xe8");
+        ws.expect_eof();
+    }
+    // Nothing ran.
+    assert_eq!(redis.cmd(&["EXISTS", "unknown:endpoint"]), b":0\r\n");
+    // The endpoints are unchanged.
+    for path in ["/", "/.json", "/.jsonXYZ", "/?x=1"] {
+        let mut ws = WsClient::connect(gw.port, path);
+        ws.call(r#"["PING"]"#, r#"{"PING":[true,"PONG"]}"#);
+    }
+    for path in ["/.raw", "/.rawXYZ", "/.raw?x=1"] {
+        let mut ws = WsClient::connect(gw.port, path);
+        call_raw(&mut ws, b"*1\r\n$4\r\nPING\r\n", "+PONG\r\n");
+    }
+    assert!(gw
+        .log()
+        .contains("upgraded on /.None, which is no endpoint"));
+}
+
+#[test]
+fn unsubscribing_topics_never_subscribed_answers_like_redis() {
+    let (redis, gw) = ws_setup();
+    // JSON: the topic echoed with the count, one confirmation per topic named.
+    let mut ws = WsClient::connect(gw.port, "/");
+    ws.send_text(r#"["UNSUBSCRIBE","zz"]"#);
+    ws.expect(b"\x81\x26{\"UNSUBSCRIBE\":[\"unsubscribe\",\"zz\",0]}");
+    ws.send_text(r#"["UNSUBSCRIBE","a","b"]"#);
+    ws.expect_text(r#"{"UNSUBSCRIBE":["unsubscribe","a",0]}"#);
+    ws.expect_text(r#"{"UNSUBSCRIBE":["unsubscribe","b",0]}"#);
+    ws.call(
+        r#"["punsubscribe","p*"]"#,
+        r#"{"punsubscribe":["punsubscribe","p*",0]}"#,
+    );
+    ws.call(
+        r#"["SUNSUBSCRIBE","s1"]"#,
+        r#"{"SUNSUBSCRIBE":["sunsubscribe","s1",0]}"#,
+    );
+    // No topic named: nil, as Redis answers.
+    for (cmd, word) in [
+        ("UNSUBSCRIBE", "unsubscribe"),
+        ("PUNSUBSCRIBE", "punsubscribe"),
+        ("SUNSUBSCRIBE", "sunsubscribe"),
+    ] {
+        ws.call(
+            &format!(r#"["{cmd}"]"#),
+            &format!(r#"{{"{cmd}":["{word}",null,0]}}"#),
+        );
+    }
+    // Not subscribed: commands still work.
+    ws.call(r#"["ECHO","free"]"#, r#"{"ECHO":"free"}"#);
+    // Subscribed to something else: the topic echoed with the client's count, and the
+    // subscription stays.
+    ws.call(
+        r#"["SUBSCRIBE","c1"]"#,
+        r#"{"SUBSCRIBE":["subscribe","c1",1]}"#,
+    );
+    ws.call(
+        r#"["UNSUBSCRIBE","zz"]"#,
+        r#"{"UNSUBSCRIBE":["unsubscribe","zz",1]}"#,
+    );
+    ws.call(
+        r#"["PUNSUBSCRIBE","q*"]"#,
+        r#"{"PUNSUBSCRIBE":["punsubscribe","q*",1]}"#,
+    );
+    redis.cmd(&["PUBLISH", "c1", "still"]);
+    ws.expect_text(r#"{"SUBSCRIBE":["message","c1","still"]}"#);
+
+    // Raw: the same bytes Redis sends a connection of its own, in a text frame.
+    let mut raw = WsClient::connect(gw.port, "/.raw");
+    for argv in [
+        &["UNSUBSCRIBE", "zz"][..],
+        &["PUNSUBSCRIBE", "p*"],
+        &["SUNSUBSCRIBE", "s1"],
+        &["UNSUBSCRIBE"],
+        &["PUNSUBSCRIBE"],
+        &["SUNSUBSCRIBE"],
+    ] {
+        let redis_says = redis.cmd(argv);
+        let bytes: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
+        raw.send_binary(&resp_command(&bytes));
+        raw.expect(&ws_server_frame(op::TEXT, &redis_says));
+    }
+    raw.send_binary(&resp_command(&[b"UNSUBSCRIBE", b"zz"]));
+    raw.expect(b"\x81\x22*3\r\n$11\r\nunsubscribe\r\n$2\r\nzz\r\n:0\r\n");
+    // Two topics: two replies, as Redis sends them.
+    raw.send_binary(&resp_command(&[b"UNSUBSCRIBE", b"a", b"b"]));
+    raw.expect_text("*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n");
+    raw.expect_text("*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n");
 }
 
 #[test]
@@ -383,7 +490,7 @@ fn refused_commands_are_forbidden() {
                 ws.send_binary(&resp_command(
                     &argv.iter().map(|a| a.as_bytes()).collect::<Vec<_>>(),
                 ));
-                ws_server_frame(op::BINARY, b"-ERR Forbidden\r\n")
+                ws_server_frame(op::TEXT, b"-ERR Forbidden\r\n")
             } else {
                 ws.send_text(&serde_json::to_string(&argv).unwrap());
                 ws_error_json("Forbidden", 403)
@@ -398,7 +505,7 @@ fn refused_commands_are_forbidden() {
         }
         // Still working, on DB 0.
         if raw {
-            ws.call_binary(b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n");
+            call_raw(&mut ws, b"*1\r\n$4\r\nPING\r\n", "+PONG\r\n");
         } else {
             ws.call(r#"["CLIENT","GETNAME"]"#, r#"{"CLIENT":null}"#);
         }
@@ -423,7 +530,7 @@ fn jsonp_wraps_every_reply() {
     ws.expect_text("cb({\"SUBSCRIBE\":[\"message\",\"jc\",\"m\"]});\n");
     // The raw endpoint has no JSONP.
     let mut ws = WsClient::connect(gw.port, "/.raw?jsonp=cb");
-    ws.call_binary(b"*2\r\n$3\r\nGET\r\n$2\r\njk\r\n", b"$1\r\nv\r\n");
+    call_raw(&mut ws, b"*2\r\n$3\r\nGET\r\n$2\r\njk\r\n", "$1\r\nv\r\n");
 }
 
 #[test]
@@ -600,12 +707,15 @@ fn thousands_of_commands_in_flight_keep_their_order() {
 fn commands_while_redis_is_down_get_503_then_work_again() {
     let (mut redis, gw) = ws_setup();
     let mut ws = WsClient::connect(gw.port, "/");
+    let mut raw = WsClient::connect(gw.port, "/.raw");
     ws.call(r#"["SET","k","v"]"#, r#"{"SET":[true,"OK"]}"#);
     redis.stop();
     // The connection loss may be noticed by this command (lost in flight) or before it
     // (no connection up): either way one 503 frame, and no crash (webdis segfaulted).
     ws.send_text(r#"["GET","k"]"#);
     ws.expect(&ws_error_json("Service Unavailable", 503));
+    raw.send_binary(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    raw.expect(b"\x81\x1a-ERR Service Unavailable\r\n");
     redis.restart_same_port();
     let ok = eventually(Duration::from_secs(5), || {
         ws.send_text(r#"["PING"]"#);
@@ -621,42 +731,74 @@ fn commands_while_redis_is_down_get_503_then_work_again() {
 
 // ---- the raw endpoint ---------------------------------------------------------------
 
+/// Sends a RESP command in a binary frame; the reply must be exactly `reply` in a text
+/// frame (raw RESP that is valid UTF-8 goes in a text frame, as webdis sent it).
+#[track_caller]
+fn call_raw(ws: &mut WsClient, msg: &[u8], reply: &str) {
+    ws.send_binary(msg);
+    ws.expect_text(reply);
+}
+
 #[test]
-fn raw_endpoint_speaks_resp_in_binary_frames() {
+fn raw_endpoint_speaks_resp_in_text_frames_and_binary_ones_when_not_utf8() {
     let (_redis, gw) = ws_setup();
     let mut ws = WsClient::connect(gw.port, "/.raw");
+    // Text frames (opcode 1), as webdis sends them: `recv()` gives a string.
     ws.send_binary(b"*3\r\n$3\r\nSET\r\n$2\r\nrk\r\n$5\r\nhello\r\n");
-    ws.expect(b"\x82\x05+OK\r\n");
+    ws.expect(b"\x81\x05+OK\r\n");
     ws.send_binary(b"*2\r\n$3\r\nGET\r\n$2\r\nrk\r\n");
-    ws.expect(b"\x82\x0b$5\r\nhello\r\n");
-    ws.call_binary(b"*2\r\n$3\r\nGET\r\n$5\r\nnokey\r\n", b"$-1\r\n");
+    ws.expect(b"\x81\x0b$5\r\nhello\r\n");
+    ws.send_binary(b"*2\r\n$3\r\nGET\r\n$5\r\nnokey\r\n");
+    ws.expect(b"\x81\x05$-1\r\n");
+    ws.send_text("*1\r\n$4\r\nPING\r\n");
+    ws.expect(b"\x81\x07+PONG\r\n");
     // Integer arguments.
-    ws.call_binary(b"*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n:5\r\n", b":5\r\n");
-    ws.call_binary(b"*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n:-6\r\n", b":-1\r\n");
-    // Binary-safe values.
-    ws.call_binary(
+    call_raw(
+        &mut ws,
+        b"*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n:5\r\n",
+        ":5\r\n",
+    );
+    call_raw(
+        &mut ws,
+        b"*3\r\n$6\r\nINCRBY\r\n$1\r\nn\r\n:-6\r\n",
+        ":-1\r\n",
+    );
+    // Binary-safe values: a reply that is not UTF-8 can only go in a binary frame
+    // (opcode 2), and UTF-8 beyond ASCII (NUL included) still goes in a text frame.
+    call_raw(
+        &mut ws,
         b"*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$4\r\n\x00\xff\r\n\r\n",
-        b"+OK\r\n",
+        "+OK\r\n",
     );
-    ws.call_binary(b"*2\r\n$3\r\nGET\r\n$1\r\nb\r\n", b"$4\r\n\x00\xff\r\n\r\n");
+    ws.send_binary(b"*2\r\n$3\r\nGET\r\n$1\r\nb\r\n");
+    ws.expect(b"\x82\x0a$4\r\n\x00\xff\r\n\r\n");
+    call_raw(
+        &mut ws,
+        "*3\r\n$3\r\nSET\r\n$1\r\nu\r\n$6\r\n\0é€\r\n".as_bytes(),
+        "+OK\r\n",
+    );
+    ws.send_binary(b"*2\r\n$3\r\nGET\r\n$1\r\nu\r\n");
+    let mut want = b"\x81\x0c$6\r\n".to_vec();
+    want.extend_from_slice("\0é€\r\n".as_bytes());
+    ws.expect(&want);
     // Arrays.
-    ws.call_binary(
+    call_raw(
+        &mut ws,
         b"*4\r\n$5\r\nRPUSH\r\n$2\r\nrl\r\n$1\r\na\r\n$1\r\nb\r\n",
-        b":2\r\n",
+        ":2\r\n",
     );
-    ws.call_binary(
+    call_raw(
+        &mut ws,
         b"*4\r\n$6\r\nLRANGE\r\n$2\r\nrl\r\n$1\r\n0\r\n:-1\r\n",
-        b"*2\r\n$1\r\na\r\n$1\r\nb\r\n",
+        "*2\r\n$1\r\na\r\n$1\r\nb\r\n",
     );
     // Redis's errors as they are.
-    ws.call_binary(
+    call_raw(
+        &mut ws,
         b"*2\r\n$4\r\nINCR\r\n$2\r\nrk\r\n",
-        b"-ERR value is not an integer or out of range\r\n",
+        "-ERR value is not an integer or out of range\r\n",
     );
-    // A text frame is read the same way; the reply is still binary.
-    ws.send_text("*1\r\n$4\r\nPING\r\n");
-    ws.expect_binary(b"+PONG\r\n");
-    // Bad input: one `-ERR` line each, and the socket keeps working.
+    // Bad input: one `-ERR` line each, in a text frame, and the socket keeps working.
     let bad = "-ERR Expected one RESP array of bulk strings or integers\r\n";
     for (input, want) in [
         (&b"PING\r\n"[..], bad),
@@ -674,7 +816,7 @@ fn raw_endpoint_speaks_resp_in_binary_frames() {
     ] {
         ws.send_binary(input);
         let got = ws.read_frame();
-        let want = ws_server_frame(op::BINARY, want.as_bytes());
+        let want = ws_server_frame(op::TEXT, want.as_bytes());
         assert!(
             got.raw == want,
             "{}\n got: {}\nwant: {}",
@@ -687,8 +829,8 @@ fn raw_endpoint_speaks_resp_in_binary_frames() {
     let mut batch = ws.binary(b"*2\r\n$4\r\nECHO\r\n$1\r\n1\r\n");
     batch.extend(ws.binary(b"*2\r\n$4\r\nECHO\r\n$1\r\n2\r\n"));
     ws.send(&batch);
-    ws.expect_binary(b"$1\r\n1\r\n");
-    ws.expect_binary(b"$1\r\n2\r\n");
+    ws.expect_text("$1\r\n1\r\n");
+    ws.expect_text("$1\r\n2\r\n");
 }
 
 // ---- frames -------------------------------------------------------------------------
@@ -761,18 +903,27 @@ fn fragmented_messages_with_a_ping_in_between() {
     ws.send_frame(true, op::PING, b"");
     ws.expect(b"\x8a\x00");
     ws.send_frame(true, op::CONT, b"HO\r\n$2\r\nhi\r\n");
-    ws.expect_binary(b"$2\r\nhi\r\n");
+    ws.expect_text("$2\r\nhi\r\n");
 }
 
 #[test]
 fn close_is_echoed_then_the_connection_ends() {
     let (_redis, gw) = ws_setup();
-    // Code 1000 and a reason: the code is echoed, then TCP is closed.
+    // Code 1000 and a reason: both are echoed (as webdis does), then TCP is closed.
     let mut ws = WsClient::connect(gw.port, "/");
     let mut payload = 1000u16.to_be_bytes().to_vec();
     payload.extend_from_slice(b"bye");
     ws.send_frame(true, op::CLOSE, &payload);
-    ws.expect(b"\x88\x02\x03\xe8");
+    ws.expect(b"\x88\x05\x03\xe8bye");
+    ws.expect_eof();
+    // The longest reason a control frame holds (123 bytes, UTF-8) comes back whole.
+    let mut ws = WsClient::connect(gw.port, "/.raw");
+    let reason = format!("{}{}", "é".repeat(60), "abc");
+    assert_eq!(reason.len(), 123);
+    let mut payload = 4000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason.as_bytes());
+    ws.send_frame(true, op::CLOSE, &payload);
+    ws.expect(&ws_close_frame(4000, &reason));
     ws.expect_eof();
 
     // An empty close: an empty close back.
@@ -962,7 +1113,7 @@ fn protocol_errors_close_with_a_status_code() {
             ws.send(&batch);
             let first = ws.read_frame();
             let want_first = if path == "/.raw" {
-                ws_server_frame(op::BINARY, b"+PONG\r\n")
+                ws_server_frame(op::TEXT, b"+PONG\r\n")
             } else {
                 json_frame(r#"{"PING":[true,"PONG"]}"#)
             };
@@ -1088,12 +1239,12 @@ fn big_payloads_use_16_and_64_bit_lengths() {
         );
         assert!(f.fin && f.rsv == 0 && !f.masked && f.opcode == op::TEXT);
 
-        // The raw endpoint: `$N\r\n…\r\n`, binary.
+        // The raw endpoint: `$N\r\n…\r\n`, in a text frame (it is UTF-8).
         raw.send_binary(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n");
         let mut want = format!("${}\r\n{value}\r\n", value.len()).into_bytes();
         let f = raw.read_frame();
         assert_eq!(f.raw, {
-            let mut w = server_header(op::BINARY, want.len());
+            let mut w = server_header(op::TEXT, want.len());
             w.append(&mut want);
             w
         });
@@ -1102,10 +1253,14 @@ fn big_payloads_use_16_and_64_bit_lengths() {
     let n = 65536 - "$65525\r\n\r\n".len();
     assert_eq!(n, 65526);
     let value = vec![b'z'; n];
-    raw.call_binary(&resp_command(&[b"SET", b"exact", &value]), b"+OK\r\n");
+    call_raw(
+        &mut raw,
+        &resp_command(&[b"SET", b"exact", &value]),
+        "+OK\r\n",
+    );
     raw.send_binary(b"*2\r\n$3\r\nGET\r\n$5\r\nexact\r\n");
     let f = raw.read_frame();
-    assert_eq!(f.raw[..10], [0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(f.raw[..10], [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
     assert_eq!(f.payload.len(), 65536);
     // A big ping is not allowed (control frames ≤ 125) but a big echo is.
     let big = "e".repeat(200_000);
@@ -1210,7 +1365,7 @@ fn subscribe_publish_unsubscribe() {
     assert_bytes(&gw.get("/PUBLISH/c3/x"), &ok_json(r#"{"PUBLISH":0}"#));
     // Other commands are refused while subscribed; PING answers like Redis does.
     ws.send_text(r#"["GET","k"]"#);
-    ws.expect(&ws_error_json("Command not allowed after subscribe", 400));
+    ws.expect(b"\x81\x23Command not allowed after subscribe");
     ws.call(r#"["PING"]"#, r#"{"PING":["pong",""]}"#);
     ws.call(r#"["PING","hey"]"#, r#"{"PING":["pong","hey"]}"#);
     // Messages keep their SUBSCRIBE key after other commands (webdis used the last one).
@@ -1226,7 +1381,7 @@ fn subscribe_publish_unsubscribe() {
         r#"{"UNSUBSCRIBE":["unsubscribe","c3",2]}"#,
     );
     ws.send_text(r#"["GET","k"]"#);
-    ws.expect(&ws_error_json("Command not allowed after subscribe", 400));
+    ws.expect(b"\x81\x23Command not allowed after subscribe");
     // UNSUBSCRIBE with no argument: one confirmation per channel, down to 0.
     ws.send_text(r#"["UNSUBSCRIBE"]"#);
     ws.expect_text(r#"{"UNSUBSCRIBE":["unsubscribe","c1",1]}"#);
@@ -1265,7 +1420,7 @@ fn commands_before_subscribe_in_the_same_write_are_answered_first() {
     ws.send(&batch);
     ws.expect_text(r#"{"BLPOP":null}"#);
     ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",1]}"#);
-    ws.expect(&ws_error_json("Command not allowed after subscribe", 400));
+    ws.expect(b"\x81\x23Command not allowed after subscribe");
     redis.cmd(&["PUBLISH", "c1", "m"]);
     ws.expect_text(r#"{"SUBSCRIBE":["message","c1","m"]}"#);
 }
@@ -1362,7 +1517,7 @@ fn psubscribe_gets_pmessages() {
     );
     // Still subscribed to c1.
     ws.send_text(r#"["GET","k"]"#);
-    ws.expect(&ws_error_json("Command not allowed after subscribe", 400));
+    ws.expect(b"\x81\x23Command not allowed after subscribe");
     assert!(eventually(Duration::from_secs(3), || numpat(&redis) == 0));
     ws.call(
         r#"["UNSUBSCRIBE","c1"]"#,
@@ -1372,24 +1527,31 @@ fn psubscribe_gets_pmessages() {
 }
 
 #[test]
-fn raw_endpoint_subscriptions_are_resp() {
+fn raw_endpoint_subscriptions_are_resp_in_text_frames() {
     let (redis, gw) = ws_setup();
     let mut ws = WsClient::connect(gw.port, "/.raw");
-    ws.call_binary(
+    call_raw(
+        &mut ws,
         b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nc1\r\n",
-        b"*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n",
+        "*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n",
     );
     redis.cmd(&["PUBLISH", "c1", "hi"]);
-    ws.expect_binary(b"*3\r\n$7\r\nmessage\r\n$2\r\nc1\r\n$2\r\nhi\r\n");
-    ws.call_binary(
-        b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
-        b"-ERR Command not allowed after subscribe\r\n",
+    ws.expect_text("*3\r\n$7\r\nmessage\r\n$2\r\nc1\r\n$2\r\nhi\r\n");
+    // webdis's plain text on this endpoint too.
+    ws.send_binary(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    ws.expect(b"\x81\x23Command not allowed after subscribe");
+    // PING while subscribed: Redis's own answer.
+    call_raw(
+        &mut ws,
+        b"*1\r\n$4\r\nPING\r\n",
+        "*2\r\n$4\r\npong\r\n$0\r\n\r\n",
     );
-    ws.call_binary(
+    call_raw(
+        &mut ws,
         b"*1\r\n$11\r\nUNSUBSCRIBE\r\n",
-        b"*3\r\n$11\r\nunsubscribe\r\n$2\r\nc1\r\n:0\r\n",
+        "*3\r\n$11\r\nunsubscribe\r\n$2\r\nc1\r\n:0\r\n",
     );
-    ws.call_binary(b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n");
+    call_raw(&mut ws, b"*1\r\n$4\r\nPING\r\n", "+PONG\r\n");
 }
 
 #[test]
@@ -1406,9 +1568,10 @@ fn clients_on_one_channel_share_one_redis_subscription() {
         r#"["SUBSCRIBE","c1"]"#,
         r#"{"SUBSCRIBE":["subscribe","c1",1]}"#,
     );
-    r.call_binary(
+    call_raw(
+        &mut r,
         b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nc1\r\n",
-        b"*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n",
+        "*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n",
     );
     // One worker: one subscriber connection, one subscription to c1.
     assert_eq!(redis.numsub("c1"), 1);
@@ -1416,7 +1579,7 @@ fn clients_on_one_channel_share_one_redis_subscription() {
     assert_bytes(&gw.get("/PUBLISH/c1/hi"), &ok_json(r#"{"PUBLISH":1}"#));
     a.expect_text(r#"{"SUBSCRIBE":["message","c1","hi"]}"#);
     b.expect_text(r#"{"SUBSCRIBE":["message","c1","hi"]}"#);
-    r.expect_binary(b"*3\r\n$7\r\nmessage\r\n$2\r\nc1\r\n$2\r\nhi\r\n");
+    r.expect_text("*3\r\n$7\r\nmessage\r\n$2\r\nc1\r\n$2\r\nhi\r\n");
     // One leaves with UNSUBSCRIBE, one closes its socket: still subscribed for the last.
     a.call(
         r#"["UNSUBSCRIBE","c1"]"#,
@@ -1493,7 +1656,7 @@ fn the_acl_applies_to_every_command_on_a_socket() {
     ws.call(r#"["GET","k"]"#, r#"{"GET":"v"}"#);
     let mut raw = WsClient::connect(gw.port, "/.raw");
     raw.send_binary(b"*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n");
-    raw.expect(b"\x82\x10-ERR Forbidden\r\n");
+    raw.expect(b"\x81\x10-ERR Forbidden\r\n");
     assert_eq!(redis.cmd(&["EXISTS", "k"]), b":1\r\n");
     // Wrong credentials: still denied.
     let mut ws = WsClient::connect_with(gw.port, "/", "Authorization: Basic dXNlcjp3cm9uZw==\r\n");
@@ -1616,21 +1779,22 @@ fn redis_restart_while_subscribed_resubscribes() {
         r#"{"SUBSCRIBE":["subscribe","c1",1]}"#,
     );
     let mut raw = WsClient::connect(gw.port, "/.raw");
-    raw.call_binary(
+    call_raw(
+        &mut raw,
         b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nc1\r\n",
-        b"*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n",
+        "*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n",
     );
 
     redis.restart_same_port();
     ws.expect(&ws_error_json("Redis connection lost; resubscribing", 503));
-    raw.expect_binary(b"-ERR Redis connection lost; resubscribing\r\n");
+    raw.expect_text("-ERR Redis connection lost; resubscribing\r\n");
     // Once Redis is back: fresh confirmations, and messages flow again.
     ws.expect_text(r#"{"SUBSCRIBE":["subscribe","c1",1]}"#);
-    raw.expect_binary(b"*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n");
+    raw.expect_text("*3\r\n$9\r\nsubscribe\r\n$2\r\nc1\r\n:1\r\n");
     assert_eq!(redis.numsub("c1"), 1);
     redis.cmd(&["PUBLISH", "c1", "after"]);
     ws.expect_text(r#"{"SUBSCRIBE":["message","c1","after"]}"#);
-    raw.expect_binary(b"*3\r\n$7\r\nmessage\r\n$2\r\nc1\r\n$5\r\nafter\r\n");
+    raw.expect_text("*3\r\n$7\r\nmessage\r\n$2\r\nc1\r\n$5\r\nafter\r\n");
     // Still subscribed: unsubscribing works and commands come back.
     ws.call(
         r#"["UNSUBSCRIBE"]"#,

@@ -94,11 +94,15 @@ pub fn body(
     Custom::Body
 }
 
-/// The opcode of a WebSocket message in `output`: binary for raw RESP and MessagePack,
-/// text otherwise.
-pub fn ws_opcode(output: Output) -> ws::Opcode {
+/// The opcode of a WebSocket message in `output` carrying `payload`: raw RESP goes in a
+/// text frame when it is valid UTF-8 (webdis sent text frames, which clients read as
+/// strings) and in a binary frame only when it is not; MessagePack is always binary, and
+/// the text formats always text (JSON is valid UTF-8 by construction). The UTF-8 check
+/// is one pass over a payload just written, so still in cache.
+pub fn ws_opcode(output: Output, payload: &[u8]) -> ws::Opcode {
     match output {
-        Output::Raw | Output::Msgpack => ws::Opcode::Binary,
+        Output::Raw => ws::text_or_binary(payload),
+        Output::Msgpack => ws::Opcode::Binary,
         _ => ws::Opcode::Text,
     }
 }

@@ -28,8 +28,8 @@ enum Action {
     /// A pong was written: flush it.
     Pong,
     Command(Result<Vec<Vec<u8>>, &'static str>),
-    /// The client closes (with this code): echo it, then close.
-    Close(Option<u16>),
+    /// The client closes: send this close frame (its own payload echoed), then close.
+    Close(Vec<u8>),
     /// A protocol error: close with this code and reason.
     Fail(ws::Fail),
 }
@@ -62,7 +62,8 @@ impl Worker {
             Some(i) => &target[..i],
             None => target,
         };
-        // The endpoint chooses the format (spec §5.2): JSON arrays or raw RESP.
+        // The endpoint chooses the format (spec §5.2): JSON arrays or raw RESP. Any other
+        // path is upgraded too, as webdis does, and told on its first data frame.
         let output = if path == b"/" || path.is_empty() || path.starts_with(b"/.json") {
             Some(Output::Json)
         } else if path.starts_with(b"/.raw") {
@@ -70,10 +71,15 @@ impl Worker {
         } else {
             None
         };
+        // ASCII (the request line's bytes are), so JSON replies stay valid text frames.
         let jsonp: Option<Box<[u8]>> = Query::parse(target)
             .jsonp
             .filter(|_| output == Some(Output::Json))
             .map(Into::into);
+        // For the log line of a socket opened on a path that is no endpoint.
+        let unknown = output
+            .is_none()
+            .then(|| String::from_utf8_lossy(path).into_owned());
         let authorization: Option<Box<[u8]>> = req.authorization.clone().map(|r| buf[r].into());
         let access = match &self.access {
             Some(a) => {
@@ -85,7 +91,7 @@ impl Worker {
         };
         // Kept alive as a WebSocket, or closed after the refusal: once answered, even
         // when requests ahead of it are still in flight.
-        let upgraded = checked.is_ok() && output.is_some();
+        let upgraded = checked.is_ok();
         let meta = Meta {
             minor: req.minor,
             keep_alive: upgraded,
@@ -94,8 +100,8 @@ impl Worker {
         };
         let seq = busy.push_slot(meta);
         let date = &self.date;
-        match (checked, output) {
-            (Ok(accept), Some(output)) => {
+        match checked {
+            Ok(accept) => {
                 busy.ws = Some(Box::new(WsConn {
                     decoder: Decoder::new(Limits {
                         max_frame: max,
@@ -104,30 +110,32 @@ impl Worker {
                     style: Style {
                         transport: Transport::Ws,
                         sse: false,
-                        output,
+                        output: output.unwrap_or(Output::Json),
                         jsonp,
                         sep: None,
                     },
+                    unknown_endpoint: output.is_none(),
                     authorization,
                     closing: false,
                 }));
-                log!(Level::Debug, "WS: {} upgraded", f.peer);
+                match unknown {
+                    None => log!(Level::Debug, "WS: {} upgraded", f.peer),
+                    Some(path) => log!(
+                        Level::Info,
+                        "WS: {} upgraded on {path}, which is no endpoint",
+                        f.peer
+                    ),
+                }
                 respond(f, k, seq, &mut self.dirty_fronts, |out, _| {
                     ws::write_handshake(out, &accept)
                 });
             }
-            (checked, _) => {
-                let (status, msg) = match checked {
-                    Err(ws::HandshakeError::BadVersion) => (
-                        Status::UpgradeRequired,
-                        ws::HandshakeError::BadVersion.message(),
-                    ),
-                    Err(e) => (Status::BadRequest, e.message()),
-                    Ok(_) => (
-                        Status::NotFound,
-                        "Unknown WebSocket endpoint (use / or /.json, or /.raw)",
-                    ),
+            Err(e) => {
+                let status = match e {
+                    ws::HandshakeError::BadVersion => Status::UpgradeRequired,
+                    _ => Status::BadRequest,
                 };
+                let msg = e.message();
                 log!(Level::Info, "WS: handshake from {} refused: {msg}", f.peer);
                 f.stop_parsing = true;
                 respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
@@ -153,6 +161,12 @@ impl Worker {
             Ok(None) => return false,
             Ok(Some((event, used))) => {
                 let action = match event {
+                    // A socket opened on an unknown path takes no data.
+                    Event::Text(_) | Event::Binary(_) | Event::Fragment
+                        if conn.unknown_endpoint =>
+                    {
+                        Action::Fail(ws::UNKNOWN_ENDPOINT)
+                    }
                     Event::Text(m) | Event::Binary(m) => Action::Command(match conn.style.output {
                         Output::Json => ws::parse_json_command(m),
                         _ => ws::parse_raw_command(m),
@@ -163,7 +177,20 @@ impl Worker {
                         Action::Pong
                     }
                     Event::Pong | Event::Fragment => Action::Nothing,
-                    Event::Close(code, _) => Action::Close(code),
+                    Event::Close(code, reason) => {
+                        // Echoed with the same payload, code and reason, as webdis does
+                        // (the decoder checked both; a control frame's reason fits).
+                        let mut close = Vec::new();
+                        match code {
+                            Some(c) => ws::write_close(
+                                &mut close,
+                                c,
+                                std::str::from_utf8(reason).unwrap_or(""),
+                            ),
+                            None => ws::write_frame(&mut close, ws::Opcode::Close, b""),
+                        }
+                        Action::Close(close)
+                    }
                 };
                 (action, used)
             }
@@ -175,14 +202,7 @@ impl Worker {
             Action::Pong => mark_front(f, k, &mut self.dirty_fronts),
             Action::Command(Ok(argv)) => self.ws_command(k, argv),
             Action::Command(Err(msg)) => self.ws_now(k, Status::BadRequest, msg.as_bytes()),
-            Action::Close(code) => {
-                let mut close = Vec::new();
-                match code {
-                    Some(c) => ws::write_close(&mut close, c, ""),
-                    None => ws::write_frame(&mut close, ws::Opcode::Close, b""),
-                }
-                self.ws_finish(k, &close, false);
-            }
+            Action::Close(close) => self.ws_finish(k, &close, false),
             Action::Fail(fail) => {
                 log!(
                     Level::Info,
@@ -320,11 +340,20 @@ impl Worker {
                 let bytes = if busy.sub.is_some() {
                     self.unsubscribe(k, kind, &argv[1..], name)
                 } else {
-                    // Not subscribed: Redis's answer, `[unsubscribe, nil, 0]`.
+                    // Not subscribed: Redis's answers, one `[unsubscribe, topic, 0]` per
+                    // topic named, or `[unsubscribe, nil, 0]` when none is.
+                    let word = kind.confirmation(false);
                     let mut frame = Vec::new();
-                    pubsub::write_confirmation(&mut frame, kind.confirmation(false), None, 0);
                     let mut bytes = Vec::new();
-                    pubsub::render(&mut bytes, &style, name, &frame);
+                    if argv.len() == 1 {
+                        pubsub::write_confirmation(&mut frame, word, None, 0);
+                        pubsub::render(&mut bytes, &style, name, &frame);
+                    }
+                    for topic in &argv[1..] {
+                        frame.clear();
+                        pubsub::write_confirmation(&mut frame, word, Some(topic), 0);
+                        pubsub::render(&mut bytes, &style, name, &frame);
+                    }
                     bytes
                 };
                 // Subscribe requests waiting for a topic just left are answered now.
@@ -356,11 +385,14 @@ impl Worker {
                 busy.complete(seq, |out, _| out.extend_from_slice(&bytes));
                 mark_front(f, k, &mut self.dirty_fronts);
             }
-            _ if subscribed => self.ws_now(
-                k,
-                Status::BadRequest,
-                b"Command not allowed after subscribe",
-            ),
+            _ if subscribed => {
+                // webdis's answer, as it sends it on both endpoints: these plain bytes in
+                // a text frame (not a JSON error object, not a RESP error).
+                let seq = busy.push_slot(meta);
+                respond(f, k, seq, &mut self.dirty_fronts, |out, _| {
+                    ws::write_frame(out, ws::Opcode::Text, NOT_AFTER_SUBSCRIBE)
+                });
+            }
             _ => match command::route_of_argv(&argv) {
                 Err(CommandError::Empty | CommandError::Refused | CommandError::BadDatabase) => {
                     log!(Level::Info, "WS: 403 {}", String::from_utf8_lossy(name));
@@ -404,6 +436,9 @@ impl Worker {
         self.connect_pending_backs();
     }
 }
+
+/// What a subscribed socket gets for a command other than (P|S)(UN)SUBSCRIBE and PING.
+const NOT_AFTER_SUBSCRIBE: &[u8] = b"Command not allowed after subscribe";
 
 /// The slot of a WebSocket message: its reply is one frame in the connection's format,
 /// and the connection stays open after it.

@@ -187,6 +187,8 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL: u16 = 1002;
+    /// The endpoint takes no data of this kind (a socket opened on an unknown path).
+    pub const UNSUPPORTED: u16 = 1003;
     pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
@@ -251,6 +253,12 @@ const TEXT_NOT_UTF8: Fail = fail(close::INVALID_DATA, "Text message is not valid
 const REASON_NOT_UTF8: Fail = fail(close::INVALID_DATA, "Close reason is not valid UTF-8");
 const FRAME_TOO_BIG: Fail = fail(close::TOO_BIG, "Frame too big");
 const MESSAGE_TOO_BIG: Fail = fail(close::TOO_BIG, "Message too big");
+
+/// The answer to a data frame on a socket opened on a path that is no endpoint.
+pub const UNKNOWN_ENDPOINT: Fail = fail(
+    close::UNSUPPORTED,
+    "Unknown WebSocket endpoint: use / or /.json (JSON), or /.raw (RESP)",
+);
 
 /// One decoded event. Payloads are unmasked; text and close reasons are valid UTF-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -569,6 +577,23 @@ fn header_len(len: usize) -> usize {
 pub struct FrameMark {
     at: usize,
     reserved: usize,
+}
+
+impl FrameMark {
+    /// The payload appended since [`begin_frame`] so far.
+    pub fn payload<'a>(&self, out: &'a [u8]) -> &'a [u8] {
+        out.get(self.at + self.reserved..).unwrap_or(&[])
+    }
+}
+
+/// The opcode for a data frame carrying `payload`: text when it is valid UTF-8 (what a
+/// text frame must hold, RFC 6455 §5.6), binary otherwise. One pass over the bytes.
+pub fn text_or_binary(payload: &[u8]) -> Opcode {
+    if std::str::from_utf8(payload).is_ok() {
+        Opcode::Text
+    } else {
+        Opcode::Binary
+    }
 }
 
 /// Starts a frame whose payload the caller appends to `out` itself, of about `hint`

@@ -353,11 +353,25 @@ fn begin_end_frame_match_write_frame() {
                 let mut b = b"prefix".to_vec();
                 let mark = begin_frame(&mut b, hint);
                 b.extend_from_slice(&payload);
+                assert_eq!(mark.payload(&b), payload);
                 end_frame(&mut b, mark, op);
                 assert_eq!(a, b, "{len} {op:?} hint {hint}");
             }
         }
     }
+}
+
+#[test]
+fn text_unless_not_utf8() {
+    assert_eq!(text_or_binary(b""), Opcode::Text);
+    assert_eq!(text_or_binary(b"+OK\r\n"), Opcode::Text);
+    assert_eq!(
+        text_or_binary("$3\r\n\0\u{e9}\r\n".as_bytes()),
+        Opcode::Text
+    );
+    assert_eq!(text_or_binary(b"$1\r\n\xff\r\n"), Opcode::Binary);
+    // A character cut short at the end is not UTF-8 either.
+    assert_eq!(text_or_binary(b"\xe2\x82"), Opcode::Binary);
 }
 
 #[test]
