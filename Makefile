@@ -26,8 +26,8 @@ deps:
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 # wrk for the load test; libclang for bindgen, which builds the test Redis module
-# (tests/module, loaded by tests/modules.rs); Chromium and Node.js for the browser
-# test (tests/browser.rs), then playwright-core from tests/browser/package-lock.json.
+# (tests/module, loaded by tests/it/modules.rs); Chromium and Node.js for the browser
+# test (tests/it/browser.rs), then playwright-core from tests/browser/package-lock.json.
 deps-test: deps-apt $(BROWSER_DIR)/node_modules/.package-lock.json
 
 deps-apt: deps

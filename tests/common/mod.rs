@@ -11,9 +11,6 @@
 //! table checks, polling, bounded child processes). All of it is re-exported here:
 //! `use common::*` gets everything.
 
-// Each test binary uses only part of the harness.
-#![allow(dead_code, unused_imports)]
-
 mod expect;
 mod gateway;
 mod http;

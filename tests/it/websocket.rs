@@ -6,9 +6,7 @@
 //! connection, the ACL, a Redis restart while subscribed, and garbage that must never
 //! bring the server down. Every frame is compared byte for byte.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 /// WebSockets on, one worker (so a worker's connections to Redis can be counted).
