@@ -8,7 +8,7 @@ REDIS_HOST := $(or $(shell sed -n 's/.*"redis_host" *: *"\([^"]*\)".*/\1/p' $(CO
 REDIS_PORT := $(or $(shell sed -n 's/.*"redis_port" *: *"\{0,1\}\([0-9][0-9]*\).*/\1/p' $(CONFIG) 2>/dev/null | head -1),6379)
 RUN_DIR    := $(CURDIR)/target/run
 BROWSER_DIR := tests/browser
-# The websocket-client test's venv (tests/wsclient.rs), with Debian's Python.
+# The websocket-client test's venv (tests/it/wsclient.rs), with Debian's Python.
 PYTHON     ?= /usr/bin/python3
 PYENV      := target/pyenv
 WSCLIENT_REQ := tests/wsclient/requirements.txt
@@ -30,9 +30,9 @@ deps:
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 # wrk for the load test; libclang for bindgen, which builds the test Redis module
-# (tests/module, loaded by tests/modules.rs); Chromium and Node.js for the browser
-# test (tests/browser.rs), then playwright-core from tests/browser/package-lock.json;
-# python3-venv for the websocket-client test (tests/wsclient.rs), then its venv.
+# (tests/module, loaded by tests/it/modules.rs); Chromium and Node.js for the browser
+# test (tests/it/browser.rs), then playwright-core from tests/browser/package-lock.json;
+# python3-venv for the websocket-client test (tests/it/wsclient.rs), then its venv.
 deps-test: deps-apt $(BROWSER_DIR)/node_modules/.package-lock.json $(PYENV)/.installed
 
 deps-apt: deps

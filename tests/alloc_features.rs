@@ -3,6 +3,9 @@
 //! add a single heap allocation anywhere in the process (its own test binary, so that no
 //! other test allocates meanwhile).
 
+// Only `Redis` and `TempDir` of the shared harness are used in this binary; the rest
+// (used by the integration tests in tests/it) would warn here.
+#[allow(dead_code, unused_imports)]
 mod common;
 
 mod counting;

@@ -2,7 +2,7 @@
 """webdis-rs driven by a real WebSocket client library: `websocket-client` from PyPI
 (the library webdis's own WebSocket tests use), the way a webdis client uses it.
 
-Run by tests/wsclient.rs, which starts redis-server and webdis-rs with
+Run by tests/it/wsclient.rs, which starts redis-server and webdis-rs with
 `"websockets": true` and the ACL
 
     [{"disabled": ["DEL"]}, {"http_basic_auth": "user:password", "enabled": ["DEL"]}]

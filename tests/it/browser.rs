@@ -7,9 +7,7 @@
 //! installs what it needs (chromium, nodejs, npm, `npm ci` in tests/browser); without
 //! them it fails.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,9 +6,7 @@
 //! the close handshake, and a handshake on an unknown path. `make test` creates the venv
 //! (`target/pyenv`) and installs the library; without it this test fails and says so.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -1,9 +1,7 @@
 //! The ACL through the running gateway: webdis's sample rules, exact command names,
 //! networks, default deny, and what a denial looks like (403, JSON body, a log line).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn sample_acl_denies_debug_unless_authenticated() {

@@ -5,9 +5,7 @@
 //! missing client certificate: exit 1 with the reason), and reconnecting after a
 //! restart of Redis.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,

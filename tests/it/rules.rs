@@ -3,9 +3,7 @@
 //! `examples/rules.json` writes them) in JSON and in XML, substitution, request values,
 //! methods, `rules_only`, status mappings, binary bodies, and config errors.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 // ---- helpers ------------------------------------------------------------------------
 

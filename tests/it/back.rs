@@ -1,9 +1,7 @@
 //! The Redis side (spec §8 and §14): outages and recovery, blocking commands on
 //! their own connections, unix sockets, authentication, databases.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::thread;
 use std::time::{Duration, Instant};
 

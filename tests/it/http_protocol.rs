@@ -1,8 +1,6 @@
 //! The HTTP layer (spec §3 and §14): keep-alive, pipelining, bodies, limits, methods.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn bad_request_close() -> Vec<u8> {

@@ -1,9 +1,7 @@
 //! Pub/sub over HTTP: chunked streams and Server-Sent Events, multiplexed on one
 //! subscriber connection per worker, against a real Redis.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

@@ -3,9 +3,7 @@
 //! nobody asked for, absurd lengths. Each time the affected request gets 503, nothing
 //! hangs, the gateway keeps running and serves again once Redis behaves.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

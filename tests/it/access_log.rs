@@ -3,9 +3,7 @@
 //! a second, and at shutdown), rotation by rename + SIGHUP, and a path that cannot be
 //! opened.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

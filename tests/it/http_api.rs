@@ -1,9 +1,7 @@
 //! The HTTP API: URL grammar (spec §1), output formats (§2) and the webdis-rs
 //! decisions of §14, checked against whole responses byte for byte.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Runs a table of `(path, status, content type, body)` rows in order, each
 /// as a GET on a fresh connection, checking the whole response.

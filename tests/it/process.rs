@@ -2,9 +2,7 @@
 //! listen address (IPv6), `$ENV` substitution, and signals (SIGHUP reopens the log,
 //! SIGTERM stops cleanly).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -3,9 +3,7 @@
 //! `redis-server --loadmodule`; its commands are called in every output format with
 //! `redis_protocol` 2 and 3.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;

@@ -1,0 +1,23 @@
+//! The integration tests, compiled into one test binary (one link instead of one per
+//! file). Each module is one area; run one with `cargo test --test it websocket::`.
+//!
+//! Outside this binary: `tests/alloc.rs` and `tests/alloc_features.rs`, which install a
+//! counting global allocator and must be alone in their process.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod access_log;
+mod acl;
+mod back;
+mod browser;
+mod fault;
+mod http_api;
+mod http_protocol;
+mod modules;
+mod process;
+mod pubsub;
+mod rules;
+mod tls;
+mod websocket;
+mod wsclient;
