@@ -62,7 +62,7 @@ impl Worker {
             Some(i) => &target[..i],
             None => target,
         };
-        // The endpoint chooses the format (spec §5.2): JSON arrays or raw RESP. Any other
+        // The endpoint chooses the format, as in webdis: JSON arrays or raw RESP. Any other
         // path is upgraded too, as webdis does, and told on its first data frame.
         let output = if path == b"/" || path.is_empty() || path.starts_with(b"/.json") {
             Some(Output::Json)
