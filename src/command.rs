@@ -15,6 +15,8 @@ pub enum Output {
     Custom,
     /// mod_redis's XML document (rewrite rules only, see `render::xml`).
     Xml,
+    /// The JSON form of that document (rewrite rules in the mod_redis dialect only).
+    XmlJson,
 }
 
 /// A format chosen from the extension of the last path segment.

@@ -61,7 +61,7 @@ impl Meta {
         self.output = output;
         self.shape = match output {
             Output::Json | Output::Msgpack => Shape::for_command(name),
-            Output::Raw | Output::Custom | Output::Xml => Shape::Plain,
+            Output::Raw | Output::Custom | Output::Xml | Output::XmlJson => Shape::Plain,
         };
     }
 }

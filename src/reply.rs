@@ -36,7 +36,7 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
         + match meta.output {
             Output::Json => meta.name.len() + 8,
             Output::Msgpack => meta.name.len() + 4,
-            Output::Xml => 64,
+            Output::Xml | Output::XmlJson => 64,
             Output::Raw | Output::Custom => 0,
         };
     let opened = response::open(out, &head, date, hint);
@@ -81,8 +81,9 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
 
 /// Appends the body `output` makes of `frame`, wherever it goes (an HTTP response, a
 /// WebSocket message, a pub/sub message): JSON keyed by `name` (wrapped as `cb(...);\n`
-/// with a JSONP callback), raw RESP, MessagePack, XML, or the custom type (`sep` between
-/// array elements), whose verdict is returned; the other formats always give a body.
+/// with a JSONP callback), raw RESP, MessagePack, XML or its JSON form (wrapped as
+/// `cb(...);` with a callback), or the custom type (`sep` between array elements), whose
+/// verdict is returned; the other formats always give a body.
 pub fn body(
     out: &mut Vec<u8>,
     output: Output,
@@ -106,6 +107,17 @@ pub fn body(
         Output::Raw => out.extend_from_slice(frame),
         Output::Msgpack => msgpack::render(out, name, frame, shape),
         Output::Xml => xml::render(out, frame),
+        Output::XmlJson => {
+            // mod_redis's JSONP: `cb(...);`, as it wrote it.
+            if let Some(cb) = jsonp {
+                out.extend_from_slice(cb);
+                out.push(b'(');
+            }
+            xml::render_json(out, frame);
+            if jsonp.is_some() {
+                out.extend_from_slice(b");");
+            }
+        }
         Output::Custom => return custom::render(out, frame, sep),
     }
     Custom::Body

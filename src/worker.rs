@@ -1360,7 +1360,9 @@ fn fill_meta(
 ) {
     meta.set_command(name, format.output);
     meta.content_type = format.content_type;
-    let jsonp = query.jsonp.filter(|_| format.output == Output::Json);
+    let jsonp = query
+        .jsonp
+        .filter(|_| matches!(format.output, Output::Json | Output::XmlJson));
     if jsonp.is_some()
         || query.content_type.is_some()
         || query.sep.is_some()
@@ -1437,7 +1439,17 @@ fn dispatch_rule(
         }
     }
     let inm = req.if_none_match.clone().map(|r| &buf[r]);
-    fill_meta(meta, cmd.name(), cmd.format, at.query, inm, cmd.statuses);
+    // mod_redis's dialect reads no webdis parameter (`?jsonp=`, `?type=`, `?sep=`...):
+    // only its own `.jsonp` callback.
+    let mod_redis = Query {
+        jsonp: cmd.callback(),
+        ..Query::default()
+    };
+    let query = match cmd.dialect {
+        rules::Dialect::Webdis => at.query,
+        rules::Dialect::ModRedis => &mod_redis,
+    };
+    fill_meta(meta, cmd.name(), cmd.format, query, inm, cmd.statuses);
     Some(
         match backs.send(route, None, at.prefer, waiter, |w| cmd.write_resp(w)) {
             Ok(b) => Dispatched::Sent((route == Route::Blocking).then_some(b)),
