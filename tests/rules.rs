@@ -157,6 +157,14 @@ fn seed_examples_in_json() {
                 b"",
                 J(r#"{"ZRANK":2}"#),
             ),
+            // The example's mod_redis-dialect rule: the JSON form of its XML.
+            (
+                "GET",
+                "/scores/best.json",
+                &[],
+                b"",
+                J(r#"{"array":[{"string":"alice"},{"string":"12"}]}"#),
+            ),
             // RedisAlias ^([^/]+)/([^/]+)$ "ZREM $1 $2" DELETE
             ("DELETE", "/scores/alice", &[], b"", J(r#"{"ZREM":1}"#)),
             ("GET", "/scores/count", &[], b"", J(r#"{"ZCARD":2}"#)),
@@ -302,6 +310,25 @@ fn seed_examples_in_xml() {
     assert_bytes(
         &resp,
         &mapped("HTTP/1.1 404 Not found", "application/xml", &xml("<nil/>")),
+    );
+    // The example's mod_redis-dialect rule: its XML by default, and its JSONP.
+    let best = r#"{"array":[{"string":"bob"},{"string":"7.5"}]}"#;
+    assert_bytes(
+        &gw.get("/scores/best"),
+        &ok_xml_as(
+            "text/xml",
+            "<array><string>bob</string><string>7.5</string></array>",
+        ),
+    );
+    assert_bytes(
+        &gw.get("/scores/best.jsonp?callback=show"),
+        &expected(
+            "HTTP/1.1 200 OK",
+            None,
+            Some("application/javascript"),
+            true,
+            format!("show({best});").as_bytes(),
+        ),
     );
 }
 
