@@ -3,7 +3,7 @@
 //! Read once at startup with serde_json; nothing here runs on the request path.
 
 use crate::api::acl::{self, Acl, Names, Net, Rule};
-use crate::api::rules::Rules;
+use crate::api::rules::{Dialect, Rules};
 use crate::log::LogFsync;
 use crate::proto::keyspec::Pattern;
 use serde_json::{Map, Value};
@@ -172,6 +172,7 @@ impl Config {
         let mut acl_default_allow = true;
         let mut rules: Option<&Value> = None;
         let mut rules_only = false;
+        let mut rules_dialect = Dialect::Webdis;
         for (key, v) in &map {
             let ok = match key.as_str() {
                 "redis_host" => r.string(v).map(|s| c.redis_host = s),
@@ -253,6 +254,13 @@ impl Config {
                     }
                     _ => return Err(invalid("'rules_only' must be true or false".into())),
                 },
+                "rules_dialect" => match Dialect::from_json(v) {
+                    Ok(d) => {
+                        rules_dialect = d;
+                        Some(())
+                    }
+                    Err(msg) => return Err(invalid(format!("'rules_dialect': {msg}"))),
+                },
                 _ => None,
             };
             if ok.is_none() {
@@ -266,7 +274,8 @@ impl Config {
             c.acl = Some(Acl::new(acl_rules.unwrap_or_default(), acl_default_allow));
         }
         if rules.is_some() || rules_only {
-            let compiled = Rules::from_json(rules, rules_only).map_err(invalid)?;
+            let compiled =
+                Rules::from_json_in(rules, rules_only, rules_dialect).map_err(invalid)?;
             c.rules = (!compiled.is_empty() || rules_only).then_some(compiled);
         }
         Ok(Loaded {
@@ -576,6 +585,13 @@ mod tests {
         assert_eq!(l.config.rules.map(|r| r.len()), Some(1));
         assert!(parse(r#"{"rules":[]}"#).config.rules.is_none());
         assert!(parse(r#"{"rules_only":true}"#).config.rules.is_some());
+        // A dialect for all rules, and a rule that keeps webdis's.
+        let l = parse(
+            r#"{"rules_dialect":"mod_redis","rules":[{"match":"^ping$","command":"PING"},
+                {"match":"^x$","command":"PING","dialect":"webdis","format":"xml"}]}"#,
+        );
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(l.config.rules.map(|r| r.len()), Some(2));
         for (text, msg) in [
             (
                 r#"{"rules":[{"match":"^(x$","command":"PING"}]}"#,
@@ -584,6 +600,14 @@ mod tests {
             (
                 r#"{"rules_only":"yes"}"#,
                 "config file t.json: 'rules_only' must be true or false",
+            ),
+            (
+                r#"{"rules_dialect":"apache"}"#,
+                "config file t.json: 'rules_dialect': unknown dialect \"apache\" (\"webdis\" or \"mod_redis\")",
+            ),
+            (
+                r#"{"rules_dialect":"mod_redis","rules":[{"match":"^x$","command":"PING","format":"xml"}]}"#,
+                "config file t.json: rule 1 (\"^x$\"): 'format' does not apply to the mod_redis dialect: the URL names the format (XML, or .json, .jsonp, .xml)",
             ),
         ] {
             let err = Config::parse(text, "t.json", |_| None).err().expect(text);

@@ -42,7 +42,7 @@ impl Meta {
         self.output = output;
         self.shape = match output {
             Output::Json | Output::Msgpack => Shape::for_command(name),
-            Output::Raw | Output::Custom | Output::Xml => Shape::Plain,
+            Output::Raw | Output::Custom | Output::Xml | Output::XmlJson => Shape::Plain,
         };
     }
 }
@@ -85,7 +85,7 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
         + match meta.output {
             Output::Json => meta.name.len() + 8,
             Output::Msgpack => meta.name.len() + 4,
-            Output::Xml => 64,
+            Output::Xml | Output::XmlJson => 64,
             Output::Raw | Output::Custom => 0,
         };
     let opened = response::open(out, &head, date, hint);

@@ -1,7 +1,7 @@
 //! Proves the hot path does not allocate: the gateway runs in this process under a
 //! counting global allocator, and 1,000 keep-alive GETs (and 1,000 pipelined ones) after
 //! a warm-up must not add a single heap allocation anywhere in the process; nor on a
-//! rewrite rule's route.
+//! rewrite rule's route, in either dialect.
 
 // Only `Redis` of the shared harness is used in this binary; the rest
 // (used by the integration tests in tests/it) would warn here.
@@ -10,7 +10,7 @@ mod common;
 
 mod counting;
 
-use counting::{allocations, REQ};
+use counting::{allocations, allocations_answered, REQ};
 use std::time::Duration;
 
 #[test]
@@ -35,12 +35,12 @@ fn small_gets_do_not_allocate() {
 
     // The same through a rewrite rule (in the same test: the counter is global).
     let rules = serde_json::json!([{"match": "^([^/]+)$", "command": "GET $1"}]);
-    let config = webdis_rs::config::Config {
+    let webdis_rules = webdis_rs::config::Config {
         rules: Some(webdis_rs::api::rules::Rules::from_json(Some(&rules), true).unwrap()),
-        ..config
+        ..config.clone()
     };
     let (single, batched) = allocations(
-        config,
+        webdis_rules,
         b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
         Duration::ZERO,
     );
@@ -49,4 +49,29 @@ fn small_gets_do_not_allocate() {
         batched, 0,
         "allocations during 62 batches of 16 on a rule route"
     );
+
+    // A mod_redis-dialect rule beside a webdis one: its JSON form (one pass of the
+    // rules), and its XML for a path the two dialects read differently (two passes).
+    let rules = serde_json::json!([
+        {"match": "^m/([^/]+)$", "command": "GET $1", "dialect": "mod_redis"},
+        {"match": "^([^/]+)$", "command": "GET $1"}
+    ]);
+    let both = webdis_rs::config::Config {
+        rules: Some(webdis_rs::api::rules::Rules::from_json(Some(&rules), true).unwrap()),
+        ..config
+    };
+    redis.cmd(&["SET", "hello.raw", "world"]);
+    for (target, body) in [
+        ("/m/hello.json", &br#"{"string":"world"}"#[..]),
+        ("/m/hello.raw", b"<string>world</string>"),
+    ] {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (single, batched) =
+            allocations_answered(both.clone(), req.as_bytes(), body, Duration::ZERO);
+        assert_eq!(single, 0, "allocations during 1,000 GET {target}");
+        assert_eq!(
+            batched, 0,
+            "allocations during 62 batches of 16 GET {target}"
+        );
+    }
 }

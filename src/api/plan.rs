@@ -246,7 +246,8 @@ fn plan_rule<'a>(
         Ok(route) => route,
         Err(_) => return now(Status::Forbidden),
     };
-    let (format, statuses) = (cmd.format, cmd.statuses);
+    let (format, statuses, dialect, callback) =
+        (cmd.format, cmd.statuses, cmd.dialect, cmd.callback());
     let cmd = Cmd::Rule(cmd);
     if let Some(acl) = &cfg.acl {
         let auth = req.authorization.clone().map(|r| &buf[r]);
@@ -258,6 +259,16 @@ fn plan_rule<'a>(
         }
     }
     let inm = req.if_none_match.clone().map(|r| &buf[r]);
+    // mod_redis's dialect reads no webdis parameter (`?jsonp=`, `?type=`, `?sep=`...):
+    // only its own `.jsonp` callback.
+    let mod_redis = Query {
+        jsonp: callback,
+        ..Query::default()
+    };
+    let query = match dialect {
+        rules::Dialect::Webdis => query,
+        rules::Dialect::ModRedis => &mod_redis,
+    };
     fill_meta(meta, cmd.name(), format, query, inm, statuses);
     Some(Plan::Send {
         route,
@@ -315,7 +326,9 @@ pub fn fill_meta(
 ) {
     meta.set_command(name, format.output);
     meta.content_type = format.content_type;
-    let jsonp = query.jsonp.filter(|_| format.output == Output::Json);
+    let jsonp = query
+        .jsonp
+        .filter(|_| matches!(format.output, Output::Json | Output::XmlJson));
     if jsonp.is_some()
         || query.content_type.is_some()
         || query.sep.is_some()

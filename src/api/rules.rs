@@ -14,6 +14,14 @@
 //! one pass; the first of them that serves the method wins. [`Rules::route`] works in a
 //! worker's own [`Scratch`] (regex caches, capture slots, the argument buffer), so
 //! routing takes no lock and, once warm, allocates nothing.
+//!
+//! A rule speaks one of two [`Dialect`]s, which decide how its URL names the format and
+//! how its reply is written. webdis's (the default) takes webdis's extensions (`.json`,
+//! `.raw`, `.msg`, ...; `.xml` is the XML document), `Accept`, the rule's `format`, and
+//! JSON keyed by the command name. mod_redis's takes `.json`, `.jsonp` (with `?callback=`)
+//! and `.xml` only, and answers the XML document by default, or its JSON form. The two
+//! may read a path differently (`ping.jsonp` is `ping` to mod_redis, `ping.raw` is `ping`
+//! to webdis); only then does the set run a second time, on the other reading.
 
 use crate::api::command;
 use crate::proto::http::Method;
@@ -35,12 +43,55 @@ pub const XML: Format = Format {
     content_type: "application/xml",
 };
 
+/// The mod_redis dialect's XML document, with mod_redis's own Content-Type.
+pub const MOD_REDIS_XML: Format = Format {
+    output: Output::Xml,
+    content_type: "text/xml",
+};
+
+/// The mod_redis dialect's `.json`: the JSON form of the XML document.
+pub const MOD_REDIS_JSON: Format = Format {
+    output: Output::XmlJson,
+    content_type: "application/json",
+};
+
+/// The mod_redis dialect's `.jsonp`: `callback(JSON form);`, a script.
+pub const MOD_REDIS_JSONP: Format = Format {
+    output: Output::XmlJson,
+    content_type: "application/javascript",
+};
+
 /// Most rules in a config.
 const MAX_RULES: usize = 10_000;
 /// Largest compiled regex, per rule and for the whole set (as the `regex` crate).
 const REGEX_SIZE_LIMIT: usize = 10 << 20;
 /// A worker's argument buffer keeps up to this much between requests.
 const KEEP_ARGV: usize = 64 * 1024;
+
+// ---- dialects -----------------------------------------------------------------------
+
+/// How a rule reads its URL's format and writes its reply (`"dialect"` on a rule, or
+/// `"rules_dialect"` for every rule that names none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// webdis's extensions, `Accept`, the rule's `format`; JSON by default.
+    #[default]
+    Webdis,
+    /// mod_redis's URL forms: `.json`, `.jsonp` with `?callback=`, `.xml` (stripped
+    /// before matching); the XML document by default.
+    ModRedis,
+}
+
+impl Dialect {
+    /// `"webdis"` or `"mod_redis"`.
+    pub fn from_json(v: &Value) -> Result<Dialect, String> {
+        match v.as_str() {
+            Some("webdis") => Ok(Dialect::Webdis),
+            Some("mod_redis") => Ok(Dialect::ModRedis),
+            _ => Err(format!("unknown dialect {v} (\"webdis\" or \"mod_redis\")")),
+        }
+    }
+}
 
 // ---- methods ------------------------------------------------------------------------
 
@@ -297,6 +348,7 @@ struct Rule {
     /// `format`: the output when the request names none.
     format: Option<Format>,
     statuses: Option<Arc<Statuses>>,
+    dialect: Dialect,
 }
 
 /// The compiled rules of a config.
@@ -307,12 +359,17 @@ pub struct Rules {
     rules: Vec<Rule>,
     /// `rules_only`: a path no rule matches gets 404.
     only: bool,
+    /// Whether some rule speaks webdis's dialect, and whether some rule mod_redis's.
+    webdis: bool,
+    mod_redis: bool,
 }
 
 /// A worker's own working memory for [`Rules::route`].
 pub struct Scratch {
     set_cache: meta::Cache,
     matched: PatternSet,
+    /// What matches the mod_redis reading of a path, when it differs from webdis's.
+    matched_alt: PatternSet,
     /// Per rule, made on first use: its regex's cache and capture slots.
     per_rule: Vec<Option<(meta::Cache, Captures)>>,
     argv: Argv,
@@ -387,6 +444,7 @@ pub struct RuleCommand<'a> {
     body: &'a [u8],
     pub format: Format,
     pub statuses: Option<&'a Arc<Statuses>>,
+    pub dialect: Dialect,
 }
 
 impl<'a> RuleCommand<'a> {
@@ -408,6 +466,12 @@ impl<'a> RuleCommand<'a> {
     pub fn write_resp(&self, out: &mut Vec<u8>) {
         crate::proto::resp::write_argv(out, self.args());
     }
+
+    /// The mod_redis dialect's JSONP callback (`.jsonp?callback=name`), decoded.
+    pub fn callback(&self) -> Option<&'a [u8]> {
+        let argv = self.argv;
+        argv.callback.clone().map(|r| &argv.buf[r])
+    }
 }
 
 /// The arguments of a command being built.
@@ -415,6 +479,8 @@ impl<'a> RuleCommand<'a> {
 struct Argv {
     buf: Vec<u8>,
     args: Vec<Arg>,
+    /// The JSONP callback, in `buf` after the arguments.
+    callback: Option<Range<usize>>,
 }
 
 /// An argument: bytes of the buffer, or the request body itself (an argument that is
@@ -448,8 +514,19 @@ impl fmt::Display for Missing<'_> {
 }
 
 impl Rules {
-    /// Compiles the `rules` list (and `rules_only`). An error names the rule.
+    /// Compiles the `rules` list (and `rules_only`), in webdis's dialect unless a rule
+    /// names another. An error names the rule.
     pub fn from_json(list: Option<&Value>, only: bool) -> Result<Rules, String> {
+        Rules::from_json_in(list, only, Dialect::Webdis)
+    }
+
+    /// [`Rules::from_json`] with `dialect` for the rules that name none
+    /// (`rules_dialect`).
+    pub fn from_json_in(
+        list: Option<&Value>,
+        only: bool,
+        dialect: Dialect,
+    ) -> Result<Rules, String> {
         let items: &[Value] = match list {
             None => &[],
             Some(Value::Array(items)) => items,
@@ -466,7 +543,8 @@ impl Rules {
                 Some(p) => format!("rule {n} ({p:?})"),
                 None => format!("rule {n}"),
             };
-            let (pattern, rule) = rule_from_json(item).map_err(|e| format!("{label}: {e}"))?;
+            let (pattern, rule) =
+                rule_from_json(item, dialect).map_err(|e| format!("{label}: {e}"))?;
             patterns.push(pattern);
             rules.push(rule);
         }
@@ -478,7 +556,15 @@ impl Rules {
             )
             .build_many(&patterns)
             .map_err(|e| format!("'rules': {}", regex_error(&e)))?;
-        Ok(Rules { set, rules, only })
+        let speaks = |d| rules.iter().any(|r: &Rule| r.dialect == d);
+        let (webdis, mod_redis) = (speaks(Dialect::Webdis), speaks(Dialect::ModRedis));
+        Ok(Rules {
+            set,
+            rules,
+            only,
+            webdis,
+            mod_redis,
+        })
     }
 
     /// Working memory for one worker.
@@ -486,6 +572,7 @@ impl Rules {
         Scratch {
             set_cache: self.set.create_cache(),
             matched: PatternSet::new(self.set.pattern_len()),
+            matched_alt: PatternSet::new(self.set.pattern_len()),
             per_rule: (0..self.rules.len()).map(|_| None).collect(),
             argv: Argv::default(),
         }
@@ -502,40 +589,57 @@ impl Rules {
 
     /// The rule that serves `req`, and its command built in `s`; or the answer.
     pub fn route<'a>(&'a self, s: &'a mut Scratch, req: &Request<'a>) -> Routed<'a> {
-        let (path, ext) = split_target(req.target);
-        let input = Input::new(path);
+        // Each dialect reads its own extension off the path; most paths read the same in
+        // both, and the set runs once.
+        let webdis = split_target(req.target);
+        let mod_redis = split_mod_redis(req.target);
+        let first = if self.webdis { webdis.0 } else { mod_redis.0 };
         s.matched.clear();
-        self.set
-            .which_overlapping_matches_with(&mut s.set_cache, &input, &mut s.matched);
-        if s.matched.is_empty() {
-            return if self.only {
-                Routed::Answer(Answer::NotFound)
-            } else {
-                Routed::Pass
-            };
-        }
-        let mut allow = Methods::default();
-        let mut found = None;
-        for pid in s.matched.iter() {
-            let rule = &self.rules[pid.as_usize()];
-            if rule.methods.serves(req.method) {
-                found = Some(pid.as_usize());
-                break;
+        self.set.which_overlapping_matches_with(
+            &mut s.set_cache,
+            &Input::new(first),
+            &mut s.matched,
+        );
+        let picked = if self.webdis && self.mod_redis && webdis.0 != mod_redis.0 {
+            s.matched_alt.clear();
+            self.set.which_overlapping_matches_with(
+                &mut s.set_cache,
+                &Input::new(mod_redis.0),
+                &mut s.matched_alt,
+            );
+            // Each rule by its own dialect's reading, in file order.
+            let (on_webdis, on_mod_redis) = (&s.matched, &s.matched_alt);
+            self.pick(
+                (0..self.rules.len()).map(PatternID::must).filter(|&pid| {
+                    match self.rules[pid.as_usize()].dialect {
+                        Dialect::Webdis => on_webdis.contains(pid),
+                        Dialect::ModRedis => on_mod_redis.contains(pid),
+                    }
+                }),
+                req.method,
+            )
+        } else {
+            self.pick(s.matched.iter(), req.method)
+        };
+        let i = match picked {
+            None if self.only => return Routed::Answer(Answer::NotFound),
+            None => return Routed::Pass,
+            Some(Err(allow)) if req.method == Method::Options => {
+                return Routed::Answer(Answer::Options(allow))
             }
-            allow = allow.union(rule.methods);
-        }
-        let Some(i) = found else {
-            return Routed::Answer(if req.method == Method::Options {
-                Answer::Options(allow)
-            } else {
-                Answer::MethodNotAllowed(allow)
-            });
+            Some(Err(allow)) => return Routed::Answer(Answer::MethodNotAllowed(allow)),
+            Some(Ok(i)) => i,
         };
         let rule = &self.rules[i];
+        let (path, ext) = match rule.dialect {
+            Dialect::Webdis => webdis,
+            Dialect::ModRedis => mod_redis,
+        };
         let caps = if rule.template.captures {
             let (cache, caps) = s.per_rule[i]
                 .get_or_insert_with(|| (rule.regex.create_cache(), rule.regex.create_captures()));
-            rule.regex.search_captures_with(cache, &input, caps);
+            rule.regex
+                .search_captures_with(cache, &Input::new(path), caps);
             Some(&*caps)
         } else {
             None
@@ -543,22 +647,65 @@ impl Rules {
         if let Err(missing) = expand(&rule.template, &mut s.argv, path, caps, req) {
             return Routed::Answer(Answer::Missing(missing.to_string()));
         }
-        let mut format = match ext {
-            Some(f) => f,
-            None => header(req.head, "accept")
-                .and_then(negotiate)
-                .or(rule.format)
-                .unwrap_or(crate::render::JSON),
+        let format = match rule.dialect {
+            Dialect::Webdis => {
+                let mut format = match ext {
+                    Some(f) => f,
+                    None => header(req.head, "accept")
+                        .and_then(negotiate)
+                        .or(rule.format)
+                        .unwrap_or(crate::render::JSON),
+                };
+                if req.custom_type {
+                    format.output = Output::Custom;
+                }
+                format
+            }
+            // The URL alone decides, as in mod_redis.
+            Dialect::ModRedis => {
+                let format = ext.unwrap_or(MOD_REDIS_XML);
+                if format == MOD_REDIS_JSONP {
+                    let argv = &mut s.argv;
+                    match pair(query_of(req.target), "callback").filter(|v| !v.is_empty()) {
+                        Some(cb) => {
+                            let start = argv.buf.len();
+                            command::decode(cb, |b| argv.buf.push(b));
+                            argv.callback = Some(start..argv.buf.len());
+                        }
+                        None => {
+                            let missing = Missing::Query("callback");
+                            return Routed::Answer(Answer::Missing(missing.to_string()));
+                        }
+                    }
+                }
+                format
+            }
         };
-        if req.custom_type {
-            format.output = Output::Custom;
-        }
         Routed::Command(RuleCommand {
             argv: &s.argv,
             body: req.body,
             format,
             statuses: rule.statuses.as_ref(),
+            dialect: rule.dialect,
         })
+    }
+
+    /// Of the rules `hits` (in file order), the first that serves `method`; else the
+    /// methods they serve together; `None` when there is no hit.
+    fn pick(
+        &self,
+        hits: impl Iterator<Item = PatternID>,
+        method: Method,
+    ) -> Option<Result<usize, Methods>> {
+        let mut allow: Option<Methods> = None;
+        for pid in hits {
+            let rule = &self.rules[pid.as_usize()];
+            if rule.methods.serves(method) {
+                return Some(Ok(pid.as_usize()));
+            }
+            allow = Some(allow.unwrap_or_default().union(rule.methods));
+        }
+        allow.map(Err)
     }
 }
 
@@ -590,8 +737,9 @@ fn regex_error(e: &meta::BuildError) -> String {
     }
 }
 
-/// One rule of the `rules` list: its pattern and the compiled rule.
-fn rule_from_json(item: &Value) -> Result<(String, Rule), String> {
+/// One rule of the `rules` list: its pattern and the compiled rule (in `dialect` unless
+/// it names one).
+fn rule_from_json(item: &Value, dialect: Dialect) -> Result<(String, Rule), String> {
     let Value::Object(obj) = item else {
         return Err("not an object".into());
     };
@@ -603,7 +751,10 @@ fn rule_from_json(item: &Value) -> Result<(String, Rule), String> {
         }
     };
     for k in obj.keys() {
-        if !["match", "command", "method", "format", "errors", "nil"].contains(&k.as_str()) {
+        let known = [
+            "match", "command", "method", "format", "errors", "nil", "dialect",
+        ];
+        if !known.contains(&k.as_str()) {
             return Err(format!("unknown key '{k}'"));
         }
     }
@@ -643,8 +794,19 @@ fn rule_from_json(item: &Value) -> Result<(String, Rule), String> {
         }
         Some(_) => return Err("'method' must be a method name or a list of them".into()),
     };
+    let dialect = match obj.get("dialect") {
+        None => dialect,
+        Some(v) => Dialect::from_json(v)?,
+    };
     let format = match string("format")? {
         None => None,
+        Some(_) if dialect == Dialect::ModRedis => {
+            return Err(
+                "'format' does not apply to the mod_redis dialect: the URL names \
+                 the format (XML, or .json, .jsonp, .xml)"
+                    .into(),
+            )
+        }
         Some("xml") => Some(XML),
         Some("msgpack") => crate::render::format_for_extension(b"msg"),
         Some(f) => Some(
@@ -682,6 +844,7 @@ fn rule_from_json(item: &Value) -> Result<(String, Rule), String> {
         template,
         format,
         statuses,
+        dialect,
     };
     Ok((pattern.to_string(), rule))
 }
@@ -711,6 +874,18 @@ fn split_target(target: &[u8]) -> (&[u8], Option<Format>) {
     })
 }
 
+/// The path a mod_redis-dialect rule matches: no leading `/`, no query string, and no
+/// `.json`, `.jsonp` or `.xml` on the last segment; and the format that extension names.
+fn split_mod_redis(target: &[u8]) -> (&[u8], Option<Format>) {
+    let t = target.strip_prefix(b"/").unwrap_or(target);
+    command::split_path(t, |ext| match ext {
+        b"xml" => Some(MOD_REDIS_XML),
+        b"json" => Some(MOD_REDIS_JSON),
+        b"jsonp" => Some(MOD_REDIS_JSONP),
+        _ => None,
+    })
+}
+
 /// Builds the arguments of `t` into `argv`.
 fn expand<'t>(
     t: &'t Template,
@@ -724,6 +899,7 @@ fn expand<'t>(
         argv.buf.shrink_to(KEEP_ARGV);
     }
     argv.args.clear();
+    argv.callback = None;
     // Whether the body is a form, looked up on first use.
     let mut is_form = None;
     for arg in &t.args {
@@ -753,11 +929,7 @@ fn expand<'t>(
                     });
                     (form.then(|| pair(req.body, field)).flatten(), true)
                 }
-                Var::Query(field) => {
-                    let query =
-                        memchr::memchr(b'?', req.target).map_or(&b""[..], |i| &req.target[i + 1..]);
-                    (pair(query, field), true)
-                }
+                Var::Query(field) => (pair(query_of(req.target), field), true),
                 Var::Header(name) => (header(req.head, name), false),
             };
             match (value, default) {
@@ -776,6 +948,11 @@ fn expand<'t>(
         argv.args.push(Arg::Own(start..argv.buf.len()));
     }
     Ok(())
+}
+
+/// The query string of a request target (empty without one).
+fn query_of(target: &[u8]) -> &[u8] {
+    memchr::memchr(b'?', target).map_or(&b""[..], |i| &target[i + 1..])
 }
 
 /// Whether a Content-Type is a form (`application/x-www-form-urlencoded`, any parameters).
@@ -1196,6 +1373,227 @@ mod tests {
     }
 
     #[test]
+    fn mod_redis_paths() {
+        let (xml, json, jsonp) = (
+            Some(MOD_REDIS_XML),
+            Some(MOD_REDIS_JSON),
+            Some(MOD_REDIS_JSONP),
+        );
+        let cases: &[(&str, &str, Option<Format>)] = &[
+            ("/ping", "ping", None),
+            ("/ping.json", "ping", json),
+            ("/ping.jsonp?callback=cb", "ping", jsonp),
+            ("/ping.xml", "ping", xml),
+            ("/a/b.jsonp?x=.json", "a/b", jsonp),
+            ("/x.json.jsonp", "x.json", jsonp),
+            ("/.json", "", json),
+            ("/", "", None),
+            // Only mod_redis's three extensions, exactly, on the last segment.
+            ("/ping.raw", "ping.raw", None),
+            ("/ping.txt", "ping.txt", None),
+            ("/ping.js", "ping.js", None),
+            ("/ping.JSON", "ping.JSON", None),
+            ("/a.json/b", "a.json/b", None),
+            ("/ping.jsonpx", "ping.jsonpx", None),
+        ];
+        for (target, path, format) in cases {
+            let (p, f) = split_mod_redis(target.as_bytes());
+            assert_eq!((p, f), (path.as_bytes(), *format), "{target}");
+        }
+        // webdis's reading of the same paths, for contrast.
+        assert_eq!(split_target(b"/ping.jsonp").0, b"ping.jsonp");
+        assert_eq!(split_target(b"/ping.raw").0, b"ping");
+    }
+
+    /// The argv, format and JSONP callback a request gets.
+    fn run_cb(
+        r: &Rules,
+        req: &Request<'_>,
+    ) -> Result<(Vec<String>, Format, Option<String>), Option<Answer>> {
+        let mut s = r.scratch();
+        match r.route(&mut s, req) {
+            Routed::Command(c) => Ok((
+                c.args()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect(),
+                c.format,
+                c.callback()
+                    .map(|cb| String::from_utf8_lossy(cb).into_owned()),
+            )),
+            Routed::Answer(a) => Err(Some(a)),
+            Routed::Pass => Err(None),
+        }
+    }
+
+    #[test]
+    fn mod_redis_dialect() {
+        let v = json!([
+            {"match": "^ping$", "command": "PING"},
+            {"match": "^([^/]+)$", "command": "GET $1"},
+        ]);
+        let r = Rules::from_json_in(Some(&v), false, Dialect::ModRedis).unwrap();
+        let ok = |argv: &[&str], format: Format, cb: Option<&str>| {
+            Ok((
+                argv.iter().map(|a| a.to_string()).collect(),
+                format,
+                cb.map(str::to_string),
+            ))
+        };
+        let missing = Err(Some(Answer::Missing(
+            "missing query argument 'callback'".into(),
+        )));
+        let cases = [
+            ("/ping", ok(&["PING"], MOD_REDIS_XML, None)),
+            ("/ping.xml", ok(&["PING"], MOD_REDIS_XML, None)),
+            ("/ping.json", ok(&["PING"], MOD_REDIS_JSON, None)),
+            (
+                "/ping.jsonp?callback=cb",
+                ok(&["PING"], MOD_REDIS_JSONP, Some("cb")),
+            ),
+            (
+                "/ping.jsonp?x=1&callback=callback",
+                ok(&["PING"], MOD_REDIS_JSONP, Some("callback")),
+            ),
+            // Decoded; the first of repeated ones, as for ${QSA:...}.
+            (
+                "/ping.jsonp?c%61llback=a%2Eb%5B0%5D&callback=z",
+                ok(&["PING"], MOD_REDIS_JSONP, Some("a.b[0]")),
+            ),
+            ("/ping.jsonp", missing.clone()),
+            ("/ping.jsonp?callback=", missing.clone()),
+            ("/ping.jsonp?callback", missing.clone()),
+            ("/ping.jsonp?jsonp=cb", missing.clone()),
+            // `.json` is JSON, whatever the query says; webdis's parameters are not read.
+            (
+                "/ping.json?callback=cb",
+                ok(&["PING"], MOD_REDIS_JSON, None),
+            ),
+            (
+                "/ping?jsonp=cb&type=text/plain",
+                ok(&["PING"], MOD_REDIS_XML, None),
+            ),
+            // Other extensions are part of the path.
+            ("/ping.raw", ok(&["GET", "ping.raw"], MOD_REDIS_XML, None)),
+            ("/k.msg.json", ok(&["GET", "k.msg"], MOD_REDIS_JSON, None)),
+        ];
+        for (target, want) in cases {
+            assert_eq!(run_cb(&r, &get(target)), want, "{target}");
+        }
+        // Accept and ?type= do not change the format.
+        let head = "GET / HTTP/1.1\r\nAccept: application/json\r\n\r\n";
+        let mut req = request(Method::Get, "/ping", head, b"");
+        req.custom_type = true;
+        assert_eq!(run_cb(&r, &req), ok(&["PING"], MOD_REDIS_XML, None));
+        // A callback does not outlive its request in the scratch buffer.
+        let mut s = r.scratch();
+        let Routed::Command(c) = r.route(&mut s, &get("/ping.jsonp?callback=cb")) else {
+            panic!()
+        };
+        assert_eq!(c.callback(), Some(&b"cb"[..]));
+        let Routed::Command(c) = r.route(&mut s, &get("/ping.json")) else {
+            panic!()
+        };
+        assert_eq!(c.callback(), None);
+    }
+
+    #[test]
+    fn dialects_side_by_side() {
+        // The issue's case: mod_redis's ping and webdis's catch-all GET.
+        let r = rules(json!([
+            {"match": "^ping$", "command": "PING", "dialect": "mod_redis"},
+            {"match": "^([^/]+)$", "command": "GET $1"},
+            {"match": "^k$", "command": "SET k %{DATA}", "method": "PUT", "dialect": "mod_redis"},
+            {"match": "^k.jsonp$", "command": "DEL k", "method": "DELETE", "dialect": "webdis"},
+        ]));
+        let raw = crate::render::format_for_extension(b"raw").unwrap();
+        let cases = [
+            (
+                "/ping.jsonp?callback=cb",
+                Ok((vec!["PING".into()], MOD_REDIS_JSONP, Some("cb".into()))),
+            ),
+            ("/ping", Ok((vec!["PING".into()], MOD_REDIS_XML, None))),
+            (
+                "/ping.json",
+                Ok((vec!["PING".into()], MOD_REDIS_JSON, None)),
+            ),
+            // webdis reads ping.raw as ping with .raw; mod_redis's ^ping$ does not match
+            // ping.raw: webdis's GET rule serves it.
+            (
+                "/ping.raw",
+                Ok((vec!["GET".into(), "ping".into()], raw, None)),
+            ),
+            // For webdis, .jsonp is part of the path.
+            (
+                "/other.jsonp?callback=cb",
+                Ok((
+                    vec!["GET".into(), "other.jsonp".into()],
+                    crate::render::JSON,
+                    None,
+                )),
+            ),
+            // Each rule by its own reading: /k.jsonp is `k` to the mod_redis PUT rule
+            // and `k.jsonp` to the webdis DELETE rule and the GET rule.
+            (
+                "/k.jsonp",
+                Ok((
+                    vec!["GET".into(), "k.jsonp".into()],
+                    crate::render::JSON,
+                    None,
+                )),
+            ),
+        ];
+        for (target, want) in cases {
+            assert_eq!(run_cb(&r, &get(target)), want, "{target}");
+        }
+        let put = request(
+            Method::Put,
+            "/k.jsonp?callback=f",
+            "PUT / HTTP/1.1\r\n\r\n",
+            b"v",
+        );
+        assert_eq!(
+            run_cb(&r, &put),
+            Ok((
+                vec!["SET".into(), "k".into(), "v".into()],
+                MOD_REDIS_JSONP,
+                Some("f".into())
+            ))
+        );
+        let patch = request(Method::Other, "/k.jsonp", "PATCH / HTTP/1.1\r\n\r\n", b"");
+        assert_eq!(
+            run_cb(&r, &patch),
+            Err(Some(Answer::MethodNotAllowed(
+                Methods::GET.union(Methods::PUT).union(Methods::DELETE)
+            )))
+        );
+        // No rule matches either reading.
+        assert_eq!(run_cb(&r, &get("/a/b.jsonp")), Err(None));
+        // Rules are tried in file order: a webdis catch-all first takes ping.jsonp.
+        let r = rules(json!([
+            {"match": "^([^/]+)$", "command": "GET $1"},
+            {"match": "^ping$", "command": "PING", "dialect": "mod_redis"},
+        ]));
+        assert_eq!(
+            run_cb(&r, &get("/ping.jsonp?callback=cb")),
+            Ok((
+                vec!["GET".into(), "ping.jsonp".into()],
+                crate::render::JSON,
+                None
+            ))
+        );
+        // A rule may keep webdis's dialect under rules_dialect mod_redis.
+        let v = json!([
+            {"match": "^w$", "command": "PING", "dialect": "webdis", "format": "xml"},
+            {"match": "^m$", "command": "PING"},
+        ]);
+        let r = Rules::from_json_in(Some(&v), false, Dialect::ModRedis).unwrap();
+        assert_eq!(run(&r, &get("/w")).unwrap().1, XML);
+        assert_eq!(run(&r, &get("/w.json")).unwrap().1, crate::render::JSON);
+        assert_eq!(run(&r, &get("/m")).unwrap().1, MOD_REDIS_XML);
+        assert!(matches!(run(&r, &get("/m.raw")), Err(None)));
+    }
+
+    #[test]
     fn status_mappings() {
         let r = rules(json!([
             {"match": "^a$", "command": "GET a", "errors": {"WRONGTYPE": 409, "*": 500}, "nil": 404},
@@ -1274,6 +1672,18 @@ mod tests {
             (
                 json!([{"match": 5, "command": "PING"}]),
                 "rule 1: 'match' must be a string",
+            ),
+            (
+                json!([{"match": "^a$", "command": "PING", "dialect": "apache"}]),
+                "rule 1 (\"^a$\"): unknown dialect \"apache\" (\"webdis\" or \"mod_redis\")",
+            ),
+            (
+                json!([{"match": "^a$", "command": "PING", "dialect": 2}]),
+                "unknown dialect 2",
+            ),
+            (
+                json!([{"match": "^a$", "command": "PING", "dialect": "mod_redis", "format": "json"}]),
+                "rule 1 (\"^a$\"): 'format' does not apply to the mod_redis dialect",
             ),
         ];
         for (v, want) in cases {

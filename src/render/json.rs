@@ -164,7 +164,8 @@ fn is_json_number(s: &[u8]) -> bool {
     i == s.len()
 }
 
-fn write_double(out: &mut Vec<u8>, d: &[u8]) {
+/// A double: as received when that is a JSON number, else a string of its text.
+pub(super) fn write_double(out: &mut Vec<u8>, d: &[u8]) {
     if is_json_number(d) {
         out.extend_from_slice(d);
     } else {

@@ -20,6 +20,8 @@ pub enum Output {
     Custom,
     /// mod_redis's XML document (rewrite rules only, see `render::xml`).
     Xml,
+    /// The JSON form of that document (rewrite rules in the mod_redis dialect only).
+    XmlJson,
 }
 
 /// A format chosen from the extension of the last path segment.
@@ -64,8 +66,9 @@ pub fn format_for_extension(ext: &[u8]) -> Option<Format> {
 
 /// Appends the body `output` makes of `frame`, wherever it goes (an HTTP response, a
 /// WebSocket message, a pub/sub message): JSON keyed by `name` (wrapped as `cb(...);\n`
-/// with a JSONP callback), raw RESP, MessagePack, XML, or the custom type (`sep` between
-/// array elements), whose verdict is returned; the other formats always give a body.
+/// with a JSONP callback), raw RESP, MessagePack, XML or its JSON form (wrapped as
+/// `cb(...);` with a callback), or the custom type (`sep` between array elements), whose
+/// verdict is returned; the other formats always give a body.
 pub fn body(
     out: &mut Vec<u8>,
     output: Output,
@@ -89,6 +92,17 @@ pub fn body(
         Output::Raw => out.extend_from_slice(frame),
         Output::Msgpack => msgpack::render(out, name, frame, shape),
         Output::Xml => xml::render(out, frame),
+        Output::XmlJson => {
+            // mod_redis's JSONP: `cb(...);`, as it wrote it.
+            if let Some(cb) = jsonp {
+                out.extend_from_slice(cb);
+                out.push(b'(');
+            }
+            xml::render_json(out, frame);
+            if jsonp.is_some() {
+                out.extend_from_slice(b");");
+            }
+        }
         Output::Custom => return custom::render(out, frame, sep),
     }
     Custom::Body

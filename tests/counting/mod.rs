@@ -33,9 +33,9 @@ static GLOBAL: Counting = Counting;
 pub const REQ: &[u8] = b"GET /GET/hello HTTP/1.1\r\nHost: x\r\n\r\n";
 pub const BODY: &[u8] = b"{\"GET\":\"world\"}";
 
-/// Sends `batch` copies of the request in one write and reads all the responses into a
-/// fixed buffer (no allocation on this side either).
-pub fn round(sock: &mut TcpStream, wbuf: &[u8], batch: usize, rbuf: &mut [u8]) {
+/// Sends `batch` copies of the request in one write and reads all the responses, each
+/// holding `body`, into a fixed buffer (no allocation on this side either).
+pub fn round(sock: &mut TcpStream, wbuf: &[u8], batch: usize, rbuf: &mut [u8], body: &[u8]) {
     sock.write_all(wbuf).unwrap();
     let mut got = 0;
     let mut bodies = 0;
@@ -43,7 +43,7 @@ pub fn round(sock: &mut TcpStream, wbuf: &[u8], batch: usize, rbuf: &mut [u8]) {
         let n = sock.read(&mut rbuf[got..]).unwrap();
         assert!(n > 0, "connection closed");
         got += n;
-        bodies = count(&rbuf[..got], BODY);
+        bodies = count(&rbuf[..got], body);
     }
     assert_eq!(bodies, batch);
 }
@@ -53,12 +53,22 @@ pub fn count(hay: &[u8], needle: &[u8]) -> usize {
 }
 
 /// Runs a server with `config` and counts the allocations in the whole process during
-/// 1,000 keep-alive requests `req`, one at a time, then in batches of 16 pipelined ones.
-/// After the warm-up, `settle` lets timers run (an access log flush) before one more
-/// request.
+/// 1,000 keep-alive requests `req` (answered with [`BODY`]), one at a time, then in
+/// batches of 16 pipelined ones. After the warm-up, `settle` lets timers run (an access
+/// log flush) before one more request.
 pub fn allocations(
     config: webdis_rs::config::Config,
     req: &[u8],
+    settle: Duration,
+) -> (usize, usize) {
+    allocations_answered(config, req, BODY, settle)
+}
+
+/// [`allocations`] for a request whose responses hold `body`.
+pub fn allocations_answered(
+    config: webdis_rs::config::Config,
+    req: &[u8],
+    body: &[u8],
     settle: Duration,
 ) -> (usize, usize) {
     let server = webdis_rs::server::start(config).expect("server starts");
@@ -72,23 +82,23 @@ pub fn allocations(
 
     // Warm-up: pools, buffers and queues reach their working sizes.
     for _ in 0..200 {
-        round(&mut sock, req, 1, &mut rbuf);
-        round(&mut sock, &pipelined, 16, &mut rbuf);
+        round(&mut sock, req, 1, &mut rbuf, body);
+        round(&mut sock, &pipelined, 16, &mut rbuf, body);
     }
     if !settle.is_zero() {
         std::thread::sleep(settle);
-        round(&mut sock, req, 1, &mut rbuf);
+        round(&mut sock, req, 1, &mut rbuf, body);
     }
 
     let before = ALLOCS.load(Ordering::SeqCst);
     for _ in 0..1000 {
-        round(&mut sock, req, 1, &mut rbuf);
+        round(&mut sock, req, 1, &mut rbuf, body);
     }
     let single = ALLOCS.load(Ordering::SeqCst) - before;
 
     let before = ALLOCS.load(Ordering::SeqCst);
     for _ in 0..1000 / 16 {
-        round(&mut sock, &pipelined, 16, &mut rbuf);
+        round(&mut sock, &pipelined, 16, &mut rbuf, body);
     }
     let batched = ALLOCS.load(Ordering::SeqCst) - before;
 

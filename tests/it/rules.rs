@@ -1,7 +1,8 @@
 //! Rewrite rules (`rules`, `rules_only`) through the running gateway against a real
 //! Redis: every RedisAlias example of mod_redis's documentation (as
 //! `examples/rules.json` writes them) in JSON and in XML, substitution, request values,
-//! methods, `rules_only`, status mappings, binary bodies, and config errors.
+//! methods, `rules_only`, status mappings, binary bodies, and config errors; and the
+//! same examples in the mod_redis dialect, in its XML, JSON and JSONP.
 
 use crate::common::*;
 
@@ -54,10 +55,14 @@ fn mapped(status: &str, content_type: &str, body: &str) -> Vec<u8> {
 }
 
 fn ok_xml(inner: &str) -> Vec<u8> {
+    ok_xml_as("application/xml", inner)
+}
+
+fn ok_xml_as(content_type: &str, inner: &str) -> Vec<u8> {
     expected(
         "HTTP/1.1 200 OK",
         None,
-        Some("application/xml"),
+        Some(content_type),
         true,
         xml(inner).as_bytes(),
     )
@@ -149,6 +154,14 @@ fn seed_examples_in_json() {
                 &[],
                 b"",
                 J(r#"{"ZRANK":2}"#),
+            ),
+            // The example's mod_redis-dialect rule: the JSON form of its XML.
+            (
+                "GET",
+                "/scores/best.json",
+                &[],
+                b"",
+                J(r#"{"array":[{"string":"alice"},{"string":"12"}]}"#),
             ),
             // RedisAlias ^([^/]+)/([^/]+)$ "ZREM $1 $2" DELETE
             ("DELETE", "/scores/alice", &[], b"", J(r#"{"ZREM":1}"#)),
@@ -295,6 +308,25 @@ fn seed_examples_in_xml() {
     assert_bytes(
         &resp,
         &mapped("HTTP/1.1 404 Not found", "application/xml", &xml("<nil/>")),
+    );
+    // The example's mod_redis-dialect rule: its XML by default, and its JSONP.
+    let best = r#"{"array":[{"string":"bob"},{"string":"7.5"}]}"#;
+    assert_bytes(
+        &gw.get("/scores/best"),
+        &ok_xml_as(
+            "text/xml",
+            "<array><string>bob</string><string>7.5</string></array>",
+        ),
+    );
+    assert_bytes(
+        &gw.get("/scores/best.jsonp?callback=show"),
+        &expected(
+            "HTTP/1.1 200 OK",
+            None,
+            Some("application/javascript"),
+            true,
+            format!("show({best});").as_bytes(),
+        ),
     );
 }
 
@@ -735,6 +767,444 @@ fn binary_body_with_nul_bytes_is_stored_intact() {
     );
 }
 
+// ---- the mod_redis dialect ----------------------------------------------------------
+
+/// Every RedisAlias example of mod_redis's documentation, in its dialect: the rules
+/// ordered so that each is reachable (mod_redis's own advice).
+const MOD_REDIS_RULES: &str = r#""rules_dialect": "mod_redis", "rules_only": true, "rules": [
+    {"match": "^ping$", "command": "PING"},
+    {"match": "^([^/]+)/([^/]+)$", "command": "ZADD $1 %{DATA} $2", "method": "PUT"},
+    {"match": "^([^/]+)/([^/]+)$", "command": "ZREM $1 $2", "method": "DELETE"},
+    {"match": "^([^/]+)/count$", "command": "ZCARD $1"},
+    {"match": "^([^/]+)/range/([^/]+)/([^/]+)$", "command": "ZRANGE $1 $2 $3 WITHSCORES"},
+    {"match": "^zadd$", "command": "ZADD ${FORM:key} ${FORM:score} ${FORM:member}", "method": "POST"},
+    {"match": "^([^/]+)/rank$", "command": "ZRANK $1 ${QSA:key}"},
+    {"match": "^([^/]+)$", "command": "GET $1"},
+    {"match": "^([^/]+)$", "command": "SET $1 %{DATA}", "method": "PUT"},
+    {"match": "^([^/]+)$", "command": "DEL $1", "method": "DELETE"}
+]"#;
+
+/// Method, path, headers, body, the XML inside `<response>`, the JSON form.
+type ModRedisStep<'a> = (&'a str, &'a str, Headers<'a>, &'a [u8], &'a str, &'a str);
+
+/// The three answers of the mod_redis dialect.
+#[derive(Debug, Clone, Copy)]
+enum ModRedis {
+    /// No extension: the XML document.
+    Xml,
+    /// `.json`
+    Json,
+    /// `.jsonp?callback=cb`
+    Jsonp,
+}
+
+impl ModRedis {
+    /// `path` (maybe with a query string) in this form.
+    fn url(self, path: &str) -> String {
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        match (self, query) {
+            (ModRedis::Xml, None) => path.to_string(),
+            (ModRedis::Xml, Some(q)) => format!("{path}?{q}"),
+            (ModRedis::Json, None) => format!("{path}.json"),
+            (ModRedis::Json, Some(q)) => format!("{path}.json?{q}"),
+            (ModRedis::Jsonp, None) => format!("{path}.jsonp?callback=cb"),
+            (ModRedis::Jsonp, Some(q)) => format!("{path}.jsonp?{q}&callback=cb"),
+        }
+    }
+
+    /// The exact 200 response: `xml` inside `<response>` as `text/xml`, `json` as
+    /// `application/json`, or `cb(json);` as `application/javascript`.
+    fn ok(self, xml_inner: &str, json: &str) -> Vec<u8> {
+        let (ct, body) = match self {
+            ModRedis::Xml => ("text/xml", xml(xml_inner)),
+            ModRedis::Json => ("application/json", json.to_string()),
+            ModRedis::Jsonp => ("application/javascript", format!("cb({json});")),
+        };
+        expected("HTTP/1.1 200 OK", None, Some(ct), true, body.as_bytes())
+    }
+}
+
+#[test]
+fn seed_examples_in_the_mod_redis_dialect_as_xml_json_and_jsonp() {
+    let redis = Redis::start();
+    let gw = gateway(&redis, MOD_REDIS_RULES, "/ping");
+    const WT: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+    let wrongtype_xml = format!("<error>{WT}</error>");
+    let wrongtype_json = format!(r#"{{"error":"{WT}"}}"#);
+    let steps: &[ModRedisStep] = &[
+        // RedisAlias ^ping$ "PING"
+        (
+            "GET",
+            "/ping",
+            &[],
+            b"",
+            "<status>PONG</status>",
+            r#"{"status":"PONG"}"#,
+        ),
+        // RedisAlias ^([^/]+)/([^/]+)$ "ZADD $1 %{DATA} $2" PUT
+        (
+            "PUT",
+            "/scores/alice",
+            &[],
+            b"12",
+            "<integer>1</integer>",
+            r#"{"integer":1}"#,
+        ),
+        (
+            "PUT",
+            "/scores/bob",
+            &[],
+            b"7.5",
+            "<integer>1</integer>",
+            r#"{"integer":1}"#,
+        ),
+        // RedisAlias ^([^/]+)/count$ "ZCARD $1" (the documentation's myset/count too)
+        (
+            "GET",
+            "/scores/count",
+            &[],
+            b"",
+            "<integer>2</integer>",
+            r#"{"integer":2}"#,
+        ),
+        (
+            "GET",
+            "/myset/count",
+            &[],
+            b"",
+            "<integer>0</integer>",
+            r#"{"integer":0}"#,
+        ),
+        // RedisAlias ^([^/]+)/range/([^/]+)/([^/]+)$ "ZRANGE $1 $2 $3 WITHSCORES"
+        (
+            "GET",
+            "/scores/range/0/-1",
+            &[],
+            b"",
+            "<array><string>bob</string><string>7.5</string>\
+<string>alice</string><string>12</string></array>",
+            r#"{"array":[{"string":"bob"},{"string":"7.5"},{"string":"alice"},{"string":"12"}]}"#,
+        ),
+        // RedisAlias ^zadd$ "ZADD ${FORM:key} ${FORM:score} ${FORM:member}" POST
+        (
+            "POST",
+            "/zadd",
+            &[FORM],
+            b"key=scores&score=3&member=%3Ccarol%3E+%26+%22co%22",
+            "<integer>1</integer>",
+            r#"{"integer":1}"#,
+        ),
+        // RedisAlias ^([^/]+)/rank$ "ZRANK $1 ${QSA:key}"
+        (
+            "GET",
+            "/scores/rank?key=%3Ccarol%3E+%26+%22co%22",
+            &[],
+            b"",
+            "<integer>0</integer>",
+            r#"{"integer":0}"#,
+        ),
+        (
+            "GET",
+            "/scores/rank?key=bob",
+            &[],
+            b"",
+            "<integer>1</integer>",
+            r#"{"integer":1}"#,
+        ),
+        (
+            "GET",
+            "/scores/rank?key=nobody",
+            &[],
+            b"",
+            "<nil/>",
+            r#"{"nil":null}"#,
+        ),
+        (
+            "GET",
+            "/scores/range/0/0",
+            &[],
+            b"",
+            "<array><string>&lt;carol&gt; &amp; \"co\"</string><string>3</string></array>",
+            r#"{"array":[{"string":"<carol> & \"co\""},{"string":"3"}]}"#,
+        ),
+        // RedisAlias ^([^/]+)/([^/]+)$ "ZREM $1 $2" DELETE
+        (
+            "DELETE",
+            "/scores/alice",
+            &[],
+            b"",
+            "<integer>1</integer>",
+            r#"{"integer":1}"#,
+        ),
+        (
+            "DELETE",
+            "/scores/alice",
+            &[],
+            b"",
+            "<integer>0</integer>",
+            r#"{"integer":0}"#,
+        ),
+        // RedisAlias ^([^/]+)$ "SET $1 %{DATA}" PUT, "GET $1", "DEL $1" DELETE
+        (
+            "PUT",
+            "/greeting",
+            &[],
+            b"hello\r\nworld",
+            "<status>OK</status>",
+            r#"{"status":"OK"}"#,
+        ),
+        (
+            "GET",
+            "/greeting",
+            &[],
+            b"",
+            "<string>hello&#13;\nworld</string>",
+            r#"{"string":"hello\r\nworld"}"#,
+        ),
+        ("GET", "/scores", &[], b"", &wrongtype_xml, &wrongtype_json),
+        (
+            "DELETE",
+            "/greeting",
+            &[],
+            b"",
+            "<integer>1</integer>",
+            r#"{"integer":1}"#,
+        ),
+        ("GET", "/greeting", &[], b"", "<nil/>", r#"{"nil":null}"#),
+    ];
+    let mut checks = Checks::new();
+    for form in [ModRedis::Xml, ModRedis::Json, ModRedis::Jsonp] {
+        redis.cmd(&["FLUSHALL"]);
+        let mut c = gw.connect();
+        for (method, path, headers, body, xml_inner, json) in steps {
+            let url = form.url(path);
+            c.send(&req(method, &url, headers, body));
+            let what = format!("{form:?}: {method} {url}");
+            checks.bytes(&what, &c.read_response(), &form.ok(xml_inner, json));
+        }
+        // What Redis holds, whichever the form.
+        let zset = redis.cmd(&["ZRANGE", "scores", "0", "-1", "WITHSCORES"]);
+        checks.check(
+            zset == b"*4\r\n$14\r\n<carol> & \"co\"\r\n$1\r\n3\r\n$3\r\nbob\r\n$3\r\n7.5\r\n",
+            || format!("{form:?}: ZRANGE gives {}", zset.escape_ascii()),
+        );
+    }
+    checks.finish();
+}
+
+#[test]
+fn mod_redis_documented_answers_and_rule_order() {
+    let redis = Redis::start();
+    // The issue's case and the documentation's: ^ping$ before the one-segment GET.
+    let rules = r#""rules_dialect": "mod_redis", "rules": [
+        {"match": "^ping$", "command": "PING"},
+        {"match": "^([^/]+)$", "command": "GET $1"}
+    ]"#;
+    let gw = gateway(&redis, rules, "/ping");
+    let js = |body: &str| {
+        expected(
+            "HTTP/1.1 200 OK",
+            None,
+            Some("application/javascript"),
+            true,
+            body.as_bytes(),
+        )
+    };
+    let mut checks = Checks::new();
+    let cases: Vec<Case> = vec![
+        (
+            "/ping",
+            &[],
+            expected(
+                "HTTP/1.1 200 OK",
+                None,
+                Some("text/xml"),
+                true,
+                b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<response><status>PONG</status></response>\n",
+            ),
+        ),
+        ("/ping.json", &[], ok_json(r#"{"status":"PONG"}"#)),
+        (
+            "/ping.jsonp?callback=callback",
+            &[],
+            js(r#"callback({"status":"PONG"});"#),
+        ),
+        ("/ping.jsonp?callback=cb", &[], js(r#"cb({"status":"PONG"});"#)),
+        // The callback is decoded.
+        (
+            "/ping.jsonp?callback=app.on%5B0%5D",
+            &[],
+            js(r#"app.on[0]({"status":"PONG"});"#),
+        ),
+        // .xml is the default, named.
+        (
+            "/ping.xml",
+            &[],
+            ok_xml_as("text/xml", "<status>PONG</status>"),
+        ),
+        // Neither Accept nor webdis's parameters change the answer.
+        (
+            "/ping",
+            &[("Accept", "application/json")],
+            ok_xml_as("text/xml", "<status>PONG</status>"),
+        ),
+        (
+            "/ping.json?callback=cb&jsonp=f&type=text/plain",
+            &[],
+            ok_json(r#"{"status":"PONG"}"#),
+        ),
+        // Other extensions are part of the path: GET ping.raw.
+        ("/ping.raw.json", &[], ok_json(r#"{"nil":null}"#)),
+        // .jsonp needs its callback.
+        (
+            "/ping.jsonp",
+            &[],
+            bad_request("missing query argument 'callback'"),
+        ),
+        (
+            "/ping.jsonp?callback=",
+            &[],
+            bad_request("missing query argument 'callback'"),
+        ),
+    ];
+    for (path, headers, want) in &cases {
+        checks.bytes(path, &gw.request(&req("GET", path, headers, b"")), want);
+    }
+    checks.finish();
+    drop(gw);
+    // mod_redis's own warning: a less specific expression first hides ^ping$.
+    let rules = r#""rules_dialect": "mod_redis", "rules": [
+        {"match": "^([^/]+)$", "command": "GET $1"},
+        {"match": "^ping$", "command": "PONG"}
+    ]"#;
+    let gw = gateway(&redis, rules, "/x");
+    redis.cmd(&["SET", "ping", "not a pong"]);
+    assert_bytes(
+        &gw.get("/ping.json"),
+        &ok_json(r#"{"string":"not a pong"}"#),
+    );
+}
+
+#[test]
+fn both_dialects_side_by_side() {
+    let redis = Redis::start();
+    // Never read: mod_redis's ^ping$ serves /ping.jsonp.
+    redis.cmd(&["SET", "ping.jsonp", "the key"]);
+    // mod_redis's ping, webdis's GET for one segment, and a nil mapping.
+    let rules = r#""rules": [
+        {"match": "^ping$", "command": "PING", "dialect": "mod_redis"},
+        {"match": "^h/([^/]+)/([^/]+)$", "command": "HGET $1 $2", "dialect": "mod_redis", "nil": 404},
+        {"match": "^([^/]+)$", "command": "GET $1"}
+    ]"#;
+    let gw = gateway(&redis, rules, "/ping");
+    let mut checks = Checks::new();
+    let ok = |ct: &str, body: &[u8]| expected("HTTP/1.1 200 OK", None, Some(ct), true, body);
+    let cases: Vec<Case> = vec![
+        (
+            "/ping.jsonp?callback=cb",
+            &[],
+            ok("application/javascript", br#"cb({"status":"PONG"});"#),
+        ),
+        ("/ping.json", &[], ok_json(r#"{"status":"PONG"}"#)),
+        // webdis's rule reads ping.raw as GET ping in raw (^ping$ does not match
+        // ping.raw, mod_redis's reading).
+        ("/ping.raw", &[], ok("binary/octet-stream", b"$-1\r\n")),
+        // For webdis, .jsonp is part of the key, and ?callback= its JSONP.
+        (
+            "/other.jsonp?callback=cb",
+            &[],
+            ok("application/json", b"cb({\"GET\":null});\n"),
+        ),
+        // A mapped status keeps the dialect's body.
+        (
+            "/h/none/f",
+            &[],
+            mapped("HTTP/1.1 404 Not found", "text/xml", &xml("<nil/>")),
+        ),
+        (
+            "/h/none/f.jsonp?callback=cb",
+            &[],
+            mapped(
+                "HTTP/1.1 404 Not found",
+                "application/javascript",
+                r#"cb({"nil":null});"#,
+            ),
+        ),
+    ];
+    for (path, headers, want) in &cases {
+        checks.bytes(path, &gw.request(&req("GET", path, headers, b"")), want);
+    }
+    checks.finish();
+    // HEAD: the head of the GET response.
+    let mut c = gw.connect();
+    c.send(&req("HEAD", "/ping.jsonp?callback=cb", &[], b""));
+    assert_bytes(
+        &c.read_head_response(),
+        &expected_head(
+            "HTTP/1.1 200 OK",
+            None,
+            Some("application/javascript"),
+            true,
+            br#"cb({"status":"PONG"});"#,
+        ),
+    );
+}
+
+#[test]
+fn mod_redis_json_form_of_resp3_replies() {
+    let redis = Redis::start();
+    redis.cmd(&["HSET", "h", "f", "v"]);
+    redis.cmd(&["ZADD", "z", "1.5", "m", "+inf", "top"]);
+    redis.cmd(&["SADD", "s", "x"]);
+    let rules = r#""redis_protocol": 3, "rules_dialect": "mod_redis", "rules": [
+        {"match": "^ping$", "command": "PING"},
+        {"match": "^hgetall/([^/]+)$", "command": "HGETALL $1"},
+        {"match": "^zscore/([^/]+)/([^/]+)$", "command": "ZSCORE $1 $2"},
+        {"match": "^smembers/([^/]+)$", "command": "SMEMBERS $1"},
+        {"match": "^get/([^/]+)$", "command": "GET $1"},
+        {"match": "^true$", "command": "EVAL \"redis.setresp(3) return true\" 0"},
+        {"match": "^big$", "command": "EVAL \"redis.setresp(3) return {big_number='123456789012345678901234567890'}\" 0"}
+    ]"#;
+    let gw = gateway(&redis, rules, "/ping");
+    let mut checks = Checks::new();
+    let cases = [
+        (
+            "/hgetall/h",
+            "<map><string>f</string><string>v</string></map>",
+            r#"{"map":[{"string":"f"},{"string":"v"}]}"#,
+        ),
+        ("/zscore/z/m", "<double>1.5</double>", r#"{"double":1.5}"#),
+        (
+            "/zscore/z/top",
+            "<double>inf</double>",
+            r#"{"double":"inf"}"#,
+        ),
+        (
+            "/smembers/s",
+            "<set><string>x</string></set>",
+            r#"{"set":[{"string":"x"}]}"#,
+        ),
+        ("/get/none", "<nil/>", r#"{"nil":null}"#),
+        ("/true", "<boolean>true</boolean>", r#"{"boolean":true}"#),
+        (
+            "/big",
+            "<bignum>123456789012345678901234567890</bignum>",
+            r#"{"bignum":"123456789012345678901234567890"}"#,
+        ),
+    ];
+    for (path, xml_inner, json) in cases {
+        for form in [ModRedis::Xml, ModRedis::Json, ModRedis::Jsonp] {
+            let url = form.url(path);
+            let what = format!("{form:?}: {url}");
+            checks.bytes(&what, &gw.get(&url), &form.ok(xml_inner, json));
+        }
+    }
+    checks.finish();
+}
+
 // ---- configuration ------------------------------------------------------------------
 
 #[test]
@@ -770,6 +1240,14 @@ fn invalid_rules_stop_the_start_with_a_message_naming_the_rule() {
             r#"rule 1 ("^a$"): 'errors' 'ERR' must be an HTTP error status (400 to 599), not 99"#,
         ),
         (r#"[{"command": "PING"}]"#, "rule 1: 'match' is missing"),
+        (
+            r#"[{"match": "^a$", "command": "PING", "dialect": "mod-redis"}]"#,
+            r#"rule 1 ("^a$"): unknown dialect "mod-redis" ("webdis" or "mod_redis")"#,
+        ),
+        (
+            r#"[{"match": "^a$", "command": "PING", "dialect": "mod_redis", "format": "xml"}]"#,
+            r#"rule 1 ("^a$"): 'format' does not apply to the mod_redis dialect: the URL names the format (XML, or .json, .jsonp, .xml)"#,
+        ),
     ];
     for (rules, msg) in cases {
         let err = start_fails(
