@@ -48,18 +48,38 @@ pub fn write_pidfile(path: &str) -> io::Result<()> {
     writeln!(f, "{}", std::process::id())
 }
 
+/// Why the privileges could not be dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    /// The name holds a NUL byte.
+    #[error("bad user name {0:?}")]
+    BadUserName(String),
+    #[error("bad group name {0:?}")]
+    BadGroupName(String),
+    #[error("no such user: {0}")]
+    NoSuchUser(String),
+    #[error("no such group: {0}")]
+    NoSuchGroup(String),
+    /// `setgroups`, `setgid` or `setuid` failed.
+    #[error("{call}: {error}")]
+    Os {
+        call: &'static str,
+        error: io::Error,
+    },
+}
+
 /// Switches to `user` (and `group`, or the user's primary group). Fails if any step
 /// fails: a server told to drop root must not keep it.
-pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), String> {
+pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), PrivilegeError> {
     let mut uid = None;
     let mut gid = None;
     if let Some(name) = user {
-        let c = CString::new(name).map_err(|_| format!("bad user name {name:?}"))?;
+        let c = CString::new(name).map_err(|_| PrivilegeError::BadUserName(name.into()))?;
         // SAFETY: getpwnam returns a pointer to static storage or null; we copy the two
         // fields we need at once, before any other call could overwrite it.
         let pw = unsafe { libc::getpwnam(c.as_ptr()) };
         if pw.is_null() {
-            return Err(format!("no such user: {name}"));
+            return Err(PrivilegeError::NoSuchUser(name.into()));
         }
         // SAFETY: `pw` is non-null and points to a valid passwd record.
         unsafe {
@@ -68,16 +88,19 @@ pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), St
         }
     }
     if let Some(name) = group {
-        let c = CString::new(name).map_err(|_| format!("bad group name {name:?}"))?;
+        let c = CString::new(name).map_err(|_| PrivilegeError::BadGroupName(name.into()))?;
         // SAFETY: as for getpwnam.
         let gr = unsafe { libc::getgrnam(c.as_ptr()) };
         if gr.is_null() {
-            return Err(format!("no such group: {name}"));
+            return Err(PrivilegeError::NoSuchGroup(name.into()));
         }
         // SAFETY: `gr` is non-null and points to a valid group record.
         gid = Some(unsafe { (*gr).gr_gid });
     }
-    let os_err = |what: &str| format!("{what}: {}", io::Error::last_os_error());
+    let os_err = |call| PrivilegeError::Os {
+        call,
+        error: io::Error::last_os_error(),
+    };
     if let Some(gid) = gid {
         // SAFETY: plain system calls; the group list is replaced by the one group.
         unsafe {
