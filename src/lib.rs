@@ -9,6 +9,8 @@
 //! may run what; `config`, `log`, `probe` (start-up round trips to Redis) and `access`
 //! (the access log, written in batches) stay off the request path.
 
+#![deny(unsafe_code)]
+
 pub mod access;
 pub mod api;
 pub mod back;
