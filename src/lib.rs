@@ -11,20 +11,25 @@
 
 #![deny(unsafe_code)]
 
-pub mod access;
-pub mod api;
-pub mod back;
-pub mod buf;
-pub mod clock;
+// The binary (`main.rs`) uses these four.
 pub mod config;
-pub mod front;
 pub mod log;
 pub mod process;
-pub mod proto;
-pub mod pubsub;
-pub mod render;
-pub mod reply;
 pub mod server;
+
+pub(crate) mod access;
+pub(crate) mod api;
+pub(crate) mod back;
+pub(crate) mod buf;
+pub(crate) mod clock;
+pub(crate) mod front;
+pub(crate) mod proto;
+pub(crate) mod pubsub;
+pub(crate) mod render;
+pub(crate) mod reply;
 #[cfg(test)]
 mod testing;
-pub mod worker;
+pub(crate) mod worker;
+
+#[doc(hidden)]
+pub mod bench;

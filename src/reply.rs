@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// How the reply of one request is to be written.
 #[derive(Debug, Clone, Default)]
 pub struct Meta {
-    /// argv[0] as typed: the JSON key.
+    /// argv\[0\] as typed: the JSON key.
     pub name: SmallVec<[u8; 24]>,
     pub output: Output,
     pub shape: Shape,
@@ -30,7 +30,7 @@ pub struct Meta {
     pub ws: bool,
     /// Rare parameters, boxed so the common case carries one null pointer.
     pub extra: Option<Box<Extra>>,
-    /// Length of this request's access log line start in [`Busy::log`]; 0: no line.
+    /// Length of this request's access log line start in `front::Busy::log`; 0: no line.
     pub access: u16,
 }
 

@@ -512,7 +512,7 @@ impl<'a> Reader<'a> {
 /// cluster redirection, retry later) apart from those it only passes on.
 ///
 /// ```
-/// use webdis_rs::proto::resp::{classify_error, ServerError};
+/// use webdis_rs::bench::resp::{classify_error, ServerError};
 /// assert_eq!(
 ///     classify_error(b"-MOVED 3999 127.0.0.1:6381\r\n"),
 ///     Some(ServerError::Moved { slot: 3999, addr: b"127.0.0.1:6381" })
