@@ -1,4 +1,4 @@
-//! `webdis.json`: webdis's keys, types, defaults and `$ENV` substitution (spec §7).
+//! `webdis.json`: webdis's keys, types, defaults and `$ENV` substitution.
 //!
 //! Read once at startup with serde_json; nothing here runs on the request path.
 

@@ -146,7 +146,7 @@ pub fn options(out: &mut Vec<u8>, meta: &Meta, date: &DateCache) {
     fixed(out, meta, b"text/html", b"", date);
 }
 
-/// `GET /crossdomain.xml`: webdis's fixed Flash policy (spec §3.6).
+/// `GET /crossdomain.xml`: webdis's fixed Flash policy, byte for byte.
 pub fn crossdomain(out: &mut Vec<u8>, meta: &Meta, date: &DateCache) {
     const CROSSDOMAIN: &[u8] = b"<?xml version=\"1.0\"?>\n<!DOCTYPE cross-domain-policy SYSTEM \"http://www.macromedia.com/xml/dtds/cross-domain-policy.dtd\">\n<cross-domain-policy>\n<allow-access-from domain=\"*\" />\n</cross-domain-policy>\n";
     fixed(out, meta, b"application/xml", CROSSDOMAIN, date);

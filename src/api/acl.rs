@@ -1,4 +1,5 @@
-//! The ACL: which client may run which command (spec §6, with the fixes of §14.2 item 6).
+//! The ACL: which client may run which command (webdis's `acl` rules, without its
+//! matching bugs: see below).
 //! Free of I/O: the worker asks [`Acl::allows`] with the peer address, the request's
 //! `Authorization` header and the command name.
 //!
