@@ -2,14 +2,12 @@
 //! building its Redis command, and scanning a Redis reply and rendering the response.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use webdis_rs::api::command::{self, Query};
-use webdis_rs::proto::http::{self, Status};
-use webdis_rs::proto::resp::FrameScanner;
-use webdis_rs::proto::response::DateCache;
-use webdis_rs::render::Output;
-use webdis_rs::render::Shape;
-use webdis_rs::reply;
-use webdis_rs::reply::Meta;
+use webdis_rs::bench::command::{self, Output, Query};
+use webdis_rs::bench::http::{self, Status};
+use webdis_rs::bench::render::Shape;
+use webdis_rs::bench::reply::{self, Meta};
+use webdis_rs::bench::resp::FrameScanner;
+use webdis_rs::bench::response::DateCache;
 
 /// Parses every request in `input` and writes each command as RESP, like `dispatch`.
 fn parse_and_build(input: &mut [u8], out: &mut Vec<u8>) -> usize {

@@ -4,9 +4,9 @@
 //! matches, which falls through to the URL grammar), like `dispatch` does it.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use webdis_rs::api::command::{self, Query};
-use webdis_rs::api::rules::{self, Routed, Rules, Scratch};
-use webdis_rs::proto::http::{self, Status};
+use webdis_rs::bench::command::{self, Query};
+use webdis_rs::bench::http::{self, Status};
+use webdis_rs::bench::rules::{self, Routed, Rules, Scratch};
 
 /// 100 rules in the style of `examples/rules.json`: ten resources, each with GET, PUT,
 /// DELETE, a field route and a few list routes.

@@ -45,6 +45,7 @@ impl AccessFile {
     /// Opens the path again (after a rotation) and puts the new file in place of the old
     /// one under the same descriptor: a write in progress ends in the old file, the next
     /// one goes to the new file.
+    #[allow(unsafe_code)] // dup3
     pub fn reopen(&self) -> io::Result<()> {
         let new = log::open_append(&self.path)?;
         // SAFETY: dup3 on two descriptors we own; it atomically makes `self.file`'s

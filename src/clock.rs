@@ -7,9 +7,11 @@ pub const MONTHS: [&str; 12] = [
 ];
 
 /// The local time (and its offset from UTC) of `t`, seconds since the epoch.
+#[allow(unsafe_code)] // localtime_r
 pub fn local_tm(t: libc::time_t) -> libc::tm {
-    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for
-    // the duration of the call and localtime_r is thread-safe.
+    // SAFETY: `tm` is plain data (integers, and on glibc a `tm_zone` pointer that may be
+    // null), so all-zero bytes are a valid value; localtime_r fills it in; both pointers
+    // are valid for the duration of the call and localtime_r is thread-safe.
     unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
         libc::localtime_r(&t, &mut tm);

@@ -1,13 +1,12 @@
-//! `webdis.json`: webdis's keys, types, defaults and `$ENV` substitution (spec §7).
+//! `webdis.json`: webdis's keys, types, defaults and `$ENV` substitution.
 //!
 //! Read once at startup with serde_json; nothing here runs on the request path.
 
-use crate::api::acl::{self, Acl, Names, Net, Rule};
-use crate::api::rules::{Dialect, Rules};
+use crate::api::acl::{self, Acl, Names, Net, NetError, Rule};
+use crate::api::rules::{Dialect, DialectError, Rules, RulesError};
 use crate::log::LogFsync;
-use crate::proto::keyspec::Pattern;
+use crate::proto::keyspec::{Pattern, PatternError};
 use serde_json::{Map, Value};
-use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisAuth {
@@ -115,32 +114,94 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug)]
+/// Why a config file cannot be used. The messages hold their causes' messages (they are
+/// printed as they are), so no `source()` chain repeats them.
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
     Read(String, std::io::Error),
+    #[error("invalid JSON in config file {0}: {1}")]
     Json(String, serde_json::Error),
+    #[error("config file {0} is not a JSON object")]
     NotAnObject(String),
     /// A value that cannot be used safely (an ACL rule that would not mean what it says).
-    Invalid(String, String),
+    #[error("config file {0}: {1}")]
+    Invalid(String, Invalid),
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Read(p, e) => write!(f, "cannot read config file {p}: {e}"),
-            ConfigError::Json(p, e) => write!(f, "invalid JSON in config file {p}: {e}"),
-            ConfigError::NotAnObject(p) => write!(f, "config file {p} is not a JSON object"),
-            ConfigError::Invalid(p, msg) => write!(f, "config file {p}: {msg}"),
-        }
-    }
+/// A value of the config that is an error rather than a warning.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    #[error("{0}")]
+    Acl(AclError),
+    #[error("'acl_default' must be \"allow\" or \"deny\"")]
+    AclDefault,
+    #[error("'rules_only' must be true or false")]
+    RulesOnly,
+    #[error("{0}")]
+    Rules(RulesError),
+    #[error("'rules_dialect': {0}")]
+    RulesDialect(DialectError),
 }
 
-impl std::error::Error for ConfigError {}
+/// What is wrong with the `acl` array.
+#[derive(Debug, thiserror::Error)]
+pub enum AclError {
+    #[error("'acl' must be an array of rules")]
+    NotAnArray,
+    /// Rules are numbered from 1.
+    #[error("ACL rule {0} is not an object")]
+    NotAnObject(usize),
+    #[error("ACL rule {rule}: {error}")]
+    Rule { rule: usize, error: AclRuleError },
+}
+
+/// What is wrong with one ACL rule.
+#[derive(Debug, thiserror::Error)]
+pub enum AclRuleError {
+    #[error("'{0}' must be a string")]
+    NotAString(String),
+    #[error("{0}")]
+    Ip(NetError),
+    #[error("'http_basic_auth' must be \"user:password\"")]
+    BasicAuth,
+    /// `enabled` or `disabled` is not an array.
+    #[error("'{0}' must be a list of commands")]
+    NotCommands(String),
+    #[error("'{0}' must hold command names")]
+    NotCommandNames(String),
+    #[error("'keys' must be a list of key patterns")]
+    NotKeyPatterns,
+    #[error("'keys' must hold key patterns")]
+    NotAKeyPattern,
+    #[error("key pattern '{pattern}': {error}")]
+    KeyPattern {
+        pattern: String,
+        error: PatternError,
+    },
+    #[error("'keys' lists no pattern")]
+    NoKeyPattern,
+    #[error("unknown key '{0}'")]
+    UnknownKey(String),
+}
 
 /// A loaded config and the warnings met while reading it.
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// What request planning reads of this config.
+    pub(crate) fn plan_settings(&self) -> crate::api::plan::Settings<'_> {
+        crate::api::plan::Settings {
+            websockets: self.websockets,
+            rules: self.rules.as_ref(),
+            acl: self.acl.as_ref(),
+            default_root: self.default_root.as_deref(),
+            database: self.database,
+        }
+    }
 }
 
 impl Config {
@@ -161,7 +222,7 @@ impl Config {
         let Value::Object(map) = value else {
             return Err(ConfigError::NotAnObject(path.to_string()));
         };
-        let invalid = |msg: String| ConfigError::Invalid(path.to_string(), msg);
+        let invalid = |e: Invalid| ConfigError::Invalid(path.to_string(), e);
         let mut r = Reader {
             env: &env,
             warnings: Vec::new(),
@@ -205,7 +266,7 @@ impl Config {
                         acl_rules = Some(rules);
                         Some(())
                     }
-                    Err(msg) => return Err(invalid(msg)),
+                    Err(e) => return Err(invalid(Invalid::Acl(e))),
                 },
                 "acl_default" => match r.string(v).as_deref() {
                     Some("allow") => Some(()),
@@ -213,10 +274,7 @@ impl Config {
                         acl_default_allow = false;
                         Some(())
                     }
-                    _ => {
-                        let msg = "'acl_default' must be \"allow\" or \"deny\"";
-                        return Err(invalid(msg.into()));
-                    }
+                    _ => return Err(invalid(Invalid::AclDefault)),
                 },
                 "user" => r.string(v).map(|s| c.user = Some(s)),
                 "group" => r.string(v).map(|s| c.group = Some(s)),
@@ -252,14 +310,14 @@ impl Config {
                         rules_only = *b;
                         Some(())
                     }
-                    _ => return Err(invalid("'rules_only' must be true or false".into())),
+                    _ => return Err(invalid(Invalid::RulesOnly)),
                 },
                 "rules_dialect" => match Dialect::from_json(v) {
                     Ok(d) => {
                         rules_dialect = d;
                         Some(())
                     }
-                    Err(msg) => return Err(invalid(format!("'rules_dialect': {msg}"))),
+                    Err(e) => return Err(invalid(Invalid::RulesDialect(e))),
                 },
                 _ => None,
             };
@@ -274,8 +332,8 @@ impl Config {
             c.acl = Some(Acl::new(acl_rules.unwrap_or_default(), acl_default_allow));
         }
         if rules.is_some() || rules_only {
-            let compiled =
-                Rules::from_json_in(rules, rules_only, rules_dialect).map_err(invalid)?;
+            let compiled = Rules::from_json_in(rules, rules_only, rules_dialect)
+                .map_err(|e| invalid(Invalid::Rules(e)))?;
             c.rules = (!compiled.is_empty() || rules_only).then_some(compiled);
         }
         Ok(Loaded {
@@ -342,80 +400,82 @@ impl Reader<'_> {
 
     /// The `acl` array. A rule that cannot be read is an error, never a rule that
     /// silently matches more (or fewer) clients than written.
-    fn acl(&mut self, v: &Value) -> Result<Vec<Rule>, String> {
+    fn acl(&mut self, v: &Value) -> Result<Vec<Rule>, AclError> {
         let Value::Array(list) = v else {
-            return Err("'acl' must be an array of rules".into());
+            return Err(AclError::NotAnArray);
         };
         let mut rules = Vec::with_capacity(list.len());
         for (i, item) in list.iter().enumerate() {
             let n = i + 1;
             let Value::Object(obj) = item else {
-                return Err(format!("ACL rule {n} is not an object"));
+                return Err(AclError::NotAnObject(n));
             };
-            let mut rule = Rule::default();
-            for (k, v) in obj {
-                let text = |r: &mut Self| {
-                    r.string(v)
-                        .ok_or_else(|| format!("ACL rule {n}: '{k}' must be a string"))
-                };
-                match k.as_str() {
-                    "ip" => {
-                        let s = text(self)?;
-                        rule.net = Some(Net::parse(&s).map_err(|e| format!("ACL rule {n}: {e}"))?);
-                    }
-                    "http_basic_auth" => {
-                        let s = text(self)?;
-                        if !s.contains(':') {
-                            return Err(format!(
-                                "ACL rule {n}: 'http_basic_auth' must be \"user:password\""
-                            ));
-                        }
-                        rule.basic = Some(acl::basic_token(&s));
-                    }
-                    "enabled" | "disabled" => {
-                        let Value::Array(names) = v else {
-                            return Err(format!("ACL rule {n}: '{k}' must be a list of commands"));
-                        };
-                        let mut list = Vec::with_capacity(names.len());
-                        for name in names {
-                            list.push(self.string(name).ok_or_else(|| {
-                                format!("ACL rule {n}: '{k}' must hold command names")
-                            })?);
-                        }
-                        let names = Names::new(&list);
-                        if k == "enabled" {
-                            rule.enabled = names;
-                        } else {
-                            rule.disabled = names;
-                        }
-                    }
-                    "keys" => {
-                        let Value::Array(list) = v else {
-                            return Err(format!(
-                                "ACL rule {n}: 'keys' must be a list of key patterns"
-                            ));
-                        };
-                        let mut patterns = Vec::with_capacity(list.len());
-                        for p in list {
-                            let p = self.string(p).ok_or_else(|| {
-                                format!("ACL rule {n}: 'keys' must hold key patterns")
-                            })?;
-                            patterns
-                                .push(Pattern::parse(&p).map_err(|e| {
-                                    format!("ACL rule {n}: key pattern '{p}': {e}")
-                                })?);
-                        }
-                        if patterns.is_empty() {
-                            return Err(format!("ACL rule {n}: 'keys' lists no pattern"));
-                        }
-                        rule.keys = Some(patterns);
-                    }
-                    _ => return Err(format!("ACL rule {n}: unknown key '{k}'")),
-                }
-            }
+            let rule = self
+                .acl_rule(obj)
+                .map_err(|error| AclError::Rule { rule: n, error })?;
             rules.push(rule);
         }
         Ok(rules)
+    }
+
+    /// One rule of the `acl` array.
+    fn acl_rule(&mut self, obj: &Map<String, Value>) -> Result<Rule, AclRuleError> {
+        let mut rule = Rule::default();
+        for (k, v) in obj {
+            let text = |r: &mut Self| {
+                r.string(v)
+                    .ok_or_else(|| AclRuleError::NotAString(k.clone()))
+            };
+            match k.as_str() {
+                "ip" => {
+                    let s = text(self)?;
+                    rule.net = Some(Net::parse(&s).map_err(AclRuleError::Ip)?);
+                }
+                "http_basic_auth" => {
+                    let s = text(self)?;
+                    if !s.contains(':') {
+                        return Err(AclRuleError::BasicAuth);
+                    }
+                    rule.basic = Some(acl::basic_token(&s));
+                }
+                "enabled" | "disabled" => {
+                    let Value::Array(names) = v else {
+                        return Err(AclRuleError::NotCommands(k.clone()));
+                    };
+                    let mut list = Vec::with_capacity(names.len());
+                    for name in names {
+                        list.push(
+                            self.string(name)
+                                .ok_or_else(|| AclRuleError::NotCommandNames(k.clone()))?,
+                        );
+                    }
+                    let names = Names::new(&list);
+                    if k == "enabled" {
+                        rule.enabled = names;
+                    } else {
+                        rule.disabled = names;
+                    }
+                }
+                "keys" => {
+                    let Value::Array(list) = v else {
+                        return Err(AclRuleError::NotKeyPatterns);
+                    };
+                    let mut patterns = Vec::with_capacity(list.len());
+                    for p in list {
+                        let p = self.string(p).ok_or(AclRuleError::NotAKeyPattern)?;
+                        let pattern = Pattern::parse(&p)
+                            .map_err(|error| AclRuleError::KeyPattern { pattern: p, error })?;
+                        patterns.push(pattern);
+                    }
+                    if patterns.is_empty() {
+                        return Err(AclRuleError::NoKeyPattern);
+                    }
+                    rule.keys = Some(patterns);
+                }
+                _ => return Err(AclRuleError::UnknownKey(k.clone())),
+            }
+        }
+        Ok(rule)
     }
 
     /// The `ssl` object (webdis's keys); `Some(None)` when it is not enabled.
@@ -531,21 +591,62 @@ mod tests {
 
     #[test]
     fn bad_acl_is_an_error() {
-        for text in [
-            r#"{"acl":{"ip":"1.2.3.4"}}"#,
-            r#"{"acl":[{"ip":"1.2.3.4/40"}]}"#,
-            r#"{"acl":[{"ip":"localhost"}]}"#,
-            r#"{"acl":[{"http_basic_auth":"nopassword"}]}"#,
-            r#"{"acl":[{"enabled":"GET"}]}"#,
-            r#"{"acl":[{"enabled":[1]}]}"#,
-            r#"{"acl":[{"ips":"1.2.3.4"}]}"#,
-            r#"{"acl_default":"maybe"}"#,
-            r#"{"acl":[{"enabled":["GET"],"keys":"public:*"}]}"#,
-            r#"{"acl":[{"enabled":["GET"],"keys":[]}]}"#,
-            r#"{"acl":[{"enabled":["GET"],"keys":["public:[ab"]}]}"#,
+        for (text, msg) in [
+            (
+                r#"{"acl":{"ip":"1.2.3.4"}}"#,
+                "'acl' must be an array of rules",
+            ),
+            (r#"{"acl":[1]}"#, "ACL rule 1 is not an object"),
+            (r#"{"acl":[{"ip":5}]}"#, "ACL rule 1: 'ip' must be a string"),
+            (
+                r#"{"acl":[{"ip":"1.2.3.4/40"}]}"#,
+                "ACL rule 1: '1.2.3.4/40': the prefix length must be 0 to 32",
+            ),
+            (
+                r#"{"acl":[{"ip":"localhost"}]}"#,
+                "ACL rule 1: 'localhost' is not an IP address or network",
+            ),
+            (
+                r#"{"acl":[{"http_basic_auth":"nopassword"}]}"#,
+                "ACL rule 1: 'http_basic_auth' must be \"user:password\"",
+            ),
+            (
+                r#"{"acl":[{"enabled":"GET"}]}"#,
+                "ACL rule 1: 'enabled' must be a list of commands",
+            ),
+            (
+                r#"{"acl":[{"disabled":[1]}]}"#,
+                "ACL rule 1: 'disabled' must hold command names",
+            ),
+            (
+                r#"{"acl":[{"ips":"1.2.3.4"}]}"#,
+                "ACL rule 1: unknown key 'ips'",
+            ),
+            (
+                r#"{"acl_default":"maybe"}"#,
+                "'acl_default' must be \"allow\" or \"deny\"",
+            ),
+            (
+                r#"{"acl":[{"enabled":["GET"]},{"keys":"public:*"}]}"#,
+                "ACL rule 2: 'keys' must be a list of key patterns",
+            ),
+            (
+                r#"{"acl":[{"enabled":["GET"],"keys":[1]}]}"#,
+                "ACL rule 1: 'keys' must hold key patterns",
+            ),
+            (
+                r#"{"acl":[{"enabled":["GET"],"keys":[]}]}"#,
+                "ACL rule 1: 'keys' lists no pattern",
+            ),
+            (
+                r#"{"acl":[{"enabled":["GET"],"keys":["public:[ab"]}]}"#,
+                "ACL rule 1: key pattern 'public:[ab': a '[' is not closed",
+            ),
         ] {
             let err = Config::parse(text, "t.json", |_| None).err();
             assert!(matches!(err, Some(ConfigError::Invalid(..))), "{text}");
+            let want = format!("config file t.json: {msg}");
+            assert_eq!(err.map(|e| e.to_string()), Some(want), "{text}");
         }
     }
 

@@ -294,14 +294,6 @@ impl Fronts {
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (FrontKey, &mut Front)> {
         self.0.iter_mut().map(|(k, f)| (FrontKey(k), f))
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 #[cfg(test)]

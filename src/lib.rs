@@ -1,29 +1,50 @@
-//! webdis-rs: an HTTP gateway to Redis, compatible with webdis.
+//! webdis-rs: an HTTP and WebSocket gateway to Redis, compatible with webdis.
 //!
-//! Layers, front (HTTP client side) to back (Redis side): `http` parses requests,
-//! `command` maps a request to a Redis command (`rules`, when the operator's rewrite
-//! rules claim it), `resp` frames Redis replies, `render` turns them into bodies, `reply`
-//! and `response` write whole HTTP responses; `buf`, `front`, `back` and `worker` own the
-//! sockets and the event loop (`tls` wraps a back socket in TLS; `pubsub` and `ws` are
-//! the real-time protocols); `server` starts the workers; `acl` and `keyspec` decide who
-//! may run what; `config`, `log`, `probe` (start-up round trips to Redis) and `access`
-//! (the access log, written in batches) stay off the request path.
+//! # Layout
+//!
+//! The folders are the layers, each depending only on those listed before it (front =
+//! the HTTP client side, back = the Redis side):
+//!
+//! * `clock`, `buf`, `key`: leaves. Dates as HTTP and the logs write them, socket
+//!   buffers, the newtype keys of a worker's slabs.
+//! * `proto`: the wire codecs, free of I/O: `http` (requests), `response` (heads),
+//!   `resp` (Redis frames, writers, error classes), `keyspec` (where a command's keys
+//!   are), `ws` (RFC 6455).
+//! * `render`: a RESP frame into a body: JSON, MessagePack, the custom type, XML.
+//! * `reply`: a reply's metadata and whole responses; `pubsub`: topics, subscribers and
+//!   message framing.
+//! * `api`: the client surfaces, free of I/O: webdis's URL grammar (`command`), rewrite
+//!   rules, the ACL, and `plan`, which turns a request into what to do.
+//! * `front`: a client connection's state; `back`: a Redis connection, its socket and
+//!   TLS, and the pool of a worker's connections.
+//! * `worker`: the event loop that carries plans out; `server`: binding and threads.
+//! * Off the request path: `config`, `log`, `access` (the access log), `process`
+//!   (daemon, pidfile, privileges, limits).
+//!
+//! See ARCHITECTURE.md for the threads, the life of a request and the buffers.
 
-pub mod access;
-pub mod api;
-pub mod back;
-pub mod buf;
-pub mod clock;
+#![deny(unsafe_code)]
+
+// The binary (`main.rs`) and the integration tests use these.
 pub mod config;
-pub mod front;
-pub mod key;
 pub mod log;
 pub mod process;
-pub mod proto;
-pub mod pubsub;
-pub mod render;
-pub mod reply;
 pub mod server;
+
+pub(crate) mod access;
+pub(crate) mod api;
+pub(crate) mod back;
+pub(crate) mod buf;
+pub(crate) mod clock;
+pub(crate) mod front;
+pub(crate) mod key;
+pub(crate) mod proto;
+pub(crate) mod pubsub;
+pub(crate) mod render;
+pub(crate) mod reply;
 #[cfg(test)]
 mod testing;
-pub mod worker;
+pub(crate) mod worker;
+
+#[doc(hidden)]
+pub mod bench;

@@ -1,5 +1,7 @@
 //! The `webdis-rs` command: reads the config, starts the workers, handles signals.
 
+#![deny(unsafe_code)]
+
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use webdis_rs::config::{Config, Loaded};
 use webdis_rs::log::{self as wlog, Level};

@@ -8,15 +8,18 @@ use std::io;
 /// Detaches from the terminal: forks (the parent exits 0), starts a new session and
 /// points stdin, stdout and stderr at /dev/null. Must run while the process has one
 /// thread only.
+#[allow(unsafe_code)] // fork, setsid, open, dup2, close
 pub fn daemonize() -> io::Result<()> {
-    // SAFETY: called before any thread is spawned, so the child is a complete copy; the
-    // parent only exits.
+    // SAFETY: called before any thread is spawned, so the child is a complete copy (no
+    // lock is held by a thread that the child lacks); the parent only exits.
     match unsafe { libc::fork() } {
         -1 => return Err(io::Error::last_os_error()),
         0 => {}
         _ => std::process::exit(0),
     }
-    // SAFETY: plain system calls on our own process and file descriptors.
+    // SAFETY: plain system calls on our own process and file descriptors; the path is a
+    // NUL-terminated literal; dup2 replaces descriptors 0 to 2 in place, so std's stdin,
+    // stdout and stderr stay valid descriptors (now /dev/null).
     unsafe {
         if libc::setsid() == -1 {
             return Err(io::Error::last_os_error());
@@ -48,18 +51,40 @@ pub fn write_pidfile(path: &str) -> io::Result<()> {
     writeln!(f, "{}", std::process::id())
 }
 
+/// Why the privileges could not be dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    /// The name holds a NUL byte.
+    #[error("bad user name {0:?}")]
+    BadUserName(String),
+    #[error("bad group name {0:?}")]
+    BadGroupName(String),
+    #[error("no such user: {0}")]
+    NoSuchUser(String),
+    #[error("no such group: {0}")]
+    NoSuchGroup(String),
+    /// `setgroups`, `setgid` or `setuid` failed.
+    #[error("{call}: {error}")]
+    Os {
+        call: &'static str,
+        error: io::Error,
+    },
+}
+
 /// Switches to `user` (and `group`, or the user's primary group). Fails if any step
 /// fails: a server told to drop root must not keep it.
-pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), String> {
+#[allow(unsafe_code)] // getpwnam, getgrnam, setgroups, setgid, setuid
+pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), PrivilegeError> {
     let mut uid = None;
     let mut gid = None;
     if let Some(name) = user {
-        let c = CString::new(name).map_err(|_| format!("bad user name {name:?}"))?;
-        // SAFETY: getpwnam returns a pointer to static storage or null; we copy the two
-        // fields we need at once, before any other call could overwrite it.
+        let c = CString::new(name).map_err(|_| PrivilegeError::BadUserName(name.into()))?;
+        // SAFETY: `c` is NUL-terminated and outlives the call. getpwnam returns null or a
+        // pointer to static storage; we copy the two fields we need at once, and no other
+        // thread exists yet that could call it and overwrite the record meanwhile.
         let pw = unsafe { libc::getpwnam(c.as_ptr()) };
         if pw.is_null() {
-            return Err(format!("no such user: {name}"));
+            return Err(PrivilegeError::NoSuchUser(name.into()));
         }
         // SAFETY: `pw` is non-null and points to a valid passwd record.
         unsafe {
@@ -68,18 +93,23 @@ pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), St
         }
     }
     if let Some(name) = group {
-        let c = CString::new(name).map_err(|_| format!("bad group name {name:?}"))?;
-        // SAFETY: as for getpwnam.
+        let c = CString::new(name).map_err(|_| PrivilegeError::BadGroupName(name.into()))?;
+        // SAFETY: as for getpwnam: `c` is NUL-terminated, one thread, the record is read
+        // at once.
         let gr = unsafe { libc::getgrnam(c.as_ptr()) };
         if gr.is_null() {
-            return Err(format!("no such group: {name}"));
+            return Err(PrivilegeError::NoSuchGroup(name.into()));
         }
         // SAFETY: `gr` is non-null and points to a valid group record.
         gid = Some(unsafe { (*gr).gr_gid });
     }
-    let os_err = |what: &str| format!("{what}: {}", io::Error::last_os_error());
+    let os_err = |call| PrivilegeError::Os {
+        call,
+        error: io::Error::last_os_error(),
+    };
     if let Some(gid) = gid {
-        // SAFETY: plain system calls; the group list is replaced by the one group.
+        // SAFETY: plain system calls; `&gid` points to one valid gid_t, matching the count
+        // of 1, so the group list is replaced by the one group.
         unsafe {
             if libc::setgroups(1, &gid) == -1 {
                 return Err(os_err("setgroups"));
@@ -90,7 +120,7 @@ pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), St
         }
     }
     if let Some(uid) = uid {
-        // SAFETY: a plain system call.
+        // SAFETY: a plain system call, no pointer involved.
         if unsafe { libc::setuid(uid) } == -1 {
             return Err(os_err("setuid"));
         }
@@ -99,17 +129,19 @@ pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), St
 }
 
 /// Raises the soft limit on open files to the hard limit; returns the new limit.
+#[allow(unsafe_code)] // getrlimit, setrlimit
 pub fn raise_fd_limit() -> io::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    // SAFETY: getrlimit only writes the struct passed, a valid, exclusive `rlimit`.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
     if lim.rlim_cur < lim.rlim_max {
         lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit only reads the struct passed, a valid `rlimit`.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
             return Err(io::Error::last_os_error());
         }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// How the reply of one request is to be written.
 #[derive(Debug, Clone, Default)]
 pub struct Meta {
-    /// argv[0] as typed: the JSON key.
+    /// argv\[0\] as typed: the JSON key.
     pub name: SmallVec<[u8; 24]>,
     pub output: Output,
     pub shape: Shape,
@@ -29,7 +29,7 @@ pub struct Meta {
     pub ws: bool,
     /// Rare parameters, boxed so the common case carries one null pointer.
     pub extra: Option<Box<Extra>>,
-    /// Length of this request's access log line start in [`Busy::log`]; 0: no line.
+    /// Length of this request's access log line start in `front::Busy::log`; 0: no line.
     pub access: u16,
 }
 
@@ -149,7 +149,7 @@ pub fn options(out: &mut Vec<u8>, meta: &Meta, date: &DateCache) {
     fixed(out, meta, b"text/html", b"", date);
 }
 
-/// `GET /crossdomain.xml`: webdis's fixed Flash policy (spec §3.6).
+/// `GET /crossdomain.xml`: webdis's fixed Flash policy, byte for byte.
 pub fn crossdomain(out: &mut Vec<u8>, meta: &Meta, date: &DateCache) {
     const CROSSDOMAIN: &[u8] = b"<?xml version=\"1.0\"?>\n<!DOCTYPE cross-domain-policy SYSTEM \"http://www.macromedia.com/xml/dtds/cross-domain-policy.dtd\">\n<cross-domain-policy>\n<allow-access-from domain=\"*\" />\n</cross-domain-policy>\n";
     fixed(out, meta, b"application/xml", CROSSDOMAIN, date);

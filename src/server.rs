@@ -5,7 +5,7 @@
 use crate::access::AccessFile;
 use crate::api::acl::Acl;
 use crate::back::probe::{self, ProbeError};
-use crate::back::tls;
+use crate::back::tls::{self, TlsConfigError};
 use crate::back::{Connector, Target};
 use crate::config::Config;
 use crate::log;
@@ -28,29 +28,26 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
 }
 
-#[derive(Debug)]
+/// Why the server does not start.
+#[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("cannot resolve {0}: {1}")]
     Resolve(String, io::Error),
+    #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, io::Error),
-    /// The `ssl` block cannot be used, or TLS with Redis fails.
-    Tls(String),
+    /// The `ssl` block cannot be used.
+    #[error("{0}")]
+    TlsConfig(TlsConfigError),
+    #[error("ssl: TLS needs Redis over TCP; redis_host is a unix socket")]
+    TlsOverUnix,
+    /// TLS with Redis fails (the check at start-up).
+    #[error("TLS to Redis at {0} fails: {1}")]
+    Tls(SocketAddr, ProbeError),
+    #[error("cannot open the access_log {0}: {1}")]
     AccessLog(String, io::Error),
+    #[error("{0}")]
     Io(io::Error),
 }
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::Resolve(h, e) => write!(f, "cannot resolve {h}: {e}"),
-            StartError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
-            StartError::Tls(m) => f.write_str(m),
-            StartError::AccessLog(p, e) => write!(f, "cannot open the access_log {p}: {e}"),
-            StartError::Io(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, StartError> {
     let mut addrs = (host, port)
@@ -130,11 +127,9 @@ fn with_tls(mut connector: Connector, config: &Config) -> Result<Connector, Star
         return Ok(connector);
     };
     let Target::Tcp(addr) = connector.target else {
-        return Err(StartError::Tls(
-            "ssl: TLS needs Redis over TCP; redis_host is a unix socket".into(),
-        ));
+        return Err(StartError::TlsOverUnix);
     };
-    let tls = tls::client_config(ssl, &config.redis_host).map_err(StartError::Tls)?;
+    let tls = tls::client_config(ssl, &config.redis_host).map_err(StartError::TlsConfig)?;
     connector.tls = Some(Arc::new(tls));
     match probe::check_tls(&connector) {
         Ok(()) => log!(Level::Info, "TLS to Redis at {addr} checked"),
@@ -142,11 +137,7 @@ fn with_tls(mut connector: Connector, config: &Config) -> Result<Connector, Star
             Level::Warning,
             "cannot check TLS to Redis at {addr} now ({e}); connections will be verified when made"
         ),
-        Err(e) => {
-            return Err(StartError::Tls(format!(
-                "TLS to Redis at {addr} fails: {e}"
-            )))
-        }
+        Err(e) => return Err(StartError::Tls(addr, e)),
     }
     Ok(connector)
 }
@@ -249,7 +240,7 @@ fn read_command_table(shared: &Arc<Shared>) {
 
 fn load_command_table(shared: &Shared) -> Result<(), ProbeError> {
     let reply = probe::run(&shared.connector, &[b"COMMAND"])?;
-    let table = CommandTable::parse(&reply).map_err(ProbeError::Other)?;
+    let table = CommandTable::parse(&reply).map_err(ProbeError::CommandTable)?;
     let n = table.len();
     if let Some(acl) = &shared.config.acl {
         let _ = acl.commands.set(table);

@@ -36,7 +36,7 @@ fn small_gets_do_not_allocate() {
     // The same through a rewrite rule (in the same test: the counter is global).
     let rules = serde_json::json!([{"match": "^([^/]+)$", "command": "GET $1"}]);
     let webdis_rules = webdis_rs::config::Config {
-        rules: Some(webdis_rs::api::rules::Rules::from_json(Some(&rules), true).unwrap()),
+        rules: Some(webdis_rs::bench::rules::Rules::from_json(Some(&rules), true).unwrap()),
         ..config.clone()
     };
     let (single, batched) = allocations(
@@ -57,7 +57,7 @@ fn small_gets_do_not_allocate() {
         {"match": "^([^/]+)$", "command": "GET $1"}
     ]);
     let both = webdis_rs::config::Config {
-        rules: Some(webdis_rs::api::rules::Rules::from_json(Some(&rules), true).unwrap()),
+        rules: Some(webdis_rs::bench::rules::Rules::from_json(Some(&rules), true).unwrap()),
         ..config
     };
     redis.cmd(&["SET", "hello.raw", "world"]);

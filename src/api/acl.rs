@@ -1,4 +1,5 @@
-//! The ACL: which client may run which command (spec §6, with the fixes of §14.2 item 6).
+//! The ACL: which client may run which command (webdis's `acl` rules, without its
+//! matching bugs: see below).
 //! Free of I/O: the worker asks [`Acl::allows`] with the peer address, the request's
 //! `Authorization` header and the command name.
 //!
@@ -77,16 +78,23 @@ pub enum Net {
     V6 { addr: u128, mask: u128 },
 }
 
+/// Why an `ip` value is not an address or network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    #[error("'{0}' is not an IP address or network")]
+    NotAnAddress(String),
+    #[error("'{net}': the prefix length must be 0 to {max}")]
+    PrefixLength { net: String, max: u32 },
+}
+
 impl Net {
     /// `a.b.c.d`, `a.b.c.d/bits`, `v6addr`, `v6addr/bits`; no bits means one host.
-    pub fn parse(s: &str) -> Result<Net, String> {
+    pub fn parse(s: &str) -> Result<Net, NetError> {
         let (addr, bits) = match s.split_once('/') {
             Some((a, b)) => (a, Some(b)),
             None => (s, None),
         };
-        let ip: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("'{s}' is not an IP address or network"))?;
+        let ip: IpAddr = addr.parse().map_err(|_| NetError::NotAnAddress(s.into()))?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let bits: u32 = match bits {
             None => max,
@@ -94,7 +102,7 @@ impl Net {
                 .parse()
                 .ok()
                 .filter(|&b| b <= max)
-                .ok_or_else(|| format!("'{s}': the prefix length must be 0 to {max}"))?,
+                .ok_or_else(|| NetError::PrefixLength { net: s.into(), max })?,
         };
         Ok(match ip {
             IpAddr::V4(v4) => {

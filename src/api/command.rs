@@ -1,4 +1,5 @@
-//! Request → Redis command: webdis's URL grammar (spec §1.2), free of I/O.
+//! Request → Redis command: webdis's URL grammar (`/[DB/]COMMAND/arg/...[.ext]`), free of
+//! I/O.
 //!
 //! [`parse`] reads the path (or a POST body) in place and returns a [`Command`] that
 //! borrows from it; [`Command::write_resp`] appends the command to a back connection's
@@ -21,7 +22,8 @@ pub struct Query<'a> {
 
 impl<'a> Query<'a> {
     /// Parses webdis-style: a key runs to the next `=`, its value to the next `&`, and the
-    /// last occurrence wins. A pair without `=` merges into the next key (spec §1.4).
+    /// last occurrence wins. A pair without `=` merges into the next key (`?y&jsonp=f` has
+    /// no `jsonp`), as in webdis.
     pub fn parse(target: &'a [u8]) -> Query<'a> {
         let mut q = Query::default();
         let Some(start) = memchr::memchr(b'?', target) else {
@@ -55,7 +57,7 @@ impl<'a> Query<'a> {
 pub enum Route {
     /// The worker's shared pipelined connections.
     Shared,
-    /// A connection of its own: the command blocks (spec §14.2 item 8).
+    /// A connection of its own: the command blocks, and must not delay the others.
     Blocking,
     /// `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE` with topics: the worker's multiplexed
     /// subscriber connection.
@@ -67,7 +69,8 @@ pub enum Route {
 pub enum CommandError {
     /// Empty command: 403.
     Empty,
-    /// A command that would change a shared connection's state: 403 (spec §14.2 item 7).
+    /// A command that would change the state of a shared connection, and so the other
+    /// clients' commands (`SELECT`, `MULTI`...): 403.
     Refused,
     /// A DB prefix too large for Redis: 400.
     BadDatabase,
@@ -170,7 +173,7 @@ fn parse_db(digits: &[u8]) -> Result<u32, CommandError> {
 
 /// What a command name means for routing, matched case-insensitively in one pass.
 enum Class {
-    /// Changes the state of the connection it runs on (spec §14.2 item 7).
+    /// Changes the state of the connection it runs on, which other clients share: 403.
     Refused,
     /// A subscription: the streaming path.
     Streaming,

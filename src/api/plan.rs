@@ -12,7 +12,6 @@
 use crate::api::acl::Acl;
 use crate::api::command::{self, Command, CommandError, Query, Route};
 use crate::api::rules::{self, Routed, RuleCommand, Rules};
-use crate::config::Config;
 use crate::log;
 use crate::log::Level;
 use crate::proto::http::{Method, Request};
@@ -117,12 +116,24 @@ pub struct AclArgv {
 }
 
 impl Scratch {
-    pub fn new(cfg: &Config) -> Scratch {
+    pub fn new(cfg: Settings<'_>) -> Scratch {
         Scratch {
-            rules: cfg.rules.as_ref().map(Rules::scratch),
+            rules: cfg.rules.map(Rules::scratch),
             acl_argv: AclArgv::default(),
         }
     }
+}
+
+/// What planning reads of the configuration (`Config::plan_settings`).
+#[derive(Clone, Copy)]
+pub struct Settings<'a> {
+    pub websockets: bool,
+    pub rules: Option<&'a Rules>,
+    pub acl: Option<&'a Acl>,
+    /// `default_root`: the command line of `GET /`.
+    pub default_root: Option<&'a str>,
+    /// The configured database: a DB prefix naming it is no prefix.
+    pub database: u32,
 }
 
 /// The request being planned, and who sent it.
@@ -136,7 +147,7 @@ pub struct Incoming<'a> {
 /// Plans one complete HTTP request and fills its reply's metadata (`meta` comes with the
 /// request's version, keep-alive and HEAD already set).
 pub fn plan<'a>(
-    cfg: &'a Config,
+    cfg: Settings<'a>,
     scratch: &'a mut Scratch,
     at: &Incoming<'a>,
     meta: &mut Meta,
@@ -157,7 +168,7 @@ pub fn plan<'a>(
     let query = Query::parse(target);
     let Scratch { rules, acl_argv } = scratch;
     // Rewrite rules come first; without rules this is one branch.
-    if let (Some(r), Some(s)) = (&cfg.rules, rules.as_mut()) {
+    if let (Some(r), Some(s)) = (cfg.rules, rules.as_mut()) {
         if let Some(plan) = plan_rule(cfg, r, s, at, target, &query, meta) {
             return plan;
         }
@@ -171,7 +182,7 @@ pub fn plan<'a>(
         }
         Method::Get | Method::Head | Method::Post | Method::Put => {}
     }
-    let path = match (target, &cfg.default_root) {
+    let path = match (target, cfg.default_root) {
         (b"/", Some(root)) => root.as_bytes(),
         _ => target,
     };
@@ -189,7 +200,7 @@ pub fn plan<'a>(
     };
     let auth = req.authorization.clone().map(|r| &buf[r]);
     let (route, db, format) = (cmd.route, cmd.db, cmd.format);
-    if let Some(acl) = &cfg.acl {
+    if let Some(acl) = cfg.acl {
         if !acl_allows(acl, at.peer, auth, &Cmd::Url(cmd), acl_argv) {
             let name = String::from_utf8_lossy(cmd.name);
             log!(Level::Info, "ACL: {} denied {}", at.peer, name);
@@ -218,7 +229,7 @@ pub fn plan<'a>(
 /// URL's (the same classification and ACL), or it is answered at once. `None`: no rule's
 /// pattern matches the path and webdis's URL grammar applies.
 fn plan_rule<'a>(
-    cfg: &'a Config,
+    cfg: Settings<'a>,
     rules: &'a Rules,
     scratch: &'a mut rules::Scratch,
     at: &Incoming<'a>,
@@ -249,7 +260,7 @@ fn plan_rule<'a>(
     let (format, statuses, dialect, callback) =
         (cmd.format, cmd.statuses, cmd.dialect, cmd.callback());
     let cmd = Cmd::Rule(cmd);
-    if let Some(acl) = &cfg.acl {
+    if let Some(acl) = cfg.acl {
         let auth = req.authorization.clone().map(|r| &buf[r]);
         // A rule's arguments are already decoded: no scratch needed.
         if !acl_allows(acl, at.peer, auth, &cmd, &mut AclArgv::default()) {
@@ -388,6 +399,7 @@ fn stream_meta(cmd: &Command<'_>, req: &Request, meta: &mut Meta) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::proto::http::{self, Status as Parsed};
     use crate::proto::keyspec::CommandTable;
 
@@ -409,6 +421,7 @@ mod tests {
             Ok(Parsed::Complete(req)) => req,
             other => panic!("not one complete request: {other:?}"),
         };
+        let cfg = cfg.plan_settings();
         let mut scratch = Scratch::new(cfg);
         let at = Incoming {
             req: &req,

@@ -84,11 +84,11 @@ pub enum Dialect {
 
 impl Dialect {
     /// `"webdis"` or `"mod_redis"`.
-    pub fn from_json(v: &Value) -> Result<Dialect, String> {
+    pub fn from_json(v: &Value) -> Result<Dialect, DialectError> {
         match v.as_str() {
             Some("webdis") => Ok(Dialect::Webdis),
             Some("mod_redis") => Ok(Dialect::ModRedis),
-            _ => Err(format!("unknown dialect {v} (\"webdis\" or \"mod_redis\")")),
+            _ => Err(DialectError(v.clone())),
         }
     }
 }
@@ -194,8 +194,8 @@ impl Template {
     /// `group` resolves a group number or name to its index.
     fn parse(
         text: &str,
-        group: impl Fn(&str) -> Result<usize, String>,
-    ) -> Result<Template, String> {
+        group: impl Fn(&str) -> Result<usize, GroupError>,
+    ) -> Result<Template, TemplateError> {
         let b = text.as_bytes();
         let mut args = Vec::new();
         let mut parts: Vec<Part> = Vec::new();
@@ -221,21 +221,19 @@ impl Template {
                 }
                 b'\\' => {
                     let Some(&next) = b.get(i + 1) else {
-                        return Err("the command ends with a lone '\\'".into());
+                        return Err(TemplateError::LoneBackslash);
                     };
                     lit.push(next);
                     i += 2;
                 }
                 b'$' | b'%' if b.get(i + 1) == Some(&b'{') => {
                     let Some(len) = text[i + 2..].find('}') else {
-                        return Err(format!("'{}' is not closed by '}}'", &text[i..]));
+                        return Err(TemplateError::NotClosed(text[i..].into()));
                     };
                     let inner = &text[i + 2..i + 2 + len];
                     let part = if c == b'%' {
                         if inner != "DATA" {
-                            return Err(format!(
-                                "unknown variable '%{{{inner}}}' (only %{{DATA}})"
-                            ));
+                            return Err(TemplateError::UnknownPercent(inner.into()));
                         }
                         Part::Var(Var::Data, None)
                     } else {
@@ -254,10 +252,8 @@ impl Template {
                         i += 2;
                     }
                     Some(n) if n.is_ascii_alphabetic() || *n == b'_' => {
-                        return Err(format!(
-                            "'${}' is not a variable: write ${{name}} for a named group, or \\$ for a '$'",
-                            name_at(&text[i + 1..])
-                        ));
+                        let name = name_at(&text[i + 1..]);
+                        return Err(TemplateError::NotAVariable(name.into()));
                     }
                     _ => {
                         lit.push(b'$');
@@ -272,14 +268,14 @@ impl Template {
             in_arg = true;
         }
         if quoted {
-            return Err("a '\"' is not closed".into());
+            return Err(TemplateError::QuoteNotClosed);
         }
         if in_arg {
             flush(&mut lit, &mut parts);
             args.push(parts);
         }
         if args.is_empty() {
-            return Err("the command is empty".into());
+            return Err(TemplateError::Empty);
         }
         let captures = args
             .iter()
@@ -306,15 +302,18 @@ fn name_at(s: &str) -> &str {
 
 /// The inside of `${...}`: a group (number or name), `FORM:`, `QSA:` or `HEADER:`,
 /// each with an optional `:-default`.
-fn braced(inner: &str, group: &impl Fn(&str) -> Result<usize, String>) -> Result<Part, String> {
+fn braced(
+    inner: &str,
+    group: &impl Fn(&str) -> Result<usize, GroupError>,
+) -> Result<Part, TemplateError> {
     let (name, default) = match inner.find(":-") {
         Some(p) => (&inner[..p], Some(inner.as_bytes()[p + 2..].into())),
         None => (inner, None),
     };
-    let field = |prefix: &str| -> Result<Option<Box<str>>, String> {
+    let field = |prefix: &str| -> Result<Option<Box<str>>, TemplateError> {
         match name.strip_prefix(prefix) {
             None => Ok(None),
-            Some("") => Err(format!("'${{{inner}}}' names no field")),
+            Some("") => Err(TemplateError::NoField(inner.into())),
             Some(f) => Ok(Some(f.into())),
         }
     };
@@ -324,16 +323,16 @@ fn braced(inner: &str, group: &impl Fn(&str) -> Result<usize, String>) -> Result
         Var::Query(f)
     } else if let Some(h) = field("HEADER:")? {
         if !h.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-            return Err(format!("'${{{inner}}}': '{h}' is not a header name"));
+            return Err(TemplateError::NotAHeaderName {
+                inner: inner.into(),
+                name: h.into(),
+            });
         }
         Var::Header(h)
     } else if !name.is_empty() && name_at(name) == name {
         Var::Group(group(name)?)
     } else {
-        return Err(format!(
-            "unknown variable '${{{inner}}}' (groups are $1 or ${{1}} or ${{name}}; \
-             request values are ${{FORM:field}}, ${{QSA:field}}, ${{HEADER:Name}}, %{{DATA}})"
-        ));
+        return Err(TemplateError::UnknownVariable(inner.into()));
     };
     Ok(Part::Var(var, default))
 }
@@ -516,7 +515,7 @@ impl fmt::Display for Missing<'_> {
 impl Rules {
     /// Compiles the `rules` list (and `rules_only`), in webdis's dialect unless a rule
     /// names another. An error names the rule.
-    pub fn from_json(list: Option<&Value>, only: bool) -> Result<Rules, String> {
+    pub fn from_json(list: Option<&Value>, only: bool) -> Result<Rules, RulesError> {
         Rules::from_json_in(list, only, Dialect::Webdis)
     }
 
@@ -526,25 +525,24 @@ impl Rules {
         list: Option<&Value>,
         only: bool,
         dialect: Dialect,
-    ) -> Result<Rules, String> {
+    ) -> Result<Rules, RulesError> {
         let items: &[Value] = match list {
             None => &[],
             Some(Value::Array(items)) => items,
-            Some(_) => return Err("'rules' must be an array of rules".into()),
+            Some(_) => return Err(RulesError::NotAnArray),
         };
         if items.len() > MAX_RULES {
-            return Err(format!("'rules': more than {MAX_RULES} rules"));
+            return Err(RulesError::TooMany);
         }
         let mut rules = Vec::with_capacity(items.len());
         let mut patterns = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let n = i + 1;
-            let label = match item.get("match").and_then(Value::as_str) {
-                Some(p) => format!("rule {n} ({p:?})"),
-                None => format!("rule {n}"),
-            };
             let (pattern, rule) =
-                rule_from_json(item, dialect).map_err(|e| format!("{label}: {e}"))?;
+                rule_from_json(item, dialect).map_err(|error| RulesError::Rule {
+                    rule: i + 1,
+                    pattern: item.get("match").and_then(Value::as_str).map(Into::into),
+                    error,
+                })?;
             patterns.push(pattern);
             rules.push(rule);
         }
@@ -555,7 +553,7 @@ impl Rules {
                     .which_captures(WhichCaptures::None),
             )
             .build_many(&patterns)
-            .map_err(|e| format!("'rules': {}", regex_error(&e)))?;
+            .map_err(|e| RulesError::Set(RegexError(Box::new(e))))?;
         let speaks = |d| rules.iter().any(|r: &Rule| r.dialect == d);
         let (webdis, mod_redis) = (speaks(Dialect::Webdis), speaks(Dialect::ModRedis));
         Ok(Rules {
@@ -714,40 +712,17 @@ fn regex_config() -> meta::Config {
     meta::Config::new().nfa_size_limit(Some(REGEX_SIZE_LIMIT))
 }
 
-/// One line saying what is wrong with a regex.
-fn regex_error(e: &meta::BuildError) -> String {
-    match e.syntax_error() {
-        Some(regex_syntax::Error::Parse(p)) => {
-            format!(
-                "invalid regex: {} at offset {}",
-                p.kind(),
-                p.span().start.offset
-            )
-        }
-        Some(regex_syntax::Error::Translate(t)) => {
-            format!(
-                "invalid regex: {} at offset {}",
-                t.kind(),
-                t.span().start.offset
-            )
-        }
-        Some(other) => format!("invalid regex: {other}"),
-        None if e.size_limit().is_some() => "the regex is too large once compiled".into(),
-        None => format!("invalid regex: {e}"),
-    }
-}
-
 /// One rule of the `rules` list: its pattern and the compiled rule (in `dialect` unless
 /// it names one).
-fn rule_from_json(item: &Value, dialect: Dialect) -> Result<(String, Rule), String> {
+fn rule_from_json(item: &Value, dialect: Dialect) -> Result<(String, Rule), RuleError> {
     let Value::Object(obj) = item else {
-        return Err("not an object".into());
+        return Err(RuleError::NotAnObject);
     };
-    let string = |k: &str| -> Result<Option<&str>, String> {
+    let string = |k: &'static str| -> Result<Option<&str>, RuleError> {
         match obj.get(k) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(format!("'{k}' must be a string")),
+            Some(_) => Err(RuleError::NotAString(k)),
         }
     };
     for k in obj.keys() {
@@ -755,67 +730,57 @@ fn rule_from_json(item: &Value, dialect: Dialect) -> Result<(String, Rule), Stri
             "match", "command", "method", "format", "errors", "nil", "dialect",
         ];
         if !known.contains(&k.as_str()) {
-            return Err(format!("unknown key '{k}'"));
+            return Err(RuleError::UnknownKey(k.clone()));
         }
     }
-    let pattern = string("match")?.ok_or("'match' is missing")?;
-    let command = string("command")?.ok_or("'command' is missing")?;
+    let pattern = string("match")?.ok_or(RuleError::Missing("match"))?;
+    let command = string("command")?.ok_or(RuleError::Missing("command"))?;
     let regex = meta::Builder::new()
         .configure(regex_config())
         .build(pattern)
-        .map_err(|e| regex_error(&e))?;
+        .map_err(|e| RuleError::Regex(RegexError(Box::new(e))))?;
     let groups = regex.captures_len();
     let template = Template::parse(command, |g| {
         if let Ok(n) = g.parse::<usize>() {
             if n < groups {
                 return Ok(n);
             }
-            let more = groups - 1;
-            return Err(format!(
-                "${n} refers to group {n}, but the regex has {more} group{}",
-                if more == 1 { "" } else { "s" }
-            ));
+            return Err(GroupError::NoSuchGroup {
+                group: n,
+                groups: groups - 1,
+            });
         }
         regex
             .group_info()
             .to_index(PatternID::ZERO, g)
-            .ok_or_else(|| format!("${{{g}}}: the regex has no group named '{g}'"))
-    })?;
+            .ok_or_else(|| GroupError::NoSuchName(g.into()))
+    })
+    .map_err(RuleError::Command)?;
     let methods = match obj.get("method") {
         None => Methods::GET,
         Some(Value::String(m)) => method(m)?,
         Some(Value::Array(list)) if !list.is_empty() => {
             let mut all = Methods::default();
             for m in list {
-                let m = m.as_str().ok_or("'method' must hold method names")?;
+                let m = m.as_str().ok_or(RuleError::NotMethodNames)?;
                 all = all.union(method(m)?);
             }
             all
         }
-        Some(_) => return Err("'method' must be a method name or a list of them".into()),
+        Some(_) => return Err(RuleError::NotMethods),
     };
     let dialect = match obj.get("dialect") {
         None => dialect,
-        Some(v) => Dialect::from_json(v)?,
+        Some(v) => Dialect::from_json(v).map_err(RuleError::Dialect)?,
     };
     let format = match string("format")? {
         None => None,
-        Some(_) if dialect == Dialect::ModRedis => {
-            return Err(
-                "'format' does not apply to the mod_redis dialect: the URL names \
-                 the format (XML, or .json, .jsonp, .xml)"
-                    .into(),
-            )
-        }
+        Some(_) if dialect == Dialect::ModRedis => return Err(RuleError::FormatInModRedis),
         Some("xml") => Some(XML),
         Some("msgpack") => crate::render::format_for_extension(b"msg"),
         Some(f) => Some(
-            crate::render::format_for_extension(f.as_bytes()).ok_or_else(|| {
-                format!(
-                    "unknown format '{f}' (json, js, xml, raw, msgpack, or a custom type: \
-                 txt, html, xhtml, css, bin, png, jpg, jpeg)"
-                )
-            })?,
+            crate::render::format_for_extension(f.as_bytes())
+                .ok_or_else(|| RuleError::UnknownFormat(f.into()))?,
         ),
     };
     let mut statuses = Statuses::default();
@@ -824,18 +789,19 @@ fn rule_from_json(item: &Value, dialect: Dialect) -> Result<(String, Rule), Stri
         Some(Value::Object(map)) => {
             for (code, v) in map {
                 if code.is_empty() || code.contains(' ') {
-                    return Err(format!("'errors': '{code}' is not an error code"));
+                    return Err(RuleError::NotAnErrorCode(code.clone()));
                 }
-                let what = format!("'errors' '{code}'");
-                statuses
-                    .errors
-                    .push((code.as_bytes().into(), status(v, &what)?));
+                let status = status(v).ok_or_else(|| RuleError::ErrorStatus {
+                    code: code.clone(),
+                    value: v.clone(),
+                })?;
+                statuses.errors.push((code.as_bytes().into(), status));
             }
         }
-        Some(_) => return Err("'errors' must map error codes to statuses".into()),
+        Some(_) => return Err(RuleError::NotErrors),
     }
     if let Some(v) = obj.get("nil") {
-        statuses.nil = Some(status(v, "'nil'")?);
+        statuses.nil = Some(status(v).ok_or_else(|| RuleError::NilStatus(v.clone()))?);
     }
     let statuses = (statuses != Statuses::default()).then(|| Arc::new(statuses));
     let rule = Rule {
@@ -849,18 +815,173 @@ fn rule_from_json(item: &Value, dialect: Dialect) -> Result<(String, Rule), Stri
     Ok((pattern.to_string(), rule))
 }
 
-fn method(name: &str) -> Result<Methods, String> {
-    Methods::parse(name)
-        .ok_or_else(|| format!("unknown method '{name}' (GET, HEAD, POST, PUT or DELETE)"))
+fn method(name: &str) -> Result<Methods, RuleError> {
+    Methods::parse(name).ok_or_else(|| RuleError::UnknownMethod(name.into()))
 }
 
 /// An HTTP error status from 400 to 599.
-fn status(v: &Value, what: &str) -> Result<Status, String> {
+fn status(v: &Value) -> Option<Status> {
     v.as_u64()
         .and_then(|n| u16::try_from(n).ok())
         .and_then(Status::from_code)
-        .ok_or_else(|| format!("{what} must be an HTTP error status (400 to 599), not {v}"))
 }
+
+// ---- errors -------------------------------------------------------------------------
+
+/// Why the `rules` list cannot be compiled. The messages are printed as they are (after
+/// `config file <path>: `), so each holds its cause's message.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("'rules' must be an array of rules")]
+    NotAnArray,
+    #[error("'rules': more than {MAX_RULES} rules")]
+    TooMany,
+    /// Rules are numbered from 1; `pattern` is the rule's `match`, when it is a string.
+    #[error("rule {rule}{}: {error}", Label(.pattern.as_deref()))]
+    Rule {
+        rule: usize,
+        pattern: Option<String>,
+        error: RuleError,
+    },
+    /// The rules' regexes do not build together (the set is too large).
+    #[error("'rules': {0}")]
+    Set(RegexError),
+}
+
+/// ` ("pattern")` after a rule's number, when it has one.
+struct Label<'a>(Option<&'a str>);
+
+impl fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(p) => write!(f, " ({p:?})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What is wrong with one rule.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("not an object")]
+    NotAnObject,
+    #[error("'{0}' must be a string")]
+    NotAString(&'static str),
+    #[error("unknown key '{0}'")]
+    UnknownKey(String),
+    /// `match` or `command`.
+    #[error("'{0}' is missing")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Regex(RegexError),
+    #[error("{0}")]
+    Command(TemplateError),
+    #[error("unknown method '{0}' (GET, HEAD, POST, PUT or DELETE)")]
+    UnknownMethod(String),
+    #[error("'method' must hold method names")]
+    NotMethodNames,
+    #[error("'method' must be a method name or a list of them")]
+    NotMethods,
+    #[error(
+        "unknown format '{0}' (json, js, xml, raw, msgpack, or a custom type: \
+         txt, html, xhtml, css, bin, png, jpg, jpeg)"
+    )]
+    UnknownFormat(String),
+    #[error("'errors': '{0}' is not an error code")]
+    NotAnErrorCode(String),
+    #[error("'errors' must map error codes to statuses")]
+    NotErrors,
+    #[error("'errors' '{code}' must be an HTTP error status (400 to 599), not {value}")]
+    ErrorStatus { code: String, value: Value },
+    #[error("'nil' must be an HTTP error status (400 to 599), not {0}")]
+    NilStatus(Value),
+    #[error("{0}")]
+    Dialect(DialectError),
+    #[error(
+        "'format' does not apply to the mod_redis dialect: the URL names \
+         the format (XML, or .json, .jsonp, .xml)"
+    )]
+    FormatInModRedis,
+}
+
+/// A `dialect` or `rules_dialect` that is neither.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown dialect {0} (\"webdis\" or \"mod_redis\")")]
+pub struct DialectError(pub Value);
+
+/// What is wrong with a command template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("the command ends with a lone '\\'")]
+    LoneBackslash,
+    /// The text from the `${` or `%{` on.
+    #[error("'{0}' is not closed by '}}'")]
+    NotClosed(String),
+    #[error("unknown variable '%{{{0}}}' (only %{{DATA}})")]
+    UnknownPercent(String),
+    /// `$name`: the name.
+    #[error("'${0}' is not a variable: write ${{name}} for a named group, or \\$ for a '$'")]
+    NotAVariable(String),
+    #[error("a '\"' is not closed")]
+    QuoteNotClosed,
+    #[error("the command is empty")]
+    Empty,
+    /// `${FORM:}` and the like: the inside of the braces.
+    #[error("'${{{0}}}' names no field")]
+    NoField(String),
+    #[error("'${{{inner}}}': '{name}' is not a header name")]
+    NotAHeaderName { inner: String, name: String },
+    #[error(
+        "unknown variable '${{{0}}}' (groups are $1 or ${{1}} or ${{name}}; \
+         request values are ${{FORM:field}}, ${{QSA:field}}, ${{HEADER:Name}}, %{{DATA}})"
+    )]
+    UnknownVariable(String),
+    #[error("{0}")]
+    Group(#[from] GroupError),
+}
+
+/// A template names a capture group the regex does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// `groups`: how many the regex has (group 0, the whole match, not counted).
+    #[error(
+        "${group} refers to group {group}, but the regex has {groups} group{}",
+        if *.groups == 1 { "" } else { "s" }
+    )]
+    NoSuchGroup { group: usize, groups: usize },
+    #[error("${{{0}}}: the regex has no group named '{0}'")]
+    NoSuchName(String),
+}
+
+/// A regex that does not compile; its message is one line. (Boxed: regex-automata's
+/// error is large, and every `Result` of rule parsing would carry its size.)
+#[derive(Debug, Clone)]
+pub struct RegexError(Box<meta::BuildError>);
+
+impl fmt::Display for RegexError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &self.0;
+        match e.syntax_error() {
+            Some(regex_syntax::Error::Parse(p)) => write!(
+                f,
+                "invalid regex: {} at offset {}",
+                p.kind(),
+                p.span().start.offset
+            ),
+            Some(regex_syntax::Error::Translate(t)) => write!(
+                f,
+                "invalid regex: {} at offset {}",
+                t.kind(),
+                t.span().start.offset
+            ),
+            Some(other) => write!(f, "invalid regex: {other}"),
+            None if e.size_limit().is_some() => f.write_str("the regex is too large once compiled"),
+            None => write!(f, "invalid regex: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RegexError {}
 
 // ---- request values -----------------------------------------------------------------
 
@@ -1057,7 +1178,9 @@ mod tests {
     }
 
     fn err(v: Value) -> String {
-        Rules::from_json(Some(&v), false).expect_err("an error")
+        Rules::from_json(Some(&v), false)
+            .expect_err("an error")
+            .to_string()
     }
 
     /// A request: `method path`, headers, body.
@@ -1102,7 +1225,11 @@ mod tests {
 
     #[test]
     fn template_syntax() {
-        let parse = |t: &str| Template::parse(t, |g| g.parse().map_err(|_| format!("no {g}")));
+        let parse = |t: &str| {
+            Template::parse(t, |g| {
+                g.parse().map_err(|_| GroupError::NoSuchName(g.into()))
+            })
+        };
         let lit = |s: &str| Part::Lit(s.as_bytes().into());
         let grp = |n| Part::Var(Var::Group(n), None);
         let t = parse(r#"  SET  user:$1:name "a b $2" \"x\$1 "" $ 50% "#).unwrap();
@@ -1146,7 +1273,7 @@ mod tests {
             ("GET ${QSA:}", "names no field"),
             ("GET ${HEADER:a b}", "not a header name"),
         ] {
-            let e = parse(bad).expect_err(bad);
+            let e = parse(bad).expect_err(bad).to_string();
             assert!(e.contains(msg), "{bad}: {e}");
         }
     }

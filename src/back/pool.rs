@@ -78,10 +78,6 @@ impl Pool {
         self.slab.get_mut(b.0)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (BackKey, &Back)> {
-        self.slab.iter().map(|(b, back)| (BackKey(b), back))
-    }
-
     /// How many shared connections (a front is given one of them).
     pub fn shared_len(&self) -> usize {
         self.shared.len()

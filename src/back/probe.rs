@@ -5,6 +5,7 @@
 
 use crate::back::{Connector, Target};
 use crate::config::RedisAuth;
+use crate::proto::keyspec::CommandTableError;
 use crate::proto::resp::write_argv;
 use crate::proto::resp::{FrameScanner, Item, Reader};
 use std::io::{self, Read, Write};
@@ -16,24 +17,42 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_REPLY: usize = 64 * 1024 * 1024;
 
 /// Why a start-up round trip failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// Redis could not be reached (or did not answer in time): not a configuration
     /// error, since Redis may come up later.
+    #[error("{0}")]
     Unreachable(io::Error),
     /// Redis was reached but TLS failed: a configuration error.
-    Tls(String),
-    /// Anything else: Redis answered something unexpected.
-    Other(String),
+    #[error("{0}")]
+    Tls(TlsFailure),
+    /// Redis refused the configured `redis_auth` (its message).
+    #[error("Authentication failed: {0}")]
+    Auth(String),
+    /// The reply of `COMMAND` cannot be read.
+    #[error("{0}")]
+    CommandTable(CommandTableError),
 }
 
-impl std::fmt::Display for ProbeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ProbeError::Unreachable(e) => write!(f, "{e}"),
-            ProbeError::Tls(m) | ProbeError::Other(m) => f.write_str(m),
-        }
-    }
+/// How TLS with Redis failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFailure {
+    /// No answer to the ClientHello: a plain Redis port reads it as the start of an
+    /// inline command and waits.
+    #[error(
+        "no TLS handshake within {} s: does Redis speak TLS on this port (tls-port)?",
+        TIMEOUT.as_secs()
+    )]
+    NoHandshake,
+    /// rustls refused what Redis sent (a certificate it does not trust, a wrong name...).
+    #[error("TLS error: {0}")]
+    Rustls(rustls::Error),
+    /// Redis closed the connection (or sent no TLS) during the handshake.
+    #[error(
+        "Redis closed the TLS connection ({0}): does it speak TLS on this port, and does it \
+         require a client certificate (tls-auth-clients)?"
+    )]
+    Closed(io::Error),
 }
 
 /// A blocking connection to Redis, plain or TLS.
@@ -59,18 +78,12 @@ fn tls_failure(e: io::Error) -> ProbeError {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     ) {
-        return ProbeError::Tls(format!(
-            "no TLS handshake within {} s: does Redis speak TLS on this port (tls-port)?",
-            TIMEOUT.as_secs()
-        ));
+        return ProbeError::Tls(TlsFailure::NoHandshake);
     }
     if let Some(t) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        return ProbeError::Tls(format!("TLS error: {t}"));
+        return ProbeError::Tls(TlsFailure::Rustls(t.clone()));
     }
-    ProbeError::Tls(format!(
-        "Redis closed the TLS connection ({e}): does it speak TLS on this port, and does it \
-         require a client certificate (tls-auth-clients)?"
-    ))
+    ProbeError::Tls(TlsFailure::Closed(e))
 }
 
 /// Opens a connection and, with TLS, completes the handshake.
@@ -86,7 +99,7 @@ pub fn connect(c: &Connector) -> Result<Box<dyn Conn>, ProbeError> {
                 return Ok(Box::new(s));
             };
             let conn = rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone())
-                .map_err(|e| ProbeError::Tls(format!("TLS error: {e}")))?;
+                .map_err(|e| ProbeError::Tls(TlsFailure::Rustls(e)))?;
             let mut stream = rustls::StreamOwned::new(conn, s);
             while stream.conn.is_handshaking() {
                 stream
@@ -166,10 +179,8 @@ pub fn run(c: &Connector, args: &[&[u8]]) -> Result<Vec<u8>, ProbeError> {
     if let Some(auth) = auth {
         let r = call(&mut *conn, &auth).map_err(|e| classify(e, tls))?;
         if let Some(Item::Error(msg)) = Reader::new(&r).next() {
-            return Err(ProbeError::Other(format!(
-                "Authentication failed: {}",
-                String::from_utf8_lossy(msg)
-            )));
+            let msg = String::from_utf8_lossy(msg).into_owned();
+            return Err(ProbeError::Auth(msg));
         }
     }
     call(&mut *conn, args).map_err(|e| classify(e, tls))

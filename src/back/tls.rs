@@ -9,11 +9,11 @@
 
 use crate::config::Ssl;
 use mio::net::TcpStream;
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What every TLS connection to Redis is opened with.
@@ -23,20 +23,56 @@ pub struct Tls {
     pub server_name: ServerName<'static>,
 }
 
+/// Why the `ssl` block cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("ssl: no certificate in ca_cert_bundle {0}")]
+    NoCaCert(String),
+    #[error("ssl: cannot read path_to_certs {dir}: {error}")]
+    CertDir { dir: String, error: io::Error },
+    #[error("ssl: no certificate found in path_to_certs {0}")]
+    NoCertInDir(String),
+    #[error("ssl: no ca_cert_bundle or path_to_certs given and no system CA certificates found")]
+    NoSystemCerts,
+    /// rustls has no protocol version in common with its crypto provider.
+    #[error("ssl: {0}")]
+    Protocols(rustls::Error),
+    #[error("ssl: no certificate in client_cert {0}")]
+    NoClientCert(String),
+    #[error("ssl: cannot read a private key from client_key {path}: {error}")]
+    ClientKey { path: String, error: pem::Error },
+    #[error("ssl: client_cert and client_key do not go together: {0}")]
+    ClientAuth(rustls::Error),
+    #[error("ssl: client_cert and client_key must be given together")]
+    ClientHalf,
+    #[error("ssl: '{0}' is not a valid server name for TLS")]
+    ServerName(String),
+    /// A PEM file cannot be opened or read.
+    #[error("ssl: cannot read {}: {error}", .path.display())]
+    Read { path: PathBuf, error: pem::Error },
+    /// A PEM file holds a certificate that cannot be decoded.
+    #[error("ssl: cannot read certificates from {}: {error}", .path.display())]
+    Certificates { path: PathBuf, error: pem::Error },
+    #[error("ssl: bad CA certificate in {from}: {error}")]
+    BadCa { from: String, error: rustls::Error },
+}
+
 /// Builds the client configuration: reads and checks every file now, so that a missing
 /// or unreadable certificate stops the start instead of failing each connection.
-pub fn client_config(ssl: &Ssl, redis_host: &str) -> Result<Tls, String> {
+pub fn client_config(ssl: &Ssl, redis_host: &str) -> Result<Tls, TlsConfigError> {
     let mut roots = RootCertStore::empty();
     if let Some(file) = &ssl.ca_cert_bundle {
         let certs = read_certs(Path::new(file))?;
         if certs.is_empty() {
-            return Err(format!("ssl: no certificate in ca_cert_bundle {file}"));
+            return Err(TlsConfigError::NoCaCert(file.clone()));
         }
         add_roots(&mut roots, certs, file)?;
     }
     if let Some(dir) = &ssl.path_to_certs {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| format!("ssl: cannot read path_to_certs {dir}: {e}"))?;
+        let entries = std::fs::read_dir(dir).map_err(|error| TlsConfigError::CertDir {
+            dir: dir.clone(),
+            error,
+        })?;
         let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         paths.sort();
         for p in paths.iter().filter(|p| p.is_file()) {
@@ -47,66 +83,71 @@ pub fn client_config(ssl: &Ssl, redis_host: &str) -> Result<Tls, String> {
             }
         }
         if roots.is_empty() {
-            return Err(format!("ssl: no certificate found in path_to_certs {dir}"));
+            return Err(TlsConfigError::NoCertInDir(dir.clone()));
         }
     }
     if ssl.ca_cert_bundle.is_none() && ssl.path_to_certs.is_none() {
         let native = rustls_native_certs::load_native_certs();
         let (added, _) = roots.add_parsable_certificates(native.certs);
         if added == 0 {
-            return Err(
-                "ssl: no ca_cert_bundle or path_to_certs given and no system CA certificates found"
-                    .into(),
-            );
+            return Err(TlsConfigError::NoSystemCerts);
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("ssl: {e}"))?
+        .map_err(TlsConfigError::Protocols)?
         .with_root_certificates(roots);
     let config = match (&ssl.client_cert, &ssl.client_key) {
         (Some(cert), Some(key)) => {
             let chain = read_certs(Path::new(cert))?;
             if chain.is_empty() {
-                return Err(format!("ssl: no certificate in client_cert {cert}"));
+                return Err(TlsConfigError::NoClientCert(cert.clone()));
             }
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                format!("ssl: cannot read a private key from client_key {key}: {e}")
-            })?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|error| TlsConfigError::ClientKey {
+                    path: key.clone(),
+                    error,
+                })?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("ssl: client_cert and client_key do not go together: {e}"))?
+                .map_err(TlsConfigError::ClientAuth)?
         }
         (None, None) => builder.with_no_client_auth(),
-        _ => return Err("ssl: client_cert and client_key must be given together".into()),
+        _ => return Err(TlsConfigError::ClientHalf),
     };
     let name = ssl.redis_sni.as_deref().unwrap_or(redis_host);
     let server_name = ServerName::try_from(name.to_string())
-        .map_err(|_| format!("ssl: '{name}' is not a valid server name for TLS"))?;
+        .map_err(|_| TlsConfigError::ServerName(name.into()))?;
     Ok(Tls {
         config: Arc::new(config),
         server_name,
     })
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let what = path.display();
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
     CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("ssl: cannot read {what}: {e}"))?
+        .map_err(|error| TlsConfigError::Read {
+            path: path.into(),
+            error,
+        })?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("ssl: cannot read certificates from {what}: {e}"))
+        .map_err(|error| TlsConfigError::Certificates {
+            path: path.into(),
+            error,
+        })
 }
 
 fn add_roots(
     roots: &mut RootCertStore,
     certs: Vec<CertificateDer<'static>>,
     from: &str,
-) -> Result<(), String> {
+) -> Result<(), TlsConfigError> {
     for c in certs {
-        roots
-            .add(c)
-            .map_err(|e| format!("ssl: bad CA certificate in {from}: {e}"))?;
+        roots.add(c).map_err(|error| TlsConfigError::BadCa {
+            from: from.into(),
+            error,
+        })?;
     }
     Ok(())
 }

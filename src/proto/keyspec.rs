@@ -119,24 +119,39 @@ impl<'a> V<'a> {
     }
 }
 
+/// Why a `COMMAND` reply gives no command table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandTableError {
+    #[error("the COMMAND reply is not one complete RESP value")]
+    Incomplete,
+    /// Redis answered an error (its message, lossily decoded).
+    #[error("COMMAND failed: {0}")]
+    Failed(String),
+    #[error("the COMMAND reply cannot be read")]
+    Unreadable,
+    #[error("the COMMAND reply lists no command")]
+    Empty,
+}
+
 impl CommandTable {
     /// Reads the reply of `COMMAND` (or `COMMAND INFO ...`).
-    pub fn parse(reply: &[u8]) -> Result<CommandTable, String> {
+    pub fn parse(reply: &[u8]) -> Result<CommandTable, CommandTableError> {
         match FrameScanner::new().scan(reply) {
             Ok(Some(_)) => {}
-            _ => return Err("the COMMAND reply is not one complete RESP value".into()),
+            _ => return Err(CommandTableError::Incomplete),
         }
         if let Some(Item::Error(msg)) = Reader::new(reply).next() {
-            return Err(format!("COMMAND failed: {}", String::from_utf8_lossy(msg)));
+            let msg = String::from_utf8_lossy(msg).into_owned();
+            return Err(CommandTableError::Failed(msg));
         }
         let mut r = Reader::new(reply);
-        let top = V::read(&mut r).ok_or("the COMMAND reply cannot be read")?;
+        let top = V::read(&mut r).ok_or(CommandTableError::Unreadable)?;
         let mut table = CommandTable::default();
         for entry in top.list() {
             table.add(entry);
         }
         if table.map.is_empty() {
-            return Err("the COMMAND reply lists no command".into());
+            return Err(CommandTableError::Empty);
         }
         Ok(table)
     }
@@ -386,8 +401,15 @@ pub struct Pattern {
     toks: Vec<Tok>,
 }
 
+/// Why a key pattern cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("a '[' is not closed")]
+    UnclosedClass,
+}
+
 impl Pattern {
-    pub fn parse(p: &str) -> Result<Pattern, String> {
+    pub fn parse(p: &str) -> Result<Pattern, PatternError> {
         let p = p.as_bytes();
         let mut toks = Vec::new();
         let mut i = 0;
@@ -412,7 +434,7 @@ impl Pattern {
                     let mut ranges = Vec::new();
                     loop {
                         let Some(&c) = p.get(i) else {
-                            return Err("a '[' is not closed".into());
+                            return Err(PatternError::UnclosedClass);
                         };
                         match c {
                             b']' => break,
@@ -535,12 +557,17 @@ mod tests {
 
     #[test]
     fn bad_replies() {
-        for bad in [&b"-ERR nope\r\n"[..], b"*0\r\n", b"*1\r\n", b"+OK\r\n"] {
-            assert!(
-                CommandTable::parse(bad).is_err(),
-                "{:?}",
-                bad.escape_ascii()
-            );
+        for (bad, msg) in [
+            (&b"-ERR nope\r\n"[..], "COMMAND failed: ERR nope"),
+            (b"*0\r\n", "the COMMAND reply lists no command"),
+            (
+                b"*1\r\n",
+                "the COMMAND reply is not one complete RESP value",
+            ),
+            (b"+OK\r\n", "the COMMAND reply lists no command"),
+        ] {
+            let e = CommandTable::parse(bad).expect_err(&bad.escape_ascii().to_string());
+            assert_eq!(e.to_string(), msg, "{:?}", bad.escape_ascii());
         }
     }
 
@@ -575,7 +602,8 @@ mod tests {
             let p = Pattern::parse(pat).unwrap();
             assert_eq!(p.matches(key.as_bytes()), *want, "{pat} {key}");
         }
-        assert!(Pattern::parse("a[bc").is_err());
+        let e = Pattern::parse("a[bc").unwrap_err();
+        assert_eq!(e.to_string(), "a '[' is not closed");
         // Many stars on a long key stay quick (no exponential backtracking).
         let p = Pattern::parse("*a*a*a*a*a*a*a*b").unwrap();
         assert!(!p.matches(&[b'a'; 10_000]));

@@ -536,6 +536,86 @@ impl<'a> Reader<'a> {
     }
 }
 
+// ---- error replies ------------------------------------------------------------------
+
+/// A Redis error reply, classified once: the errors a client of Redis acts on (follow a
+/// cluster redirection, retry later) apart from those it only passes on.
+///
+/// ```
+/// use webdis_rs::bench::resp::{classify_error, ServerError};
+/// assert_eq!(
+///     classify_error(b"-MOVED 3999 127.0.0.1:6381\r\n"),
+///     Some(ServerError::Moved { slot: 3999, addr: b"127.0.0.1:6381" })
+/// );
+/// assert_eq!(classify_error(b"-LOADING Redis is loading\r\n"), Some(ServerError::Loading));
+/// assert_eq!(classify_error(b"$2\r\nok\r\n"), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerError<'a> {
+    /// `MOVED <slot> <host>:<port>`: the slot is served by that node from now on.
+    Moved { slot: u16, addr: &'a [u8] },
+    /// `ASK <slot> <host>:<port>`: this one command goes to that node, after `ASKING`.
+    Ask { slot: u16, addr: &'a [u8] },
+    /// `TRYAGAIN`: a multi-key command while its slot is being migrated; retry later.
+    TryAgain,
+    /// `CLUSTERDOWN`: the cluster cannot serve the slot now.
+    ClusterDown,
+    /// `LOADING`: Redis is loading its dataset into memory.
+    Loading,
+    /// Any other error, a malformed `MOVED` or `ASK` included: its whole message, for
+    /// the client.
+    Other(&'a [u8]),
+}
+
+/// Cluster hash slots are 0 to 16383.
+const SLOTS: usize = 16384;
+
+/// Classifies the error at the start of `frame`: a RESP2 error line (`-...\r\n`) or a
+/// RESP3 blob error (`!<len>\r\n...\r\n`). `None` if the frame is not an error.
+///
+/// `MOVED` and `ASK` are redirections only when well formed: a slot below 16384, then
+/// one address of the form `host:port`. The host may be empty or `?` (Redis 7 writes so
+/// when the node's endpoint is unknown: the host of the connection is meant) and may be
+/// an IPv6 address without brackets, so the port is what follows the last `:`.
+pub fn classify_error(frame: &[u8]) -> Option<ServerError<'_>> {
+    let msg = match Reader::new(frame).next()? {
+        Item::Error(m) | Item::BulkError(m) => m,
+        _ => return None,
+    };
+    let (code, rest) = match memchr(b' ', msg) {
+        Some(sp) => (&msg[..sp], &msg[sp + 1..]),
+        None => (msg, &b""[..]),
+    };
+    let redirect = |ask: bool| {
+        let (slot, addr) = redirection(rest)?;
+        Some(if ask {
+            ServerError::Ask { slot, addr }
+        } else {
+            ServerError::Moved { slot, addr }
+        })
+    };
+    Some(match code {
+        b"MOVED" => redirect(false).unwrap_or(ServerError::Other(msg)),
+        b"ASK" => redirect(true).unwrap_or(ServerError::Other(msg)),
+        b"TRYAGAIN" => ServerError::TryAgain,
+        b"CLUSTERDOWN" => ServerError::ClusterDown,
+        b"LOADING" => ServerError::Loading,
+        _ => ServerError::Other(msg),
+    })
+}
+
+/// `<slot> <host>:<port>`, exactly: one space, nothing after the address.
+fn redirection(rest: &[u8]) -> Option<(u16, &[u8])> {
+    let sp = memchr(b' ', rest)?;
+    let (slot, addr) = (&rest[..sp], &rest[sp + 1..]);
+    let slot = parse_count(slot).filter(|&n| n < SLOTS)?;
+    let colon = addr.iter().rposition(|&b| b == b':')?;
+    let (host, port) = (&addr[..colon], &addr[colon + 1..]);
+    let port_ok = parse_count(port).is_some_and(|p| (1..=65535).contains(&p));
+    let host_ok = host.iter().all(u8::is_ascii_graphic);
+    (port_ok && host_ok).then_some((slot as u16, addr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -867,6 +947,130 @@ mod tests {
                     exercise(&c);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn error_classes() {
+        use ServerError::*;
+        let cases: &[(&[u8], Option<ServerError>)] = &[
+            (
+                b"-MOVED 3999 127.0.0.1:6381\r\n",
+                Some(Moved {
+                    slot: 3999,
+                    addr: b"127.0.0.1:6381",
+                }),
+            ),
+            (
+                b"-ASK 3999 127.0.0.1:6381\r\n",
+                Some(Ask {
+                    slot: 3999,
+                    addr: b"127.0.0.1:6381",
+                }),
+            ),
+            (
+                b"-MOVED 0 redis-1.example:7000\r\n",
+                Some(Moved {
+                    slot: 0,
+                    addr: b"redis-1.example:7000",
+                }),
+            ),
+            (
+                b"-MOVED 16383 ::1:7000\r\n",
+                Some(Moved {
+                    slot: 16383,
+                    addr: b"::1:7000",
+                }),
+            ),
+            // Redis 7 with an unknown endpoint: empty host or `?`.
+            (
+                b"-MOVED 12 :7000\r\n",
+                Some(Moved {
+                    slot: 12,
+                    addr: b":7000",
+                }),
+            ),
+            (
+                b"-ASK 12 ?:7000\r\n",
+                Some(Ask {
+                    slot: 12,
+                    addr: b"?:7000",
+                }),
+            ),
+            // RESP3 blob error; attributes before it are skipped.
+            (
+                b"!21\r\nMOVED 5 10.0.0.2:6379\r\n",
+                Some(Moved {
+                    slot: 5,
+                    addr: b"10.0.0.2:6379",
+                }),
+            ),
+            (
+                b"|1\r\n+k\r\n+v\r\n-ASK 1 h:1\r\n",
+                Some(Ask {
+                    slot: 1,
+                    addr: b"h:1",
+                }),
+            ),
+            (
+                b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+                Some(TryAgain),
+            ),
+            (b"-CLUSTERDOWN The cluster is down\r\n", Some(ClusterDown)),
+            (b"-CLUSTERDOWN\r\n", Some(ClusterDown)),
+            (
+                b"-LOADING Redis is loading the dataset in memory\r\n",
+                Some(Loading),
+            ),
+            (b"!7\r\nLOADING\r\n", Some(Loading)),
+            (
+                b"-ERR unknown command\r\n",
+                Some(Other(b"ERR unknown command")),
+            ),
+            (b"-\r\n", Some(Other(b""))),
+            // Codes are case-sensitive, and whole words.
+            (b"-moved 1 h:1\r\n", Some(Other(b"moved 1 h:1"))),
+            (b"-MOVEDX 1 h:1\r\n", Some(Other(b"MOVEDX 1 h:1"))),
+            (b"-LOADINGX\r\n", Some(Other(b"LOADINGX"))),
+            // Malformed redirections are passed on, never followed.
+            (b"-MOVED\r\n", Some(Other(b"MOVED"))),
+            (b"-MOVED 3999\r\n", Some(Other(b"MOVED 3999"))),
+            (b"-MOVED 3999 \r\n", Some(Other(b"MOVED 3999 "))),
+            (
+                b"-ASK 3999 127.0.0.1\r\n",
+                Some(Other(b"ASK 3999 127.0.0.1")),
+            ),
+            (
+                b"-MOVED 3999 127.0.0.1:\r\n",
+                Some(Other(b"MOVED 3999 127.0.0.1:")),
+            ),
+            (b"-MOVED 3999 h:0\r\n", Some(Other(b"MOVED 3999 h:0"))),
+            (
+                b"-MOVED 3999 h:65536\r\n",
+                Some(Other(b"MOVED 3999 h:65536")),
+            ),
+            (b"-MOVED 3999 h:63x\r\n", Some(Other(b"MOVED 3999 h:63x"))),
+            (b"-MOVED 16384 h:1\r\n", Some(Other(b"MOVED 16384 h:1"))),
+            (
+                b"-MOVED 99999999999 h:1\r\n",
+                Some(Other(b"MOVED 99999999999 h:1")),
+            ),
+            (b"-MOVED -1 h:1\r\n", Some(Other(b"MOVED -1 h:1"))),
+            (b"-MOVED x h:1\r\n", Some(Other(b"MOVED x h:1"))),
+            (b"-MOVED  1 h:1\r\n", Some(Other(b"MOVED  1 h:1"))),
+            (b"-MOVED 1  h:1\r\n", Some(Other(b"MOVED 1  h:1"))),
+            (b"-MOVED 1 h:1 extra\r\n", Some(Other(b"MOVED 1 h:1 extra"))),
+            (b"!10\r\nASK 1 \r\n:1\r\n", Some(Other(b"ASK 1 \r\n:1"))),
+            // Not errors, or not a whole error line.
+            (b"+MOVED 1 h:1\r\n", None),
+            (b"$11\r\nMOVED 1 h:1\r\n", None),
+            (b"*1\r\n-MOVED 1 h:1\r\n", None),
+            (b"-MOVED 1 h:1", None),
+            (b"!99\r\nMOVED 1 h:1\r\n", None),
+            (b"", None),
+        ];
+        for (frame, want) in cases {
+            assert_eq!(classify_error(frame), *want, "{:?}", frame.escape_ascii());
         }
     }
 }

@@ -73,7 +73,8 @@ impl Status {
         })
     }
 
-    /// The JSON error body for this status (spec §14.2 item 15).
+    /// The JSON error body for this status: a short `{"error":"..."}` that says why, where
+    /// webdis sent an empty body.
     pub fn error_body(self) -> &'static [u8] {
         match self {
             Status::BadRequest => br#"{"error":"Bad Request"}"#,
@@ -126,7 +127,8 @@ const OTHER_LINES: &[(u16, &[u8])] = &[
 ];
 
 const SERVER: &[u8] = b"Server: webdis-rs\r\nDate: ";
-/// webdis's CORS block (spec §3.2), with HEAD added since it is served.
+/// webdis's CORS headers, which every response carries (browser clients rely on them),
+/// with HEAD added since it is served.
 const COMMON: &[u8] = b"\r\nAllow: GET,HEAD,POST,PUT,OPTIONS\r\n\
 Access-Control-Allow-Methods: GET,HEAD,POST,PUT,OPTIONS\r\n\
 Access-Control-Allow-Origin: *\r\n\

@@ -1,6 +1,6 @@
 //! The custom-type formatter (`.txt`, `.html`, `.png`, `?type=`...): raw bytes of the reply.
 //!
-//! As webdis (spec §2.4): bulk strings are written binary-safe, nil is 404, status and
+//! As webdis: bulk strings are written binary-safe, nil is 404, status and
 //! errors are written with their marker and without CRLF, integers as decimal text, and
 //! arrays as the concatenation of their bulk-string elements (`sep` before every string
 //! element whose index is not 0; other elements skipped).

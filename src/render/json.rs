@@ -1,4 +1,5 @@
-//! JSON output (webdis's shapes, jansson's escaping, the fixes of spec §14.2).
+//! JSON output: webdis's shapes and jansson's escaping, but strings are never truncated
+//! or dropped (NUL is `\u0000`, invalid UTF-8 becomes U+FFFD) and INFO is a flat object.
 //!
 //! The frame is streamed through a [`Reader`] straight into `out`: no value tree and no
 //! allocation besides growing `out`. Shapes look ahead with a cloned reader (a slice and

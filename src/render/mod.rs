@@ -121,7 +121,8 @@ pub fn ws_opcode(output: Output, payload: &[u8]) -> ws::Opcode {
     }
 }
 
-/// Command-specific reshaping of JSON output (spec §2.2), chosen from the command name.
+/// Command-specific reshaping of JSON output (webdis's objects for INFO, HGETALL, streams
+/// and GEORADIUS), chosen from the command name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Shape {
     #[default]

@@ -1,5 +1,6 @@
-//! MessagePack output (`.msg`): webdis's shapes (spec §2.5) with the fixes of §14.2
-//! item 5, streamed from the reply bytes like JSON.
+//! MessagePack output (`.msg`): webdis's shapes, streamed from the reply bytes like JSON,
+//! without webdis's bugs (integers cut to 32 bits, nested arrays lost, INFO and HGETALL
+//! maps malformed).
 //!
 //! The body is a map of one entry, `{command: value}`. Strings use MessagePack's "raw"
 //! family as webdis's msgpack-c did (fixraw, `0xda` + u16, `0xdb` + u32; never `0xd9`),

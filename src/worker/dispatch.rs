@@ -64,7 +64,7 @@ impl Worker {
         let seq = busy.base_seq + busy.slots.len() as u64;
         let buf = busy.rbuf.bytes();
         let at = Incoming { req, buf, peer };
-        let outcome = match plan::plan(cfg, &mut self.scratch, &at, &mut meta) {
+        let outcome = match plan::plan(cfg.plan_settings(), &mut self.scratch, &at, &mut meta) {
             Plan::Upgrade => return self.upgrade(k, req),
             Plan::Now(imm) => Outcome::Now(Now::Plan(imm)),
             Plan::Subscribe(r) => Outcome::Subscribe(r),

@@ -125,7 +125,7 @@ impl Worker {
             next_ping: None,
             slow_consumers: 0,
             access: shared.access_log.as_ref().map(|_| access::Sink::default()),
-            scratch: Scratch::new(cfg),
+            scratch: Scratch::new(cfg.plan_settings()),
             shared,
         })
     }

@@ -184,6 +184,10 @@ impl Opcode {
 
 /// Close status codes (RFC 6455 §7.4.1).
 pub mod close {
+    #[allow(
+        dead_code,
+        reason = "the gateway only echoes a client's 1000; the tests send it"
+    )]
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL: u16 = 1002;
@@ -286,7 +290,7 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// Decodes client frames into messages. One per connection.
 ///
 /// ```
-/// use webdis_rs::proto::ws::{Decoder, Event, Limits};
+/// use webdis_rs::bench::ws::{Decoder, Event, Limits};
 /// let mut dec = Decoder::new(Limits { max_frame: 1 << 20, max_message: 1 << 24 });
 /// // A masked text frame "Hello" (RFC 6455 §5.7), then the first byte of another frame.
 /// let mut rb = vec![0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58, 0x81];
