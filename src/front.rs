@@ -136,6 +136,12 @@ impl Busy {
     }
 
     /// Adds a slot for a new request and returns its sequence number.
+    /// The slot of request `seq`, if it is still waiting.
+    pub fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        let i = seq.checked_sub(self.base_seq)?;
+        self.slots.get_mut(usize::try_from(i).ok()?)
+    }
+
     pub fn push_slot(&mut self, meta: Meta) -> u64 {
         self.slots.push_back(Slot {
             meta,

@@ -14,13 +14,24 @@ use crate::pubsub::SubRequest;
 use crate::reply::{self, Meta};
 
 /// What became of a request.
-enum Outcome {
+pub(super) enum Outcome {
     /// Sent to Redis; `Some(back)` when on a connection of its own.
     Sent(Option<BackKey>),
     /// Answered at once.
     Now(Now),
     /// A subscription, started once its slot is queued.
     Subscribe(Box<SubRequest>),
+}
+
+impl Outcome {
+    /// A command handed to the back pool: sent, or answered now when Redis can't be
+    /// reached.
+    pub(super) fn sent(route: Route, sent: Result<BackKey, Unreachable>) -> Outcome {
+        match sent {
+            Ok(b) => Outcome::Sent((route == Route::Blocking).then_some(b)),
+            Err(e) => Outcome::Now(Now::Unreachable(e)),
+        }
+    }
 }
 
 /// An answer written at once: the plan's, or the pool's when Redis can't be reached.
@@ -70,13 +81,10 @@ impl Worker {
             Plan::Subscribe(r) => Outcome::Subscribe(r),
             Plan::Send { route, db, cmd } => {
                 let waiter = Waiter::front(k, gen, seq);
-                match self
+                let sent = self
                     .backs
-                    .send(route, db, prefer, waiter, false, |w| cmd.write_resp(w))
-                {
-                    Ok(b) => Outcome::Sent((route == Route::Blocking).then_some(b)),
-                    Err(e) => Outcome::Now(Now::Unreachable(e)),
-                }
+                    .send(route, db, prefer, waiter, false, |w| cmd.write_resp(w));
+                Outcome::sent(route, sent)
             }
         };
         if let Some(a) = &self.access {
@@ -88,10 +96,25 @@ impl Worker {
         }
         let pushed = busy.push_slot(meta);
         debug_assert_eq!(pushed, seq);
+        self.carry_out(k, seq, outcome);
+        // New DB and blocking connections are opened on first use.
+        self.connect_pending_backs();
+    }
+
+    /// Completes what was done with request `seq` of front `k`, its slot queued: a command
+    /// sent on a connection of its own ties the slot to it (a client that leaves closes
+    /// it, so a blocking command cannot take data nobody will receive); an answer known
+    /// now is written in its turn; a subscription starts.
+    pub(super) fn carry_out(&mut self, k: FrontKey, seq: u64, outcome: Outcome) {
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
         match outcome {
             Outcome::Sent(blocking) => {
-                if let Some(slot) = busy.slots.back_mut() {
-                    slot.blocking = blocking;
+                if let Some(busy) = f.busy.as_deref_mut() {
+                    if let Some(slot) = busy.slot_mut(seq) {
+                        slot.blocking = blocking;
+                    }
                 }
             }
             Outcome::Now(now) => {
@@ -106,7 +129,5 @@ impl Worker {
                 self.start_subscription(k, seq, *r);
             }
         }
-        // New DB and blocking connections are opened on first use.
-        self.connect_pending_backs();
     }
 }

@@ -3,7 +3,7 @@
 //! slot, so replies keep the order of the commands). Subscriptions use the worker's
 //! multiplexed subscriber connection.
 
-use super::dispatch::Now;
+use super::dispatch::Outcome;
 use super::{mark_front, respond, Worker};
 use crate::api::command::{self, CommandError, Query, Route};
 use crate::api::plan::{self, AclArgv, Cmd};
@@ -410,26 +410,7 @@ impl Worker {
                     let sent = self.backs.send(route, None, prefer, waiter, false, |w| {
                         crate::proto::resp::write_argv(w, &argv)
                     });
-                    let Some(f) = self.fronts.get_mut(k) else {
-                        return;
-                    };
-                    match sent {
-                        Ok(b) if route == Route::Blocking => {
-                            if let Some(slot) =
-                                f.busy.as_deref_mut().and_then(|b| b.slots.back_mut())
-                            {
-                                slot.blocking = Some(b);
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            let date = &self.date;
-                            let now = Now::Unreachable(e);
-                            respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
-                                now.write(out, meta, date)
-                            });
-                        }
-                    }
+                    self.carry_out(k, seq, Outcome::sent(route, sent));
                 }
             },
         }
