@@ -6,8 +6,9 @@
 //! and `response` write whole HTTP responses; `buf`, `front`, `back` and `worker` own the
 //! sockets and the event loop (`tls` wraps a back socket in TLS; `pubsub` and `ws` are
 //! the real-time protocols); `server` starts the workers; `acl` and `keyspec` decide who
-//! may run what; `config`, `log`, `probe` (start-up round trips to Redis) and `access`
-//! (the access log, written in batches) stay off the request path.
+//! may run what; `config`, `log`, `probe` (start-up round trips to Redis), `notify`
+//! (systemd readiness) and `access` (the access log, written in batches) stay off the
+//! request path.
 
 pub mod access;
 pub mod api;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod front;
 pub mod key;
 pub mod log;
+pub mod notify;
 pub mod process;
 pub mod proto;
 pub mod pubsub;

@@ -101,6 +101,8 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 // ---- Redis --------------------------------------------------------------------------
 
 pub struct Redis {
+    /// The address it listens on (127.0.0.1 unless started with [`Redis::start_at`]).
+    pub host: String,
     pub port: u16,
     pub dir: TempDir,
     extra: Vec<String>,
@@ -120,6 +122,7 @@ impl Redis {
     pub fn start_with(extra: &[&str]) -> Redis {
         let dir = TempDir::new("redis");
         let mut r = Redis {
+            host: "127.0.0.1".into(),
             port: 0,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -144,6 +147,7 @@ impl Redis {
     /// The harness's own commands go over the (plain) unix socket.
     pub fn start_tls(tls_args: &[&str]) -> Redis {
         let mut r = Redis {
+            host: "127.0.0.1".into(),
             port: 0,
             dir: TempDir::new("redis-tls"),
             extra: tls_args.iter().map(|s| s.to_string()).collect(),
@@ -160,6 +164,21 @@ impl Redis {
         panic!("redis-server (TLS) did not start; log:\n{}", r.log());
     }
 
+    /// Starts a server listening on `host:port` only (another loopback address, such as
+    /// 127.0.0.2, and a port chosen by the caller); `None` when it cannot start there.
+    pub fn start_at(host: &str, port: u16) -> Option<Redis> {
+        let mut r = Redis {
+            host: host.into(),
+            port,
+            dir: TempDir::new("redis-at"),
+            extra: Vec::new(),
+            child: None,
+            auth: Vec::new(),
+            tls: false,
+        };
+        r.launch().then_some(r)
+    }
+
     pub fn socket_path(&self) -> PathBuf {
         self.dir.join("redis.sock")
     }
@@ -173,7 +192,7 @@ impl Redis {
         cmd.arg("--port")
             .arg(self.port.to_string())
             .arg("--bind")
-            .arg("127.0.0.1")
+            .arg(&self.host)
             .arg("--save")
             .arg("")
             .arg("--appendonly")
@@ -259,7 +278,7 @@ impl Redis {
             s.set_read_timeout(Some(TIMEOUT))?;
             return self.session_on(s.try_clone()?, BufReader::new(s), db, args);
         }
-        let s = TcpStream::connect(("127.0.0.1", self.port))?;
+        let s = TcpStream::connect((self.host.as_str(), self.port))?;
         s.set_read_timeout(Some(TIMEOUT))?;
         self.session_on(s.try_clone()?, BufReader::new(s), db, args)
     }
@@ -398,6 +417,18 @@ impl Gateway {
     /// Like [`Gateway::start_no_wait`], in front of the Redis (or fake Redis) listening
     /// on `redis_port`, with environment variables for the process.
     pub fn start_on(redis_port: u16, extra_json: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_under(&[], redis_port, extra_json, env)
+    }
+
+    /// Like [`Gateway::start_on`], with the binary run by `wrapper` (a command and its
+    /// arguments, to which the binary and the config file's path are appended; it must
+    /// `exec` the binary, so that the child's pid is the gateway's).
+    pub fn start_under(
+        wrapper: &[&str],
+        redis_port: u16,
+        extra_json: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let mut last_log = String::new();
         for _ in 0..5 {
             let dir = TempDir::new("gw");
@@ -421,7 +452,15 @@ impl Gateway {
             }
             let path = dir.join("webdis.json");
             std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_webdis-rs"));
+            let bin = env!("CARGO_BIN_EXE_webdis-rs");
+            let mut cmd = match wrapper.split_first() {
+                Some((first, rest)) => {
+                    let mut c = Command::new(first);
+                    c.args(rest).arg(bin);
+                    c
+                }
+                None => Command::new(bin),
+            };
             cmd.arg(&path)
                 .envs(env.iter().copied())
                 .current_dir(&dir.path)
