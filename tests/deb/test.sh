@@ -138,6 +138,8 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
+# A signal ends the run through the EXIT trap too (bash skips it when killed).
+trap 'exit 130' INT TERM HUP
 
 # dpkg, waiting (up to 2 min) while another dpkg or apt holds the lock.
 dpkg_run() {
