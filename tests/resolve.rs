@@ -47,18 +47,9 @@ fn two_redis() -> (Redis, Redis) {
     panic!("cannot start redis-server on 127.0.0.2 and 127.0.0.3 with one port");
 }
 
-fn count(log: &str, text: &str) -> usize {
-    log.lines().filter(|l| l.contains(text)).count()
-}
-
-#[test]
-fn a_name_that_moves_is_followed_and_a_failed_lookup_is_a_failed_connect() {
-    let (mut a, b) = two_redis();
-    assert_eq!(a.cmd(&["SET", "who", "a"]), b"+OK\r\n");
-    assert_eq!(b.cmd(&["SET", "who", "b"]), b"+OK\r\n");
-    let dir = TempDir::new("resolve");
-    let hosts = Hosts(dir.join("hosts"));
-    hosts.point(Some("127.0.0.2"));
+/// A gateway for `redis_host` `NAME` on `port`, one worker with one connection, in a
+/// mount namespace where /etc/hosts is `hosts` and name lookups read files only.
+fn gateway_seeing(hosts: &Hosts, dir: &TempDir, port: u16) -> Gateway {
     let nss = dir.join("nsswitch.conf");
     std::fs::write(&nss, "hosts: files\n").unwrap();
     let script = r#"mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/nsswitch.conf && shift 2 && exec "$@""#;
@@ -75,8 +66,25 @@ fn a_name_that_moves_is_followed_and_a_failed_lookup_is_a_failed_connect() {
         nss.to_str().unwrap(),
     ];
     let extra = format!(r#""redis_host": "{NAME}", "threads": 1, "pool_size": 1"#);
-    let gw = Gateway::start_under(&wrapper, a.port, &extra, &[]);
+    Gateway::start_under(&wrapper, port, &extra, &[])
+}
+
+fn count(log: &str, text: &str) -> usize {
+    log.lines().filter(|l| l.contains(text)).count()
+}
+
+#[test]
+fn a_name_that_moves_is_followed_and_a_failed_lookup_is_a_failed_connect() {
+    let (mut a, b) = two_redis();
+    assert_eq!(a.cmd(&["SET", "who", "a"]), b"+OK\r\n");
+    assert_eq!(b.cmd(&["SET", "who", "b"]), b"+OK\r\n");
+    let dir = TempDir::new("resolve");
+    let hosts = Hosts(dir.join("hosts"));
+    hosts.point(Some("127.0.0.2"));
+    let gw = gateway_seeing(&hosts, &dir, a.port);
     gw.eventually_ok("/GET/who", r#"{"GET":"a"}"#);
+    // A loopback address: Redis is on this host, so the workers are not pinned.
+    gw.wait_for_log("Workers not pinned (cpu_affinity auto: Redis is on this host)");
     let p = a.port;
     gw.wait_for_log(&format!("Redis host {NAME} resolves to 127.0.0.2:{p}"));
     assert!(threads(gw.pid()).iter().any(|t| t == "resolver"));
@@ -123,6 +131,29 @@ fn a_name_that_moves_is_followed_and_a_failed_lookup_is_a_failed_connect() {
     hosts.point(Some("127.0.0.3"));
     gw.eventually_ok("/GET/who", r#"{"GET":"b"}"#);
     gw.wait_for_log("Reconnected to Redis");
+}
+
+/// A name that does not resolve at start-up is no start-up error: the gateway serves
+/// 503 until it resolves, then Redis's answers.
+#[test]
+fn a_name_that_does_not_resolve_yet() {
+    let redis = Redis::start_at("127.0.0.2", free_port()).expect("redis-server on 127.0.0.2");
+    assert_eq!(redis.cmd(&["SET", "who", "x"]), b"+OK\r\n");
+    let dir = TempDir::new("resolve-later");
+    let hosts = Hosts(dir.join("hosts"));
+    hosts.point(None);
+    let gw = gateway_seeing(&hosts, &dir, redis.port);
+    let r = gw.get("/GET/who");
+    assert_eq!(
+        (r.status(), r.body_str().as_str()),
+        (503, r#"{"error":"Service Unavailable"}"#)
+    );
+    gw.wait_for_log(
+        "Workers not pinned (cpu_affinity auto: cannot tell where Redis is \
+         (its name does not resolve now))",
+    );
+    hosts.point(Some("127.0.0.2"));
+    gw.eventually_ok("/GET/who", r#"{"GET":"x"}"#);
 }
 
 /// An IP address is connected to as it is: no resolver thread, no lookup.
