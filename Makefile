@@ -13,7 +13,13 @@ PYTHON     ?= /usr/bin/python3
 PYENV      := target/pyenv
 WSCLIENT_REQ := tests/wsclient/requirements.txt
 
-.PHONY: all build release run test deps deps-apt deps-test deps-load loadtest fanout bench clean
+# The Debian package (cargo-deb; `[package.metadata.deb]` in Cargo.toml).
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+DEB_ARCH   := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB        := target/debian/webdis-rs_$(VERSION)-1_$(DEB_ARCH).deb
+CARGO_DEB_VERSION := 3.8.0
+
+.PHONY: all build release run test deps deps-apt deps-test deps-load loadtest fanout bench clean deb test-deb
 
 all: build
 
@@ -91,6 +97,26 @@ test: deps-test
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
+
+# A .deb of the release build (fat LTO: minutes): /usr/bin/webdis-rs, the conffile
+# /etc/webdis-rs/webdis.json, the systemd unit, the webdis-rs system user (postinst),
+# the man page and the docs. cargo-deb comes from crates.io when missing.
+deb: target/deb-assets/webdis-rs.1.gz
+	@command -v cargo-deb >/dev/null || { \
+	  echo "Installing cargo-deb $(CARGO_DEB_VERSION) with cargo install"; \
+	  $(CARGO) install cargo-deb --version $(CARGO_DEB_VERSION) --locked; }
+	$(CARGO) deb --strip --output $(DEB)
+
+target/deb-assets/webdis-rs.1.gz: debian/webdis-rs.1
+	mkdir -p $(@D)
+	gzip -9n -c $< > $@
+
+# Installs the package on this machine (root; dpkg -i), runs the installed binary with
+# the installed config as the webdis-rs user against a private Redis (in a network
+# namespace of its own, so the config's ports are free), then dpkg -r and dpkg -P, and
+# checks what each leaves. The package is never left installed.
+test-deb: deps deb
+	tests/deb/test.sh $(DEB)
 
 loadtest: deps-load
 	loadtest/run

@@ -28,6 +28,18 @@ pub struct Ssl {
     pub redis_sni: Option<String>,
 }
 
+/// `cpu_affinity`: whether each worker thread is pinned to a core of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affinity {
+    /// The default: pin only when Redis is on another host and there are at least as
+    /// many cores as workers (`server::pin_workers`).
+    Auto,
+    /// `true`: always pin (worker i on core i modulo the cores).
+    Pin,
+    /// `false`: never pin.
+    NoPin,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub redis_host: String,
@@ -56,8 +68,8 @@ pub struct Config {
     pub ssl: Option<Ssl>,
     /// Send `ETag` headers (and answer `If-None-Match` with 304).
     pub etag: bool,
-    /// Pin each worker thread to a core.
-    pub cpu_affinity: bool,
+    /// Whether worker threads are pinned to cores (`server::pin_workers` decides `Auto`).
+    pub cpu_affinity: Affinity,
     /// RESP version spoken to Redis: 2 (webdis) or 3 (`HELLO 3` on connect).
     pub redis_protocol: u8,
     /// Seconds a SIGTERM/SIGINT leaves the requests in flight to finish.
@@ -101,7 +113,7 @@ impl Default for Config {
             keep_alive_sec: 0,
             ssl: None,
             etag: true,
-            cpu_affinity: true,
+            cpu_affinity: Affinity::Auto,
             redis_protocol: 2,
             shutdown_grace: 10,
             pubsub_client_buffer: 1024 * 1024,
@@ -290,7 +302,7 @@ impl Config {
                 "hiredis" => r.hiredis(v).map(|k| c.keep_alive_sec = k),
                 "ssl" => r.ssl(v).map(|s| c.ssl = s),
                 "etag" => r.boolean(v).map(|b| c.etag = b),
-                "cpu_affinity" => r.boolean(v).map(|b| c.cpu_affinity = b),
+                "cpu_affinity" => r.affinity(v).map(|a| c.cpu_affinity = a),
                 "shutdown_grace" => r.number(v).map(|n| c.shutdown_grace = n),
                 "pubsub_client_buffer" => r.size(v).map(|n| c.pubsub_client_buffer = n),
                 "sse_ping_sec" => r.number(v).map(|n| c.sse_ping_sec = n),
@@ -388,6 +400,21 @@ impl Reader<'_> {
         self.number(v)
             .filter(|n| (1..=1024).contains(n))
             .map(|n| n as usize)
+    }
+
+    /// `cpu_affinity`: `"auto"`, or a boolean (`true`, `false`, or a string holding one).
+    fn affinity(&mut self, v: &Value) -> Option<Affinity> {
+        match v {
+            Value::Bool(true) => Some(Affinity::Pin),
+            Value::Bool(false) => Some(Affinity::NoPin),
+            Value::String(_) => match self.string(v)?.to_ascii_lowercase().as_str() {
+                "auto" => Some(Affinity::Auto),
+                "true" => Some(Affinity::Pin),
+                "false" => Some(Affinity::NoPin),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     fn boolean(&mut self, v: &Value) -> Option<bool> {
@@ -550,6 +577,24 @@ mod tests {
         assert_eq!(c.access_log.as_deref(), Some("/var/log/a.log"));
         assert_eq!(c.redis_host, "127.0.0.1");
         assert_eq!(c.http_max_request_size, 128 * 1024 * 1024);
+    }
+
+    #[test]
+    fn cpu_affinity_values() {
+        let a = |json: &str| {
+            let l = parse(&format!(r#"{{"cpu_affinity":{json}}}"#));
+            (l.config.cpu_affinity, l.warnings.len())
+        };
+        assert_eq!(Config::default().cpu_affinity, Affinity::Auto);
+        assert_eq!(a(r#""auto""#), (Affinity::Auto, 0));
+        assert_eq!(a(r#""AUTO""#), (Affinity::Auto, 0));
+        assert_eq!(a("true"), (Affinity::Pin, 0));
+        assert_eq!(a(r#""true""#), (Affinity::Pin, 0));
+        assert_eq!(a("false"), (Affinity::NoPin, 0));
+        assert_eq!(a(r#""false""#), (Affinity::NoPin, 0));
+        // Anything else is warned about and leaves the default.
+        assert_eq!(a(r#""sometimes""#), (Affinity::Auto, 1));
+        assert_eq!(a("1"), (Affinity::Auto, 1));
     }
 
     #[test]

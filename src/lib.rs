@@ -19,7 +19,8 @@
 //!   TLS, and the pool of a worker's connections.
 //! * `worker`: the event loop that carries plans out; `server`: binding and threads.
 //! * Off the request path: `config`, `log`, `access` (the access log), `process`
-//!   (daemon, pidfile, privileges, limits).
+//!   (daemon, pidfile, privileges, limits), `notify` (systemd readiness); `back::resolve`
+//!   looks Redis's name up on a thread of its own.
 //!
 //! See ARCHITECTURE.md for the threads, the life of a request and the buffers.
 
@@ -28,6 +29,7 @@
 // The binary (`main.rs`) and the integration tests use these.
 pub mod config;
 pub mod log;
+pub mod notify;
 pub mod process;
 pub mod server;
 

@@ -5,7 +5,7 @@
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use webdis_rs::config::{Config, Loaded};
 use webdis_rs::log::{self as wlog, Level};
-use webdis_rs::{log, process, server};
+use webdis_rs::{log, notify, process, server};
 
 const USAGE: &str = "Usage: webdis-rs [CONFIG]
 
@@ -101,15 +101,25 @@ fn main() {
         "webdis-rs {} up and running",
         env!("CARGO_PKG_VERSION")
     );
+    // Every listener is bound and every worker runs: a `Type=notify` unit is started.
+    let n = server.workers();
+    sd_notify(&format!(
+        "READY=1\nSTATUS=Listening on {} with {n} worker{}",
+        server.local_addr,
+        if n == 1 { "" } else { "s" }
+    ));
     for sig in signals.forever() {
         match sig {
             SIGHUP => {
+                sd_notify(&notify::reloading_message());
                 wlog::reopen();
                 log!(Level::Info, "Log file reopened");
                 server.reopen_access_log();
+                sd_notify("READY=1");
             }
             _ => {
                 log!(Level::Info, "webdis-rs terminating");
+                sd_notify("STOPPING=1");
                 server.stop();
                 if daemonize {
                     let _ = std::fs::remove_file(&pidfile);
@@ -118,6 +128,17 @@ fn main() {
                 std::process::exit(0);
             }
         }
+    }
+}
+
+/// Tells systemd (`$NOTIFY_SOCKET`) about a state change; a failure is only logged.
+fn sd_notify(state: &str) {
+    if let Err(e) = notify::notify(state) {
+        let what = state.lines().next().unwrap_or(state);
+        log!(
+            Level::Warning,
+            "cannot tell the service manager {what} through NOTIFY_SOCKET: {e}"
+        );
     }
 }
 

@@ -6,15 +6,15 @@ use crate::access::AccessFile;
 use crate::api::acl::Acl;
 use crate::back::probe::{self, ProbeError};
 use crate::back::tls::{self, TlsConfigError};
-use crate::back::{Connector, Target};
-use crate::config::Config;
+use crate::back::{resolve as names, Connector, Target};
+use crate::config::{Affinity, Config};
 use crate::log;
 use crate::log::Level;
 use crate::proto::keyspec::CommandTable;
 use crate::worker::{Shared, Worker, WAKER};
 use socket2::{Domain, Socket, Type};
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,8 +24,10 @@ use std::time::Duration;
 pub struct Server {
     pub local_addr: SocketAddr,
     shared: Arc<Shared>,
-    wakers: Vec<mio::Waker>,
+    wakers: Vec<Arc<mio::Waker>>,
     threads: Vec<JoinHandle<()>>,
+    /// Whether the workers were pinned to cores (`cpu_affinity`).
+    pub pinned: bool,
 }
 
 /// Why the server does not start.
@@ -42,7 +44,7 @@ pub enum StartError {
     TlsOverUnix,
     /// TLS with Redis fails (the check at start-up).
     #[error("TLS to Redis at {0} fails: {1}")]
-    Tls(SocketAddr, ProbeError),
+    Tls(String, ProbeError),
     #[error("cannot open the access_log {0}: {1}")]
     AccessLog(String, io::Error),
     #[error("{0}")]
@@ -70,6 +72,90 @@ fn listener(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListe
     Ok(s.into())
 }
 
+/// Where `redis_host` points: a unix socket path (it starts with `/`), an IP address
+/// (connected to as it is), or a name, resolved at each connect.
+pub fn redis_target(host: &str, port: u16) -> Target {
+    if host.starts_with('/') {
+        return Target::Unix(host.into());
+    }
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match literal.parse::<IpAddr>() {
+        Ok(ip) => Target::Tcp(SocketAddr::new(ip, port)),
+        Err(_) => Target::Name(host.to_string(), port),
+    }
+}
+
+/// Whether Redis runs on this host, as far as start-up can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisPlace {
+    /// A unix socket, a loopback address, or an address of one of this host's
+    /// interfaces.
+    Local,
+    Remote,
+    /// A name that does not resolve now.
+    Unknown,
+}
+
+/// Where Redis is, for the pinning decision. A name is looked up once, here (start-up,
+/// blocking): local when one of its addresses is.
+pub fn redis_place(target: &Target) -> RedisPlace {
+    let local = |ip: IpAddr| {
+        // Binding a socket to an address works only for this host's own addresses
+        // (and all of 127.0.0.0/8); it sends nothing.
+        ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+    };
+    match target {
+        Target::Unix(_) => RedisPlace::Local,
+        Target::Tcp(a) if local(a.ip()) => RedisPlace::Local,
+        Target::Tcp(_) => RedisPlace::Remote,
+        Target::Name(host, port) => match names::lookup_all(host, *port) {
+            Ok(addrs) if addrs.iter().any(|a| local(a.ip())) => RedisPlace::Local,
+            Ok(_) => RedisPlace::Remote,
+            Err(_) => RedisPlace::Unknown,
+        },
+    }
+}
+
+/// The pinning rule. Pinned workers are faster only when they have their cores to
+/// themselves: when Redis (or the clients) share the cores, a pinned worker cannot
+/// move off a core that Redis is using, and throughput drops by 10-50 % (README,
+/// "Pinning"). So `auto` pins only when Redis is known to be on another host and every
+/// worker gets a core of its own; `true` and `false` force it.
+pub fn decide_pinning(setting: Affinity, redis: RedisPlace, cores: usize, workers: usize) -> bool {
+    match setting {
+        Affinity::Pin => cores > 0,
+        Affinity::NoPin => false,
+        Affinity::Auto => redis == RedisPlace::Remote && cores >= workers,
+    }
+}
+
+/// [`decide_pinning`] for this process, with a log line saying what was decided and why.
+fn pin_workers(setting: Affinity, target: &Target, cores: usize, workers: usize) -> bool {
+    let place = match setting {
+        Affinity::Auto => redis_place(target),
+        _ => RedisPlace::Unknown,
+    };
+    let pin = decide_pinning(setting, place, cores, workers);
+    let why = match (setting, place) {
+        (Affinity::Pin, _) => "cpu_affinity true".to_string(),
+        (Affinity::NoPin, _) => "cpu_affinity false".to_string(),
+        (_, RedisPlace::Local) => "cpu_affinity auto: Redis is on this host".to_string(),
+        (_, RedisPlace::Unknown) => {
+            "cpu_affinity auto: cannot tell where Redis is (its name does not resolve now)"
+                .to_string()
+        }
+        (_, RedisPlace::Remote) => format!(
+            "cpu_affinity auto: Redis is on another host, {cores} cores for {workers} workers"
+        ),
+    };
+    let what = if pin { "pinned to cores" } else { "not pinned" };
+    log!(Level::Info, "Workers {what} ({why})");
+    pin
+}
+
 /// Listeners bound, no thread started yet: the process may still fork (daemonize) or
 /// drop its privileges before [`Bound::start`].
 pub struct Bound {
@@ -86,13 +172,8 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
     let probe = listener(addr, false).map_err(|e| StartError::Bind(addr, e))?;
     let addr = probe.local_addr().map_err(StartError::Io)?;
     drop(probe);
-    let target = if config.redis_host.starts_with('/') {
-        Target::Unix(config.redis_host.clone().into())
-    } else {
-        Target::Tcp(resolve(&config.redis_host, config.redis_port)?)
-    };
     let connector = Connector {
-        target,
+        target: redis_target(&config.redis_host, config.redis_port),
         auth: config.redis_auth.clone(),
         keep_alive: (config.keep_alive_sec > 0)
             .then(|| Duration::from_secs(u64::from(config.keep_alive_sec))),
@@ -126,9 +207,10 @@ fn with_tls(mut connector: Connector, config: &Config) -> Result<Connector, Star
     let Some(ssl) = &config.ssl else {
         return Ok(connector);
     };
-    let Target::Tcp(addr) = connector.target else {
+    if let Target::Unix(_) = connector.target {
         return Err(StartError::TlsOverUnix);
-    };
+    }
+    let addr = format!("{}:{}", config.redis_host, config.redis_port);
     let tls = tls::client_config(ssl, &config.redis_host).map_err(StartError::TlsConfig)?;
     connector.tls = Some(Arc::new(tls));
     match probe::check_tls(&connector) {
@@ -159,23 +241,42 @@ impl Bound {
         if shared.config.acl.as_ref().is_some_and(Acl::keyed) {
             read_command_table(&shared);
         }
-        // Pinning helps when the workers have their cores to themselves; on a machine
-        // where Redis or the clients share the cores, letting the scheduler move them is
-        // faster (measured in README "Performance"), hence `"cpu_affinity": false`.
-        let cores = if shared.config.cpu_affinity {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let mut workers = Vec::with_capacity(threads);
+        let mut cores = core_affinity::get_core_ids().unwrap_or_default();
+        let pinned = pin_workers(
+            shared.config.cpu_affinity,
+            &shared.connector.target,
+            cores.len(),
+            threads,
+        );
+        if !pinned {
+            cores.clear();
+        }
+        let mut polls = Vec::with_capacity(threads);
         let mut wakers = Vec::with_capacity(threads);
-        for (id, l) in listeners.into_iter().enumerate() {
+        for _ in 0..threads {
             let poll = mio::Poll::new().map_err(StartError::Io)?;
             let waker = mio::Waker::new(poll.registry(), WAKER).map_err(StartError::Io)?;
+            polls.push(poll);
+            wakers.push(Arc::new(waker));
+        }
+        // A Redis host name is resolved at each connect, by a thread of its own.
+        let mut resolving = match &shared.connector.target {
+            Target::Name(host, port) => names::start(host.clone(), *port, wakers.clone())
+                .map_err(StartError::Io)?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            _ => Vec::new(),
+        };
+        resolving.resize_with(threads, || None);
+        let mut workers = Vec::with_capacity(threads);
+        for (id, ((l, poll), resolve)) in
+            listeners.into_iter().zip(polls).zip(resolving).enumerate()
+        {
             let listener = mio::net::TcpListener::from_std(l);
-            let worker = Worker::new(id, poll, listener, shared.clone()).map_err(StartError::Io)?;
+            let worker =
+                Worker::new(id, poll, listener, shared.clone(), resolve).map_err(StartError::Io)?;
             workers.push(worker);
-            wakers.push(waker);
         }
         let mut handles = Vec::with_capacity(threads);
         for (id, worker) in workers.into_iter().enumerate() {
@@ -208,6 +309,7 @@ impl Bound {
             shared,
             wakers,
             threads: handles,
+            pinned,
         })
     }
 }
@@ -253,6 +355,11 @@ fn load_command_table(shared: &Shared) -> Result<(), ProbeError> {
 }
 
 impl Server {
+    /// How many workers run.
+    pub fn workers(&self) -> usize {
+        self.threads.len()
+    }
+
     /// Reopens the access log, if any (SIGHUP, for log rotation).
     pub fn reopen_access_log(&self) {
         if let Some(f) = &self.shared.access_log {
@@ -275,6 +382,69 @@ impl Server {
         }
         for t in self.threads {
             let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = |h: &str| format!("{:?}", redis_target(h, 6379));
+        assert_eq!(t("/run/redis.sock"), r#"Unix("/run/redis.sock")"#);
+        assert_eq!(t("10.1.2.3"), "Tcp(10.1.2.3:6379)");
+        assert_eq!(t("::1"), "Tcp([::1]:6379)");
+        assert_eq!(t("[::1]"), "Tcp([::1]:6379)");
+        assert_eq!(t("redis.example"), r#"Name("redis.example", 6379)"#);
+        assert_eq!(t("localhost"), r#"Name("localhost", 6379)"#);
+    }
+
+    #[test]
+    fn where_redis_is() {
+        let place = |h: &str| redis_place(&redis_target(h, 6379));
+        assert_eq!(place("/run/redis.sock"), RedisPlace::Local);
+        assert_eq!(place("127.0.0.1"), RedisPlace::Local);
+        assert_eq!(place("127.0.0.3"), RedisPlace::Local);
+        assert_eq!(place("::1"), RedisPlace::Local);
+        // localhost is in /etc/hosts: no DNS server is asked.
+        assert_eq!(place("localhost"), RedisPlace::Local);
+        // TEST-NET-1 (RFC 5737) is never this host's; binding to it sends nothing.
+        assert_eq!(place("192.0.2.1"), RedisPlace::Remote);
+        assert_eq!(place("2001:db8::1"), RedisPlace::Remote);
+    }
+
+    #[test]
+    fn pinning_rule() {
+        use Affinity::{Auto, NoPin, Pin};
+        use RedisPlace::{Local, Remote, Unknown};
+        // (setting, where Redis is, cores, workers) -> pinned
+        let cases = [
+            // auto: only a remote Redis, and a core for every worker
+            (Auto, Remote, 8, 8, true),
+            (Auto, Remote, 8, 2, true),
+            (Auto, Remote, 2, 2, true),
+            (Auto, Remote, 2, 3, false),
+            (Auto, Remote, 1, 4, false),
+            (Auto, Local, 8, 2, false),
+            (Auto, Local, 64, 1, false),
+            (Auto, Unknown, 8, 2, false),
+            (Auto, Remote, 0, 1, false),
+            // true and false force it, wherever Redis is
+            (Pin, Local, 2, 2, true),
+            (Pin, Local, 2, 8, true),
+            (Pin, Unknown, 1, 4, true),
+            (Pin, Remote, 0, 2, false), // no core list: nothing to pin to
+            (NoPin, Remote, 8, 2, false),
+            (NoPin, Local, 8, 2, false),
+        ];
+        for (setting, place, cores, workers, want) in cases {
+            assert_eq!(
+                decide_pinning(setting, place, cores, workers),
+                want,
+                "{setting:?} {place:?} {cores} cores {workers} workers"
+            );
         }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod pool;
 pub mod probe;
+pub mod resolve;
 mod stream;
 pub mod tls;
 
@@ -37,7 +38,10 @@ use std::time::{Duration, Instant};
 /// Where Redis is.
 #[derive(Debug, Clone)]
 pub enum Target {
+    /// An IP address: connected to as it is.
     Tcp(SocketAddr),
+    /// A host name and port: resolved again for every connect (`resolve`).
+    Name(String, u16),
     Unix(std::path::PathBuf),
 }
 
@@ -174,10 +178,21 @@ impl Back {
         }
     }
 
-    /// Starts a non-blocking connect and queues the handshake. The caller registers the
-    /// stream with its poll.
-    pub fn connect(&mut self, c: &Connector, now: Instant) -> io::Result<()> {
-        let stream = match &c.target {
+    /// A connect attempt waits for the address of a [`Target::Name`]: it counts as
+    /// connecting (commands queue, the connect timeout runs) with no socket yet.
+    pub fn resolving(&mut self, now: Instant) {
+        self.state = State::Connecting { since: now };
+        self.attempted = Some(now);
+    }
+
+    /// Starts a non-blocking connect to `to` (`c.target`, or the address a name
+    /// resolved to) and queues the handshake. The caller registers the stream with its
+    /// poll.
+    pub fn connect(&mut self, c: &Connector, to: &Target, now: Instant) -> io::Result<()> {
+        let stream = match to {
+            Target::Name(host, _) => {
+                return Err(resolve::failure(&format!("{host} is not resolved")))
+            }
             Target::Tcp(addr) => {
                 let s = TcpStream::connect(*addr)?;
                 s.set_nodelay(true)?;

@@ -3,7 +3,7 @@
 //! the start with a clear message) and reading the command table that the ACL's key
 //! patterns need. Never used on the request path.
 
-use crate::back::{Connector, Target};
+use crate::back::{resolve, Connector, Target};
 use crate::config::RedisAuth;
 use crate::proto::keyspec::CommandTableError;
 use crate::proto::resp::write_argv;
@@ -88,36 +88,38 @@ fn tls_failure(e: io::Error) -> ProbeError {
 
 /// Opens a connection and, with TLS, completes the handshake.
 pub fn connect(c: &Connector) -> Result<Box<dyn Conn>, ProbeError> {
-    match &c.target {
-        Target::Tcp(addr) => {
-            let s = std::net::TcpStream::connect_timeout(addr, TIMEOUT)
-                .map_err(ProbeError::Unreachable)?;
-            s.set_read_timeout(Some(TIMEOUT))
-                .and_then(|()| s.set_write_timeout(Some(TIMEOUT)))
-                .map_err(ProbeError::Unreachable)?;
-            let Some(tls) = &c.tls else {
-                return Ok(Box::new(s));
-            };
-            let conn = rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone())
-                .map_err(|e| ProbeError::Tls(TlsFailure::Rustls(e)))?;
-            let mut stream = rustls::StreamOwned::new(conn, s);
-            while stream.conn.is_handshaking() {
-                stream
-                    .conn
-                    .complete_io(&mut stream.sock)
-                    .map_err(tls_failure)?;
-            }
-            Ok(Box::new(stream))
-        }
+    let addr = match &c.target {
+        Target::Tcp(addr) => *addr,
+        // Start-up only: a blocking lookup is fine here.
+        Target::Name(host, port) => resolve::lookup(host, *port)
+            .map_err(|e| ProbeError::Unreachable(resolve::failure(&format!("{host}: {e}"))))?,
         Target::Unix(path) => {
             let s =
                 std::os::unix::net::UnixStream::connect(path).map_err(ProbeError::Unreachable)?;
             s.set_read_timeout(Some(TIMEOUT))
                 .and_then(|()| s.set_write_timeout(Some(TIMEOUT)))
                 .map_err(ProbeError::Unreachable)?;
-            Ok(Box::new(s))
+            return Ok(Box::new(s));
         }
+    };
+    let s =
+        std::net::TcpStream::connect_timeout(&addr, TIMEOUT).map_err(ProbeError::Unreachable)?;
+    s.set_read_timeout(Some(TIMEOUT))
+        .and_then(|()| s.set_write_timeout(Some(TIMEOUT)))
+        .map_err(ProbeError::Unreachable)?;
+    let Some(tls) = &c.tls else {
+        return Ok(Box::new(s));
+    };
+    let conn = rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone())
+        .map_err(|e| ProbeError::Tls(TlsFailure::Rustls(e)))?;
+    let mut stream = rustls::StreamOwned::new(conn, s);
+    while stream.conn.is_handshaking() {
+        stream
+            .conn
+            .complete_io(&mut stream.sock)
+            .map_err(tls_failure)?;
     }
+    Ok(Box::new(stream))
 }
 
 /// Sends one command and reads its whole reply (raw RESP).

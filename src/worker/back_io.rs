@@ -5,7 +5,7 @@
 
 use super::timers::Timer;
 use super::{deliver, Answer, Worker};
-use crate::back::{self, Handshake, Kind, State, Waiter, CONNECT_TIMEOUT};
+use crate::back::{self, resolve, Handshake, Kind, State, Target, Waiter, CONNECT_TIMEOUT};
 use crate::key::BackKey;
 use crate::log;
 use crate::log::Level;
@@ -19,7 +19,50 @@ impl Worker {
         let Some(back) = self.backs.get_mut(b) else {
             return;
         };
-        let connected = back.connect(&self.shared.connector, now);
+        let connector = &self.shared.connector;
+        if let (Target::Name(..), Some(r)) = (&connector.target, &mut self.resolve) {
+            // The address comes from the resolver thread (`resolved`); the connect
+            // timeout covers the lookup too.
+            back.resolving(now);
+            if r.ask(b) {
+                self.timers
+                    .at(now + CONNECT_TIMEOUT, Timer::ConnectTimeout(b));
+            } else {
+                let e = resolve::failure("the resolver thread is gone");
+                self.connect_failed(b, &e, now);
+            }
+            return;
+        }
+        let shared = self.shared.clone();
+        self.open_back(b, &shared.connector.target, now);
+    }
+
+    /// The resolver's answers: the connections waiting for them connect, or fail.
+    pub(super) fn resolved(&mut self) {
+        while let Some((answer, waiting)) = self.resolve.as_mut().and_then(|r| r.answer()) {
+            let now = Instant::now();
+            for b in waiting {
+                // Still waiting: not timed out (and maybe retried) meanwhile.
+                let waits = self.backs.get(b).is_some_and(|back| {
+                    back.stream.is_none() && matches!(back.state, State::Connecting { .. })
+                });
+                if !waits {
+                    continue;
+                }
+                match &answer {
+                    Ok(addr) => self.open_back(b, &Target::Tcp(*addr), now),
+                    Err(msg) => self.connect_failed(b, &resolve::failure(msg), now),
+                }
+            }
+        }
+    }
+
+    /// Opens the socket of back `b` to `to` and registers it.
+    fn open_back(&mut self, b: BackKey, to: &Target, now: Instant) {
+        let Some(back) = self.backs.get_mut(b) else {
+            return;
+        };
+        let connected = back.connect(&self.shared.connector, to, now);
         if connected.is_ok() && back.kind == Kind::Subscriber {
             // Behind the handshake: every topic that still has subscribers.
             self.pubsub.resubscribe(&mut back.wbuf.data);

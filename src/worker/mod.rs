@@ -23,6 +23,7 @@ mod websocket;
 use crate::access::{self, AccessFile};
 use crate::api::plan::Scratch;
 use crate::back::pool::Pool;
+use crate::back::resolve::Resolving;
 use crate::back::Connector;
 use crate::config::Config;
 use crate::front::{Busy, Closing, Front, Fronts, MAX_IN_FLIGHT, OUT_HIGH_WATER};
@@ -95,6 +96,8 @@ pub struct Worker {
     access: Option<access::Sink>,
     /// This worker's working memory for planning requests (rules, keyed ACL).
     scratch: Scratch,
+    /// Asking the resolver thread for Redis's address (`redis_host` is a name).
+    resolve: Option<Resolving>,
 }
 
 impl Worker {
@@ -103,6 +106,7 @@ impl Worker {
         poll: Poll,
         mut listener: TcpListener,
         shared: Arc<Shared>,
+        resolve: Option<Resolving>,
     ) -> io::Result<Worker> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -126,6 +130,7 @@ impl Worker {
             slow_consumers: 0,
             access: shared.access_log.as_ref().map(|_| access::Sink::default()),
             scratch: Scratch::new(cfg.plan_settings()),
+            resolve,
             shared,
         })
     }
@@ -174,7 +179,8 @@ impl Worker {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
-                    WAKER => {}
+                    // The stop flag is read above; the resolver's answers here.
+                    WAKER => self.resolved(),
                     t => match BackKey::of_token(t) {
                         Some(b) => self.back_event(b, ev),
                         None => self.front_event(FrontKey(t.0), ev),

@@ -6,7 +6,7 @@
 //! Request deadlines are one more kind of entry.
 
 use super::Worker;
-use crate::back::{State, CONNECT_TIMEOUT};
+use crate::back::{resolve, State, CONNECT_TIMEOUT};
 use crate::front::Closing;
 use crate::key::{BackKey, FrontKey};
 use std::cmp::Reverse;
@@ -74,12 +74,25 @@ impl Worker {
                     }
                 }
                 Timer::ConnectTimeout(b) => {
-                    let late = self.backs.get(b).is_some_and(|back| {
-                        matches!(back.state, State::Connecting { since }
-                            if now.duration_since(since) >= CONNECT_TIMEOUT)
+                    let late = self.backs.get(b).and_then(|back| match back.state {
+                        State::Connecting { since }
+                            if now.duration_since(since) >= CONNECT_TIMEOUT =>
+                        {
+                            Some(back.stream.is_none())
+                        }
+                        _ => None,
                     });
-                    if late {
-                        self.connect_failed(b, &io::ErrorKind::TimedOut.into(), now);
+                    match late {
+                        // Still waiting for the resolver.
+                        Some(true) => {
+                            let e = resolve::failure(&format!(
+                                "no address for the Redis host within {} s",
+                                CONNECT_TIMEOUT.as_secs()
+                            ));
+                            self.connect_failed(b, &e, now);
+                        }
+                        Some(false) => self.connect_failed(b, &io::ErrorKind::TimedOut.into(), now),
+                        None => {}
                     }
                 }
                 Timer::Linger(k) => {

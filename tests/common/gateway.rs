@@ -33,6 +33,18 @@ impl Gateway {
     /// Like [`Gateway::start_no_wait`], in front of the Redis (or fake Redis) listening
     /// on `redis_port`, with environment variables for the process.
     pub fn start_on(redis_port: u16, extra_json: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_under(&[], redis_port, extra_json, env)
+    }
+
+    /// Like [`Gateway::start_on`], with the binary run by `wrapper` (a command and its
+    /// arguments, to which the binary and the config file's path are appended; it must
+    /// `exec` the binary, so that the child's pid is the gateway's).
+    pub fn start_under(
+        wrapper: &[&str],
+        redis_port: u16,
+        extra_json: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let mut last_log = String::new();
         for _ in 0..5 {
             let dir = TempDir::new("gw");
@@ -56,7 +68,15 @@ impl Gateway {
             }
             let path = dir.join("webdis.json");
             std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_webdis-rs"));
+            let bin = env!("CARGO_BIN_EXE_webdis-rs");
+            let mut cmd = match wrapper.split_first() {
+                Some((first, rest)) => {
+                    let mut c = Command::new(first);
+                    c.args(rest).arg(bin);
+                    c
+                }
+                None => Command::new(bin),
+            };
             cmd.arg(&path)
                 .envs(env.iter().copied())
                 .current_dir(&dir.path)

@@ -82,6 +82,8 @@ pub(super) fn kill(child: &mut Option<Child>) {
 // ---- Redis --------------------------------------------------------------------------
 
 pub struct Redis {
+    /// The address it listens on (127.0.0.1 unless started with [`Redis::start_at`]).
+    pub host: String,
     pub port: u16,
     pub dir: TempDir,
     extra: Vec<String>,
@@ -101,6 +103,7 @@ impl Redis {
     pub fn start_with(extra: &[&str]) -> Redis {
         let dir = TempDir::new("redis");
         let mut r = Redis {
+            host: "127.0.0.1".into(),
             port: 0,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -125,6 +128,7 @@ impl Redis {
     /// The harness's own commands go over the (plain) unix socket.
     pub fn start_tls(tls_args: &[&str]) -> Redis {
         let mut r = Redis {
+            host: "127.0.0.1".into(),
             port: 0,
             dir: TempDir::new("redis-tls"),
             extra: tls_args.iter().map(|s| s.to_string()).collect(),
@@ -141,6 +145,21 @@ impl Redis {
         panic!("redis-server (TLS) did not start; log:\n{}", r.log());
     }
 
+    /// Starts a server listening on `host:port` only (another loopback address, such as
+    /// 127.0.0.2, and a port chosen by the caller); `None` when it cannot start there.
+    pub fn start_at(host: &str, port: u16) -> Option<Redis> {
+        let mut r = Redis {
+            host: host.into(),
+            port,
+            dir: TempDir::new("redis-at"),
+            extra: Vec::new(),
+            child: None,
+            auth: Vec::new(),
+            tls: false,
+        };
+        r.launch().then_some(r)
+    }
+
     pub fn socket_path(&self) -> PathBuf {
         self.dir.join("redis.sock")
     }
@@ -154,7 +173,7 @@ impl Redis {
         cmd.arg("--port")
             .arg(self.port.to_string())
             .arg("--bind")
-            .arg("127.0.0.1")
+            .arg(&self.host)
             .arg("--save")
             .arg("")
             .arg("--appendonly")
@@ -240,7 +259,7 @@ impl Redis {
             s.set_read_timeout(Some(TIMEOUT))?;
             return self.session_on(s.try_clone()?, BufReader::new(s), db, args);
         }
-        let s = TcpStream::connect(("127.0.0.1", self.port))?;
+        let s = TcpStream::connect((self.host.as_str(), self.port))?;
         s.set_read_timeout(Some(TIMEOUT))?;
         self.session_on(s.try_clone()?, BufReader::new(s), db, args)
     }
