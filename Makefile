@@ -9,7 +9,7 @@ REDIS_PORT := $(or $(shell sed -n 's/.*"redis_port" *: *"\{0,1\}\([0-9][0-9]*\).
 RUN_DIR    := $(CURDIR)/target/run
 BROWSER_DIR := tests/browser
 
-.PHONY: all build release run test deps deps-apt deps-test deps-load loadtest fanout bench clean
+.PHONY: all build release run test deps deps-apt deps-test deps-load loadtest fanout bench fuzz clean
 
 all: build
 
@@ -88,6 +88,12 @@ fanout: deps-load
 
 bench:
 	$(CARGO) bench
+
+# Every fuzz target (fuzz/, cargo-fuzz on the nightly toolchain, both installed if
+# missing), one after the other, FUZZ_TIME seconds each. See fuzz/README.md.
+FUZZ_TIME ?= 60
+fuzz:
+	fuzz/run $(FUZZ_TIME)
 
 clean:
 	$(CARGO) clean

@@ -33,3 +33,25 @@ mod testing;
 pub mod tls;
 pub mod worker;
 pub mod ws;
+
+/// What the fuzz targets (`fuzz/`) use, and only that: they import nothing else from
+/// the crate, so the modules above can become private without touching them. Not an
+/// API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::acl::{Acl, Names, Rule as AclRule};
+    pub use crate::command::{
+        parse as parse_command, route_of_argv, write_argv, Output, Query, Route,
+    };
+    pub use crate::config::Config;
+    pub use crate::http::{
+        parse as parse_http, parse_resuming as parse_http_resuming, ChunkCursor, Method,
+        Status as HttpStatus,
+    };
+    pub use crate::keyspec::{CommandTable, Pattern};
+    pub use crate::render::Shape;
+    pub use crate::reply::body as render_body;
+    pub use crate::resp::{FrameScanner, Item, Reader};
+    pub use crate::rules::{Request as RuleRequest, Routed, Rules};
+    pub use crate::ws::{parse_json_command, parse_raw_command, Decoder, Event, Limits};
+}
