@@ -77,8 +77,10 @@ fn run(data: &[u8], split: usize) -> (Vec<Ev>, usize) {
     let mut dec = Decoder::new(LIMITS);
     let mut events = Vec::new();
     let mut rb = data[..split].to_vec();
-    if drain(&mut dec, &mut rb, &mut events) {
-        rb.extend_from_slice(&data[split..]);
+    // After a close or a failure nothing more is decoded, but the bytes still arrive.
+    let open = drain(&mut dec, &mut rb, &mut events);
+    rb.extend_from_slice(&data[split..]);
+    if open {
         drain(&mut dec, &mut rb, &mut events);
     }
     (events, rb.len())
