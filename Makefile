@@ -19,7 +19,7 @@ DEB_ARCH   := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 DEB        := target/debian/webdis-rs_$(VERSION)-1_$(DEB_ARCH).deb
 CARGO_DEB_VERSION := 3.8.0
 
-.PHONY: all build release run test deps deps-apt deps-test deps-load loadtest fanout bench clean deb test-deb
+.PHONY: all build release run test deps deps-apt deps-test deps-load loadtest fanout bench clean deb test-deb fuzz
 
 all: build
 
@@ -127,6 +127,12 @@ fanout: deps-load
 
 bench:
 	$(CARGO) bench
+
+# Every fuzz target (fuzz/, cargo-fuzz on the nightly toolchain, both installed if
+# missing), one after the other, FUZZ_TIME seconds each. See fuzz/README.md.
+FUZZ_TIME ?= 60
+fuzz:
+	fuzz/run $(FUZZ_TIME)
 
 clean:
 	$(CARGO) clean

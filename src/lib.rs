@@ -50,3 +50,21 @@ pub(crate) mod worker;
 
 #[doc(hidden)]
 pub mod bench;
+
+/// What the fuzz targets (`fuzz/`) use, and only that: they import nothing else from
+/// the crate. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::api::acl::{Acl, Names, Rule as AclRule};
+    pub use crate::api::command::{parse as parse_command, route_of_argv, Query, Route};
+    pub use crate::api::rules::{Request as RuleRequest, Routed, Rules};
+    pub use crate::config::Config;
+    pub use crate::proto::http::{
+        parse as parse_http, parse_resuming as parse_http_resuming, ChunkCursor, Method,
+        Status as HttpStatus,
+    };
+    pub use crate::proto::keyspec::{CommandTable, Pattern};
+    pub use crate::proto::resp::{write_argv, FrameScanner, Item, Reader};
+    pub use crate::proto::ws::{parse_json_command, parse_raw_command, Decoder, Event, Limits};
+    pub use crate::render::{body as render_body, Output, Shape};
+}

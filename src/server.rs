@@ -344,6 +344,22 @@ fn load_command_table(shared: &Shared) -> Result<(), ProbeError> {
     let reply = probe::run(&shared.connector, &[b"COMMAND"])?;
     let table = CommandTable::parse(&reply).map_err(ProbeError::CommandTable)?;
     let n = table.len();
+    let distrusted = table.distrusted();
+    if !distrusted.is_empty() {
+        // Names from Redis: the first few, escaped and cut at 64 bytes.
+        let names: Vec<String> = distrusted
+            .iter()
+            .take(8)
+            .map(|n| n[..n.len().min(64)].escape_ascii().to_string())
+            .collect();
+        log!(
+            Level::Warning,
+            "ACL: Redis's key specs of {} command(s) are not sane ({}{}): their keys are unknown, so rules with \"keys\" deny them",
+            distrusted.len(),
+            names.join(", "),
+            if distrusted.len() > names.len() { ", ..." } else { "" }
+        );
+    }
     if let Some(acl) = &shared.config.acl {
         let _ = acl.commands.set(table);
     }

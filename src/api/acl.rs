@@ -220,13 +220,22 @@ impl Acl {
                 continue;
             }
             let keys = keys.get_or_insert_with(|| self.commands.get()?.keys(argv));
-            let inside = |&i: &usize| patterns.iter().any(|p| p.matches(argv[i]));
+            // A position past argv (never given by `keys`) counts as a key outside
+            // every pattern for `enabled`, inside one for `disabled`: denied both ways.
+            let inside = |&i: &usize| {
+                argv.get(i)
+                    .map(|key| patterns.iter().any(|p| p.matches(key)))
+            };
             if on {
                 allowed = keys
                     .as_ref()
-                    .is_some_and(|k| !k.is_empty() && k.iter().all(inside));
+                    .is_some_and(|k| !k.is_empty() && k.iter().all(|i| inside(i) == Some(true)));
             }
-            if off && keys.as_ref().is_none_or(|k| k.iter().any(inside)) {
+            if off
+                && keys
+                    .as_ref()
+                    .is_none_or(|k| k.iter().any(|i| inside(i) != Some(false)))
+            {
                 allowed = false;
             }
         }
@@ -368,6 +377,64 @@ mod tests {
         assert!(!acl.allows(ip, None, b"GET"));
         assert!(acl.allows(ip, None, b"PING"));
         assert!(!Acl::new(vec![rule(None, None, &["GET"], &[])], true).keyed());
+    }
+
+    #[test]
+    fn key_patterns_with_a_hostile_command_table() {
+        // GET's key spec has a negative begin index, MGET's a key step of i64::MAX (the
+        // two specs that crashed the gateway); DEL's is sane.
+        let spec = |index: i64, find: &str| {
+            format!(
+                "*6\r\n$5\r\nflags\r\n*0\r\n$12\r\nbegin_search\r\n*4\r\n$4\r\ntype\r\n\
+                 $5\r\nindex\r\n$4\r\nspec\r\n*2\r\n$5\r\nindex\r\n:{index}\r\n\
+                 $9\r\nfind_keys\r\n{find}"
+            )
+        };
+        let keynum = "*4\r\n$4\r\ntype\r\n$6\r\nkeynum\r\n$4\r\nspec\r\n*6\r\n\
+                      $9\r\nkeynumidx\r\n:0\r\n$8\r\nfirstkey\r\n:1\r\n$7\r\nkeystep\r\n:1\r\n";
+        let range = |step: i64| {
+            format!(
+                "*4\r\n$4\r\ntype\r\n$5\r\nrange\r\n$4\r\nspec\r\n*6\r\n\
+                 $7\r\nlastkey\r\n:-1\r\n$7\r\nkeystep\r\n:{step}\r\n$5\r\nlimit\r\n:0\r\n"
+            )
+        };
+        let entry = |name: &str, spec: String| {
+            format!(
+                "*10\r\n${}\r\n{name}\r\n:-2\r\n*0\r\n:1\r\n:1\r\n:1\r\n*0\r\n*0\r\n*1\r\n{spec}*0\r\n",
+                name.len()
+            )
+        };
+        let reply = format!(
+            "*3\r\n{}{}{}",
+            entry("get", spec(-2, keynum)),
+            entry("mget", spec(1, &range(i64::MAX))),
+            entry("del", spec(1, &range(1))),
+        );
+        let table = CommandTable::parse(reply.as_bytes()).unwrap();
+        assert_eq!(table.distrusted().len(), 2);
+        let keyed = |enabled: &[&str], disabled: &[&str]| Rule {
+            keys: Some(vec![Pattern::parse("public:*").unwrap()]),
+            ..rule(None, None, enabled, disabled)
+        };
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let on = Acl::new(vec![keyed(&["GET", "MGET", "DEL"], &[])], false);
+        let off = Acl::new(vec![keyed(&[], &["GET", "MGET", "DEL"])], true);
+        for acl in [&on, &off] {
+            acl.commands.set(table.clone()).unwrap();
+        }
+        let cases: &[(&str, bool, bool)] = &[
+            // (line, allowed by `on`, allowed by `off`)
+            ("GET public:x", false, false),
+            ("GET 1 public:x", false, false),
+            ("MGET public:x public:y", false, false),
+            ("DEL public:x", true, false),
+            ("DEL secret", false, true),
+        ];
+        for &(line, want_on, want_off) in cases {
+            let argv: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+            assert_eq!(on.allows_argv(ip, None, &argv), want_on, "on: {line}");
+            assert_eq!(off.allows_argv(ip, None, &argv), want_off, "off: {line}");
+        }
     }
 
     #[test]

@@ -134,9 +134,10 @@ pub fn parse<'a>(
         format,
         route: Route::Shared,
     };
-    cmd.route = route_with(name, cmd.args(), |a, w| {
-        decodes_to(a, w, u8::eq_ignore_ascii_case)
-    })?;
+    // The PUT body is an argument too (the last one, sent as is): `PUT /SUBSCRIBE` with
+    // a topic as its body is a subscription, never a command for a shared connection.
+    let encoded = cmd.args().map(|a| (a, true));
+    cmd.route = route_with(name, encoded.chain(put_body.map(|b| (b, false))))?;
     Ok(cmd)
 }
 
@@ -221,13 +222,20 @@ const REFUSED_CLIENT: &[&[u8]] = &[
     b"NO-TOUCH",
 ];
 
-/// Where a command may run, from its name and its arguments; `eq` compares an argument
-/// with an upper-case word, case-insensitively (URL arguments are still encoded).
+/// Where a command may run, from its name and its arguments, each with whether it is
+/// still %-encoded (a URL's path arguments) or sent as is (decoded arguments, a PUT
+/// body); words are compared case-insensitively.
 fn route_with<'x>(
     name: &[u8],
-    mut args: impl Iterator<Item = &'x [u8]>,
-    eq: impl Fn(&[u8], &[u8]) -> bool,
+    mut args: impl Iterator<Item = (&'x [u8], bool)>,
 ) -> Result<Route, CommandError> {
+    let eq = |(a, encoded): (&[u8], bool), w: &[u8]| {
+        if encoded {
+            decodes_to(a, w, u8::eq_ignore_ascii_case)
+        } else {
+            a.eq_ignore_ascii_case(w)
+        }
+    };
     match class_of(name) {
         Class::Plain => Ok(Route::Shared),
         Class::Refused => Err(CommandError::Refused),
@@ -236,7 +244,7 @@ fn route_with<'x>(
         Class::Streaming => Ok(Route::Shared),
         Class::Blocking => Ok(Route::Blocking),
         Class::Client => {
-            let sub = args.next().unwrap_or(b"");
+            let sub = args.next().unwrap_or((b"", false));
             if REFUSED_CLIENT.iter().any(|c| eq(sub, c)) {
                 Err(CommandError::Refused)
             } else {
@@ -321,7 +329,7 @@ pub fn route_of<'a>(
     if name.is_empty() {
         return Err(CommandError::Empty);
     }
-    route_with(name, args, |a, w| a.eq_ignore_ascii_case(w))
+    route_with(name, args.map(|a| (a, false)))
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -598,6 +606,33 @@ mod tests {
         }
         let none: [&[u8]; 0] = [];
         assert_eq!(route_of_argv(&none), Err(CommandError::Empty));
+    }
+
+    #[test]
+    fn a_put_body_counts_for_the_route() {
+        // Found by the url_command fuzz target: `PUT /SUBSCRIBE` with the topic as its
+        // body was classified without the body and sent on a shared connection, which
+        // it turned into a subscriber connection.
+        let q = Query::default();
+        let cases: &[(&str, &[u8], Result<Route, CommandError>)] = &[
+            ("SUBSCRIBE", b"ch", Ok(Route::Subscribe)),
+            ("psubscribe", b"a*", Ok(Route::Subscribe)),
+            ("SUBSCRIBE", b"", Ok(Route::Shared)),
+            ("CLIENT", b"setname", Err(CommandError::Refused)),
+            // The body is sent as is: it is not decoded to be compared either.
+            ("CLIENT", b"set%6Eame", Ok(Route::Shared)),
+            ("XREAD/STREAMS/s", b"block", Ok(Route::Blocking)),
+            ("SET/k", b"BLOCK", Ok(Route::Shared)),
+        ];
+        for (u, body, want) in cases {
+            let c = parse(u.as_bytes(), &q, Some(body));
+            assert_eq!(c.map(|c| c.route), *want, "{u} {body:?}");
+            if let Ok(c) = c {
+                let mut argv = vec![c.name.to_vec()];
+                argv.extend(c.decoded_args());
+                assert_eq!(route_of_argv(&argv), *want, "{u} {body:?}");
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,12 @@
 //! `movablekeys` without specs) the keys are *unknown*, and the ACL treats that as a
 //! key outside every pattern.
 //!
+//! What Redis sends is checked like what a client sends: a key spec whose numbers no
+//! Redis command has (a begin index below 1, a key step below 1, any value past
+//! [`MAX_SPEC_VALUE`], more than [`MAX_SPECS`] specs) is not trusted, and that
+//! command's keys are unknown too ([`CommandTable::distrusted`] names them). Key
+//! positions are computed with checked arithmetic and always index `argv`.
+//!
 //! [`Pattern`] is a Redis glob (`*`, `?`, `[abc]`, `[^a-z]`, `\` escapes), matched
 //! byte by byte and case-sensitively, like Redis's own key patterns.
 
@@ -23,6 +29,14 @@ pub type Positions = SmallVec<[usize; 8]>;
 
 /// Longest command name looked up (`NAME|SUBCOMMAND`); longer ones are unknown.
 const MAX_NAME: usize = 128;
+
+/// Largest begin index, keyword start, last key offset, key step, key-count index,
+/// first key offset or limit taken from a key spec (Redis's own are single digits).
+/// Past it, the spec is not trusted.
+pub const MAX_SPEC_VALUE: i64 = 256;
+
+/// Most key specs taken for one command (Redis's own have at most a handful).
+pub const MAX_SPECS: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Begin {
@@ -62,6 +76,18 @@ struct Info {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommandTable {
     map: HashMap<Box<[u8]>, Info>,
+    /// Commands whose key specs were not trusted (their keys are unknown).
+    distrusted: Vec<Box<[u8]>>,
+}
+
+/// Why a key spec gives no positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bad {
+    /// Redis says the keys cannot be told (type `unknown`, `incomplete`), or the spec
+    /// is not in a shape this code knows.
+    Unknown,
+    /// Numbers no Redis command has: not trusted.
+    Insane,
 }
 
 /// A RESP value, for the start-up parse of `COMMAND` only.
@@ -169,33 +195,28 @@ impl CommandTable {
             Some(specs) => {
                 let list = specs.list();
                 if list.is_empty() && movable {
-                    None
+                    Err(Bad::Unknown)
+                } else if list.len() > MAX_SPECS {
+                    Err(Bad::Insane)
                 } else {
                     list.iter()
                         .filter(|s| !has_flag(s, b"not_key"))
                         .map(spec)
-                        .collect::<Option<Vec<_>>>()
+                        .collect::<Result<Vec<_>, Bad>>()
                 }
             }
             // Older Redis: first key, last key, step.
-            None if movable => None,
+            None if movable => Err(Bad::Unknown),
             None => {
                 let n = |i: usize| e.get(i).and_then(V::int).unwrap_or(0);
-                let (first, last, step) = (n(3), n(4), n(5));
-                Some(if first > 0 {
-                    vec![Spec {
-                        begin: Begin::Index(first),
-                        find: Find::Range {
-                            lastkey: if last >= 0 { last - first } else { last },
-                            keystep: step,
-                            limit: 0,
-                        },
-                    }]
-                } else {
-                    Vec::new()
-                })
+                legacy_spec(n(3), n(4), n(5)).map(|s| s.into_iter().collect())
             }
         };
+        if specs == Err(Bad::Insane) {
+            self.distrusted
+                .push(name.to_ascii_uppercase().into_boxed_slice());
+        }
+        let specs = specs.ok();
         let subs = e.get(9).map_or(&[][..], V::list);
         for sub in subs {
             self.add(sub);
@@ -215,6 +236,12 @@ impl CommandTable {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// The commands (upper case) whose key specs were not trusted: their keys are
+    /// unknown, so rules with key patterns deny them.
+    pub fn distrusted(&self) -> &[Box<[u8]>] {
+        &self.distrusted
     }
 
     /// The positions of the keys in `argv` (argv\[0\] is the name), or `None` when they
@@ -255,49 +282,106 @@ fn has_flag(spec: &V<'_>, flag: &[u8]) -> bool {
         .is_some_and(|f| f.list().iter().any(|x| x.str().eq_ignore_ascii_case(flag)))
 }
 
-/// One key spec; `None` when it does not say where the keys are (type `unknown`, or
-/// flagged `incomplete`).
-fn spec(v: &V<'_>) -> Option<Spec> {
-    if has_flag(v, b"incomplete") {
-        return None;
+/// Whether `v` is within `lo..=hi`, else the spec is not trusted.
+fn sane(v: i64, lo: i64, hi: i64) -> Result<i64, Bad> {
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(Bad::Insane)
     }
-    let bs = v.get(b"begin_search")?;
-    let fk = v.get(b"find_keys")?;
-    let int = |s: &V<'_>, k: &[u8]| s.get(b"spec").and_then(|s| s.get(k)).and_then(V::int);
-    let begin = match bs.get(b"type")?.str() {
-        b"index" => Begin::Index(int(bs, b"index")?),
-        b"keyword" => Begin::Keyword {
-            keyword: bs
-                .get(b"spec")?
-                .get(b"keyword")?
-                .str()
-                .to_vec()
-                .into_boxed_slice(),
-            startfrom: int(bs, b"startfrom")?,
-        },
-        _ => return None,
+}
+
+/// The spec of an entry from before Redis 7 (first key, last key, step); `None` when
+/// the command has no keys (first key 0).
+fn legacy_spec(first: i64, last: i64, step: i64) -> Result<Option<Spec>, Bad> {
+    if first == 0 {
+        return Ok(None);
+    }
+    let first = sane(first, 1, MAX_SPEC_VALUE)?;
+    // A last key at or after the first, or counted from the end (-1: the last argument).
+    let lastkey = if last >= 0 {
+        sane(last, first, MAX_SPEC_VALUE)? - first
+    } else {
+        sane(last, -MAX_SPEC_VALUE, -1)?
     };
-    let find = match fk.get(b"type")?.str() {
-        b"range" => Find::Range {
-            lastkey: int(fk, b"lastkey")?,
-            keystep: int(fk, b"keystep")?,
-            limit: int(fk, b"limit")?,
+    Ok(Some(Spec {
+        begin: Begin::Index(first),
+        find: Find::Range {
+            lastkey,
+            keystep: sane(step, 1, MAX_SPEC_VALUE)?,
+            limit: 0,
         },
+    }))
+}
+
+/// One key spec: `Unknown` when it does not say where the keys are (type `unknown`, or
+/// flagged `incomplete`), `Insane` when its numbers are not to be trusted.
+fn spec(v: &V<'_>) -> Result<Spec, Bad> {
+    const M: i64 = MAX_SPEC_VALUE;
+    if has_flag(v, b"incomplete") {
+        return Err(Bad::Unknown);
+    }
+    let bs = v.get(b"begin_search").ok_or(Bad::Unknown)?;
+    let fk = v.get(b"find_keys").ok_or(Bad::Unknown)?;
+    let int = |s: &V<'_>, k: &[u8]| {
+        s.get(b"spec")
+            .and_then(|s| s.get(k))
+            .and_then(V::int)
+            .ok_or(Bad::Unknown)
+    };
+    let begin = match bs.get(b"type").ok_or(Bad::Unknown)?.str() {
+        b"index" => Begin::Index(sane(int(bs, b"index")?, 1, M)?),
+        b"keyword" => {
+            let keyword = bs
+                .get(b"spec")
+                .and_then(|s| s.get(b"keyword"))
+                .ok_or(Bad::Unknown)?
+                .str();
+            if keyword.is_empty() || keyword.len() > MAX_NAME {
+                return Err(Bad::Insane);
+            }
+            let startfrom = sane(int(bs, b"startfrom")?, -M, M)?;
+            if startfrom == 0 {
+                return Err(Bad::Insane);
+            }
+            Begin::Keyword {
+                keyword: keyword.to_vec().into_boxed_slice(),
+                startfrom,
+            }
+        }
+        _ => return Err(Bad::Unknown),
+    };
+    let find = match fk.get(b"type").ok_or(Bad::Unknown)?.str() {
+        b"range" => {
+            let lastkey = sane(int(fk, b"lastkey")?, -M, M)?;
+            let limit = sane(int(fk, b"limit")?, 0, M)?;
+            // Redis divides the remaining arguments by a limit only with lastkey -1.
+            if limit != 0 && lastkey != -1 {
+                return Err(Bad::Insane);
+            }
+            Find::Range {
+                lastkey,
+                keystep: sane(int(fk, b"keystep")?, 1, M)?,
+                limit,
+            }
+        }
         b"keynum" => Find::Keynum {
-            keynumidx: int(fk, b"keynumidx")?,
-            firstkey: int(fk, b"firstkey")?,
-            keystep: int(fk, b"keystep")?,
+            keynumidx: sane(int(fk, b"keynumidx")?, 0, M)?,
+            firstkey: sane(int(fk, b"firstkey")?, 1, M)?,
+            keystep: sane(int(fk, b"keystep")?, 1, M)?,
         },
-        _ => return None,
+        _ => return Err(Bad::Unknown),
     };
-    Some(Spec { begin, find })
+    Ok(Spec { begin, find })
 }
 
 impl Spec {
-    /// Adds this spec's key positions. `Some(false)`: the spec finds nothing here (its
-    /// keyword is absent); `None`: the command line is not what the spec expects.
+    /// Adds this spec's key positions, each below `argv.len()`. `Some(false)`: the spec
+    /// finds nothing here (its keyword is absent); `None`: the command line is not what
+    /// the spec expects. Checked arithmetic throughout: whatever the spec's numbers,
+    /// this neither overflows nor indexes out of `argv`.
     fn positions(&self, argv: &[&[u8]], out: &mut Positions) -> Option<bool> {
-        let argc = argv.len() as i64;
+        let argc = i64::try_from(argv.len()).ok()?;
         let mut first = match &self.begin {
             Begin::Index(i) => *i,
             Begin::Keyword { keyword, startfrom } => {
@@ -306,19 +390,17 @@ impl Spec {
                 let (start, end) = if *startfrom > 0 {
                     (*startfrom, argc - 1)
                 } else {
-                    (argc + startfrom, 1)
+                    (argc.checked_add(*startfrom)?, 1)
                 };
+                let forwards = start <= end;
                 let mut i = start;
                 let mut found = 0;
-                while i != end {
-                    if i >= argc || i < 1 {
-                        break;
-                    }
+                while i != end && (1..argc).contains(&i) {
                     if argv[i as usize].eq_ignore_ascii_case(keyword) {
                         found = i + 1;
                         break;
                     }
-                    i += if start <= end { 1 } else { -1 };
+                    i += if forwards { 1 } else { -1 };
                 }
                 if found == 0 {
                     return Some(false);
@@ -333,11 +415,12 @@ impl Spec {
                 limit,
             } => {
                 let last = if lastkey >= 0 {
-                    first + lastkey
+                    first.checked_add(lastkey)?
                 } else if limit == 0 {
-                    argc + lastkey
+                    argc.checked_add(lastkey)?
                 } else {
-                    first + ((argc - first) / limit + lastkey)
+                    let share = argc.checked_sub(first)?.checked_div(limit)?;
+                    first.checked_add(share.checked_add(lastkey)?)?
                 };
                 (last, keystep)
             }
@@ -346,25 +429,30 @@ impl Spec {
                 firstkey,
                 keystep,
             } => {
-                if keynumidx < 0 || keynumidx >= argc - first {
+                if keynumidx < 0 || keynumidx >= argc.checked_sub(first)? {
                     return None;
                 }
-                let numkeys: i64 = std::str::from_utf8(argv[(first + keynumidx) as usize])
+                let at = usize::try_from(first.checked_add(keynumidx)?).ok()?;
+                let numkeys: i64 = std::str::from_utf8(argv.get(at)?)
                     .ok()?
                     .parse()
                     .ok()
                     .filter(|&n| n >= 0)?;
-                first += firstkey;
-                (first.checked_add(numkeys)? - 1, keystep)
+                first = first.checked_add(firstkey)?;
+                (first.checked_add(numkeys)?.checked_sub(1)?, keystep)
             }
         };
         if last >= argc || last < first || first >= argc || first < 1 || step < 1 {
             return None;
         }
+        // 1 <= first <= i <= last < argc: every position indexes argv.
         let mut i = first;
         while i <= last {
             out.push(i as usize);
-            i += step;
+            match i.checked_add(step) {
+                Some(next) => i = next,
+                None => break,
+            }
         }
         Some(true)
     }
@@ -568,6 +656,282 @@ mod tests {
         ] {
             let e = CommandTable::parse(bad).expect_err(&bad.escape_ascii().to_string());
             assert_eq!(e.to_string(), msg, "{:?}", bad.escape_ascii());
+        }
+    }
+
+    /// A RESP value to build `COMMAND` replies with.
+    enum T {
+        S(&'static str),
+        I(i64),
+        L(Vec<T>),
+    }
+
+    fn encode(t: &T, out: &mut Vec<u8>) {
+        match t {
+            T::S(s) => out.extend_from_slice(format!("${}\r\n{s}\r\n", s.len()).as_bytes()),
+            T::I(i) => out.extend_from_slice(format!(":{i}\r\n").as_bytes()),
+            T::L(l) => {
+                out.extend_from_slice(format!("*{}\r\n", l.len()).as_bytes());
+                for x in l {
+                    encode(x, out);
+                }
+            }
+        }
+    }
+
+    /// A Redis 7 `COMMAND` entry for `name` with these key specs.
+    fn entry(name: &'static str, specs: Vec<T>) -> T {
+        use T::*;
+        L(vec![
+            S(name),
+            I(-2),
+            L(vec![]),
+            I(0),
+            I(0),
+            I(0),
+            L(vec![]),
+            L(vec![]),
+            L(specs),
+            L(vec![]),
+        ])
+    }
+
+    /// A key spec: `begin_search` of type `bt` with `bs`, `find_keys` of type `ft`.
+    fn kspec(
+        bt: &'static str,
+        bs: Vec<(&'static str, T)>,
+        ft: &'static str,
+        fk: Vec<(&'static str, T)>,
+    ) -> T {
+        use T::*;
+        let kv =
+            |l: Vec<(&'static str, T)>| L(l.into_iter().flat_map(|(k, v)| [S(k), v]).collect());
+        L(vec![
+            S("flags"),
+            L(vec![]),
+            S("begin_search"),
+            L(vec![S("type"), S(bt), S("spec"), kv(bs)]),
+            S("find_keys"),
+            L(vec![S("type"), S(ft), S("spec"), kv(fk)]),
+        ])
+    }
+
+    fn index(i: i64) -> (&'static str, Vec<(&'static str, T)>) {
+        ("index", vec![("index", T::I(i))])
+    }
+
+    fn range(lastkey: i64, keystep: i64, limit: i64) -> (&'static str, Vec<(&'static str, T)>) {
+        use T::I;
+        (
+            "range",
+            vec![
+                ("lastkey", I(lastkey)),
+                ("keystep", I(keystep)),
+                ("limit", I(limit)),
+            ],
+        )
+    }
+
+    fn keynum(idx: i64, firstkey: i64, keystep: i64) -> (&'static str, Vec<(&'static str, T)>) {
+        use T::I;
+        (
+            "keynum",
+            vec![
+                ("keynumidx", I(idx)),
+                ("firstkey", I(firstkey)),
+                ("keystep", I(keystep)),
+            ],
+        )
+    }
+
+    fn table(entries: Vec<T>) -> CommandTable {
+        let mut out = Vec::new();
+        encode(&T::L(entries), &mut out);
+        CommandTable::parse(&out).unwrap()
+    }
+
+    #[test]
+    fn hostile_key_specs_are_not_trusted() {
+        type B = (&'static str, Vec<(&'static str, T)>);
+        let keyword = |kw: &'static str, startfrom: i64| -> B {
+            (
+                "keyword",
+                vec![("keyword", T::S(kw)), ("startfrom", T::I(startfrom))],
+            )
+        };
+        // Each is one spec of GET; the two crashes first.
+        let cases: Vec<(&str, B, B)> = vec![
+            ("negative begin index", index(-2), keynum(0, 1, 1)),
+            ("key step i64::MAX", index(1), range(-1, i64::MAX, 0)),
+            ("begin index 0", index(0), range(0, 1, 0)),
+            ("begin index i64::MIN", index(i64::MIN), range(0, 1, 0)),
+            (
+                "begin index i64::MAX",
+                index(i64::MAX),
+                range(i64::MAX, 1, 0),
+            ),
+            (
+                "huge begin index",
+                index(MAX_SPEC_VALUE + 1),
+                range(0, 1, 0),
+            ),
+            ("key step 0", index(1), range(0, 0, 0)),
+            ("negative key step", index(1), range(0, -1, 0)),
+            ("lastkey i64::MAX", index(1), range(i64::MAX, 1, 0)),
+            ("lastkey i64::MIN", index(1), range(i64::MIN, 1, 0)),
+            ("negative limit", index(1), range(-1, 1, -1)),
+            ("limit i64::MAX", index(1), range(-1, 1, i64::MAX)),
+            ("limit without lastkey -1", index(1), range(-2, 1, 2)),
+            ("negative keynumidx", index(1), keynum(-1, 1, 1)),
+            ("keynumidx i64::MAX", index(1), keynum(i64::MAX, 1, 1)),
+            ("firstkey 0", index(1), keynum(0, 0, 1)),
+            ("firstkey i64::MAX", index(1), keynum(0, i64::MAX, 1)),
+            ("keynum step i64::MAX", index(1), keynum(0, 1, i64::MAX)),
+            ("keyword startfrom 0", keyword("X", 0), range(0, 1, 0)),
+            (
+                "keyword startfrom i64::MIN",
+                keyword("X", i64::MIN),
+                range(0, 1, 0),
+            ),
+            (
+                "keyword startfrom i64::MAX",
+                keyword("X", i64::MAX),
+                range(0, 1, 0),
+            ),
+            ("empty keyword", keyword("", 1), range(0, 1, 0)),
+        ];
+        for (what, (bt, bs), (ft, fk)) in cases {
+            let t = table(vec![
+                entry("get", vec![kspec(bt, bs, ft, fk)]),
+                entry(
+                    "mget",
+                    vec![kspec("index", index(1).1, "range", range(-1, 1, 0).1)],
+                ),
+            ]);
+            assert_eq!(
+                t.distrusted(),
+                [b"GET".to_vec().into_boxed_slice()],
+                "{what}"
+            );
+            for line in [
+                "GET public:x",
+                "GET",
+                "GET a b c d e f",
+                "GET 2 a b",
+                "GET X a",
+            ] {
+                assert_eq!(keys(&t, line), None, "{what}: {line}");
+            }
+            // The other commands of the table are unaffected.
+            assert_eq!(keys(&t, "MGET a b").as_deref(), Some(&[1, 2][..]), "{what}");
+        }
+        // More specs than any command has.
+        let many = (0..MAX_SPECS + 1)
+            .map(|_| kspec("index", index(1).1, "range", range(0, 1, 0).1))
+            .collect();
+        let t = table(vec![entry("get", many)]);
+        assert_eq!(t.distrusted().len(), 1);
+        assert_eq!(keys(&t, "GET k"), None);
+        // Sane extremes are kept.
+        let t = table(vec![entry(
+            "get",
+            vec![kspec(
+                "index",
+                index(MAX_SPEC_VALUE).1,
+                "range",
+                range(0, MAX_SPEC_VALUE, 0).1,
+            )],
+        )]);
+        assert!(t.distrusted().is_empty());
+        assert_eq!(keys(&t, "GET k"), None);
+    }
+
+    #[test]
+    fn hostile_first_last_step_are_not_trusted() {
+        use T::*;
+        let old = |name, first, last, step| {
+            L(vec![S(name), I(-2), L(vec![]), I(first), I(last), I(step)])
+        };
+        for (first, last, step) in [
+            (-1, -1, 1),
+            (i64::MIN, 1, 1),
+            (i64::MAX, -1, 1),
+            (1, -1, i64::MAX),
+            (1, -1, 0),
+            (1, -1, -1),
+            (1, i64::MAX, 1),
+            (1, i64::MIN, 1),
+            (3, 1, 1),
+        ] {
+            let t = table(vec![old("get", first, last, step), old("mget", 1, -1, 1)]);
+            let what = format!("{first} {last} {step}");
+            assert_eq!(t.distrusted().len(), 1, "{what}");
+            assert_eq!(keys(&t, "GET public:x"), None, "{what}");
+            assert_eq!(keys(&t, "MGET a b").as_deref(), Some(&[1, 2][..]), "{what}");
+        }
+    }
+
+    /// Specs built directly, past the checks at load: positions never overflow nor
+    /// index out of argv, whatever the numbers.
+    #[test]
+    fn positions_use_checked_arithmetic() {
+        let extremes = [
+            i64::MIN,
+            i64::MIN + 1,
+            -3,
+            -2,
+            -1,
+            0,
+            1,
+            2,
+            3,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        let lines: [&[&[u8]]; 5] = [
+            &[b"GET"],
+            &[b"GET", b"k"],
+            &[b"EVAL", b"s", b"2", b"a", b"b"],
+            &[b"X", b"KW", b"9223372036854775807", b"a"],
+            &[b"X", b"-1", b"kw", b"a", b"b", b"c"],
+        ];
+        let mut begins: Vec<Begin> = extremes.iter().map(|&i| Begin::Index(i)).collect();
+        begins.extend(extremes.iter().map(|&s| Begin::Keyword {
+            keyword: b"kw".to_vec().into_boxed_slice(),
+            startfrom: s,
+        }));
+        for begin in &begins {
+            for &a in &extremes {
+                for &b in &extremes {
+                    for &c in &extremes {
+                        for find in [
+                            Find::Range {
+                                lastkey: a,
+                                keystep: b,
+                                limit: c,
+                            },
+                            Find::Keynum {
+                                keynumidx: a,
+                                firstkey: b,
+                                keystep: c,
+                            },
+                        ] {
+                            let spec = Spec {
+                                begin: begin.clone(),
+                                find,
+                            };
+                            for argv in lines {
+                                let mut out = Positions::new();
+                                let _ = spec.positions(argv, &mut out);
+                                assert!(
+                                    out.iter().all(|&i| i >= 1 && i < argv.len()),
+                                    "{spec:?} {out:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -12,6 +12,7 @@ mod acl;
 mod back;
 mod browser;
 mod fault;
+mod hostile_redis;
 mod http_api;
 mod http_protocol;
 mod modules;

@@ -531,3 +531,29 @@ fn one_client_has_at_most_ten_thousand_topics() {
         ),
     );
 }
+
+#[test]
+fn a_put_subscribe_with_its_topic_as_body_is_a_subscription() {
+    // Found by the url_command fuzz target: the topic in the PUT body was not counted,
+    // so this SUBSCRIBE went to the shared connection and made it a subscriber
+    // connection, on which other clients' commands then failed.
+    let (redis, gw) = setup_with(r#""threads":1,"pool_size":1"#);
+    let mut s = Stream::open(
+        gw.port,
+        "PUT /SUBSCRIBE HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nput",
+    );
+    s.expect("head", &stream_head("application/json"));
+    s.expect(
+        "confirmation",
+        &chunk("{\"SUBSCRIBE\":[\"subscribe\",\"put\",1]}\n"),
+    );
+    for _ in 0..3 {
+        assert_bytes(&gw.get("/GET/k"), &ok_json(r#"{"GET":null}"#));
+    }
+    publish(&redis, "put", "m");
+    s.expect(
+        "message",
+        &chunk("{\"SUBSCRIBE\":[\"message\",\"put\",\"m\"]}\n"),
+    );
+    assert_bytes(&gw.get("/GET/k"), &ok_json(r#"{"GET":null}"#));
+}
