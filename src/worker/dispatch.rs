@@ -2,6 +2,7 @@
 //! waiter, an immediate answer completed in its slot, a subscription started, or the
 //! WebSocket upgrade. What to do was decided by `api::plan`, without I/O.
 
+use super::timers::Timer;
 use super::{first_line, respond, Worker};
 use crate::api::command::Route;
 use crate::api::plan::{self, Immediate, Incoming, Plan};
@@ -70,11 +71,18 @@ impl Worker {
             Plan::Subscribe(r) => Outcome::Subscribe(r),
             Plan::Send { route, db, cmd } => {
                 let waiter = Waiter::front(k, gen, seq);
+                let due = self.limits.due(self.turn, route, || cmd.block_limit());
+                let write = |w: &mut Vec<u8>| cmd.write_resp(w);
                 match self
                     .backs
-                    .send(route, db, prefer, waiter, false, |w| cmd.write_resp(w))
+                    .send(route, db, prefer, waiter, due, false, write)
                 {
-                    Ok(b) => Outcome::Sent((route == Route::Blocking).then_some(b)),
+                    Ok((b, arm)) => {
+                        if let Some(at) = arm {
+                            self.timers.at(at, Timer::Watch(b));
+                        }
+                        Outcome::Sent((route == Route::Blocking).then_some(b))
+                    }
                     Err(e) => Outcome::Now(Now::Unreachable(e)),
                 }
             }

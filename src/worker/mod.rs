@@ -21,6 +21,7 @@ mod timers;
 mod websocket;
 
 use crate::access::{self, AccessFile};
+use crate::api::command::Route;
 use crate::api::plan::Scratch;
 use crate::back::pool::Pool;
 use crate::back::Connector;
@@ -35,7 +36,7 @@ use crate::reply::{self, Meta};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use timers::Timers;
@@ -47,6 +48,8 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// `access_log`, opened at start-up.
     pub access_log: Option<AccessFile>,
+    /// Counts the times a worker saw Redis back after an outage (`Pool::redis_is_back`).
+    pub redis_back: Arc<AtomicU64>,
 }
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -95,6 +98,38 @@ pub struct Worker {
     access: Option<access::Sink>,
     /// This worker's working memory for planning requests (rules, keyed ACL).
     scratch: Scratch,
+    /// When this loop turn started: the clock commands queued in it are stamped with.
+    turn: Instant,
+    /// `redis_timeout_ms` and `redis_ping_sec`.
+    limits: Limits,
+}
+
+/// The back connections' time limits.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// How long a reply may take (`None`: for ever).
+    reply: Option<Duration>,
+    /// How long a connection may be idle before it is pinged (`None`: never).
+    ping: Option<Duration>,
+}
+
+impl Limits {
+    /// When the reply to a command queued at `now` is late; for a blocking command,
+    /// `limit` says how long it may block (`None`: for ever, no deadline).
+    fn due(
+        self,
+        now: Instant,
+        route: Route,
+        limit: impl FnOnce() -> Option<Duration>,
+    ) -> Option<Instant> {
+        let reply = self.reply?;
+        let extra = if route == Route::Blocking {
+            limit()?
+        } else {
+            Duration::ZERO
+        };
+        now.checked_add(reply.checked_add(extra)?)
+    }
 }
 
 impl Worker {
@@ -113,7 +148,7 @@ impl Worker {
             listener: Some(listener),
             draining: None,
             fronts: Fronts::with_capacity(1024),
-            backs: Pool::new(cfg.pool_size, cfg.database),
+            backs: Pool::new(cfg.pool_size, cfg.database, shared.redis_back.clone()),
             spare: Vec::new(),
             dirty_fronts: Vec::with_capacity(1024),
             date: DateCache::default(),
@@ -126,6 +161,12 @@ impl Worker {
             slow_consumers: 0,
             access: shared.access_log.as_ref().map(|_| access::Sink::default()),
             scratch: Scratch::new(cfg),
+            turn: Instant::now(),
+            limits: Limits {
+                reply: (cfg.redis_timeout_ms > 0)
+                    .then(|| Duration::from_millis(cfg.redis_timeout_ms)),
+                ping: (cfg.redis_ping_sec > 0).then(|| Duration::from_secs(cfg.redis_ping_sec)),
+            },
             shared,
         })
     }
@@ -165,6 +206,11 @@ impl Worker {
                     );
                     break;
                 }
+            }
+            self.turn = Instant::now();
+            if self.backs.redis_back_elsewhere() {
+                // Another worker saw Redis back: reconnect now, not on the backoff timer.
+                self.connect_pending_backs();
             }
             let wall = SystemTime::now();
             self.date.refresh(wall);

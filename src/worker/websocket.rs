@@ -4,6 +4,7 @@
 //! multiplexed subscriber connection.
 
 use super::dispatch::Now;
+use super::timers::Timer;
 use super::{mark_front, respond, Worker};
 use crate::api::command::{self, CommandError, Query, Route};
 use crate::api::plan::{self, AclArgv, Cmd};
@@ -407,14 +408,21 @@ impl Worker {
                     };
                     let seq = busy.push_slot(meta);
                     let waiter = Waiter::front(k, gen, seq);
-                    let sent = self.backs.send(route, None, prefer, waiter, false, |w| {
-                        crate::proto::resp::write_argv(w, &argv)
-                    });
+                    let due = self
+                        .limits
+                        .due(self.turn, route, || Cmd::Argv(&argv).block_limit());
+                    let write = |w: &mut Vec<u8>| crate::proto::resp::write_argv(w, &argv);
+                    let sent = self
+                        .backs
+                        .send(route, None, prefer, waiter, due, false, write);
+                    if let Ok((b, Some(at))) = sent {
+                        self.timers.at(at, Timer::Watch(b));
+                    }
                     let Some(f) = self.fronts.get_mut(k) else {
                         return;
                     };
                     match sent {
-                        Ok(b) if route == Route::Blocking => {
+                        Ok((b, _)) if route == Route::Blocking => {
                             if let Some(slot) =
                                 f.busy.as_deref_mut().and_then(|b| b.slots.back_mut())
                             {
