@@ -9,7 +9,9 @@
 //! before its first reply can be taken for a command's. With `ssl`, the socket is a
 //! [`TlsStream`]: the TLS handshake is part of connecting (the connect timeout covers
 //! it) and the commands go out only once it is complete, so that a connection Redis
-//! refuses right after the TLS handshake never counts as up.
+//! refuses right after the TLS handshake never counts as up. Each waiter carries the
+//! time its reply is due; [`Watch`] keeps the one timer that checks the head of the FIFO
+//! and pings the connection when it is idle.
 
 pub mod pool;
 pub mod probe;
