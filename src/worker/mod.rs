@@ -98,8 +98,8 @@ pub struct Worker {
     access: Option<access::Sink>,
     /// This worker's working memory for planning requests (rules, keyed ACL).
     scratch: Scratch,
-    /// When this loop turn started: the clock commands queued in it are stamped with.
-    turn: Instant,
+    /// When this loop turn started, and the deadline of a command queued in it.
+    turn: Turn,
     /// `redis_timeout_ms` and `redis_ping_sec`.
     limits: Limits,
 }
@@ -113,22 +113,36 @@ struct Limits {
     ping: Option<Duration>,
 }
 
+/// The clock of one loop turn, read once when it starts.
+#[derive(Debug, Clone, Copy)]
+struct Turn {
+    at: Instant,
+    /// When the reply to a command queued in this turn is late (a blocking one's later).
+    due: Option<Instant>,
+}
+
 impl Limits {
-    /// When the reply to a command queued at `now` is late; for a blocking command,
+    /// The clock of a turn starting at `now`.
+    fn turn(self, now: Instant) -> Turn {
+        Turn {
+            at: now,
+            due: self.reply.and_then(|t| now.checked_add(t)),
+        }
+    }
+
+    /// When the reply to a command queued in `turn` is late; for a blocking command,
     /// `limit` says how long it may block (`None`: for ever, no deadline).
     fn due(
         self,
-        now: Instant,
+        turn: Turn,
         route: Route,
         limit: impl FnOnce() -> Option<Duration>,
     ) -> Option<Instant> {
+        if route != Route::Blocking {
+            return turn.due;
+        }
         let reply = self.reply?;
-        let extra = if route == Route::Blocking {
-            limit()?
-        } else {
-            Duration::ZERO
-        };
-        now.checked_add(reply.checked_add(extra)?)
+        turn.at.checked_add(reply.checked_add(limit()?)?)
     }
 }
 
@@ -142,6 +156,10 @@ impl Worker {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let cfg = &shared.config;
+        let limits = Limits {
+            reply: (cfg.redis_timeout_ms > 0).then(|| Duration::from_millis(cfg.redis_timeout_ms)),
+            ping: (cfg.redis_ping_sec > 0).then(|| Duration::from_secs(cfg.redis_ping_sec)),
+        };
         Ok(Worker {
             id,
             poll,
@@ -161,12 +179,8 @@ impl Worker {
             slow_consumers: 0,
             access: shared.access_log.as_ref().map(|_| access::Sink::default()),
             scratch: Scratch::new(cfg),
-            turn: Instant::now(),
-            limits: Limits {
-                reply: (cfg.redis_timeout_ms > 0)
-                    .then(|| Duration::from_millis(cfg.redis_timeout_ms)),
-                ping: (cfg.redis_ping_sec > 0).then(|| Duration::from_secs(cfg.redis_ping_sec)),
-            },
+            turn: limits.turn(Instant::now()),
+            limits,
             shared,
         })
     }
@@ -207,7 +221,7 @@ impl Worker {
                     break;
                 }
             }
-            self.turn = Instant::now();
+            self.turn = self.limits.turn(Instant::now());
             if self.backs.redis_back_elsewhere() {
                 // Another worker saw Redis back: reconnect now, not on the backoff timer.
                 self.connect_pending_backs();
