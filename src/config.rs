@@ -86,6 +86,12 @@ pub struct Config {
     pub access_log: Option<String>,
     /// Rewrite rules (`rules`, `rules_only`), compiled; `None` when there are none.
     pub rules: Option<Rules>,
+    /// Milliseconds a reply from Redis may take (a blocking command: its own timeout
+    /// more) before the request gets 504 and the connection is replaced (0: no limit).
+    pub redis_timeout_ms: u64,
+    /// Seconds a back connection may stay idle before it is checked with a `PING`
+    /// (0: never).
+    pub redis_ping_sec: u64,
 }
 
 impl Default for Config {
@@ -122,9 +128,15 @@ impl Default for Config {
             websocket_max_message: 16 * 1024 * 1024,
             access_log: None,
             rules: None,
+            redis_timeout_ms: 5000,
+            redis_ping_sec: 5,
         }
     }
 }
+
+/// The longest timeout or interval accepted (a year, in seconds): deadlines computed
+/// from them never overflow a clock.
+const YEAR_SECS: u64 = 365 * 24 * 3600;
 
 /// Why a config file cannot be used. The messages hold their causes' messages (they are
 /// printed as they are), so no `source()` chain repeats them.
@@ -309,6 +321,14 @@ impl Config {
                 "sse_retry_ms" => r.number(v).map(|n| c.sse_retry_ms = n),
                 "websocket_max_message" => r.size(v).map(|n| c.websocket_max_message = n),
                 "access_log" => r.string(v).map(|s| c.access_log = Some(s)),
+                "redis_timeout_ms" => r
+                    .number(v)
+                    .filter(|&n| n <= YEAR_SECS * 1000)
+                    .map(|n| c.redis_timeout_ms = n),
+                "redis_ping_sec" => r
+                    .number(v)
+                    .filter(|&n| n <= YEAR_SECS)
+                    .map(|n| c.redis_ping_sec = n),
                 "redis_protocol" => r
                     .number(v)
                     .filter(|&n| n == 2 || n == 3)
@@ -595,6 +615,20 @@ mod tests {
         // Anything else is warned about and leaves the default.
         assert_eq!(a(r#""sometimes""#), (Affinity::Auto, 1));
         assert_eq!(a("1"), (Affinity::Auto, 1));
+    }
+
+    #[test]
+    fn redis_timeouts() {
+        let c = parse("{}").config;
+        assert_eq!((c.redis_timeout_ms, c.redis_ping_sec), (5000, 5));
+        let c = parse(r#"{"redis_timeout_ms":0,"redis_ping_sec":"0"}"#).config;
+        assert_eq!((c.redis_timeout_ms, c.redis_ping_sec), (0, 0));
+        let l = parse(r#"{"redis_timeout_ms":99999999999999,"redis_ping_sec":-1}"#);
+        assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
+        assert_eq!(
+            (l.config.redis_timeout_ms, l.config.redis_ping_sec),
+            (5000, 5)
+        );
     }
 
     #[test]

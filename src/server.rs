@@ -15,7 +15,7 @@ use crate::worker::{Shared, Worker, WAKER};
 use socket2::{Domain, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -196,6 +196,7 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
             connector,
             stop: AtomicBool::new(false),
             access_log,
+            redis_back: Arc::new(AtomicU64::new(0)),
         }),
     })
 }

@@ -8,6 +8,7 @@
 
 use crate::proto::resp::{write_bulk, write_header};
 use crate::render::{format_for_extension, Format, Output, JSON};
+use std::time::Duration;
 
 /// The query-string parameters webdis understands (values are not decoded).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -330,6 +331,75 @@ pub fn route_of<'a>(
         return Err(CommandError::Empty);
     }
     route_with(name, args.map(|a| (a, false)))
+}
+
+/// How long a blocking command may block, from its decoded arguments (after the name):
+/// `Some(ZERO)` for a command that does not block (or whose timeout Redis will refuse at
+/// once: not a number, negative), `None` for one that may block for ever (a timeout of
+/// 0: `BLPOP k 0`, `XREAD BLOCK 0`, `WAIT 1 0`, or one too large to add to a clock).
+/// The reply deadline of a blocking command is this plus `redis_timeout_ms`.
+pub fn block_limit<'a>(
+    name: &[u8],
+    args: impl DoubleEndedIterator<Item = &'a [u8]> + Clone,
+) -> Option<Duration> {
+    let mut upper = [0u8; 12];
+    let Some(dst) = upper.get_mut(..name.len()) else {
+        return Some(Duration::ZERO);
+    };
+    for (d, s) in dst.iter_mut().zip(name) {
+        *d = s.to_ascii_uppercase();
+    }
+    let (arg, unit) = match &*dst {
+        // ... key [key ...] timeout (seconds, a float)
+        b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BZPOPMIN" | b"BZPOPMAX" => {
+            (args.clone().next_back(), Unit::Seconds)
+        }
+        // timeout numkeys key [key ...] ...
+        b"BLMPOP" | b"BZMPOP" => (args.clone().next(), Unit::Seconds),
+        // WAIT numreplicas timeout, WAITAOF numlocal numreplicas timeout (milliseconds)
+        b"WAIT" | b"WAITAOF" => (args.clone().next_back(), Unit::Millis),
+        // [COUNT n] [BLOCK ms] ... STREAMS key ... id ...: BLOCK among the options only.
+        b"XREAD" | b"XREADGROUP" => {
+            let mut it = args.clone();
+            let mut found = None;
+            while let Some(a) = it.next() {
+                if a.eq_ignore_ascii_case(b"STREAMS") {
+                    break;
+                }
+                if a.eq_ignore_ascii_case(b"BLOCK") {
+                    found = it.next();
+                    break;
+                }
+            }
+            match found {
+                Some(ms) => (Some(ms), Unit::Millis),
+                None => return Some(Duration::ZERO),
+            }
+        }
+        _ => return Some(Duration::ZERO),
+    };
+    let Some(t) = arg.and_then(|a| std::str::from_utf8(a).ok()) else {
+        return Some(Duration::ZERO);
+    };
+    let limit = match unit {
+        Unit::Seconds => match t.parse::<f64>() {
+            Ok(0.0) => return None,
+            Ok(s) if s.is_finite() && s > 0.0 => Duration::try_from_secs_f64(s).ok(),
+            _ => return Some(Duration::ZERO),
+        },
+        Unit::Millis => match t.parse::<i64>() {
+            Ok(0) => return None,
+            Ok(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
+            _ => return Some(Duration::ZERO),
+        },
+    };
+    // Past a year it may as well be for ever (and a clock plus it cannot overflow).
+    limit.filter(|d| *d <= Duration::from_secs(365 * 24 * 3600))
+}
+
+enum Unit {
+    Seconds,
+    Millis,
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -656,6 +726,74 @@ mod tests {
         for (argv, want) in cases {
             let got = route_of(argv[0], argv[1..].iter().copied());
             assert_eq!(got, *want, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn block_limits() {
+        let ms = |n| Some(Duration::from_millis(n));
+        let cases: &[(&[&[u8]], Option<Duration>)] = &[
+            (&[b"BLPOP", b"a", b"b", b"5"], ms(5000)),
+            (&[b"blpop", b"a", b"0.25"], ms(250)),
+            (&[b"BRPOP", b"a", b"0"], None),
+            (&[b"BRPOP", b"a", b"0.0"], None),
+            (&[b"BLMOVE", b"a", b"b", b"LEFT", b"RIGHT", b"2"], ms(2000)),
+            (&[b"BRPOPLPUSH", b"a", b"b", b"1"], ms(1000)),
+            (&[b"BZPOPMIN", b"z", b"1.5"], ms(1500)),
+            (&[b"BLMPOP", b"3", b"1", b"a", b"LEFT"], ms(3000)),
+            (&[b"BZMPOP", b"0", b"1", b"z", b"MIN"], None),
+            (&[b"WAIT", b"1", b"100"], ms(100)),
+            (&[b"WAIT", b"1", b"0"], None),
+            (&[b"WAITAOF", b"1", b"0", b"20"], ms(20)),
+            (
+                &[
+                    b"XREAD", b"COUNT", b"1", b"BLOCK", b"300", b"STREAMS", b"s", b"$",
+                ],
+                ms(300),
+            ),
+            (&[b"XREAD", b"block", b"0", b"STREAMS", b"s", b"$"], None),
+            (
+                &[
+                    b"XREADGROUP",
+                    b"GROUP",
+                    b"g",
+                    b"c",
+                    b"BLOCK",
+                    b"10",
+                    b"STREAMS",
+                    b"s",
+                    b">",
+                ],
+                ms(10),
+            ),
+            // A key named BLOCK is not the option: it does not block.
+            (&[b"XREAD", b"STREAMS", b"BLOCK", b"0"], ms(0)),
+            // Timeouts Redis refuses at once: no time of their own.
+            (&[b"BLPOP", b"a", b"-1"], ms(0)),
+            (&[b"BLPOP", b"a", b"soon"], ms(0)),
+            (&[b"BLPOP", b"a", b"inf"], ms(0)),
+            (&[b"BLPOP", b"a", b"nan"], ms(0)),
+            (&[b"BLPOP", b"a", b"\xff"], ms(0)),
+            (&[b"BLPOP"], ms(0)),
+            (&[b"WAIT", b"1", b"-5"], ms(0)),
+            (&[b"XREAD", b"BLOCK"], ms(0)),
+            // Beyond a year, or too large for a clock: for ever.
+            (&[b"BLPOP", b"a", b"1e300"], None),
+            (&[b"WAIT", b"1", b"9223372036854775807"], None),
+            // Not blocking commands.
+            (&[b"GET", b"a"], ms(0)),
+            (&[b"AVERYLONGCOMMANDNAME", b"1"], ms(0)),
+        ];
+        for (argv, want) in cases {
+            let got = block_limit(argv[0], argv[1..].iter().copied());
+            assert_eq!(
+                got,
+                *want,
+                "{:?}",
+                argv.iter()
+                    .map(|a| a.escape_ascii().to_string())
+                    .collect::<Vec<_>>()
+            );
         }
     }
 

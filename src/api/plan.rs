@@ -72,6 +72,22 @@ impl Cmd<'_> {
         }
     }
 
+    /// How long this command may block Redis ([`command::block_limit`]); asked for
+    /// blocking commands only (a URL's arguments are decoded for it).
+    pub fn block_limit(&self) -> Option<std::time::Duration> {
+        match self {
+            Cmd::Url(c) => {
+                let args = c.decoded_args();
+                command::block_limit(c.name, args.iter().map(Vec::as_slice))
+            }
+            Cmd::Rule(c) => command::block_limit(c.name(), c.args().skip(1)),
+            Cmd::Argv(a) => match a.split_first() {
+                Some((name, args)) => command::block_limit(name, args.iter().map(Vec::as_slice)),
+                None => Some(std::time::Duration::ZERO),
+            },
+        }
+    }
+
     /// Appends the command as a RESP array of bulk strings.
     pub fn write_resp(&self, out: &mut Vec<u8>) {
         match self {

@@ -453,7 +453,9 @@ impl<'a> RuleCommand<'a> {
     }
 
     /// Every argument, the name first.
-    pub fn args(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + Clone + 'a {
+    pub fn args(
+        &self,
+    ) -> impl ExactSizeIterator<Item = &'a [u8]> + DoubleEndedIterator + Clone + 'a {
         let (argv, body) = (self.argv, self.body);
         argv.args.iter().map(move |a| match a {
             Arg::Own(r) => &argv.buf[r.clone()],

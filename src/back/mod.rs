@@ -9,15 +9,19 @@
 //! before its first reply can be taken for a command's. With `ssl`, the socket is a
 //! [`TlsStream`]: the TLS handshake is part of connecting (the connect timeout covers
 //! it) and the commands go out only once it is complete, so that a connection Redis
-//! refuses right after the TLS handshake never counts as up.
+//! refuses right after the TLS handshake never counts as up. Each waiter carries the
+//! time its reply is due; [`Watch`] keeps the one timer that checks the head of the FIFO
+//! and pings the connection when it is idle.
 
 pub mod pool;
 pub mod probe;
 pub mod resolve;
 mod stream;
 pub mod tls;
+mod watch;
 
 pub use stream::Stream;
+pub use watch::{Check, Watch};
 
 use crate::back::tls::{Tls, TlsStream};
 use crate::buf::{ReadBuf, WriteBuf};
@@ -109,6 +113,10 @@ pub enum Waiter {
     /// server says first (a greeting) is taken for it, never for a command's reply; over
     /// TLS 1.3 a refused client certificate only shows then.
     Ping,
+    /// Our own `PING` on a connection idle for `redis_ping_sec`: its reply (whatever it
+    /// is) only proves the peer is alive, and is nobody's reply; no reply by its deadline
+    /// closes the connection.
+    Probe,
 }
 
 impl Waiter {
@@ -124,8 +132,24 @@ impl Waiter {
 
     /// A reply to our own connection handshake.
     pub fn is_handshake(&self) -> bool {
-        !matches!(self, Waiter::Front { .. })
+        matches!(
+            self,
+            Waiter::Auth | Waiter::Hello { .. } | Waiter::Select | Waiter::Ping
+        )
     }
+}
+
+/// A waiter in a connection's FIFO, with when its reply is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub waiter: Waiter,
+    /// When the reply is late (`redis_timeout_ms` after the command was queued, plus a
+    /// blocking command's own timeout); `None`: never (no timeout configured, `BLPOP k
+    /// 0`). Along one connection's FIFO these never decrease (see [`Watch`]).
+    pub due: Option<Instant>,
+    /// Where the command ends in the connection's stream ([`Back::appended`]): it was
+    /// written to the socket when `end <= ` [`Back::written`].
+    pub end: u64,
 }
 
 pub struct Back {
@@ -136,7 +160,12 @@ pub struct Back {
     pub wbuf: WriteBuf,
     pub rbuf: ReadBuf,
     pub scanner: FrameScanner,
-    pub waiters: VecDeque<Waiter>,
+    pub waiters: VecDeque<Queued>,
+    /// Bytes ever appended to `wbuf` for commands (the handshake, which goes in front of
+    /// them, excepted): a command's end in this count tells whether it was written.
+    pub appended: u64,
+    /// Deadlines and idle pings: one timer entry at a time.
+    pub watch: Watch,
     /// Bytes of `wbuf` that belong to the handshake and may go out before it succeeds.
     pub gate: Option<usize>,
     pub backoff: Duration,
@@ -169,6 +198,8 @@ impl Back {
             rbuf: ReadBuf::with_capacity(16 * 1024),
             scanner: FrameScanner::new(),
             waiters: VecDeque::with_capacity(64),
+            appended: 0,
+            watch: Watch::default(),
             gate: None,
             backoff: MIN_BACKOFF,
             attempted: None,
@@ -186,9 +217,16 @@ impl Back {
     }
 
     /// Starts a non-blocking connect to `to` (`c.target`, or the address a name
-    /// resolved to) and queues the handshake. The caller registers the stream with its
-    /// poll.
-    pub fn connect(&mut self, c: &Connector, to: &Target, now: Instant) -> io::Result<()> {
+    /// resolved to) and queues the handshake, whose replies are due by `due` (or by the
+    /// deadline of a command already queued, if sooner). The caller registers the stream
+    /// with its poll.
+    pub fn connect(
+        &mut self,
+        c: &Connector,
+        to: &Target,
+        now: Instant,
+        due: Option<Instant>,
+    ) -> io::Result<()> {
         let stream = match to {
             Target::Name(host, _) => {
                 return Err(resolve::failure(&format!("{host} is not resolved")))
@@ -253,9 +291,20 @@ impl Back {
             write_argv(&mut hs, [b"PING"]);
             hs_waiters.push(Waiter::Ping);
         }
-        for w in hs_waiters.into_iter().rev() {
-            self.waiters.push_front(w);
+        // Deadlines never decrease along the FIFO: the handshake is due no later than
+        // the commands queued behind it.
+        let due = match (due, self.waiters.front().and_then(|q| q.due)) {
+            (Some(d), Some(first)) => Some(d.min(first)),
+            (d, _) => d,
+        };
+        for waiter in hs_waiters.into_iter().rev() {
+            self.waiters.push_front(Queued {
+                waiter,
+                due,
+                end: 0,
+            });
         }
+        self.watch.connected(now);
         self.gate = (!hs.is_empty()).then_some(hs.len());
         if !hs.is_empty() {
             self.wbuf.prepend(&hs);
@@ -346,8 +395,25 @@ impl Back {
         self.last_failure = None;
     }
 
+    /// Appends bytes of a command (ours or a request's) with `write`; returns where they
+    /// end in the connection's stream.
+    pub fn append(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> u64 {
+        let start = self.wbuf.data.len();
+        write(&mut self.wbuf.data);
+        self.appended += (self.wbuf.data.len() - start) as u64;
+        self.appended
+    }
+
+    /// How far the commands' bytes were written to the socket (in [`Back::appended`]'s
+    /// count). The unwritten bytes are the tail of `wbuf`, the handshake included while
+    /// it is unsent, which holds every command back anyway.
+    pub fn written(&self) -> u64 {
+        self.appended.saturating_sub(self.wbuf.pending() as u64)
+    }
+
     /// Drops the socket and everything queued; returns the waiters to fail.
-    pub fn reset(&mut self, now: Instant) -> VecDeque<Waiter> {
+    pub fn reset(&mut self, now: Instant) -> VecDeque<Queued> {
+        self.watch.stop();
         self.stream = None;
         self.wbuf.clear();
         self.rbuf.clear();
@@ -420,7 +486,11 @@ impl Back {
         if matches!(w, Waiter::Auth | Waiter::Hello { auth: true }) {
             log!(Level::Info, "Authentication succeeded: OK");
         }
-        if self.waiters.front().is_some_and(Waiter::is_handshake) {
+        if self
+            .waiters
+            .front()
+            .is_some_and(|q| q.waiter.is_handshake())
+        {
             return Handshake::More;
         }
         if self.backoff > MIN_BACKOFF {

@@ -8,13 +8,15 @@
 //! connections created (or to be retried) at dispatch, to be connected once the request
 //! is queued. It does no I/O itself. A cluster topology replaces [`Pool::pick`].
 
-use super::{Back, Kind, Waiter};
+use super::{Back, Kind, Queued, State, Waiter};
 use crate::api::command::Route;
 use crate::key::BackKey;
 use crate::log;
 use crate::log::Level;
 use slab::Slab;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Idle connections kept for blocking commands.
@@ -47,11 +49,16 @@ pub struct Pool {
     to_connect: Vec<BackKey>,
     /// The pub/sub connection, created on the first subscription.
     subscriber: Option<BackKey>,
+    /// Counts the times a worker saw Redis back after an outage (shared by the workers),
+    /// and the count this pool last acted on: see [`Pool::redis_is_back`].
+    redis_back: Arc<AtomicU64>,
+    seen_back: u64,
 }
 
 impl Pool {
-    /// `size` shared connections on database `db`, all listed to connect.
-    pub fn new(size: usize, db: u32) -> Pool {
+    /// `size` shared connections on database `db`, all listed to connect; `redis_back`
+    /// is shared by the workers' pools.
+    pub fn new(size: usize, db: u32, redis_back: Arc<AtomicU64>) -> Pool {
         let mut pool = Pool {
             slab: Slab::with_capacity(16),
             shared: Vec::with_capacity(size),
@@ -61,6 +68,8 @@ impl Pool {
             dirty: Vec::with_capacity(16),
             to_connect: Vec::new(),
             subscriber: None,
+            seen_back: redis_back.load(Ordering::Acquire),
+            redis_back,
         };
         for _ in 0..size {
             let b = BackKey(pool.slab.insert(Back::new(Kind::Shared, db)));
@@ -83,36 +92,71 @@ impl Pool {
         self.shared.len()
     }
 
-    /// Queues a command (`write` appends it) for `waiter` on the connection [`Pool::pick`]
-    /// chooses; with `keep`, the waiter keeps a copy of the command's bytes (a cluster
-    /// redirect sends it again).
+    /// Queues a command (`write` appends it) for `waiter`, its reply due by `due`, on the
+    /// connection [`Pool::pick`] chooses; with `keep`, the waiter keeps a copy of the
+    /// command's bytes (a cluster redirect sends it again). Returns the connection, and
+    /// the time a timer entry must be set for it, if one must (see [`super::Watch`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn send(
         &mut self,
         route: Route,
         db: Option<u32>,
         prefer: usize,
         mut waiter: Waiter,
+        due: Option<Instant>,
         keep: bool,
         write: impl FnOnce(&mut Vec<u8>),
-    ) -> Result<BackKey, Unreachable> {
+    ) -> Result<(BackKey, Option<Instant>), Unreachable> {
         let b = self.pick(route, db, prefer)?;
         let back = &mut self.slab[b.0];
         let start = back.wbuf.data.len();
-        write(&mut back.wbuf.data);
+        let end = back.append(write);
         if let (true, Waiter::Front { cmd, .. }) = (keep, &mut waiter) {
             *cmd = Some(back.wbuf.data[start..].into());
         }
-        back.waiters.push_back(waiter);
+        back.waiters.push_back(Queued { waiter, due, end });
+        let arm = due.filter(|&d| back.watch.arm_for(d));
         self.mark_dirty(b);
-        Ok(b)
+        Ok((b, arm))
     }
 
     /// Appends bytes of our own (subscriptions) to `b`'s write buffer.
     pub fn queue(&mut self, b: BackKey, write: impl FnOnce(&mut Vec<u8>)) {
         if let Some(back) = self.slab.get_mut(b.0) {
-            write(&mut back.wbuf.data);
+            back.append(write);
             self.mark_dirty(b);
         }
+    }
+
+    /// One of this pool's connections came up after failing: Redis is back. Every
+    /// connection still waiting for its backoff timer is listed to reconnect now, here
+    /// and, through the shared count, in every other worker (at its next loop turn, or
+    /// when a request finds all its connections down), rather than each on its own
+    /// schedule: so no request gets 503 for an outage that has ended.
+    pub fn redis_is_back(&mut self) {
+        self.seen_back = self.redis_back.fetch_add(1, Ordering::AcqRel) + 1;
+        self.reconnect_down();
+    }
+
+    /// Whether another worker saw Redis back since this pool last looked; if so, its
+    /// connections that are down are listed to reconnect now. One atomic load.
+    pub fn redis_back_elsewhere(&mut self) -> bool {
+        let count = self.redis_back.load(Ordering::Acquire);
+        if count == self.seen_back {
+            return false;
+        }
+        self.seen_back = count;
+        self.reconnect_down();
+        true
+    }
+
+    /// Lists every shared and subscriber connection that is down to connect now.
+    fn reconnect_down(&mut self) {
+        let down = self
+            .slab
+            .iter()
+            .filter(|(_, back)| back.retries() && matches!(back.state, State::Down { .. }));
+        self.to_connect.extend(down.map(|(b, _)| BackKey(b)));
     }
 
     /// The connection a command goes to.
@@ -153,7 +197,7 @@ impl Pool {
         // request tries to reconnect now (at most once per 100 ms per connection), so
         // service resumes as soon as Redis is back; it gets 503 if Redis is still away.
         let b = self.shared[prefer % n];
-        if self.slab[b.0].may_retry_now(Instant::now()) {
+        if self.redis_back_elsewhere() || self.slab[b.0].may_retry_now(Instant::now()) {
             self.to_connect.push(b);
             return Ok(b);
         }

@@ -1,7 +1,8 @@
 //! The back side of the loop: connecting to Redis (with the handshake's verdict), reading
 //! replies and handing each to its waiter in FIFO order, failures (every waiter answered,
-//! the connection retried or dropped), and the end-of-turn write of each back with
-//! commands.
+//! the connection retried or dropped), a late reply (504 for the requests sent, 503 for
+//! the others, the connection replaced), reconnecting every connection at once when Redis
+//! is back, and the end-of-turn write of each back with commands.
 
 use super::timers::Timer;
 use super::{deliver, Answer, Worker};
@@ -14,9 +15,18 @@ use mio::Interest;
 use std::io;
 use std::time::Instant;
 
+/// The message of the 504 a request gets when its reply is late.
+const REDIS_TIMEOUT: &[u8] = b"Redis timeout";
+
 impl Worker {
     pub(super) fn connect_back(&mut self, b: BackKey, now: Instant) {
-        let Some(back) = self.backs.get_mut(b) else {
+        // Only a connection that is down connects (it may be listed twice: retried by a
+        // request and reconnected because Redis is back).
+        let Some(back) = self
+            .backs
+            .get_mut(b)
+            .filter(|back| matches!(back.state, State::Down { .. }))
+        else {
             return;
         };
         let connector = &self.shared.connector;
@@ -62,10 +72,16 @@ impl Worker {
         let Some(back) = self.backs.get_mut(b) else {
             return;
         };
-        let connected = back.connect(&self.shared.connector, to, now);
+        // The handshake's replies are due like a command's (the subscriber connection is
+        // not watched).
+        let due = match back.kind {
+            Kind::Subscriber => None,
+            _ => self.limits.reply.and_then(|t| now.checked_add(t)),
+        };
+        let connected = back.connect(&self.shared.connector, to, now, due);
         if connected.is_ok() && back.kind == Kind::Subscriber {
             // Behind the handshake: every topic that still has subscribers.
-            self.pubsub.resubscribe(&mut back.wbuf.data);
+            back.append(|w| self.pubsub.resubscribe(w));
         }
         let registered = connected.and_then(|()| {
             let s = back.stream.as_mut().expect("connect sets the stream");
@@ -74,9 +90,11 @@ impl Worker {
                 .register(s, b.token(), Interest::READABLE | Interest::WRITABLE)
         });
         match registered {
-            Ok(()) => self
-                .timers
-                .at(now + CONNECT_TIMEOUT, Timer::ConnectTimeout(b)),
+            Ok(()) => {
+                self.timers
+                    .at(now + CONNECT_TIMEOUT, Timer::ConnectTimeout(b));
+                self.rearm(b, now);
+            }
             Err(e) => self.connect_failed(b, &e, now),
         }
     }
@@ -189,7 +207,7 @@ impl Worker {
                 back.rbuf.consume(n);
                 continue;
             }
-            match back.waiters.pop_front() {
+            match back.waiters.pop_front().map(|q| q.waiter) {
                 Some(Waiter::Front { key, gen, seq, .. }) => {
                     if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
                         deliver(
@@ -202,18 +220,29 @@ impl Worker {
                         );
                     }
                 }
-                Some(w) => match back.on_handshake_reply(&w, n) {
-                    Handshake::More => {}
-                    Handshake::Up => self.backs.mark_dirty(b),
-                    Handshake::Refused { status, msg } => {
-                        self.back_down(b, Instant::now(), Answer::ErrorMsg(status, &msg));
-                        return false;
+                // Our idle check: any reply proves the peer alive; it is nobody's.
+                Some(Waiter::Probe) => {}
+                Some(w) => {
+                    // Coming up after failed attempts? (The verdict resets the backoff.)
+                    let failed_before = back.backoff > back::MIN_BACKOFF;
+                    match back.on_handshake_reply(&w, n) {
+                        Handshake::More => {}
+                        Handshake::Up if failed_before => {
+                            self.backs.mark_dirty(b);
+                            self.backs.redis_is_back();
+                            self.connect_pending_backs();
+                        }
+                        Handshake::Up => self.backs.mark_dirty(b),
+                        Handshake::Refused { status, msg } => {
+                            self.back_down(b, Instant::now(), Answer::ErrorMsg(status, &msg));
+                            return false;
+                        }
+                        Handshake::Failed => {
+                            self.back_failed(b, Instant::now());
+                            return false;
+                        }
                     }
-                    Handshake::Failed => {
-                        self.back_failed(b, Instant::now());
-                        return false;
-                    }
-                },
+                }
                 None => {
                     log!(
                         Level::Error,
@@ -251,21 +280,66 @@ impl Worker {
     }
 
     pub(super) fn back_down(&mut self, b: BackKey, now: Instant, answer: Answer<'_>) {
+        self.back_close(b, now, |_| answer);
+    }
+
+    /// A reply is late (the head of the FIFO passed its deadline): since replies come in
+    /// order, nothing behind it can come first. The connection is closed and replaced;
+    /// the requests whose commands were written get 504 (Redis may or may not have run
+    /// them), those never written 503. A connection whose handshake is late never came
+    /// up: a failed connect (logged once per series of failures).
+    pub(super) fn back_late(&mut self, b: BackKey, now: Instant) {
+        let Some(back) = self.backs.get(b) else {
+            return;
+        };
+        let ms = self.limits.reply.map_or(0, |t| t.as_millis());
+        match back.waiters.front().map(|q| &q.waiter) {
+            Some(w) if w.is_handshake() => {
+                let msg = format!("no reply to the handshake within {ms} ms");
+                let e = io::Error::new(io::ErrorKind::TimedOut, msg);
+                return self.connect_failed(b, &e, now);
+            }
+            Some(Waiter::Probe) => log!(
+                Level::Error,
+                "Redis timeout: no reply to PING within {ms} ms on an idle connection; \
+                 closing it"
+            ),
+            _ => log!(
+                Level::Error,
+                "Redis timeout: a reply is late ({} waiting; redis_timeout_ms {ms}); \
+                 closing the connection",
+                back.waiters.len()
+            ),
+        }
+        self.back_close(b, now, |written| {
+            if written {
+                Answer::ErrorMsg(Status::Code(504), REDIS_TIMEOUT)
+            } else {
+                Answer::Error(Status::Unavailable)
+            }
+        });
+    }
+
+    /// Closes a connection; each request waiting on it gets `answer(written)`, where
+    /// `written` says whether its command went out to Redis.
+    fn back_close<'a>(&mut self, b: BackKey, now: Instant, answer: impl Fn(bool) -> Answer<'a>) {
         let Some(back) = self.backs.get_mut(b) else {
             return;
         };
         if let Some(s) = back.stream.as_mut() {
             let _ = self.poll.registry().deregister(s);
         }
+        let written = back.written();
         let waiters = back.reset(now);
         let (kind, retry_at) = match back.state {
             State::Down { retry_at } => (back.kind, retry_at),
             _ => (back.kind, now),
         };
-        for w in waiters {
-            if let Waiter::Front { key, gen, seq, .. } = w {
+        for q in waiters {
+            if let Waiter::Front { key, gen, seq, .. } = q.waiter {
                 // Completing the slot also unlinks it from this connection.
                 if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
+                    let answer = answer(q.end <= written);
                     deliver(f, key, seq, answer, &self.date, &mut self.dirty_fronts);
                 }
             }

@@ -2,6 +2,7 @@
 //! waiter, an immediate answer completed in its slot, a subscription started, or the
 //! WebSocket upgrade. What to do was decided by `api::plan`, without I/O.
 
+use super::timers::Timer;
 use super::{first_line, respond, Worker};
 use crate::api::command::Route;
 use crate::api::plan::{self, Immediate, Incoming, Plan};
@@ -81,10 +82,15 @@ impl Worker {
             Plan::Subscribe(r) => Outcome::Subscribe(r),
             Plan::Send { route, db, cmd } => {
                 let waiter = Waiter::front(k, gen, seq);
+                let due = self.limits.due(self.turn, route, || cmd.block_limit());
+                let write = |w: &mut Vec<u8>| cmd.write_resp(w);
                 let sent = self
                     .backs
-                    .send(route, db, prefer, waiter, false, |w| cmd.write_resp(w));
-                Outcome::sent(route, sent)
+                    .send(route, db, prefer, waiter, due, false, write);
+                if let Ok((b, Some(at))) = sent {
+                    self.timers.at(at, Timer::Watch(b));
+                }
+                Outcome::sent(route, sent.map(|(b, _)| b))
             }
         };
         if let Some(a) = &self.access {

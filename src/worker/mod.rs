@@ -21,6 +21,7 @@ mod timers;
 mod websocket;
 
 use crate::access::{self, AccessFile};
+use crate::api::command::Route;
 use crate::api::plan::Scratch;
 use crate::back::pool::Pool;
 use crate::back::resolve::Resolving;
@@ -36,7 +37,7 @@ use crate::reply::{self, Meta};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use timers::Timers;
@@ -48,6 +49,8 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// `access_log`, opened at start-up.
     pub access_log: Option<AccessFile>,
+    /// Counts the times a worker saw Redis back after an outage (`Pool::redis_is_back`).
+    pub redis_back: Arc<AtomicU64>,
 }
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -98,6 +101,52 @@ pub struct Worker {
     scratch: Scratch,
     /// Asking the resolver thread for Redis's address (`redis_host` is a name).
     resolve: Option<Resolving>,
+    /// When this loop turn started, and the deadline of a command queued in it.
+    turn: Turn,
+    /// `redis_timeout_ms` and `redis_ping_sec`.
+    limits: Limits,
+}
+
+/// The back connections' time limits.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// How long a reply may take (`None`: for ever).
+    reply: Option<Duration>,
+    /// How long a connection may be idle before it is pinged (`None`: never).
+    ping: Option<Duration>,
+}
+
+/// The clock of one loop turn, read once when it starts.
+#[derive(Debug, Clone, Copy)]
+struct Turn {
+    at: Instant,
+    /// When the reply to a command queued in this turn is late (a blocking one's later).
+    due: Option<Instant>,
+}
+
+impl Limits {
+    /// The clock of a turn starting at `now`.
+    fn turn(self, now: Instant) -> Turn {
+        Turn {
+            at: now,
+            due: self.reply.and_then(|t| now.checked_add(t)),
+        }
+    }
+
+    /// When the reply to a command queued in `turn` is late; for a blocking command,
+    /// `limit` says how long it may block (`None`: for ever, no deadline).
+    fn due(
+        self,
+        turn: Turn,
+        route: Route,
+        limit: impl FnOnce() -> Option<Duration>,
+    ) -> Option<Instant> {
+        if route != Route::Blocking {
+            return turn.due;
+        }
+        let reply = self.reply?;
+        turn.at.checked_add(reply.checked_add(limit()?)?)
+    }
 }
 
 impl Worker {
@@ -111,13 +160,17 @@ impl Worker {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let cfg = &shared.config;
+        let limits = Limits {
+            reply: (cfg.redis_timeout_ms > 0).then(|| Duration::from_millis(cfg.redis_timeout_ms)),
+            ping: (cfg.redis_ping_sec > 0).then(|| Duration::from_secs(cfg.redis_ping_sec)),
+        };
         Ok(Worker {
             id,
             poll,
             listener: Some(listener),
             draining: None,
             fronts: Fronts::with_capacity(1024),
-            backs: Pool::new(cfg.pool_size, cfg.database),
+            backs: Pool::new(cfg.pool_size, cfg.database, shared.redis_back.clone()),
             spare: Vec::new(),
             dirty_fronts: Vec::with_capacity(1024),
             date: DateCache::default(),
@@ -131,6 +184,8 @@ impl Worker {
             access: shared.access_log.as_ref().map(|_| access::Sink::default()),
             scratch: Scratch::new(cfg.plan_settings()),
             resolve,
+            turn: limits.turn(Instant::now()),
+            limits,
             shared,
         })
     }
@@ -170,6 +225,11 @@ impl Worker {
                     );
                     break;
                 }
+            }
+            self.turn = self.limits.turn(Instant::now());
+            if self.backs.redis_back_elsewhere() {
+                // Another worker saw Redis back: reconnect now, not on the backoff timer.
+                self.connect_pending_backs();
             }
             let wall = SystemTime::now();
             self.date.refresh(wall);

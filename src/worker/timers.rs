@@ -3,10 +3,12 @@
 //! fixed tick. Entries are never removed early: when one fires, its handler checks that
 //! what it was set for still holds (the connection is still down, still connecting,
 //! still lingering, and its own deadline has passed), so a stale entry is harmless.
-//! Request deadlines are one more kind of entry.
+//! Request deadlines and idle pings are one entry per back connection, not one per
+//! request: [`Timer::Watch`], live only at the time its connection armed
+//! (`back::Watch`, which explains the scheme).
 
 use super::Worker;
-use crate::back::{resolve, State, CONNECT_TIMEOUT};
+use crate::back::{resolve, Check, State, CONNECT_TIMEOUT};
 use crate::front::Closing;
 use crate::key::{BackKey, FrontKey};
 use std::cmp::Reverse;
@@ -27,12 +29,22 @@ pub(super) enum Timer {
     AccessFlush,
     /// Accepting was paused (out of file descriptors): try again.
     Accept,
+    /// A back connection's reply deadline or idle ping (one live entry per connection).
+    Watch(BackKey),
 }
 
 /// Deadlines, soonest first.
-#[derive(Default)]
 pub(super) struct Timers {
     heap: BinaryHeap<Reverse<(Instant, Timer)>>,
+}
+
+impl Default for Timers {
+    fn default() -> Timers {
+        // Room for every connection's entry and then some: no allocation once warm.
+        Timers {
+            heap: BinaryHeap::with_capacity(64),
+        }
+    }
 }
 
 impl Timers {
@@ -45,10 +57,10 @@ impl Timers {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// The next timer due at `now`, taken off the heap.
-    pub fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+    /// The next timer due at `now`, taken off the heap, with the time it was set for.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, Timer)> {
         match self.heap.peek() {
-            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, t))| t),
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
         }
     }
@@ -62,8 +74,9 @@ impl Timers {
 impl Worker {
     /// Runs every timer that is due.
     pub(super) fn run_timers(&mut self, now: Instant) {
-        while let Some(timer) = self.timers.pop_due(now) {
+        while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
+                Timer::Watch(b) => self.watch_back(b, at, now),
                 Timer::BackRetry(b) => {
                     let due = self.backs.get(b).is_some_and(|back| {
                         back.retries()
@@ -118,6 +131,39 @@ impl Worker {
             }
         }
     }
+
+    /// A back connection's entry set for `at` fired: if it is the live one, the head's
+    /// deadline is checked (a late reply closes the connection), an idle connection is
+    /// pinged when due, and the entry is set again for the next check.
+    fn watch_back(&mut self, b: BackKey, at: Instant, now: Instant) {
+        let Some(back) = self.backs.get_mut(b) else {
+            return;
+        };
+        if !back.watch.fire(at) {
+            return;
+        }
+        match back.check(now, self.limits.ping) {
+            Check::Late => return self.back_late(b, now),
+            Check::Ping => {
+                let due = self.limits.reply.and_then(|t| now.checked_add(t));
+                back.probe(now, due);
+                self.backs.mark_dirty(b);
+            }
+            Check::Fine => {}
+        }
+        self.rearm(b, now);
+    }
+
+    /// Sets a back connection's timer entry for its next check, if it needs one.
+    pub(super) fn rearm(&mut self, b: BackKey, now: Instant) {
+        if let Some(at) = self
+            .backs
+            .get_mut(b)
+            .and_then(|back| back.rearm(now, self.limits.ping))
+        {
+            self.timers.at(at, Timer::Watch(b));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -135,8 +181,10 @@ mod tests {
         assert_eq!(t.next(), Some(t0 + Duration::from_millis(10)));
         assert_eq!(t.pop_due(t0), None);
         let at = t0 + Duration::from_millis(25);
-        assert_eq!(t.pop_due(at), Some(Timer::Linger(FrontKey(3))));
-        assert_eq!(t.pop_due(at), Some(Timer::BackRetry(BackKey(1))));
+        let linger = (t0 + Duration::from_millis(10), Timer::Linger(FrontKey(3)));
+        assert_eq!(t.pop_due(at), Some(linger));
+        let retry = (t0 + Duration::from_millis(20), Timer::BackRetry(BackKey(1)));
+        assert_eq!(t.pop_due(at), Some(retry));
         assert_eq!(t.pop_due(at), None);
         assert_eq!(t.len(), 1);
         assert_eq!(t.next(), Some(t0 + Duration::from_millis(30)));

@@ -4,6 +4,7 @@
 //! multiplexed subscriber connection.
 
 use super::dispatch::Outcome;
+use super::timers::Timer;
 use super::{mark_front, respond, Worker};
 use crate::api::command::{self, CommandError, Query, Route};
 use crate::api::plan::{self, AclArgv, Cmd};
@@ -407,10 +408,17 @@ impl Worker {
                     };
                     let seq = busy.push_slot(meta);
                     let waiter = Waiter::front(k, gen, seq);
-                    let sent = self.backs.send(route, None, prefer, waiter, false, |w| {
-                        crate::proto::resp::write_argv(w, &argv)
-                    });
-                    self.carry_out(k, seq, Outcome::sent(route, sent));
+                    let due = self
+                        .limits
+                        .due(self.turn, route, || Cmd::Argv(&argv).block_limit());
+                    let write = |w: &mut Vec<u8>| crate::proto::resp::write_argv(w, &argv);
+                    let sent = self
+                        .backs
+                        .send(route, None, prefer, waiter, due, false, write);
+                    if let Ok((b, Some(at))) = sent {
+                        self.timers.at(at, Timer::Watch(b));
+                    }
+                    self.carry_out(k, seq, Outcome::sent(route, sent.map(|(b, _)| b)));
                 }
             },
         }

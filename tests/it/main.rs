@@ -11,6 +11,7 @@ mod access_log;
 mod acl;
 mod back;
 mod browser;
+mod deadline;
 mod fault;
 mod hostile_redis;
 mod http_api;
