@@ -169,12 +169,26 @@ static void close_conn(struct conn *c) {
         free_conn(c);
 }
 
+/* Where the head starting at `p` ends (the \r of its final \r\n\r\n), or NULL: a
+ * memchr for each line end (glibc's memmem cost 150 ns per request here). */
+static char *head_end(char *p, char *end) {
+    for (char *q = p + 3; q < end;) {
+        char *nl = memchr(q, '\n', end - q);
+        if (!nl)
+            return NULL;
+        if (nl[-1] == '\r' && nl[-2] == '\n' && nl[-3] == '\r')
+            return nl - 3;
+        q = nl + 2; /* the earliest \n that can end an empty line after this one */
+    }
+    return NULL;
+}
+
 /* Every complete request head in the read buffer gets its response appended. */
 static void parse(struct worker *w, struct conn *c) {
     size_t pos = 0;
     for (;;) {
         char *start = c->in + pos;
-        char *end = memmem(start, c->in_len - pos, "\r\n\r\n", 4);
+        char *end = head_end(start, c->in + c->in_len);
         if (!end)
             break;
         /* The target: from the first space to the next one. */
