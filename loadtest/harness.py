@@ -22,7 +22,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent          # loadtest/
 REPO = HERE.parent                               # repository root (cargo runs here)
 HOST = "127.0.0.1"
+THREADS = 2        # worker threads of every gateway (and of the floor)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+FLOOR_SRC = HERE / "floor" / "floor.c"
 LOG_PREFIX = "loadtest"   # the tag of log() lines; each script may set its own
 
 
@@ -137,6 +139,24 @@ def build_webdis_rs():
         raise SetupError("cargo build --release failed")
 
 
+def build_floor(tmp):
+    """Compiles the floor (loadtest/floor/floor.c) into `tmp` with the system C compiler;
+    returns the binary's path, or None (with the reason logged) when there is no compiler
+    or it fails: the run then goes on without the floor."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        log("warning: no C compiler (cc): the floor is left out of this run")
+        return None
+    binary = tmp / "floor"
+    proc = subprocess.run([cc, "-O2", "-pthread", "-o", str(binary), str(FLOOR_SRC)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        log("warning: compiling the floor failed, it is left out of this run:\n%s"
+            % (proc.stdout + proc.stderr)[-1000:])
+        return None
+    return binary
+
+
 def default_webdis_rs_bin():
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     if not target.is_absolute():
@@ -188,6 +208,14 @@ def redis_command(sock, *args):
     return reply
 
 
+def raw_get(port, path, timeout=2.0):
+    """One GET on a fresh connection; returns (status, the whole raw response)."""
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path.encode(), HOST.encode()))
+        status, head, body = read_full_response(s)
+    return status, head + b"\r\n\r\n" + body
+
+
 def http_get(port, path, timeout=2.0):
     """One GET on a fresh connection; returns (status, body)."""
     with socket.create_connection((HOST, port), timeout=timeout) as s:
@@ -197,6 +225,13 @@ def http_get(port, path, timeout=2.0):
 
 def read_response(sock, buf=b""):
     """Reads one Content-Length framed response; returns (status, body)."""
+    status, _, body = read_full_response(sock, buf)
+    return status, body
+
+
+def read_full_response(sock, buf=b""):
+    """Reads one Content-Length framed response; returns (status, head, body), the
+    head without its final empty line."""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
@@ -215,7 +250,7 @@ def read_response(sock, buf=b""):
         if not chunk:
             raise ConnectionError("closed inside a body")
         body += chunk
-    return status, body[:length]
+    return status, head, body[:length]
 
 
 # --------------------------------------------------------------------------
@@ -267,7 +302,7 @@ def gateway_config(tmp, name, redis_port, http_port, extra=None):
     config = {
         "redis_host": HOST, "redis_port": redis_port,
         "http_host": HOST, "http_port": http_port,
-        "threads": 2, "pool_size": 1, "database": 0,
+        "threads": THREADS, "pool_size": 1, "database": 0,
         "daemonize": False, "websockets": False, "verbosity": 1,
         "logfile": str(tmp / ("%s.log" % name)),
     }
@@ -276,18 +311,22 @@ def gateway_config(tmp, name, redis_port, http_port, extra=None):
     return path
 
 
-def start_gateway(tmp, name, binary, redis_port, extra=None):
+def start_gateway(tmp, name, binary, redis_port, extra=None, argv_for=None):
     """Starts one gateway and waits until GET /GET/hello answers {"GET":"world"}.
     A port lost to a race (the process exits at once) is retried with another
-    port; a process that runs but does not answer within 5 s is an error."""
+    port; a process that runs but does not answer within 5 s is an error.
+    `argv_for(port)`, when given, is the command line of a server that takes no
+    webdis config (the floor); else `binary` runs with a config file."""
     if not Path(binary).exists():
         raise SetupError("%s binary %s does not exist" % (name, binary))
     for attempt in range(3):
         port = free_port()
-        conf = gateway_config(tmp, name, redis_port, port, extra)
+        if argv_for:
+            argv = [str(a) for a in argv_for(port)]
+        else:
+            argv = [str(binary), str(gateway_config(tmp, name, redis_port, port, extra))]
         out = open(tmp / ("%s.stdout" % name), "wb")
-        proc = spawn([str(binary), str(conf)], stdout=out, stderr=subprocess.STDOUT,
-                     cwd=tmp)
+        proc = spawn(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmp)
         server = Server(name, proc, port, tmp / ("%s.log" % name))
         last = "no answer"
         deadline = time.monotonic() + 5
