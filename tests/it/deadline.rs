@@ -293,7 +293,9 @@ fn unsent_commands_get_503_sent_ones_504() {
     });
     let gw = Gateway::start_on(
         fake.port,
-        r#""threads":1,"pool_size":1,"redis_timeout_ms":500,"redis_ping_sec":0"#,
+        // 2 s rather than less: on a loaded machine the first SET must have time to
+        // leave the gateway before its deadline, or none counts as sent.
+        r#""threads":1,"pool_size":1,"redis_timeout_ms":2000,"redis_ping_sec":0"#,
         &[],
     );
     let body = vec![b'x'; 1 << 20];
