@@ -3,6 +3,7 @@
 //! the connection retried or dropped), and the end-of-turn write of each back with
 //! commands.
 
+use super::control::kind_index;
 use super::timers::Timer;
 use super::{deliver, Answer, Worker};
 use crate::back::{self, Handshake, Kind, State, Waiter, CONNECT_TIMEOUT};
@@ -148,6 +149,7 @@ impl Worker {
             }
             match back.waiters.pop_front() {
                 Some(Waiter::Front { key, gen, seq, .. }) => {
+                    self.stats.replies += 1;
                     if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
                         deliver(
                             f,
@@ -159,7 +161,7 @@ impl Worker {
                         );
                     }
                 }
-                Some(w) => match back.on_handshake_reply(&w, n) {
+                Some(w) => match self.on_handshake_reply(b, &w, n) {
                     Handshake::More => {}
                     Handshake::Up => self.backs.mark_dirty(b),
                     Handshake::Refused { status, msg } => {
@@ -214,6 +216,7 @@ impl Worker {
         if let Some(s) = back.stream.as_mut() {
             let _ = self.poll.registry().deregister(s);
         }
+        self.stats.back_failures[kind_index(back.kind)] += 1;
         let waiters = back.reset(now);
         let (kind, retry_at) = match back.state {
             State::Down { retry_at } => (back.kind, retry_at),

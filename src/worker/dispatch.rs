@@ -59,6 +59,7 @@ impl Worker {
             keep_alive: req.keep_alive,
             head_only: req.method == Method::Head,
             etag: cfg.etag,
+            born: self.now_us,
             ..Meta::default()
         };
         let seq = busy.base_seq + busy.slots.len() as u64;
@@ -66,7 +67,10 @@ impl Worker {
         let at = Incoming { req, buf, peer };
         let outcome = match plan::plan(cfg.plan_settings(), &mut self.scratch, &at, &mut meta) {
             Plan::Upgrade => return self.upgrade(k, req),
-            Plan::Now(imm) => Outcome::Now(Now::Plan(imm)),
+            Plan::Now(imm) => {
+                self.stats.acl_denied += u64::from(imm == Immediate::Denied);
+                Outcome::Now(Now::Plan(imm))
+            }
             Plan::Subscribe(r) => Outcome::Subscribe(r),
             Plan::Send { route, db, cmd } => {
                 let waiter = Waiter::front(k, gen, seq);
@@ -74,7 +78,10 @@ impl Worker {
                     .backs
                     .send(route, db, prefer, waiter, false, |w| cmd.write_resp(w))
                 {
-                    Ok(b) => Outcome::Sent((route == Route::Blocking).then_some(b)),
+                    Ok(b) => {
+                        self.stats.commands += 1;
+                        Outcome::Sent((route == Route::Blocking).then_some(b))
+                    }
                     Err(e) => Outcome::Now(Now::Unreachable(e)),
                 }
             }

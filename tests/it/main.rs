@@ -14,6 +14,7 @@ mod browser;
 mod fault;
 mod http_api;
 mod http_protocol;
+mod metrics;
 mod modules;
 mod process;
 mod pubsub;
