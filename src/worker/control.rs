@@ -13,7 +13,7 @@ use crate::metrics::{Gauges, Snapshot};
 use crate::proto::response::Status;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// A message to a worker.
 pub enum Control {
@@ -142,6 +142,11 @@ impl Worker {
         }
         // The rules' regex caches belong to the rules they were made for.
         self.scratch = Scratch::new(self.shared.config.plan_settings());
+        // SSE pings turned on: the next ping finds the streams (and stops if none).
+        let every = self.shared.config.sse_ping_sec;
+        if self.next_ping.is_none() && every > 0 {
+            self.next_ping = Some(Instant::now() + Duration::from_secs(every));
+        }
     }
 }
 
