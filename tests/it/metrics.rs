@@ -670,3 +670,28 @@ fn bad_reload_is_rejected_whole() {
     );
     assert_eq!(m.int("webdis_config_last_reload_successful", &[]), 1);
 }
+
+#[test]
+fn reload_to_an_acl_with_key_patterns() {
+    // No ACL at start: the command table is read from Redis by the reload.
+    let redis = Redis::start();
+    let gw = Gateway::start(&redis, "");
+    gw.eventually_ok("/SET/secret/1", r#"{"SET":[true,"OK"]}"#);
+    reload(&gw, |c| {
+        c["acl_default"] = "deny".into();
+        c["acl"] = serde_json::json!([{"enabled": ["GET", "SET"], "keys": ["public:*"]}]);
+    });
+    wait_log_count(&gw, "Config reloaded from ", 1);
+    assert!(gw.log().contains("ACL: key positions of "), "{}", gw.log());
+    gw.eventually_ok("/SET/public:a/1", r#"{"SET":[true,"OK"]}"#);
+    assert_bytes(&gw.get("/GET/secret"), &forbidden());
+    assert_bytes(&gw.get("/SET/secret/2"), &forbidden());
+    // And from that ACL to another keyed one: the table read is carried over.
+    reload(&gw, |c| {
+        c["acl"] = serde_json::json!([{"enabled": ["GET"], "keys": ["secret"]}]);
+    });
+    wait_log_count(&gw, "Config reloaded from ", 2);
+    assert_eq!(log_count(&gw, "ACL: key positions of "), 1);
+    gw.eventually_ok("/GET/secret", r#"{"GET":"1"}"#);
+    assert_bytes(&gw.get("/GET/public:a"), &forbidden());
+}
