@@ -13,7 +13,9 @@
 //! ([`Counters::take`]), where the turn's clock gives each request its duration. The
 //! clock is read once per loop turn, so durations have the resolution of a turn: a
 //! request answered in the turn that read it took 0 s, one answered by Redis took the
-//! turns between.
+//! turns between. The dispatch time is a `u32` of microseconds in `Meta`'s padding, so a
+//! request outstanding for more than 71 minutes (only a blocking command can be) has
+//! its duration counted modulo that.
 
 use crate::reply::Meta;
 use std::fmt::Write;
