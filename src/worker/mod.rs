@@ -167,8 +167,14 @@ impl Worker {
                 log!(Level::Error, "poll failed: {e}");
                 break;
             }
+            // The turn's clock, one read for the metrics and the timers.
+            let now = Instant::now();
+            let since = now.duration_since(self.epoch);
             // Truncated on purpose: durations are differences, taken wrapping.
-            self.now_us = self.epoch.elapsed().as_micros() as u32;
+            self.now_us = since
+                .as_secs()
+                .wrapping_mul(1_000_000)
+                .wrapping_add(u64::from(since.subsec_micros())) as u32;
             if self.draining.is_none() && self.shared.stop.load(Ordering::Relaxed) {
                 self.begin_drain();
             }
@@ -200,7 +206,6 @@ impl Worker {
                     },
                 }
             }
-            let now = Instant::now();
             if self.timers.next().is_some_and(|at| at <= now) {
                 self.run_timers(now);
             }
