@@ -8,7 +8,8 @@ REDIS_HOST := $(or $(shell sed -n 's/.*"redis_host" *: *"\([^"]*\)".*/\1/p' $(CO
 REDIS_PORT := $(or $(shell sed -n 's/.*"redis_port" *: *"\{0,1\}\([0-9][0-9]*\).*/\1/p' $(CONFIG) 2>/dev/null | head -1),6379)
 RUN_DIR    := $(CURDIR)/target/run
 BROWSER_DIR := tests/browser
-# The websocket-client test's venv (tests/it/wsclient.rs), with Debian's Python.
+# The Python tests' venv (websocket-client for tests/it/wsclient.rs, prometheus-client's
+# parser for tests/it/metrics.rs), with Debian's Python.
 PYTHON     ?= /usr/bin/python3
 PYENV      := target/pyenv
 WSCLIENT_REQ := tests/wsclient/requirements.txt
@@ -38,7 +39,8 @@ deps:
 # wrk for the load test; libclang for bindgen, which builds the test Redis module
 # (tests/module, loaded by tests/it/modules.rs); Chromium and Node.js for the browser
 # test (tests/it/browser.rs), then playwright-core from tests/browser/package-lock.json;
-# python3-venv for the websocket-client test (tests/it/wsclient.rs), then its venv.
+# python3-venv for the websocket-client and metrics tests (tests/it/wsclient.rs,
+# tests/it/metrics.rs), then their venv.
 deps-test: deps-apt $(BROWSER_DIR)/node_modules/.package-lock.json $(PYENV)/.installed
 
 deps-apt: deps
@@ -69,8 +71,9 @@ deps-load: deps
 $(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json | deps-apt
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund
 
-# websocket-client from PyPI, exactly as pinned in tests/wsclient/requirements.txt, in a
-# venv of its own (under target/, so never committed). Redone when the pin changes.
+# websocket-client and prometheus-client from PyPI, exactly as pinned in
+# tests/wsclient/requirements.txt, in a venv of their own (under target/, so never
+# committed). Redone when a pin changes.
 $(PYENV)/.installed: $(WSCLIENT_REQ) | deps-apt
 	$(PYTHON) -m venv $(PYENV)
 	$(PYENV)/bin/pip install --quiet --disable-pip-version-check -r $(WSCLIENT_REQ)

@@ -92,6 +92,9 @@ pub struct Config {
     /// Seconds a back connection may stay idle before it is checked with a `PING`
     /// (0: never).
     pub redis_ping_sec: u64,
+    /// `metrics.listen`: where `/metrics` and `/health/*` are served (`host:port`);
+    /// `None`: nowhere.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Config {
@@ -130,6 +133,7 @@ impl Default for Config {
             rules: None,
             redis_timeout_ms: 5000,
             redis_ping_sec: 5,
+            metrics_listen: None,
         }
     }
 }
@@ -229,6 +233,41 @@ impl Config {
 }
 
 impl Config {
+    /// For a reload: sets back the values that cannot change while the server runs
+    /// (listeners, threads, the Redis connections' address, credentials and database,
+    /// the process's user...) to `running`'s, and returns the keys of those that differed.
+    /// Everything else (ACL, rules, logs, timeouts, limits...) takes effect.
+    pub fn keep_fixed(&mut self, running: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        macro_rules! fixed {
+            ($($field:ident => $key:literal),* $(,)?) => {$(
+                if self.$field != running.$field {
+                    changed.push($key);
+                    self.$field = running.$field.clone();
+                }
+            )*};
+        }
+        fixed!(
+            redis_host => "redis_host",
+            redis_port => "redis_port",
+            redis_auth => "redis_auth",
+            redis_protocol => "redis_protocol",
+            ssl => "ssl",
+            database => "database",
+            pool_size => "pool_size",
+            http_host => "http_host",
+            http_port => "http_port",
+            threads => "threads",
+            cpu_affinity => "cpu_affinity",
+            daemonize => "daemonize",
+            pidfile => "pidfile",
+            user => "user",
+            group => "group",
+            metrics_listen => "metrics",
+        );
+        changed
+    }
+
     pub fn load(path: &str) -> Result<Loaded, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_string(), e))?;
@@ -313,6 +352,7 @@ impl Config {
                 .map(|f| c.log_fsync = f),
                 "hiredis" => r.hiredis(v).map(|k| c.keep_alive_sec = k),
                 "ssl" => r.ssl(v).map(|s| c.ssl = s),
+                "metrics" => r.metrics(v).map(|l| c.metrics_listen = l),
                 "etag" => r.boolean(v).map(|b| c.etag = b),
                 "cpu_affinity" => r.affinity(v).map(|a| c.cpu_affinity = a),
                 "shutdown_grace" => r.number(v).map(|n| c.shutdown_grace = n),
@@ -549,6 +589,25 @@ impl Reader<'_> {
             }
         }
         Some(enabled.then_some(ssl))
+    }
+
+    /// The `metrics` object: `{"listen": "host:port"}`.
+    fn metrics(&mut self, v: &Value) -> Option<Option<String>> {
+        let obj: &Map<String, Value> = v.as_object()?;
+        let mut listen = None;
+        for (k, v) in obj {
+            let ok = match k.as_str() {
+                "listen" => self.string(v).map(|s| listen = Some(s)),
+                _ => None,
+            };
+            if ok.is_none() {
+                self.warnings.push(format!(
+                    "Warning! Unexpected key or incorrect value under 'metrics' in {}: '{k}'",
+                    self.path
+                ));
+            }
+        }
+        Some(listen)
     }
 
     fn hiredis(&mut self, v: &Value) -> Option<u32> {
@@ -793,6 +852,39 @@ mod tests {
             let err = Config::parse(text, "t.json", |_| None).err().expect(text);
             assert_eq!(err.to_string(), msg);
         }
+    }
+
+    #[test]
+    fn metrics_block() {
+        let l = parse(r#"{"metrics":{"listen":"127.0.0.1:9379","x":1}}"#);
+        assert_eq!(l.config.metrics_listen.as_deref(), Some("127.0.0.1:9379"));
+        assert_eq!(
+            l.warnings,
+            vec!["Warning! Unexpected key or incorrect value under 'metrics' in t.json: 'x'"]
+        );
+        assert_eq!(parse("{}").config.metrics_listen, None);
+        let l = parse(r#"{"metrics":"127.0.0.1:9379"}"#);
+        assert_eq!(l.config.metrics_listen, None);
+        assert_eq!(l.warnings.len(), 1);
+    }
+
+    #[test]
+    fn reload_keeps_what_cannot_change() {
+        let running = parse(r#"{"http_port":7379,"threads":2,"verbosity":2}"#).config;
+        let mut new = parse(
+            r#"{"http_port":7380,"threads":4,"verbosity":4,"redis_auth":"pw",
+               "acl":[{"disabled":["SET"]}],"metrics":{"listen":"127.0.0.1:1"}}"#,
+        )
+        .config;
+        assert_eq!(
+            new.keep_fixed(&running),
+            vec!["redis_auth", "http_port", "threads", "metrics"]
+        );
+        assert_eq!((new.http_port, new.threads), (7379, 2));
+        assert_eq!((new.redis_auth, new.metrics_listen), (None, None));
+        // The rest is the new file's.
+        assert_eq!(new.verbosity, 4);
+        assert!(new.acl.is_some());
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Busy {
     pub ws: Option<Box<WsConn>>,
     /// Access log lines (`access_log`), finished as responses are emitted.
     pub log: Stage,
+    /// Responses emitted, for the metrics (taken at the end-of-turn write).
+    pub tally: crate::metrics::Stage,
 }
 
 /// A WebSocket connection's state.
@@ -88,6 +90,7 @@ impl Busy {
             held: Vec::new(),
             ws: None,
             log: Stage::default(),
+            tally: Default::default(),
         }
     }
 
@@ -133,6 +136,7 @@ impl Busy {
         self.held = Vec::new();
         self.ws = None;
         self.log.clear();
+        self.tally.clear();
     }
 
     /// Adds a slot for a new request and returns its sequence number.
@@ -171,11 +175,13 @@ impl Busy {
         let start = self.out.data.len();
         write(&mut self.out.data, &slot.meta);
         self.log.finish(slot.meta.access, &self.out.data[start..]);
+        self.tally.finish(&slot.meta, &self.out.data[start..]);
         let mut last = !slot.meta.keep_alive;
         self.pop_head();
         while let Some(early) = self.slots.front_mut().and_then(|s| s.early.take()) {
             self.out.data.extend_from_slice(&early);
             self.log.finish(self.slots[0].meta.access, &early);
+            self.tally.finish(&self.slots[0].meta, &early);
             last |= !self.slots[0].meta.keep_alive;
             self.pop_head();
         }

@@ -12,12 +12,13 @@
 //!   are), `ws` (RFC 6455).
 //! * `render`: a RESP frame into a body: JSON, MessagePack, the custom type, XML.
 //! * `reply`: a reply's metadata and whole responses; `pubsub`: topics, subscribers and
-//!   message framing.
+//!   message framing; `metrics`: the counters and their Prometheus text.
 //! * `api`: the client surfaces, free of I/O: webdis's URL grammar (`command`), rewrite
 //!   rules, the ACL, and `plan`, which turns a request into what to do.
 //! * `front`: a client connection's state; `back`: a Redis connection, its socket and
 //!   TLS, and the pool of a worker's connections.
-//! * `worker`: the event loop that carries plans out; `server`: binding and threads.
+//! * `worker`: the event loop that carries plans out; `server`: binding, threads and
+//!   reloads; `admin`: the metrics listener (`/metrics`, `/health/*`).
 //! * Off the request path: `config`, `log`, `access` (the access log), `process`
 //!   (daemon, pidfile, privileges, limits), `notify` (systemd readiness); `back::resolve`
 //!   looks Redis's name up on a thread of its own.
@@ -34,12 +35,14 @@ pub mod process;
 pub mod server;
 
 pub(crate) mod access;
+pub(crate) mod admin;
 pub(crate) mod api;
 pub(crate) mod back;
 pub(crate) mod buf;
 pub(crate) mod clock;
 pub(crate) mod front;
 pub(crate) mod key;
+pub(crate) mod metrics;
 pub(crate) mod proto;
 pub(crate) mod pubsub;
 pub(crate) mod render;

@@ -95,7 +95,7 @@ fn main() {
     }
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .unwrap_or_else(|e| fail(&format!("cannot install signal handlers: {e}")));
-    let server = bound.start().unwrap_or_else(|e| fatal(&e.to_string()));
+    let mut server = bound.start().unwrap_or_else(|e| fatal(&e.to_string()));
     log!(
         Level::Info,
         "webdis-rs {} up and running",
@@ -115,6 +115,14 @@ fn main() {
                 wlog::reopen();
                 log!(Level::Info, "Log file reopened");
                 server.reopen_access_log();
+                // Then the config file is read again (its errors are logged; the
+                // running config stays).
+                match &path {
+                    Some(p) => {
+                        let _ = server.reload(p);
+                    }
+                    None => log!(Level::Notice, "No config file: nothing to reload"),
+                }
                 sd_notify("READY=1");
             }
             _ => {

@@ -382,7 +382,12 @@ impl Registry {
         }
     }
 
-    /// Topics subscribed or being subscribed (the worker never needs the count).
+    /// Topics subscribed or being subscribed, by kind (for the metrics).
+    pub fn counts(&self) -> [usize; 3] {
+        [0, 1, 2].map(|i| self.topics[i].len())
+    }
+
+    /// Topics subscribed or being subscribed.
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.topics.iter().map(HashMap::len).sum()

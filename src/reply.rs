@@ -31,6 +31,14 @@ pub struct Meta {
     pub extra: Option<Box<Extra>>,
     /// Length of this request's access log line start in `front::Busy::log`; 0: no line.
     pub access: u16,
+    /// For the metrics (`metrics::Stage`), in `Meta`'s padding: when the request was
+    /// dispatched (the worker's clock, microseconds, wrapping) ...
+    pub born: u32,
+    /// ... the status of the error the gateway answered, when a WebSocket frame carries
+    /// it (a frame has no status line to read it from; 0: none) ...
+    pub status: u16,
+    /// ... and whether it is a subscribe or unsubscribe request.
+    pub pubsub: bool,
 }
 
 impl Meta {

@@ -1,31 +1,38 @@
-//! Starting and stopping the workers: binds one SO_REUSEPORT listener per worker (before
-//! any thread exists, so the process can still daemonize or drop privileges), then pins
-//! each worker thread to a core and gives it its own `mio::Poll`.
+//! Starting, reloading and stopping the workers: binds one SO_REUSEPORT listener per
+//! worker and the metrics listener (before any thread exists, so the process can still
+//! daemonize or drop privileges), then pins each worker thread to a core and gives it its
+//! own `mio::Poll` and control channel. A reload (SIGHUP) reads the config file again and
+//! hands every worker the new configuration through that channel.
 
 use crate::access::AccessFile;
+use crate::admin::{Admin, Reloads};
 use crate::api::acl::Acl;
 use crate::back::probe::{self, ProbeError};
 use crate::back::tls::{self, TlsConfigError};
 use crate::back::{resolve as names, Connector, Target};
-use crate::config::{Affinity, Config};
+use crate::config::{Affinity, Config, ConfigError, Loaded};
 use crate::log;
 use crate::log::Level;
 use crate::proto::keyspec::CommandTable;
-use crate::worker::{Shared, Worker, WAKER};
+use crate::worker::{Control, Link, Shared, Worker, WAKER};
 use socket2::{Domain, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Running workers.
 pub struct Server {
     pub local_addr: SocketAddr,
+    /// Where `/metrics` and `/health/*` are served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The configuration in force.
     shared: Arc<Shared>,
-    wakers: Vec<Arc<mio::Waker>>,
+    links: Arc<[Link]>,
     threads: Vec<JoinHandle<()>>,
+    reloads: Arc<Reloads>,
     /// Whether the workers were pinned to cores (`cpu_affinity`).
     pub pinned: bool,
 }
@@ -47,9 +54,28 @@ pub enum StartError {
     Tls(String, ProbeError),
     #[error("cannot open the access_log {0}: {1}")]
     AccessLog(String, io::Error),
+    /// `metrics.listen` names the public listener's port.
+    #[error("metrics.listen {0} is the public port: the metrics need a listener of their own")]
+    MetricsOnPublicPort(SocketAddr),
+    #[error("metrics.listen {0:?} is not host:port")]
+    MetricsListen(String),
     #[error("{0}")]
     Io(io::Error),
 }
+
+/// Why a reload was rejected (the running configuration stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(ConfigError),
+    #[error("cannot open the access_log {0}: {1}")]
+    AccessLog(String, io::Error),
+    #[error("cannot open the logfile {0}: {1}")]
+    Logfile(String, io::Error),
+}
+
+/// How long a reload waits for every worker to confirm the new configuration.
+const RELOAD_ACK: Duration = Duration::from_secs(2);
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, StartError> {
     let mut addrs = (host, port)
@@ -161,7 +187,29 @@ fn pin_workers(setting: Affinity, target: &Target, cores: usize, workers: usize)
 pub struct Bound {
     pub local_addr: SocketAddr,
     listeners: Vec<std::net::TcpListener>,
+    metrics: Option<std::net::TcpListener>,
     shared: Arc<Shared>,
+    started: SystemTime,
+}
+
+/// Binds the metrics listener, refusing the public listener's port.
+fn bind_metrics(listen: &str, public: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+    let addr = listen
+        .to_socket_addrs()
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidInput => StartError::MetricsListen(listen.to_string()),
+            _ => StartError::Resolve(listen.to_string(), e),
+        })?
+        .next()
+        .ok_or_else(|| StartError::MetricsListen(listen.to_string()))?;
+    let overlaps =
+        addr.ip() == public.ip() || addr.ip().is_unspecified() || public.ip().is_unspecified();
+    if addr.port() == public.port() && overlaps {
+        return Err(StartError::MetricsOnPublicPort(addr));
+    }
+    let l = listener(addr, false).map_err(|e| StartError::Bind(addr, e))?;
+    l.set_nonblocking(false).map_err(StartError::Io)?;
+    Ok(l)
 }
 
 /// Resolves the addresses and binds one SO_REUSEPORT listener per worker.
@@ -182,7 +230,13 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
     };
     let connector = with_tls(connector, &config)?;
     let access_log = match &config.access_log {
-        Some(p) => Some(AccessFile::open(p).map_err(|e| StartError::AccessLog(p.clone(), e))?),
+        Some(p) => Some(Arc::new(
+            AccessFile::open(p).map_err(|e| StartError::AccessLog(p.clone(), e))?,
+        )),
+        None => None,
+    };
+    let metrics = match &config.metrics_listen {
+        Some(listen) => Some(bind_metrics(listen, addr)?),
         None => None,
     };
     let listeners = (0..config.threads.max(1))
@@ -191,13 +245,15 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
     Ok(Bound {
         local_addr: addr,
         listeners,
+        metrics,
         shared: Arc::new(Shared {
             config,
             connector,
-            stop: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
             access_log,
             redis_back: Arc::new(AtomicU64::new(0)),
         }),
+        started: SystemTime::now(),
     })
 }
 
@@ -236,7 +292,9 @@ impl Bound {
         let Bound {
             local_addr: addr,
             listeners,
+            metrics,
             shared,
+            started,
         } = self;
         let threads = listeners.len();
         if shared.config.acl.as_ref().is_some_and(Acl::keyed) {
@@ -271,14 +329,22 @@ impl Bound {
         };
         resolving.resize_with(threads, || None);
         let mut workers = Vec::with_capacity(threads);
-        for (id, ((l, poll), resolve)) in
-            listeners.into_iter().zip(polls).zip(resolving).enumerate()
+        let mut links = Vec::with_capacity(threads);
+        for (id, (((l, poll), resolve), waker)) in listeners
+            .into_iter()
+            .zip(polls)
+            .zip(resolving)
+            .zip(wakers)
+            .enumerate()
         {
             let listener = mio::net::TcpListener::from_std(l);
-            let worker =
-                Worker::new(id, poll, listener, shared.clone(), resolve).map_err(StartError::Io)?;
+            let (tx, inbox) = mpsc::channel();
+            let worker = Worker::new(id, poll, listener, shared.clone(), resolve, inbox)
+                .map_err(StartError::Io)?;
             workers.push(worker);
+            links.push(Link::new(tx, waker));
         }
+        let links: Arc<[Link]> = links.into();
         let mut handles = Vec::with_capacity(threads);
         for (id, worker) in workers.into_iter().enumerate() {
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -305,12 +371,29 @@ impl Bound {
             Level::Info,
             "webdis-rs listening on {addr} with {threads} workers"
         );
+        let reloads = Arc::new(Reloads::default());
+        let mut metrics_addr = None;
+        if let Some(listener) = metrics {
+            let at = listener.local_addr().map_err(StartError::Io)?;
+            let admin = Admin {
+                listener,
+                links: links.clone(),
+                stop: shared.stop.clone(),
+                started,
+                reloads: reloads.clone(),
+            };
+            admin.spawn().map_err(StartError::Io)?;
+            log!(Level::Info, "metrics and health checks on {at}");
+            metrics_addr = Some(at);
+        }
         Ok(Server {
             local_addr: addr,
+            metrics_addr,
             shared,
-            wakers,
+            links,
             threads: handles,
             pinned,
+            reloads,
         })
     }
 }
@@ -391,11 +474,125 @@ impl Server {
         }
     }
 
+    /// Reads the config file at `path` again and puts it in force in every worker,
+    /// without touching a connection: the ACL, the rules, the log settings, the access
+    /// log, timeouts and limits. Keys that cannot change live are logged and keep their
+    /// running values. A file that cannot be read or used is rejected as a whole, with a
+    /// log line naming the error, and the running configuration stays.
+    pub fn reload(&mut self, path: &str) -> Result<(), ReloadError> {
+        let result = self.try_reload(path);
+        if let Err(e) = &result {
+            log!(
+                Level::Error,
+                "Config reload rejected, the running config stays: {e}"
+            );
+        }
+        self.reloads.record(result.is_ok());
+        result
+    }
+
+    fn try_reload(&mut self, path: &str) -> Result<(), ReloadError> {
+        let Loaded {
+            mut config,
+            warnings,
+        } = Config::load(path).map_err(ReloadError::Config)?;
+        let running = &self.shared;
+        let access_log = match &config.access_log {
+            None => None,
+            Some(p) if running.config.access_log.as_ref() == Some(p) => running.access_log.clone(),
+            Some(p) => Some(Arc::new(
+                AccessFile::open(p).map_err(|e| ReloadError::AccessLog(p.clone(), e))?,
+            )),
+        };
+        if let Some(p) = config
+            .logfile
+            .as_ref()
+            .filter(|p| running.config.logfile.as_ref() != Some(*p))
+        {
+            crate::log::open_append(p).map_err(|e| ReloadError::Logfile(p.clone(), e))?;
+        }
+        // Accepted from here on.
+        for w in &warnings {
+            log!(Level::Warning, "{w}");
+        }
+        for key in config.keep_fixed(&running.config) {
+            log!(
+                Level::Warning,
+                "Reload: '{key}' changed in {path}; it needs a restart, the running value stays"
+            );
+        }
+        crate::log::init(
+            config.verbosity,
+            config.logfile.as_deref(),
+            config.log_fsync,
+        );
+        let connector = Connector {
+            keep_alive: (config.keep_alive_sec > 0)
+                .then(|| Duration::from_secs(u64::from(config.keep_alive_sec))),
+            ..running.connector.clone()
+        };
+        let keyed = config.acl.as_ref().is_some_and(Acl::keyed);
+        let table = running
+            .config
+            .acl
+            .as_ref()
+            .and_then(|a| a.commands.get())
+            .cloned();
+        if let (Some(acl), Some(table)) = (&config.acl, table) {
+            let _ = acl.commands.set(table);
+        }
+        let shared = Arc::new(Shared {
+            config,
+            connector,
+            stop: running.stop.clone(),
+            access_log,
+            redis_back: running.redis_back.clone(),
+        });
+        if keyed
+            && shared
+                .config
+                .acl
+                .as_ref()
+                .is_some_and(|a| a.commands.get().is_none())
+        {
+            read_command_table(&shared);
+        }
+        let (ack, acks) = mpsc::channel();
+        let mut sent = 0;
+        for link in self.links.iter() {
+            sent += usize::from(link.send(Control::Reload(shared.clone(), ack.clone())));
+        }
+        drop(ack);
+        let deadline = Instant::now() + RELOAD_ACK;
+        let mut applied = 0;
+        while applied < sent {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if acks.recv_timeout(left).is_err() {
+                break;
+            }
+            applied += 1;
+        }
+        self.shared = shared;
+        if applied == self.links.len() {
+            log!(
+                Level::Notice,
+                "Config reloaded from {path}: in force in all {applied} workers"
+            );
+        } else {
+            log!(
+                Level::Warning,
+                "Config reloaded from {path}: in force in {applied} of {} workers so far; the others take it at their next turn",
+                self.links.len()
+            );
+        }
+        Ok(())
+    }
+
     /// Stops every worker and waits for them.
     pub fn stop(self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        for w in &self.wakers {
-            let _ = w.wake();
+        for link in self.links.iter() {
+            link.wake();
         }
         for t in self.threads {
             let _ = t.join();

@@ -31,6 +31,8 @@ pub enum Immediate {
     /// HEAD of a subscription: the stream's head, no stream.
     StreamHead,
     Error(Status),
+    /// 403: the ACL denies the command (counted apart from other refusals).
+    Denied,
     /// A rewrite rule's answer (404, 405, OPTIONS, 400).
     Rule(rules::Answer),
 }
@@ -46,6 +48,7 @@ impl Immediate {
                 response::stream_head(out, meta.minor, ct, sse, date)
             }
             Immediate::Error(status) => reply::error(out, meta, *status, date),
+            Immediate::Denied => reply::error(out, meta, Status::Forbidden, date),
             Immediate::Rule(answer) => answer.write(out, meta, date),
         }
     }
@@ -220,7 +223,7 @@ pub fn plan<'a>(
         if !acl_allows(acl, at.peer, auth, &Cmd::Url(cmd), acl_argv) {
             let name = String::from_utf8_lossy(cmd.name);
             log!(Level::Info, "ACL: {} denied {}", at.peer, name);
-            return now(Status::Forbidden);
+            return Plan::Now(Immediate::Denied);
         }
     }
     if route == Route::Subscribe {
@@ -282,7 +285,7 @@ fn plan_rule<'a>(
         if !acl_allows(acl, at.peer, auth, &cmd, &mut AclArgv::default()) {
             let name = String::from_utf8_lossy(cmd.name());
             log!(Level::Info, "ACL: {} denied {}", at.peer, name);
-            return now(Status::Forbidden);
+            return Some(Plan::Now(Immediate::Denied));
         }
     }
     let inm = req.if_none_match.clone().map(|r| &buf[r]);
@@ -380,6 +383,7 @@ fn sub_request(cmd: &Command<'_>, query: &Query<'_>, req: &Request, meta: &mut M
     let sse = stream_meta(cmd, req, meta);
     // The stream stays open whatever the request said; it is closed when it ends.
     meta.keep_alive = true;
+    meta.pubsub = true;
     SubRequest {
         kind: TopicKind::of_command(cmd.name).map_or(TopicKind::Channel, |(k, _)| k),
         name: cmd.name.into(),
@@ -554,7 +558,7 @@ mod tests {
                         {"enabled": ["GET"], "keys": ["public:*"]},
                         {"http_basic_auth": "u:p", "enabled": ["DEBUG"]}]}"#,
         );
-        let denied = "now Error(Forbidden) |  Json ";
+        let denied = "now Denied |  Json ";
         assert_eq!(run(&cfg, &get("/DEBUG/OBJECT/k")), denied);
         let with_auth = "GET /DEBUG/OBJECT/k HTTP/1.1\r\nAuthorization: Basic dTpw\r\n\r\n";
         assert!(run(&cfg, with_auth).starts_with("send Shared"));

@@ -87,6 +87,11 @@ impl Pool {
         self.slab.get_mut(b.0)
     }
 
+    /// Every connection (for the metrics' gauges).
+    pub fn iter(&self) -> impl Iterator<Item = &Back> {
+        self.slab.iter().map(|(_, b)| b)
+    }
+
     /// How many shared connections (a front is given one of them).
     pub fn shared_len(&self) -> usize {
         self.shared.len()

@@ -4,6 +4,7 @@
 //! the others, the connection replaced), reconnecting every connection at once when Redis
 //! is back, and the end-of-turn write of each back with commands.
 
+use super::control::kind_index;
 use super::timers::Timer;
 use super::{deliver, Answer, Worker};
 use crate::back::{self, resolve, Handshake, Kind, State, Target, Waiter, CONNECT_TIMEOUT};
@@ -209,6 +210,7 @@ impl Worker {
             }
             match back.waiters.pop_front().map(|q| q.waiter) {
                 Some(Waiter::Front { key, gen, seq, .. }) => {
+                    self.stats.replies += 1;
                     if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
                         deliver(
                             f,
@@ -225,7 +227,7 @@ impl Worker {
                 Some(w) => {
                     // Coming up after failed attempts? (The verdict resets the backoff.)
                     let failed_before = back.backoff > back::MIN_BACKOFF;
-                    match back.on_handshake_reply(&w, n) {
+                    match self.on_handshake_reply(b, &w, n) {
                         Handshake::More => {}
                         Handshake::Up if failed_before => {
                             self.backs.mark_dirty(b);
@@ -330,6 +332,7 @@ impl Worker {
             let _ = self.poll.registry().deregister(s);
         }
         let written = back.written();
+        self.stats.back_failures[kind_index(back.kind)] += 1;
         let waiters = back.reset(now);
         let (kind, retry_at) = match back.state {
             State::Down { retry_at } => (back.kind, retry_at),

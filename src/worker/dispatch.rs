@@ -71,6 +71,7 @@ impl Worker {
             keep_alive: req.keep_alive,
             head_only: req.method == Method::Head,
             etag: cfg.etag,
+            born: self.now_us,
             ..Meta::default()
         };
         let seq = busy.base_seq + busy.slots.len() as u64;
@@ -78,7 +79,10 @@ impl Worker {
         let at = Incoming { req, buf, peer };
         let outcome = match plan::plan(cfg.plan_settings(), &mut self.scratch, &at, &mut meta) {
             Plan::Upgrade => return self.upgrade(k, req),
-            Plan::Now(imm) => Outcome::Now(Now::Plan(imm)),
+            Plan::Now(imm) => {
+                self.stats.acl_denied += u64::from(imm == Immediate::Denied);
+                Outcome::Now(Now::Plan(imm))
+            }
             Plan::Subscribe(r) => Outcome::Subscribe(r),
             Plan::Send { route, db, cmd } => {
                 let waiter = Waiter::front(k, gen, seq);
@@ -90,6 +94,7 @@ impl Worker {
                 if let Ok((b, Some(at))) = sent {
                     self.timers.at(at, Timer::Watch(b));
                 }
+                self.stats.commands += u64::from(sent.is_ok());
                 Outcome::sent(route, sent.map(|(b, _)| b))
             }
         };

@@ -61,6 +61,7 @@ impl Worker {
                         back: (self.gen as usize % pool) as u16,
                         dirty: false,
                     });
+                    self.stats.accepted += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -122,7 +123,7 @@ impl Worker {
                 loop {
                     match f.sock.read(&mut sink) {
                         Ok(0) => return self.close_front(k),
-                        Ok(_) => {}
+                        Ok(n) => self.stats.bytes_in += n as u64,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             f.readable = false;
@@ -146,7 +147,8 @@ impl Worker {
                     f.eof = true;
                     f.readable = false;
                 }
-                Ok((_, full)) => {
+                Ok((n, full)) => {
+                    self.stats.bytes_in += n as u64;
                     f.readable = full || f.peer_closed;
                     self.parse_requests(k);
                 }
@@ -221,6 +223,9 @@ impl Worker {
             return;
         };
         f.stop_parsing = true;
+        if status == Status::TooLarge {
+            self.stats.too_large += 1;
+        }
         let access = match &self.access {
             Some(a) => busy
                 .log
@@ -232,6 +237,7 @@ impl Worker {
             minor: 0,
             keep_alive: false,
             access,
+            born: self.now_us,
             ..Meta::default()
         };
         let seq = busy.push_slot(meta);
@@ -273,8 +279,12 @@ impl Worker {
                 }
             }
         }
+        self.stats.take(&mut busy.tally, self.now_us);
         if !busy.out.is_empty() && f.writable {
-            match busy.out.write_to(&mut f.sock, None) {
+            let before = busy.out.pending();
+            let written = busy.out.write_to(&mut f.sock, None);
+            self.stats.bytes_out += (before - busy.out.pending()) as u64;
+            match written {
                 Ok(true) => {}
                 Ok(false) => f.writable = false,
                 Err(_) => return self.close_front(k),
@@ -362,7 +372,9 @@ impl Worker {
             return;
         };
         let _ = self.poll.registry().deregister(&mut f.sock);
+        self.stats.closed += 1;
         if let Some(mut busy) = f.busy.take() {
+            self.stats.take(&mut busy.tally, self.now_us);
             if let Some(sub) = busy.sub.take() {
                 self.leave_all((k, f.gen), &sub);
             }

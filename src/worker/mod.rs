@@ -11,9 +11,11 @@
 //!
 //! The loop is here; the rest is by side: `front_io` (accept, read, parse, write,
 //! close), `dispatch` (a request's plan carried out), `back_io` (connect, read replies,
-//! failures, flush), `timers`, `subscribe` (pub/sub) and `websocket`.
+//! failures, flush), `timers`, `subscribe` (pub/sub), `websocket`, and `control` (what
+//! other threads ask: a scrape of the counters, a reload).
 
 mod back_io;
+mod control;
 mod dispatch;
 mod front_io;
 mod subscribe;
@@ -31,6 +33,7 @@ use crate::front::{Busy, Closing, Front, Fronts, MAX_IN_FLIGHT, OUT_HIGH_WATER};
 use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
+use crate::metrics::Counters;
 use crate::proto::response::{DateCache, Status};
 use crate::pubsub::Registry;
 use crate::reply::{self, Meta};
@@ -42,13 +45,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use timers::Timers;
 
-/// What every worker reads and nobody writes on the request path.
+pub use control::{Control, Inbox, Link};
+
+/// What every worker reads and nobody writes on the request path. A reload hands each
+/// worker a new one (`Control::Reload`): the same `stop` flag and, unless its path
+/// changed, the same access log file.
 pub struct Shared {
     pub config: Config,
     pub connector: Connector,
-    pub stop: AtomicBool,
-    /// `access_log`, opened at start-up.
-    pub access_log: Option<AccessFile>,
+    pub stop: Arc<AtomicBool>,
+    /// `access_log`, opened at start-up (or by the reload that named it).
+    pub access_log: Option<Arc<AccessFile>>,
     /// Counts the times a worker saw Redis back after an outage (`Pool::redis_is_back`).
     pub redis_back: Arc<AtomicU64>,
 }
@@ -93,8 +100,6 @@ pub struct Worker {
     fanout: subscribe::Rendered,
     /// When Server-Sent Event streams get their next `: ping` (`None`: no such stream).
     next_ping: Option<Instant>,
-    /// Subscribers disconnected for not reading their messages.
-    slow_consumers: u64,
     /// Access log lines waiting to be written (`access_log` configured).
     access: Option<access::Sink>,
     /// This worker's working memory for planning requests (rules, keyed ACL).
@@ -105,6 +110,14 @@ pub struct Worker {
     turn: Turn,
     /// `redis_timeout_ms` and `redis_ping_sec`.
     limits: Limits,
+    /// What this worker counts (`metrics`): plain integers, copied out on a scrape.
+    stats: Counters,
+    /// The clock of the metrics: microseconds since `epoch` (wrapping), read once per
+    /// loop turn.
+    epoch: Instant,
+    now_us: u32,
+    /// Scrapes and reloads (`control`), announced by the waker.
+    inbox: Inbox,
 }
 
 /// The back connections' time limits.
@@ -156,6 +169,7 @@ impl Worker {
         mut listener: TcpListener,
         shared: Arc<Shared>,
         resolve: Option<Resolving>,
+        inbox: Inbox,
     ) -> io::Result<Worker> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -180,13 +194,16 @@ impl Worker {
             pubsub: Registry::default(),
             fanout: subscribe::Rendered::default(),
             next_ping: None,
-            slow_consumers: 0,
             access: shared.access_log.as_ref().map(|_| access::Sink::default()),
             scratch: Scratch::new(cfg.plan_settings()),
             resolve,
             turn: limits.turn(Instant::now()),
             limits,
             shared,
+            stats: Counters::default(),
+            epoch: Instant::now(),
+            now_us: 0,
+            inbox,
         })
     }
 
@@ -210,6 +227,14 @@ impl Worker {
                 log!(Level::Error, "poll failed: {e}");
                 break;
             }
+            // The turn's clock, one read for the metrics and the timers.
+            let now = Instant::now();
+            let since = now.duration_since(self.epoch);
+            // Truncated on purpose: durations are differences, taken wrapping.
+            self.now_us = since
+                .as_secs()
+                .wrapping_mul(1_000_000)
+                .wrapping_add(u64::from(since.subsec_micros())) as u32;
             if self.draining.is_none() && self.shared.stop.load(Ordering::Relaxed) {
                 self.begin_drain();
             }
@@ -239,15 +264,18 @@ impl Worker {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
-                    // The stop flag is read above; the resolver's answers here.
-                    WAKER => self.resolved(),
+                    // The stop flag is read above; the resolver's answers, scrapes and
+                    // reloads here.
+                    WAKER => {
+                        self.resolved();
+                        self.control();
+                    }
                     t => match BackKey::of_token(t) {
                         Some(b) => self.back_event(b, ev),
                         None => self.front_event(FrontKey(t.0), ev),
                     },
                 }
             }
-            let now = Instant::now();
             if self.timers.next().is_some_and(|at| at <= now) {
                 self.run_timers(now);
             }
@@ -326,6 +354,9 @@ fn deliver(
     date: &DateCache,
     dirty: &mut Vec<FrontKey>,
 ) {
+    if let Answer::Error(status) | Answer::ErrorMsg(status, _) = answer {
+        control::note_status(f, seq, status);
+    }
     respond(f, k, seq, dirty, |out, meta| match answer {
         Answer::Frame(frame) => reply::write(out, meta, frame, date),
         Answer::Error(status) => reply::error(out, meta, status, date),

@@ -43,6 +43,7 @@ impl Worker {
                 busy.close_after(seq);
             }
             let msg = b"Too many subscriptions for one client";
+            super::control::note_status(f, seq, Status::BadRequest);
             let date = &self.date;
             return respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
                 reply::error_with(out, meta, Status::BadRequest, msg, date)
@@ -60,6 +61,7 @@ impl Worker {
             // Redis is down: say so now rather than hang (SSE and WebSocket clients wait
             // for the reconnect instead: a browser's EventSource gives up on an error).
             busy.close_after(seq);
+            super::control::note_status(f, seq, Status::Unavailable);
             let date = &self.date;
             return respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
                 reply::error(out, meta, Status::Unavailable, date)
@@ -199,6 +201,7 @@ impl Worker {
         let mut slow: SmallVec<[FrontKey; 4]> = SmallVec::new();
         match pubsub::classify(frame) {
             Push::Message { kind, topic } => {
+                self.stats.messages += 1;
                 let limit = self.shared.config.pubsub_client_buffer;
                 let cache = &mut self.fanout;
                 cache.style = None;
@@ -220,6 +223,7 @@ impl Worker {
                         cache.name = name.clone();
                     }
                     busy.push(&cache.bytes);
+                    self.stats.deliveries += 1;
                     if busy.backlog() > limit {
                         slow.push(key);
                     }
@@ -265,7 +269,10 @@ impl Worker {
             return 0;
         };
         if f.writable && !busy.out.is_empty() {
-            match busy.out.write_to(&mut f.sock, None) {
+            let before = busy.out.pending();
+            let written = busy.out.write_to(&mut f.sock, None);
+            self.stats.bytes_out += (before - busy.out.pending()) as u64;
+            match written {
                 Ok(true) => {}
                 Ok(false) => f.writable = false,
                 // The end-of-turn write sees the error again and closes.
@@ -282,16 +289,21 @@ impl Worker {
             return;
         };
         let backlog = f.busy.as_ref().map_or(0, |b| b.backlog());
-        self.slow_consumers += 1;
+        self.stats.slow_consumers += 1;
         log!(
             Level::Warning,
             "pub/sub: disconnecting slow consumer {} ({} bytes unread; {} so far)",
             f.peer,
             backlog,
-            self.slow_consumers
+            self.stats.slow_consumers
         );
         if f.busy.as_ref().is_some_and(|b| b.ws.is_some()) {
-            super::websocket::close_now(f, crate::proto::ws::close::POLICY, "Output buffer full");
+            let sent = super::websocket::close_now(
+                f,
+                crate::proto::ws::close::POLICY,
+                "Output buffer full",
+            );
+            self.stats.bytes_out += sent as u64;
         }
         self.close_front(k);
     }

@@ -97,6 +97,7 @@ impl Worker {
             minor: req.minor,
             keep_alive: upgraded,
             access,
+            born: self.now_us,
             ..Meta::default()
         };
         let seq = busy.push_slot(meta);
@@ -205,6 +206,7 @@ impl Worker {
             Action::Command(Err(msg)) => self.ws_now(k, Status::BadRequest, msg.as_bytes()),
             Action::Close(close) => self.ws_finish(k, &close, false),
             Action::Fail(fail) => {
+                self.stats.ws_too_large += u64::from(fail.code == ws::close::TOO_BIG);
                 log!(
                     Level::Info,
                     "WS: closing {} with {}: {}",
@@ -273,7 +275,11 @@ impl Worker {
         let Some(conn) = busy.ws.as_deref() else {
             return;
         };
-        let seq = busy.push_slot(ws_meta(conn));
+        let meta = Meta {
+            status: crate::metrics::status_code(status.code()),
+            ..ws_meta(conn, self.now_us)
+        };
+        let seq = busy.push_slot(meta);
         respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
             reply::ws_error_frame(out, meta.output, status, msg)
         });
@@ -304,9 +310,10 @@ impl Worker {
                 peer,
                 String::from_utf8_lossy(name)
             );
+            self.stats.acl_denied += 1;
             return self.ws_now(k, Status::Forbidden, b"Forbidden");
         }
-        let mut meta = ws_meta(conn);
+        let mut meta = ws_meta(conn, self.now_us);
         meta.set_command(name, conn.style.output);
         meta.extra = conn.style.jsonp.as_ref().map(|cb| {
             Box::new(Extra {
@@ -321,6 +328,7 @@ impl Worker {
         match TopicKind::of_command(name) {
             Some((kind, true)) if argv.len() >= 2 => {
                 let style = conn.style.clone();
+                meta.pubsub = true;
                 let seq = busy.push_slot(meta);
                 let mut argv = argv;
                 let name = argv.remove(0);
@@ -337,6 +345,7 @@ impl Worker {
             }
             Some((kind, false)) => {
                 let style = conn.style.clone();
+                meta.pubsub = true;
                 let seq = busy.push_slot(meta);
                 let bytes = if busy.sub.is_some() {
                     self.unsubscribe(k, kind, &argv[1..], name)
@@ -388,7 +397,9 @@ impl Worker {
             }
             _ if subscribed => {
                 // webdis's answer, as it sends it on both endpoints: these plain bytes in
-                // a text frame (not a JSON error object, not a RESP error).
+                // a text frame (not a JSON error object, not a RESP error). Counted as a
+                // 403, like the other commands refused.
+                meta.status = 403;
                 let seq = busy.push_slot(meta);
                 respond(f, k, seq, &mut self.dirty_fronts, |out, _| {
                     ws::write_frame(out, ws::Opcode::Text, NOT_AFTER_SUBSCRIBE)
@@ -418,6 +429,7 @@ impl Worker {
                     if let Ok((b, Some(at))) = sent {
                         self.timers.at(at, Timer::Watch(b));
                     }
+                    self.stats.commands += u64::from(sent.is_ok());
                     self.carry_out(k, seq, Outcome::sent(route, sent.map(|(b, _)| b)));
                 }
             },
@@ -431,8 +443,9 @@ const NOT_AFTER_SUBSCRIBE: &[u8] = b"Command not allowed after subscribe";
 
 /// The slot of a WebSocket message: its reply is one frame in the connection's format,
 /// and the connection stays open after it.
-fn ws_meta(conn: &WsConn) -> Meta {
+fn ws_meta(conn: &WsConn, born: u32) -> Meta {
     Meta {
+        born,
         output: conn.style.output,
         minor: 1,
         keep_alive: true,
@@ -443,8 +456,9 @@ fn ws_meta(conn: &WsConn) -> Meta {
 
 /// Best effort before a forced close: a close frame written straight to the socket
 /// (it is dropped if the client's window is full, which is why it is being closed).
-pub(super) fn close_now(f: &mut Front, code: u16, reason: &str) {
+/// Returns the bytes written.
+pub(super) fn close_now(f: &mut Front, code: u16, reason: &str) -> usize {
     let mut close = Vec::new();
     ws::write_close(&mut close, code, reason);
-    let _ = f.sock.write(&close);
+    f.sock.write(&close).unwrap_or(0)
 }
