@@ -38,6 +38,11 @@ impl ReadBuf {
         self.start == self.end
     }
 
+    /// Bytes of storage held.
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         self.start += n;
@@ -123,7 +128,10 @@ impl WriteBuf {
         if self.sent == self.data.len() {
             self.data.clear();
             self.sent = 0;
-        } else if limit.is_none() && self.sent >= 64 * 1024 {
+        } else if limit.is_none() && self.sent >= 64 * 1024 && self.sent >= self.pending() {
+            // Compacted only once the bytes sent outnumber those left, so that each byte
+            // moves at most once on average: moving a large backlog after every partial
+            // write to a slow client would cost time quadratic in its size.
             self.data.drain(..self.sent);
             self.sent = 0;
         }
