@@ -22,8 +22,12 @@ use std::time::Instant;
 
 /// Most requests in flight on one connection; past it, parsing pauses.
 pub const MAX_IN_FLIGHT: usize = 1024;
-/// Unsent output past which no new request is parsed (the client is not reading).
-pub const OUT_HIGH_WATER: usize = 1024 * 1024;
+/// What a reply is guessed to weigh before a connection has had any (bytes): with the
+/// default soft limit (1 MiB), a new connection has at most 16 requests in flight.
+pub const FIRST_GUESS: usize = 64 * 1024;
+/// Replies per round of the size guess: the guess is the largest reply of the current
+/// round and the one before.
+const ROUND: u8 = 32;
 /// Size a [`Busy`]'s read buffer starts with: most requests fit; it doubles on demand.
 pub const BUF_SIZE: usize = 1024;
 /// A pooled [`Busy`] keeps buffers up to this size (their working size) and gives back
@@ -58,6 +62,24 @@ pub struct Busy {
     pub ws: Option<Box<WsConn>>,
     /// Access log lines (`access_log`), finished as responses are emitted.
     pub log: Stage,
+    /// Bytes of the responses completed ahead of their turn (`Slot::early`).
+    pub early_bytes: usize,
+    /// The size the next replies are guessed at: the largest of the last 32 to 64.
+    /// Requests in flight are counted at this size against the soft limit.
+    pub reply_guess: usize,
+    round_max: usize,
+    round_len: u8,
+    /// Slots running a blocking command: not counted as in flight (the requests after
+    /// one may be what unblocks it).
+    blocking: usize,
+    /// Since when the backlog is over the soft limit with nothing read by the client.
+    pub over_soft: Option<Instant>,
+    /// A soft-limit timer is pending for this connection.
+    pub soft_timer: bool,
+    /// Since when an incomplete request waits in the read buffer.
+    pub partial: Option<Instant>,
+    /// A request timer is pending for this connection.
+    pub request_timer: bool,
 }
 
 /// A WebSocket connection's state.
@@ -88,6 +110,15 @@ impl Busy {
             held: Vec::new(),
             ws: None,
             log: Stage::default(),
+            early_bytes: 0,
+            reply_guess: FIRST_GUESS,
+            round_max: 0,
+            round_len: 0,
+            blocking: 0,
+            over_soft: None,
+            soft_timer: false,
+            partial: None,
+            request_timer: false,
         }
     }
 
@@ -106,9 +137,59 @@ impl Busy {
         }
     }
 
-    /// Output not yet written, held messages included.
+    /// Output not yet written: held messages and responses completed ahead of their
+    /// turn included.
     pub fn backlog(&self) -> usize {
-        self.out.pending() + self.held.len()
+        self.out.pending() + self.held.len() + self.early_bytes
+    }
+
+    /// Whether the next request must wait: too many in flight, or more than `budget`
+    /// bytes (the soft limit) buffered or expected. Requests in flight are counted at
+    /// the size of the recent replies, so a client fetching large values has few in
+    /// flight (one, when a reply is over the budget) and Redis is never asked for
+    /// more than the budget on its behalf; one fetching small values may pipeline
+    /// `MAX_IN_FLIGHT` deep.
+    pub fn paused(&self, budget: usize) -> bool {
+        let in_flight = self.slots.len().saturating_sub(self.blocking);
+        self.slots.len() >= MAX_IN_FLIGHT
+            || self.backlog() > budget
+            || in_flight.saturating_mul(self.reply_guess) >= budget
+    }
+
+    /// The reply guess kept while the connection is idle, in one byte: the exponent of
+    /// the power of two at or above it.
+    pub fn guess_log2(&self) -> u8 {
+        (usize::BITS - self.reply_guess.saturating_sub(1).leading_zeros()) as u8
+    }
+
+    /// Starts from the guess an idle connection kept ([`Busy::guess_log2`]; 0: none).
+    pub fn set_guess_log2(&mut self, log2: u8) {
+        self.reply_guess = match log2 {
+            0 => FIRST_GUESS,
+            n => 1usize.checked_shl(u32::from(n)).unwrap_or(usize::MAX),
+        };
+    }
+
+    /// Marks the last slot as running a blocking command on connection `b`.
+    pub fn set_blocking(&mut self, b: BackKey) {
+        if let Some(slot) = self.slots.back_mut() {
+            if slot.blocking.replace(b).is_none() {
+                self.blocking += 1;
+            }
+        }
+    }
+
+    /// A response of `len` bytes was rendered: the reply guess follows it up at once,
+    /// and down at the end of the next round.
+    fn note_reply(&mut self, len: usize) {
+        self.reply_guess = self.reply_guess.max(len);
+        self.round_max = self.round_max.max(len);
+        self.round_len += 1;
+        if self.round_len == ROUND {
+            self.reply_guess = self.round_max;
+            self.round_max = 0;
+            self.round_len = 0;
+        }
     }
 
     /// Nothing buffered either way: the buffers can go back to the pool.
@@ -133,6 +214,15 @@ impl Busy {
         self.held = Vec::new();
         self.ws = None;
         self.log.clear();
+        self.early_bytes = 0;
+        self.reply_guess = FIRST_GUESS;
+        self.round_max = 0;
+        self.round_len = 0;
+        self.blocking = 0;
+        self.over_soft = None;
+        self.soft_timer = false;
+        self.partial = None;
+        self.request_timer = false;
     }
 
     /// Adds a slot for a new request and returns its sequence number.
@@ -155,19 +245,26 @@ impl Busy {
             return None;
         }
         // Its back connection (if one of its own) is done with it and may serve others.
-        slot.blocking = None;
+        if slot.blocking.take().is_some() {
+            self.blocking = self.blocking.saturating_sub(1);
+        }
         if idx > 0 {
             let mut early = Vec::new();
             write(&mut early, &slot.meta);
+            let len = early.len();
             slot.early = Some(early);
+            self.early_bytes += len;
+            self.note_reply(len);
             return Some(false);
         }
         let start = self.out.data.len();
         write(&mut self.out.data, &slot.meta);
         self.log.finish(slot.meta.access, &self.out.data[start..]);
         let mut last = !slot.meta.keep_alive;
+        self.note_reply(self.out.data.len() - start);
         self.pop_head();
         while let Some(early) = self.slots.front_mut().and_then(|s| s.early.take()) {
+            self.early_bytes -= early.len();
             self.out.data.extend_from_slice(&early);
             self.log.finish(self.slots[0].meta.access, &early);
             last |= !self.slots[0].meta.keep_alive;
@@ -255,6 +352,11 @@ pub struct Front {
     pub back: u16,
     /// Listed in the worker's to-flush list.
     pub dirty: bool,
+    /// The reply size guess kept while idle ([`Busy::guess_log2`]; 0: none yet).
+    pub guess_log2: u8,
+    /// When the client last sent bytes or had its output drained, in worker ticks
+    /// (`http_idle_timeout_sec`).
+    pub active: u32,
 }
 
 /// A worker's fronts, by [`FrontKey`].
@@ -350,12 +452,83 @@ mod tests {
 }
 
 #[cfg(test)]
+mod window {
+    use super::*;
+
+    const BUDGET: usize = 1024 * 1024;
+
+    fn busy_with(slots: usize) -> Busy {
+        let mut b = Busy::new();
+        for _ in 0..slots {
+            b.push_slot(Meta::default());
+        }
+        b
+    }
+
+    #[test]
+    fn first_requests_are_counted_at_the_first_guess() {
+        assert!(!busy_with(15).paused(BUDGET));
+        assert!(busy_with(16).paused(BUDGET), "16 x 64 KiB is the budget");
+        // A larger budget lets more through, up to MAX_IN_FLIGHT.
+        assert!(!busy_with(100).paused(64 * BUDGET));
+        assert!(busy_with(MAX_IN_FLIGHT).paused(usize::MAX));
+    }
+
+    #[test]
+    fn the_guess_follows_the_replies() {
+        let mut b = busy_with(64);
+        let base = b.base_seq;
+        for i in 0..32 {
+            b.complete(base + i, |o, _| o.extend_from_slice(&[b'x'; 300]));
+        }
+        assert_eq!(b.reply_guess, 300, "down to the largest of the round");
+        assert!(!b.paused(BUDGET), "32 small replies in flight");
+        // One large reply: at once, one request in flight is the budget's worth.
+        b.complete(base + 32, |o, _| o.resize(o.len() + BUDGET, b'y'));
+        assert_eq!(b.reply_guess, BUDGET);
+        b.out.clear();
+        let mut one = busy_with(1);
+        one.reply_guess = BUDGET;
+        assert!(one.paused(BUDGET));
+        // ... but not a blocking command, whose followers may be what unblocks it.
+        one.set_blocking(crate::key::BackKey(3));
+        assert!(!one.paused(BUDGET));
+        one.complete(one.base_seq, |_, _| {});
+        assert_eq!(one.blocking, 0);
+        // The guess survives an idle spell in one byte, rounded up to a power of two.
+        assert_eq!(b.guess_log2(), 20);
+        let mut c = Busy::new();
+        c.set_guess_log2(b.guess_log2());
+        assert_eq!(c.reply_guess, BUDGET);
+        c.set_guess_log2(0);
+        assert_eq!(c.reply_guess, FIRST_GUESS);
+        b.reply_guess = 300;
+        c.set_guess_log2(b.guess_log2());
+        assert_eq!(c.reply_guess, 512);
+    }
+
+    #[test]
+    fn early_responses_count_in_the_backlog() {
+        let mut b = busy_with(2);
+        let base = b.base_seq;
+        b.complete(base + 1, |o, _| o.extend_from_slice(b"second"));
+        assert_eq!(b.backlog(), 6);
+        assert!(b.out.is_empty());
+        b.complete(base, |o, _| o.extend_from_slice(b"first;"));
+        assert_eq!(b.early_bytes, 0);
+        assert_eq!(b.backlog(), 12);
+        assert_eq!(b.out.data, b"first;second");
+    }
+}
+
+#[cfg(test)]
 mod sizes {
     /// An idle keep-alive connection is only its `Front` (ARCHITECTURE.md); `Meta` is
-    /// copied per request.
+    /// copied per request. (mio's sockets carry a selector id in debug builds.)
     #[test]
     fn small_structs_stay_small() {
-        assert_eq!(std::mem::size_of::<super::Front>(), 72);
+        let front = if cfg!(debug_assertions) { 80 } else { 64 };
+        assert_eq!(std::mem::size_of::<super::Front>(), front);
         assert_eq!(std::mem::size_of::<super::Meta>(), 72);
     }
 }

@@ -90,8 +90,8 @@ impl Worker {
         debug_assert_eq!(pushed, seq);
         match outcome {
             Outcome::Sent(blocking) => {
-                if let Some(slot) = busy.slots.back_mut() {
-                    slot.blocking = blocking;
+                if let Some(b) = blocking {
+                    busy.set_blocking(b);
                 }
             }
             Outcome::Now(now) => {

@@ -16,6 +16,7 @@
 mod back_io;
 mod dispatch;
 mod front_io;
+mod limits;
 mod subscribe;
 mod timers;
 mod websocket;
@@ -25,7 +26,7 @@ use crate::api::plan::Scratch;
 use crate::back::pool::Pool;
 use crate::back::Connector;
 use crate::config::Config;
-use crate::front::{Busy, Closing, Front, Fronts, MAX_IN_FLIGHT, OUT_HIGH_WATER};
+use crate::front::{Busy, Closing, Front, Fronts};
 use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
@@ -35,7 +36,7 @@ use crate::reply::{self, Meta};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use timers::Timers;
@@ -47,6 +48,27 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// `access_log`, opened at start-up.
     pub access_log: Option<AccessFile>,
+    /// Client connections open, all workers together (a place is taken before each
+    /// `accept`).
+    pub clients: AtomicUsize,
+    /// `max_clients`, or what the file descriptor limit allows.
+    pub max_clients: usize,
+}
+
+impl Shared {
+    /// Takes a place for one more client connection; `false` at `max_clients`.
+    pub fn take_client(&self) -> bool {
+        if self.clients.fetch_add(1, Ordering::Relaxed) < self.max_clients {
+            return true;
+        }
+        self.clients.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Gives back a place taken by [`Shared::take_client`].
+    pub fn release_client(&self) {
+        self.clients.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -81,8 +103,29 @@ pub struct Worker {
     dirty_fronts: Vec<FrontKey>,
     date: DateCache,
     gen: u32,
+    /// Accepting is paused until then (at `max_clients`, or out of file descriptors).
     accept_paused: Option<Instant>,
+    /// Why accepting is paused, while it is.
+    accept_trouble: Option<limits::AcceptTrouble>,
+    /// The last pause logged, and when: the same trouble is logged at most every 10 s.
+    accept_logged: Option<(limits::AcceptTrouble, Instant)>,
+    /// A client left while accepting was paused: try again at the end of the turn.
+    accept_wake: bool,
     timers: Timers,
+    /// The limits and timeouts of the config, at hand.
+    limits: limits::Limits,
+    /// When this turn of the loop started (after `poll` returned).
+    now: Instant,
+    /// When the worker started: [`Front::active`] counts ticks from there.
+    epoch: Instant,
+    /// `now` in ticks since `epoch`.
+    tick: u32,
+    /// Clients disconnected for not reading their responses (`http_client_buffer`).
+    slow_clients: u64,
+    /// The last time a large buffer was in use: memory is given back a while after.
+    big_at: Option<Instant>,
+    /// A memory sweep is pending.
+    sweep_timer: bool,
     /// Topics subscribed by this worker's fronts.
     pubsub: Registry,
     /// The last message rendered for a fan-out, reused while subscribers share a style.
@@ -107,6 +150,7 @@ impl Worker {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let cfg = &shared.config;
+        let now = Instant::now();
         Ok(Worker {
             id,
             poll,
@@ -119,7 +163,17 @@ impl Worker {
             date: DateCache::default(),
             gen: 0,
             accept_paused: None,
+            accept_trouble: None,
+            accept_logged: None,
+            accept_wake: false,
             timers: Timers::default(),
+            limits: limits::Limits::of(cfg),
+            now,
+            epoch: now,
+            tick: 0,
+            slow_clients: 0,
+            big_at: None,
+            sweep_timer: false,
             pubsub: Registry::default(),
             fanout: subscribe::Rendered::default(),
             next_ping: None,
@@ -150,6 +204,8 @@ impl Worker {
                 log!(Level::Error, "poll failed: {e}");
                 break;
             }
+            self.now = Instant::now();
+            self.tick = limits::ticks(self.now.duration_since(self.epoch));
             if self.draining.is_none() && self.shared.stop.load(Ordering::Relaxed) {
                 self.begin_drain();
             }
@@ -157,7 +213,7 @@ impl Worker {
                 if !self.in_flight() {
                     break;
                 }
-                if Instant::now() >= deadline {
+                if self.now >= deadline {
                     log!(
                         Level::Warning,
                         "worker {}: shutdown grace period over with requests in flight",
@@ -181,9 +237,12 @@ impl Worker {
                     },
                 }
             }
-            let now = Instant::now();
+            let now = self.now;
             if self.timers.next().is_some_and(|at| at <= now) {
                 self.run_timers(now);
+            }
+            if std::mem::take(&mut self.accept_wake) && self.accept_paused.take().is_some() {
+                self.accept();
             }
             if self.next_ping.is_some_and(|at| now >= at) {
                 self.ping_sse(now);
@@ -238,10 +297,6 @@ impl Worker {
 fn first_line(buf: &[u8]) -> &[u8] {
     let end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
     buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end])
-}
-
-fn paused(busy: &Busy) -> bool {
-    busy.slots.len() >= MAX_IN_FLIGHT || busy.out.pending() > OUT_HIGH_WATER
 }
 
 fn mark_front(f: &mut Front, k: FrontKey, dirty: &mut Vec<FrontKey>) {

@@ -3,7 +3,9 @@
 //! fixed tick. Entries are never removed early: when one fires, its handler checks that
 //! what it was set for still holds (the connection is still down, still connecting,
 //! still lingering, and its own deadline has passed), so a stale entry is harmless.
-//! Request deadlines are one more kind of entry.
+//! Request deadlines are one more kind of entry. A front's entries carry its generation,
+//! so that an entry outliving its connection never acts on (or re-arms for) the next
+//! one in the same slab entry; a connection has at most one pending entry of each kind.
 
 use super::Worker;
 use crate::back::{State, CONNECT_TIMEOUT};
@@ -25,8 +27,16 @@ pub(super) enum Timer {
     Linger(FrontKey),
     /// Access log lines waiting for their batch to be written.
     AccessFlush,
-    /// Accepting was paused (out of file descriptors): try again.
+    /// Accepting was paused (at `max_clients`, out of file descriptors): try again.
     Accept,
+    /// A connection's backlog went over the soft limit (`http_client_buffer_soft_sec`).
+    SoftLimit(FrontKey, u32),
+    /// An incomplete request in a connection's buffer (`http_request_timeout_sec`).
+    Request(FrontKey, u32),
+    /// A connection that may have gone idle (`http_idle_timeout_sec`).
+    Idle(FrontKey, u32),
+    /// Large buffers were in use: give memory back once they have not been for a while.
+    Sweep,
 }
 
 /// Deadlines, soonest first.
@@ -102,6 +112,10 @@ impl Worker {
                         self.accept();
                     }
                 }
+                Timer::SoftLimit(k, gen) => self.soft_limit_due(k, gen, now),
+                Timer::Request(k, gen) => self.request_due(k, gen, now),
+                Timer::Idle(k, gen) => self.idle_due(k, gen, now),
+                Timer::Sweep => self.sweep_due(now),
             }
         }
     }

@@ -415,10 +415,8 @@ impl Worker {
                     };
                     match sent {
                         Ok(b) if route == Route::Blocking => {
-                            if let Some(slot) =
-                                f.busy.as_deref_mut().and_then(|b| b.slots.back_mut())
-                            {
-                                slot.blocking = Some(b);
+                            if let Some(busy) = f.busy.as_deref_mut() {
+                                busy.set_blocking(b);
                             }
                         }
                         Ok(_) => {}
