@@ -129,3 +129,22 @@ pub fn fd_limit() -> io::Result<u64> {
     }
     Ok(lim.rlim_cur)
 }
+
+/// Tunes glibc's allocator for large replies, before any thread starts. By default
+/// glibc serves blocks of 128 KiB or more with `mmap`, raising that threshold to the
+/// size of each such block freed (up to 32 MiB), and trims an arena's top once more
+/// than twice the threshold is free there. With clients fetching 1 MiB values in a
+/// loop, every reply's buffers were then faulted in afresh (page clearing and faults
+/// took about 15 % of the worker, measured with perf). Fixed thresholds instead: blocks
+/// up to 32 MiB come from the arenas and stay there while they are reused; larger ones
+/// are mapped and unmapped at once. The memory an arena keeps is returned by the
+/// worker's memory sweep (`malloc_trim`), a second after the last large buffer was in
+/// use. Without glibc, nothing is done.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+    }
+}
