@@ -340,4 +340,16 @@ fn large_values_pipelined_come_back_in_order() {
     // Small replies keep their ETag.
     let r = gw.get("/GET/nothing");
     assert!(r.header("ETag").is_some());
+    // A value read over many turns of the loop (1 MiB per turn from a Redis
+    // connection), exact, with small requests of other clients served meanwhile.
+    let huge: Vec<u8> = (0..20 * MIB).map(|i| (i % 251) as u8).collect();
+    redis.cmd_bytes(&[b"SET", b"huge", &huge]);
+    let mut h = gw.connect();
+    h.send(get_req("/GET/huge.raw").as_bytes());
+    assert_bytes(&gw.get("/PING"), &ok_json(r#"{"PING":[true,"PONG"]}"#));
+    let r = h.read_response();
+    let mut want = format!("${}\r\n", huge.len()).into_bytes();
+    want.extend_from_slice(&huge);
+    want.extend_from_slice(b"\r\n");
+    assert!(r.body == want, "the 20 MiB value read back differs");
 }

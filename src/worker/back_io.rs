@@ -14,6 +14,9 @@ use mio::Interest;
 use std::io;
 use std::time::Instant;
 
+/// Bytes read from one Redis connection per turn of the loop (see `back_read`).
+const READ_BUDGET: usize = 1024 * 1024;
+
 impl Worker {
     pub(super) fn connect_back(&mut self, b: BackKey, now: Instant) {
         let Some(back) = self.backs.get_mut(b) else {
@@ -77,8 +80,11 @@ impl Worker {
     }
 
     /// Reads replies. With `to_end`, reads until the end of the stream even after a
-    /// short read (the event said Redis closed the connection).
-    fn back_read(&mut self, b: BackKey, to_end: bool) {
+    /// short read (the event said Redis closed the connection). At most
+    /// [`READ_BUDGET`] bytes per call: the rest is read on the next turn of the loop,
+    /// so that a stream of large replies cannot hold up the other connections.
+    pub(super) fn back_read(&mut self, b: BackKey, to_end: bool) {
+        let mut budget = READ_BUDGET;
         loop {
             let Some(back) = self.backs.get_mut(b) else {
                 return;
@@ -86,7 +92,17 @@ impl Worker {
             let Some(stream) = back.stream.as_mut() else {
                 return;
             };
-            match back.rbuf.read_from(stream, back::READ_CHUNK) {
+            // Inside a large bulk payload: read up to its end only (see
+            // ReadBuf::read_exact_room), the buffer at most doubling per read whatever
+            // length Redis announced.
+            let rest = back.scanner.wanted().saturating_sub(back.rbuf.len());
+            let read = if rest >= back::READ_CHUNK {
+                let room = rest.min(back.rbuf.capacity().max(back::READ_CHUNK));
+                back.rbuf.read_exact_room(stream, room)
+            } else {
+                back.rbuf.read_from(stream, back::READ_CHUNK)
+            };
+            match read {
                 Ok((0, _)) => {
                     log!(
                         Level::Error,
@@ -94,8 +110,13 @@ impl Worker {
                     );
                     return self.back_failed(b, Instant::now());
                 }
-                Ok((_, full)) => {
+                Ok((n, full)) => {
                     if !self.back_replies(b) || !(full || to_end) {
+                        return;
+                    }
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        self.read_later.push((b, to_end));
                         return;
                     }
                 }

@@ -126,6 +126,9 @@ pub struct Worker {
     big_at: Option<Instant>,
     /// A memory sweep is pending.
     sweep_timer: bool,
+    /// Redis connections with bytes left to read after their turn's budget, and
+    /// whether to read them to the end of the stream (`back_read`).
+    read_later: Vec<(BackKey, bool)>,
     /// Topics subscribed by this worker's fronts.
     pubsub: Registry,
     /// The last message rendered for a fan-out, reused while subscribers share a style.
@@ -174,6 +177,7 @@ impl Worker {
             slow_clients: 0,
             big_at: None,
             sweep_timer: false,
+            read_later: Vec::new(),
             pubsub: Registry::default(),
             fanout: subscribe::Rendered::default(),
             next_ping: None,
@@ -196,6 +200,10 @@ impl Worker {
             let mut timeout = wake.map(|at| at.saturating_duration_since(Instant::now()));
             if self.draining.is_some() {
                 timeout = Some(timeout.map_or(DRAIN_CHECK, |t| t.min(DRAIN_CHECK)));
+            }
+            if !self.read_later.is_empty() {
+                // Replies left over from the last turn: only look for new events.
+                timeout = Some(Duration::ZERO);
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -227,6 +235,7 @@ impl Worker {
             if let Some(a) = &mut self.access {
                 a.date.refresh(wall);
             }
+            let mut later = std::mem::take(&mut self.read_later);
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
@@ -236,6 +245,14 @@ impl Worker {
                         None => self.front_event(FrontKey(t.0), ev),
                     },
                 }
+            }
+            // The replies left over from the last turn, after this turn's events.
+            for &(b, to_end) in &later {
+                self.back_read(b, to_end);
+            }
+            later.clear();
+            if self.read_later.is_empty() {
+                self.read_later = later;
             }
             let now = self.now;
             if self.timers.next().is_some_and(|at| at <= now) {
