@@ -25,6 +25,10 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 /// What a reply is guessed to weigh before a connection has had any (bytes): with the
 /// default soft limit (1 MiB), a new connection has at most 16 requests in flight.
 pub const FIRST_GUESS: usize = 64 * 1024;
+/// A connection whose replies are guessed at this size or more sends its commands on
+/// the last shared Redis connection (with `pool_size` 2 or more), so that replies to
+/// the others never wait behind its large ones in that connection's FIFO.
+pub const BULK_REPLY: usize = 256 * 1024;
 /// Replies per round of the size guess: the guess is the largest reply of the current
 /// round and the one before.
 const ROUND: u8 = 32;
@@ -80,6 +84,8 @@ pub struct Busy {
     pub partial: Option<Instant>,
     /// A request timer is pending for this connection.
     pub request_timer: bool,
+    /// The requests in flight went to the bulk lane ([`BULK_REPLY`]).
+    bulk: bool,
 }
 
 /// A WebSocket connection's state.
@@ -119,6 +125,7 @@ impl Busy {
             soft_timer: false,
             partial: None,
             request_timer: false,
+            bulk: false,
         }
     }
 
@@ -223,6 +230,22 @@ impl Busy {
         self.soft_timer = false;
         self.partial = None;
         self.request_timer = false;
+        self.bulk = false;
+    }
+
+    /// Which of the `shared` shared Redis connections the next command goes to: the
+    /// front's own (`small`, one of all but the last), or the last one while its replies
+    /// are large. The lane changes only when nothing is in flight, so that a client's
+    /// commands always run in the order it sent them.
+    pub fn lane(&mut self, small: usize, shared: usize) -> usize {
+        if self.slots.is_empty() {
+            self.bulk = shared >= 2 && self.reply_guess >= BULK_REPLY;
+        }
+        if self.bulk {
+            shared - 1
+        } else {
+            small
+        }
     }
 
     /// Adds a slot for a new request and returns its sequence number.

@@ -58,7 +58,11 @@ impl Worker {
                         continue;
                     }
                     self.gen = self.gen.wrapping_add(1);
-                    let pool = self.backs.shared_len().max(1);
+                    // The last shared connection is the bulk lane (Busy::lane).
+                    let pool = match self.backs.shared_len() {
+                        0 | 1 => 1,
+                        n => n - 1,
+                    };
                     self.fronts.insert(Front {
                         sock,
                         gen: self.gen,

@@ -284,10 +284,11 @@ impl Worker {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
-        let (gen, peer, prefer) = (f.gen, f.peer, f.back as usize);
+        let (gen, peer) = (f.gen, f.peer);
         let Some(busy) = f.busy.as_deref_mut() else {
             return;
         };
+        let prefer = busy.lane(f.back as usize, self.backs.shared_len());
         let Some(conn) = busy.ws.as_deref() else {
             return;
         };
