@@ -23,8 +23,9 @@ use std::time::Instant;
 /// Most requests in flight on one connection; past it, parsing pauses.
 pub const MAX_IN_FLIGHT: usize = 1024;
 /// What a reply is guessed to weigh before a connection has had any (bytes): with the
-/// default soft limit (1 MiB), a new connection has at most 16 requests in flight.
-pub const FIRST_GUESS: usize = 64 * 1024;
+/// default soft limit (1 MiB), a new connection has at most 4 requests in flight until
+/// its first replies come back (then small ones let it pipeline deeper at once).
+pub const FIRST_GUESS: usize = 256 * 1024;
 /// A connection whose replies are guessed at this size or more sends its commands on
 /// the last shared Redis connection (with `pool_size` 2 or more), so that replies to
 /// the others never wait behind its large ones in that connection's FIFO.
@@ -86,6 +87,8 @@ pub struct Busy {
     pub request_timer: bool,
     /// The requests in flight went to the bulk lane ([`BULK_REPLY`]).
     bulk: bool,
+    /// `reply_guess` comes from replies (this connection's), not [`FIRST_GUESS`].
+    seen: bool,
 }
 
 /// A WebSocket connection's state.
@@ -126,6 +129,7 @@ impl Busy {
             partial: None,
             request_timer: false,
             bulk: false,
+            seen: false,
         }
     }
 
@@ -166,11 +170,15 @@ impl Busy {
     /// The reply guess kept while the connection is idle, in one byte: the exponent of
     /// the power of two at or above it.
     pub fn guess_log2(&self) -> u8 {
-        (usize::BITS - self.reply_guess.saturating_sub(1).leading_zeros()) as u8
+        if !self.seen {
+            return 0;
+        }
+        (usize::BITS - self.reply_guess.saturating_sub(1).leading_zeros()).max(1) as u8
     }
 
     /// Starts from the guess an idle connection kept ([`Busy::guess_log2`]; 0: none).
     pub fn set_guess_log2(&mut self, log2: u8) {
+        self.seen = log2 != 0;
         self.reply_guess = match log2 {
             0 => FIRST_GUESS,
             n => 1usize.checked_shl(u32::from(n)).unwrap_or(usize::MAX),
@@ -189,6 +197,7 @@ impl Busy {
     /// A response of `len` bytes was rendered: the reply guess follows it up at once,
     /// and down at the end of the next round.
     fn note_reply(&mut self, len: usize) {
+        self.seen = true;
         self.reply_guess = self.reply_guess.max(len);
         self.round_max = self.round_max.max(len);
         self.round_len += 1;
@@ -231,6 +240,7 @@ impl Busy {
         self.partial = None;
         self.request_timer = false;
         self.bulk = false;
+        self.seen = false;
     }
 
     /// Which of the `shared` shared Redis connections the next command goes to: the
@@ -239,7 +249,7 @@ impl Busy {
     /// commands always run in the order it sent them.
     pub fn lane(&mut self, small: usize, shared: usize) -> usize {
         if self.slots.is_empty() {
-            self.bulk = shared >= 2 && self.reply_guess >= BULK_REPLY;
+            self.bulk = shared >= 2 && self.seen && self.reply_guess >= BULK_REPLY;
         }
         if self.bulk {
             shared - 1
@@ -490,8 +500,8 @@ mod window {
 
     #[test]
     fn first_requests_are_counted_at_the_first_guess() {
-        assert!(!busy_with(15).paused(BUDGET));
-        assert!(busy_with(16).paused(BUDGET), "16 x 64 KiB is the budget");
+        assert!(!busy_with(3).paused(BUDGET));
+        assert!(busy_with(4).paused(BUDGET), "4 x 256 KiB is the budget");
         // A larger budget lets more through, up to MAX_IN_FLIGHT.
         assert!(!busy_with(100).paused(64 * BUDGET));
         assert!(busy_with(MAX_IN_FLIGHT).paused(usize::MAX));
@@ -528,6 +538,30 @@ mod window {
         b.reply_guess = 300;
         c.set_guess_log2(b.guess_log2());
         assert_eq!(c.reply_guess, 512);
+    }
+
+    #[test]
+    fn large_replies_move_to_the_bulk_lane_between_requests() {
+        let mut b = Busy::new();
+        // Nothing known yet: the connection's own lane, whatever the first guess.
+        assert_eq!(b.lane(0, 2), 0);
+        let seq = b.push_slot(Meta::default());
+        b.complete(seq, |o, _| o.resize(BULK_REPLY, b'x'));
+        assert_eq!(b.lane(0, 2), 1, "large replies: the last connection");
+        assert_eq!(b.lane(0, 1), 0, "one connection: no lane of its own");
+        // While requests are in flight the lane does not change.
+        assert_eq!(b.lane(0, 3), 2);
+        let seq = b.push_slot(Meta::default());
+        b.reply_guess = 100;
+        assert_eq!(b.lane(0, 3), 2);
+        b.complete(seq, |_, _| {});
+        assert_eq!(b.lane(0, 3), 0);
+        // An idle spell keeps what was learnt.
+        let mut c = Busy::new();
+        c.set_guess_log2(20);
+        assert_eq!(c.lane(1, 3), 2);
+        let d = Busy::new();
+        assert_eq!(d.guess_log2(), 0, "nothing learnt, nothing kept");
     }
 
     #[test]

@@ -213,7 +213,11 @@ fn idle_keep_alive_connections_are_closed() {
 
 #[test]
 fn client_not_reading_is_disconnected_at_the_hard_limit() {
-    let (redis, gw) = setup_with(r#""http_client_buffer":4194304"#);
+    // A soft limit of 4 MiB lets a new connection have 16 requests in flight (counted
+    // at 256 KiB each before any reply): 16 MiB of replies, more than the kernel's
+    // socket buffers take, so most of it stays in the gateway.
+    let (redis, gw) =
+        setup_with(r#""http_client_buffer":4194304,"http_client_buffer_soft":4194304"#);
     redis.cmd_bytes(&[b"SET", b"big", &vec![b'x'; MIB]]);
     let slow = small_window_socket(gw.port);
     send_in_background(&slow, get_req("/GET/big").repeat(200).into_bytes());
