@@ -30,9 +30,6 @@ pub const FIRST_GUESS: usize = 256 * 1024;
 /// the last shared Redis connection (with `pool_size` 2 or more), so that replies to
 /// the others never wait behind its large ones in that connection's FIFO.
 pub const BULK_REPLY: usize = 256 * 1024;
-/// Replies per round of the size guess: the guess is the largest reply of the current
-/// round and the one before.
-const ROUND: u8 = 32;
 /// Size a [`Busy`]'s read buffer starts with: most requests fit; it doubles on demand.
 pub const BUF_SIZE: usize = 1024;
 /// A pooled [`Busy`] keeps buffers up to this size (their working size) and gives back
@@ -69,11 +66,11 @@ pub struct Busy {
     pub log: Stage,
     /// Bytes of the responses completed ahead of their turn (`Slot::early`).
     pub early_bytes: usize,
-    /// The size the next replies are guessed at: the largest of the last 32 to 64.
-    /// Requests in flight are counted at this size against the soft limit.
+    /// The size the next replies are guessed at: up at once to a larger reply, down by
+    /// an eighth of the difference per smaller one (a 1 MiB guess needs about 50 small
+    /// replies to come back down). Requests in flight are counted at this size against
+    /// the soft limit.
     pub reply_guess: usize,
-    round_max: usize,
-    round_len: u8,
     /// Slots running a blocking command: not counted as in flight (the requests after
     /// one may be what unblocks it).
     blocking: usize,
@@ -121,8 +118,6 @@ impl Busy {
             log: Stage::default(),
             early_bytes: 0,
             reply_guess: FIRST_GUESS,
-            round_max: 0,
-            round_len: 0,
             blocking: 0,
             over_soft: None,
             soft_timer: false,
@@ -168,12 +163,13 @@ impl Busy {
     }
 
     /// The reply guess kept while the connection is idle, in one byte: the exponent of
-    /// the power of two at or above it.
+    /// the power of two at or below it (rounding down, so that the guess keeps coming
+    /// down across idle spells), 0 when nothing was learnt.
     pub fn guess_log2(&self) -> u8 {
         if !self.seen {
             return 0;
         }
-        (usize::BITS - self.reply_guess.saturating_sub(1).leading_zeros()).max(1) as u8
+        self.reply_guess.max(2).ilog2() as u8
     }
 
     /// Starts from the guess an idle connection kept ([`Busy::guess_log2`]; 0: none).
@@ -194,17 +190,15 @@ impl Busy {
         }
     }
 
-    /// A response of `len` bytes was rendered: the reply guess follows it up at once,
-    /// and down at the end of the next round.
+    /// A response of `len` bytes was rendered: the first one replaces the first guess;
+    /// then the guess follows larger replies at once, smaller ones by an eighth of the
+    /// difference.
     fn note_reply(&mut self, len: usize) {
-        self.seen = true;
-        self.reply_guess = self.reply_guess.max(len);
-        self.round_max = self.round_max.max(len);
-        self.round_len += 1;
-        if self.round_len == ROUND {
-            self.reply_guess = self.round_max;
-            self.round_max = 0;
-            self.round_len = 0;
+        if !self.seen || len >= self.reply_guess {
+            self.seen = true;
+            self.reply_guess = len;
+        } else {
+            self.reply_guess -= (self.reply_guess - len) / 8;
         }
     }
 
@@ -232,8 +226,6 @@ impl Busy {
         self.log.clear();
         self.early_bytes = 0;
         self.reply_guess = FIRST_GUESS;
-        self.round_max = 0;
-        self.round_len = 0;
         self.blocking = 0;
         self.over_soft = None;
         self.soft_timer = false;
@@ -511,14 +503,26 @@ mod window {
     fn the_guess_follows_the_replies() {
         let mut b = busy_with(64);
         let base = b.base_seq;
-        for i in 0..32 {
-            b.complete(base + i, |o, _| o.extend_from_slice(&[b'x'; 300]));
-        }
-        assert_eq!(b.reply_guess, 300, "down to the largest of the round");
-        assert!(!b.paused(BUDGET), "32 small replies in flight");
+        b.complete(base, |o, _| o.extend_from_slice(&[b'x'; 300]));
+        assert_eq!(
+            b.reply_guess, 300,
+            "the first reply replaces the first guess"
+        );
+        assert!(!b.paused(BUDGET), "63 small replies in flight");
         // One large reply: at once, one request in flight is the budget's worth.
-        b.complete(base + 32, |o, _| o.resize(o.len() + BUDGET, b'y'));
+        b.complete(base + 1, |o, _| o.resize(o.len() + BUDGET, b'y'));
         assert_eq!(b.reply_guess, BUDGET);
+        // Small ones bring it down again, an eighth of the way each.
+        b.complete(base + 2, |o, _| o.extend_from_slice(&[b'x'; 300]));
+        assert_eq!(b.reply_guess, BUDGET - (BUDGET - 300) / 8);
+        let mut guess = b.reply_guess;
+        for i in 3..60 {
+            b.complete(base + i, |o, _| o.extend_from_slice(&[b'x'; 300]));
+            assert!(b.reply_guess < guess);
+            guess = b.reply_guess;
+        }
+        assert!(b.reply_guess < 1000, "{}", b.reply_guess);
+        b.reply_guess = BUDGET;
         b.out.clear();
         let mut one = busy_with(1);
         one.reply_guess = BUDGET;
@@ -528,7 +532,7 @@ mod window {
         assert!(!one.paused(BUDGET));
         one.complete(one.base_seq, |_, _| {});
         assert_eq!(one.blocking, 0);
-        // The guess survives an idle spell in one byte, rounded up to a power of two.
+        // The guess survives an idle spell in one byte, rounded down to a power of two.
         assert_eq!(b.guess_log2(), 20);
         let mut c = Busy::new();
         c.set_guess_log2(b.guess_log2());
@@ -537,7 +541,7 @@ mod window {
         assert_eq!(c.reply_guess, FIRST_GUESS);
         b.reply_guess = 300;
         c.set_guess_log2(b.guess_log2());
-        assert_eq!(c.reply_guess, 512);
+        assert_eq!(c.reply_guess, 256);
     }
 
     #[test]
