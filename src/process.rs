@@ -145,6 +145,9 @@ pub fn tune_allocator() {
     // SAFETY: mallopt only sets allocator parameters; called before threads exist.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }
+
+/// glibc's trim threshold while serving (see [`tune_allocator`]).
+pub const TRIM_THRESHOLD: libc::c_int = 64 * 1024 * 1024;

@@ -348,19 +348,26 @@ impl Worker {
     }
 }
 
-/// Returns the free memory of the heap to the system. glibc keeps freed blocks under
-/// its mmap threshold (which rises, up to 32 MiB, to the size of the largest block
-/// freed) in its arenas, and releases only the top of an arena, so a worker that
-/// rendered large replies would keep its high-water mark for good. `malloc_trim` walks
-/// every arena and releases their free pages. It runs only from the memory sweep, a
-/// second after the last large buffer was in use: never on the request path, and not
-/// while large values keep coming (their buffers are then reused from the arenas
-/// rather than faulted in again). `true`: some memory was released.
+/// Returns the free memory of the heap to the system. `process::tune_allocator` raised
+/// glibc's trim threshold to 64 MiB, so that an arena keeps the buffers of large
+/// replies while they keep coming instead of faulting them in afresh each time; this is
+/// where that memory goes back, from the memory sweep, a second after the last large
+/// buffer was in use (never on the request path). `malloc_trim` releases the free pages
+/// inside every arena, but the free top of a thread's arena only goes when a free of
+/// 64 KiB or more finds it over the trim threshold: the threshold is lowered for the
+/// length of one such free on this worker's thread (its arena), then restored.
+/// `true`: some memory was released.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn trim_heap() -> bool {
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes the
-    // arenas' locks, so it is safe while other threads allocate.
-    unsafe { libc::malloc_trim(0) == 1 }
+    // SAFETY: mallopt and malloc_trim only change the allocator's parameters and walk
+    // its own free lists, under its locks: safe while other threads allocate.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+        drop(std::hint::black_box(Vec::<u8>::with_capacity(128 * 1024)));
+        let released = libc::malloc_trim(0) == 1;
+        libc::mallopt(libc::M_TRIM_THRESHOLD, crate::process::TRIM_THRESHOLD);
+        released
+    }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
