@@ -22,9 +22,9 @@ use std::time::Instant;
 
 /// Most requests in flight on one connection; past it, parsing pauses.
 pub const MAX_IN_FLIGHT: usize = 1024;
-/// What a reply is guessed to weigh before a connection has had any (bytes): with the
-/// default soft limit (1 MiB), a new connection has at most 4 requests in flight until
-/// its first replies come back (then small ones let it pipeline deeper at once).
+/// What a reply is guessed to weigh before a connection has had any (bytes), for the
+/// hard limit's allowance. (For the window, a connection has one request in flight
+/// until its first reply says how large they are: see [`Busy::paused`].)
 pub const FIRST_GUESS: usize = 256 * 1024;
 /// A connection whose replies are guessed at this size or more sends its commands on
 /// the last shared Redis connection (with `pool_size` 2 or more), so that replies to
@@ -154,12 +154,14 @@ impl Busy {
     /// the size of the recent replies, so a client fetching large values has few in
     /// flight (one, when a reply is over the budget) and Redis is never asked for
     /// more than the budget on its behalf; one fetching small values may pipeline
-    /// `MAX_IN_FLIGHT` deep.
+    /// `MAX_IN_FLIGHT` deep. Before its first reply, a connection has one request in
+    /// flight: nothing says yet how large its replies are.
     pub fn paused(&self, budget: usize) -> bool {
         let in_flight = self.slots.len().saturating_sub(self.blocking);
+        let guess = if self.seen { self.reply_guess } else { budget };
         self.slots.len() >= MAX_IN_FLIGHT
             || self.backlog() > budget
-            || in_flight.saturating_mul(self.reply_guess) >= budget
+            || in_flight.saturating_mul(guess) >= budget
     }
 
     /// The reply guess kept while the connection is idle, in one byte: the exponent of
@@ -491,12 +493,17 @@ mod window {
     }
 
     #[test]
-    fn first_requests_are_counted_at_the_first_guess() {
-        assert!(!busy_with(3).paused(BUDGET));
-        assert!(busy_with(4).paused(BUDGET), "4 x 256 KiB is the budget");
-        // A larger budget lets more through, up to MAX_IN_FLIGHT.
-        assert!(!busy_with(100).paused(64 * BUDGET));
-        assert!(busy_with(MAX_IN_FLIGHT).paused(usize::MAX));
+    fn one_request_in_flight_until_a_reply_is_seen() {
+        assert!(!busy_with(0).paused(BUDGET));
+        assert!(busy_with(1).paused(BUDGET));
+        assert!(busy_with(1).paused(64 * BUDGET), "whatever the budget");
+        let mut b = busy_with(2);
+        b.complete(b.base_seq, |o, _| o.extend_from_slice(&[b'x'; 300]));
+        assert!(!b.paused(BUDGET), "small replies: pipelining");
+        let mut b = busy_with(MAX_IN_FLIGHT);
+        b.seen = true;
+        b.reply_guess = 1;
+        assert!(b.paused(usize::MAX));
     }
 
     #[test]

@@ -16,8 +16,12 @@ const MIB: usize = 1024 * 1024;
 
 /// A connection whose receive buffer is 4 KiB, as a client that reads slowly.
 fn small_window_socket(port: u16) -> TcpStream {
+    socket_with_receive_buffer(port, 4096)
+}
+
+fn socket_with_receive_buffer(port: u16, size: usize) -> TcpStream {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.set_recv_buffer_size(4096).unwrap();
+    s.set_recv_buffer_size(size).unwrap();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     s.connect(&addr.into()).unwrap();
     s.into()
@@ -213,13 +217,17 @@ fn idle_keep_alive_connections_are_closed() {
 
 #[test]
 fn client_not_reading_is_disconnected_at_the_hard_limit() {
-    // A soft limit of 4 MiB lets a new connection have 16 requests in flight (counted
-    // at 256 KiB each before any reply): 16 MiB of replies, more than the kernel's
-    // socket buffers take, so most of it stays in the gateway.
-    let (redis, gw) =
-        setup_with(r#""http_client_buffer":4194304,"http_client_buffer_soft":4194304"#);
+    // The window keeps a connection that fetches large values to one request in
+    // flight; the hard limit is the backstop for one that pipelined deep on small
+    // replies and then asks for large ones: 200 requests already sent to Redis.
+    let (redis, gw) = setup_with(r#""http_client_buffer":8388608"#);
     redis.cmd_bytes(&[b"SET", b"big", &vec![b'x'; MIB]]);
     let slow = small_window_socket(gw.port);
+    let mut warm = Client::from_stream(slow.try_clone().unwrap()).unwrap();
+    warm.send(get_req("/PING").repeat(64).as_bytes());
+    for _ in 0..64 {
+        assert_bytes(&warm.read_response(), &ok_json(r#"{"PING":[true,"PONG"]}"#));
+    }
     send_in_background(&slow, get_req("/GET/big").repeat(200).into_bytes());
     gw.wait_for_log("disconnecting client 127.0.0.1");
     let log = gw.log();
@@ -249,19 +257,22 @@ fn client_over_the_soft_limit_without_reading_is_disconnected_in_time() {
     send_in_background(&slow, get_req("/GET/big").repeat(100).into_bytes());
     gw.wait_for_log("over http_client_buffer_soft for 1 s without reading");
     assert!(t0.elapsed() >= Duration::from_secs(1));
-    // One that reads slowly but steadily (128 KiB every 100 ms) is not: the clock
-    // restarts whenever it reads.
-    let mut steady = small_window_socket(gw.port);
+    // One that reads slowly but steadily is not: 2 MiB replies (over the soft limit
+    // on their own), read 128 KiB every 100 ms (each takes 1.6 s) with a receive
+    // buffer small enough that most of it waits in the gateway. Its clock restarts
+    // whenever it reads.
+    redis.cmd_bytes(&[b"SET", b"big2", &vec![b'x'; 2 * MIB]]);
+    let mut steady = socket_with_receive_buffer(gw.port, 64 * 1024);
     steady.set_read_timeout(Some(TIMEOUT)).unwrap();
     steady
-        .write_all(get_req("/GET/big").repeat(3).as_bytes())
+        .write_all(get_req("/GET/big2").repeat(2).as_bytes())
         .unwrap();
     let one = expected(
         "HTTP/1.1 200 OK",
         None,
         JSON,
         true,
-        format!(r#"{{"GET":"{}"}}"#, "x".repeat(MIB)).as_bytes(),
+        format!(r#"{{"GET":"{}"}}"#, "x".repeat(2 * MIB)).as_bytes(),
     );
     // No ETag on replies over 256 KiB (the MD5 would cost more than it saves).
     let one_no_etag = {
@@ -272,10 +283,14 @@ fn client_over_the_soft_limit_without_reading_is_disconnected_in_time() {
     };
     let mut got = Vec::new();
     let mut chunk = vec![0u8; 128 * 1024];
-    while got.len() < 3 * (one_no_etag.len() + 23) {
-        let n = steady.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed after {} bytes", got.len());
-        got.extend_from_slice(&chunk[..n]);
+    while got.len() < 2 * (one_no_etag.len() + 23) {
+        let tick = got.len() + chunk.len();
+        while got.len() < tick.min(2 * (one_no_etag.len() + 23)) {
+            let want = tick - got.len();
+            let n = steady.read(&mut chunk[..want]).unwrap();
+            assert!(n > 0, "closed after {} bytes", got.len());
+            got.extend_from_slice(&chunk[..n]);
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     // Every response's Date (normalize_date does the first head only).
@@ -290,10 +305,10 @@ fn client_over_the_soft_limit_without_reading_is_disconnected_in_time() {
         heads.extend_from_slice(rest);
         heads
     };
-    let want = one_no_etag.repeat(3);
+    let want = one_no_etag.repeat(2);
     assert!(
         got == want,
-        "three exact responses expected: got {} bytes, want {}; first difference at {:?}: {}",
+        "two exact responses expected: got {} bytes, want {}; first difference at {:?}: {}",
         got.len(),
         want.len(),
         got.iter().zip(&want).position(|(a, b)| a != b),
