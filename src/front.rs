@@ -76,12 +76,8 @@ pub struct Busy {
     blocking: usize,
     /// Since when the backlog is over the soft limit with nothing read by the client.
     pub over_soft: Option<Instant>,
-    /// A soft-limit timer is pending for this connection.
-    pub soft_timer: bool,
     /// Since when an incomplete request waits in the read buffer.
     pub partial: Option<Instant>,
-    /// A request timer is pending for this connection.
-    pub request_timer: bool,
     /// The requests in flight went to the bulk lane ([`BULK_REPLY`]).
     bulk: bool,
     /// `reply_guess` comes from replies (this connection's), not [`FIRST_GUESS`].
@@ -120,9 +116,7 @@ impl Busy {
             reply_guess: FIRST_GUESS,
             blocking: 0,
             over_soft: None,
-            soft_timer: false,
             partial: None,
-            request_timer: false,
             bulk: false,
             seen: false,
         }
@@ -230,9 +224,7 @@ impl Busy {
         self.reply_guess = FIRST_GUESS;
         self.blocking = 0;
         self.over_soft = None;
-        self.soft_timer = false;
         self.partial = None;
-        self.request_timer = false;
         self.bulk = false;
         self.seen = false;
     }
@@ -291,7 +283,7 @@ impl Busy {
         self.note_reply(self.out.data.len() - start);
         self.pop_head();
         while let Some(early) = self.slots.front_mut().and_then(|s| s.early.take()) {
-            self.early_bytes -= early.len();
+            self.early_bytes = self.early_bytes.saturating_sub(early.len());
             self.out.data.extend_from_slice(&early);
             self.log.finish(self.slots[0].meta.access, &early);
             last |= !self.slots[0].meta.keep_alive;
@@ -384,7 +376,16 @@ pub struct Front {
     /// When the client last sent bytes or had its output drained, in worker ticks
     /// (`http_idle_timeout_sec`).
     pub active: u32,
+    /// Timer entries pending for this connection ([`ARMED_REQUEST`], [`ARMED_SOFT`]):
+    /// kept here rather than in its `Busy`, which may be recycled while one is, so
+    /// that a connection never has more than one of each kind.
+    pub armed: u8,
 }
+
+/// [`Front::armed`]: a request timer is pending.
+pub const ARMED_REQUEST: u8 = 1;
+/// [`Front::armed`]: a soft-limit timer is pending.
+pub const ARMED_SOFT: u8 = 2;
 
 /// A worker's fronts, by [`FrontKey`].
 #[derive(Default)]

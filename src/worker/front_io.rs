@@ -79,6 +79,7 @@ impl Worker {
                         dirty: false,
                         guess_log2: 0,
                         active: self.tick,
+                        armed: 0,
                     });
                     self.watch_idle(k, self.gen);
                     accepted = true;

@@ -10,7 +10,7 @@
 use super::timers::Timer;
 use super::Worker;
 use crate::config::Config;
-use crate::front::{Closing, BUF_SIZE, KEEP_SIZE};
+use crate::front::{Closing, ARMED_REQUEST, ARMED_SOFT, BUF_SIZE, KEEP_SIZE};
 use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
@@ -146,10 +146,10 @@ impl Worker {
                 if wrote || busy.over_soft.is_none() {
                     busy.over_soft = Some(self.now);
                 }
-                if let (false, Some(t), Some(since)) =
-                    (busy.soft_timer, self.limits.soft_time, busy.over_soft)
+                if let (0, Some(t), Some(since)) =
+                    (f.armed & ARMED_SOFT, self.limits.soft_time, busy.over_soft)
                 {
-                    busy.soft_timer = true;
+                    f.armed |= ARMED_SOFT;
                     self.timers.at(since + t, Timer::SoftLimit(k, gen));
                 }
             }
@@ -187,20 +187,15 @@ impl Worker {
         let Some(t) = self.limits.soft_time else {
             return;
         };
-        let Some(busy) = self
-            .fronts
-            .get_mut(k)
-            .filter(|f| f.gen == gen)
-            .and_then(|f| f.busy.as_deref_mut())
-        else {
+        let Some(f) = self.fronts.get_mut(k).filter(|f| f.gen == gen) else {
             return;
         };
-        busy.soft_timer = false;
-        let Some(since) = busy.over_soft else {
+        f.armed &= !ARMED_SOFT;
+        let Some(since) = f.busy.as_ref().and_then(|b| b.over_soft) else {
             return;
         };
         if since + t > now {
-            busy.soft_timer = true;
+            f.armed |= ARMED_SOFT;
             self.timers.at(since + t, Timer::SoftLimit(k, gen));
             return;
         }
@@ -224,8 +219,8 @@ impl Worker {
             return;
         };
         let since = *busy.partial.get_or_insert(self.now);
-        if !busy.request_timer {
-            busy.request_timer = true;
+        if f.armed & ARMED_REQUEST == 0 {
+            f.armed |= ARMED_REQUEST;
             self.timers.at(since + t, Timer::Request(k, gen));
         }
     }
@@ -241,10 +236,10 @@ impl Worker {
             return;
         };
         let stopped = f.stop_parsing || f.closing != Closing::No;
+        f.armed &= !ARMED_REQUEST;
         let Some(busy) = f.busy.as_deref_mut() else {
             return;
         };
-        busy.request_timer = false;
         let Some(since) = busy.partial else {
             return;
         };
@@ -260,7 +255,7 @@ impl Worker {
             deadline = now + t;
         }
         if deadline > now {
-            busy.request_timer = true;
+            f.armed |= ARMED_REQUEST;
             self.timers.at(deadline, Timer::Request(k, gen));
             return;
         }
