@@ -82,6 +82,9 @@ pub struct Busy {
     bulk: bool,
     /// `reply_guess` comes from replies (this connection's), not [`FIRST_GUESS`].
     seen: bool,
+    /// Waiting for room on the bulk lane (the worker's list of such connections wakes
+    /// it): nothing is parsed or read meanwhile.
+    pub bulk_wait: bool,
 }
 
 /// A WebSocket connection's state.
@@ -119,6 +122,7 @@ impl Busy {
             partial: None,
             bulk: false,
             seen: false,
+            bulk_wait: false,
         }
     }
 
@@ -153,7 +157,8 @@ impl Busy {
     pub fn paused(&self, budget: usize) -> bool {
         let in_flight = self.slots.len().saturating_sub(self.blocking);
         let guess = if self.seen { self.reply_guess } else { budget };
-        self.slots.len() >= MAX_IN_FLIGHT
+        self.bulk_wait
+            || self.slots.len() >= MAX_IN_FLIGHT
             || self.backlog() > budget
             || in_flight.saturating_mul(guess) >= budget
     }
@@ -227,6 +232,16 @@ impl Busy {
         self.partial = None;
         self.bulk = false;
         self.seen = false;
+        self.bulk_wait = false;
+    }
+
+    /// Whether the next command would go on the bulk lane ([`Busy::lane`]).
+    pub fn next_is_bulk(&self, shared: usize) -> bool {
+        if self.slots.is_empty() {
+            shared >= 2 && self.seen && self.reply_guess >= BULK_REPLY
+        } else {
+            self.bulk
+        }
     }
 
     /// Which of the `shared` shared Redis connections the next command goes to: the
@@ -234,9 +249,7 @@ impl Busy {
     /// are large. The lane changes only when nothing is in flight, so that a client's
     /// commands always run in the order it sent them.
     pub fn lane(&mut self, small: usize, shared: usize) -> usize {
-        if self.slots.is_empty() {
-            self.bulk = shared >= 2 && self.seen && self.reply_guess >= BULK_REPLY;
-        }
+        self.bulk = self.next_is_bulk(shared);
         if self.bulk {
             shared - 1
         } else {

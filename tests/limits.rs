@@ -372,3 +372,31 @@ fn large_values_pipelined_come_back_in_order() {
     want.extend_from_slice(b"\r\n");
     assert!(r.body == want, "the 20 MiB value read back differs");
 }
+
+#[test]
+fn many_clients_of_large_values_share_the_bulk_lane() {
+    // 16 connections, each fetching a 512 KiB value 4 times: past its first reply each
+    // goes on the bulk lane, which takes 8 requests in flight per worker; the others
+    // wait their turn, and all get every response, exact and in order.
+    let (redis, gw) = setup_with(r#""threads":1"#);
+    let value: Vec<u8> = (0..MIB / 2).map(|i| b'a' + (i % 26) as u8).collect();
+    redis.cmd_bytes(&[b"SET", b"half", &value]);
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let mut c = gw.connect();
+            let value = value.clone();
+            std::thread::spawn(move || {
+                c.send(get_req("/GET/half.txt").repeat(4).as_bytes());
+                (0..4).all(|_| {
+                    let r = c.read_response();
+                    r.status() == 200 && r.body == value
+                })
+            })
+        })
+        .collect();
+    // A small request meanwhile is not queued behind them.
+    assert_bytes(&gw.get("/PING"), &ok_json(r#"{"PING":[true,"PONG"]}"#));
+    for c in clients {
+        assert!(c.join().unwrap(), "a client got a wrong response");
+    }
+}

@@ -87,6 +87,13 @@ impl Pool {
         self.shared.len()
     }
 
+    /// Replies still awaited on shared connection `i` (0 when there is none).
+    pub fn shared_in_flight(&self, i: usize) -> usize {
+        self.shared
+            .get(i)
+            .map_or(0, |b| self.slab[b.0].waiters.len())
+    }
+
     /// Queues a command (`write` appends it) for `waiter` on the connection [`Pool::pick`]
     /// chooses; with `keep`, the waiter keeps a copy of the command's bytes (a cluster
     /// redirect sends it again).

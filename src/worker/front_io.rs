@@ -198,6 +198,15 @@ impl Worker {
             if f.stop_parsing || busy.rbuf.is_empty() || busy.paused(self.limits.soft) {
                 return;
             }
+            let shared = self.backs.shared_len();
+            if busy.next_is_bulk(shared)
+                && self.backs.shared_in_flight(shared - 1) >= super::limits::BULK_IN_FLIGHT
+            {
+                // The bulk lane is full: wait for room (Worker::wake_bulk).
+                busy.bulk_wait = true;
+                self.bulk_waiting.push_back((k, f.gen));
+                return;
+            }
             if busy.ws.is_some() {
                 if self.parse_frame(k) {
                     continue;

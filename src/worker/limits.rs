@@ -72,6 +72,12 @@ pub(super) enum AcceptTrouble {
 /// How long accepting stays paused before it is tried again (sooner when a client of
 /// this worker leaves).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Requests in flight on a worker's bulk lane (the last shared Redis connection, for
+/// connections whose replies are 256 KiB or more), all its clients together: Redis
+/// then renders at most this many large replies in one go (a few milliseconds of its
+/// loop for 1 MiB values, during which it serves nobody else), and holds at most this
+/// many for the worker, however many clients fetch large values.
+pub(super) const BULK_IN_FLIGHT: usize = 8;
 /// The same accept trouble is logged at most this often.
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// A buffer over this size is worth giving back once it is no longer in use.
@@ -266,6 +272,28 @@ impl Worker {
             t.as_secs()
         );
         self.reject(k, Status::Code(408));
+    }
+
+    /// Lets connections waiting for the bulk lane go on, first come first served, while
+    /// it has room (called at the end of each turn while some wait).
+    pub(super) fn wake_bulk(&mut self) {
+        let lane = self.backs.shared_len().saturating_sub(1);
+        while self.backs.shared_in_flight(lane) < BULK_IN_FLIGHT {
+            let Some((k, gen)) = self.bulk_waiting.pop_front() else {
+                return;
+            };
+            let Some(busy) = self
+                .fronts
+                .get_mut(k)
+                .filter(|f| f.gen == gen)
+                .and_then(|f| f.busy.as_deref_mut())
+            else {
+                continue;
+            };
+            busy.bulk_wait = false;
+            self.parse_requests(k);
+            self.front_read(k);
+        }
     }
 
     /// Arms the idle deadline of a new connection.

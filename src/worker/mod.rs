@@ -129,6 +129,8 @@ pub struct Worker {
     /// Redis connections with bytes left to read after their turn's budget, and
     /// whether to read them to the end of the stream (`back_read`).
     read_later: Vec<(BackKey, bool)>,
+    /// Connections waiting for room on the bulk lane, first come first served.
+    bulk_waiting: std::collections::VecDeque<(FrontKey, u32)>,
     /// Topics subscribed by this worker's fronts.
     pubsub: Registry,
     /// The last message rendered for a fan-out, reused while subscribers share a style.
@@ -178,6 +180,7 @@ impl Worker {
             big_at: None,
             sweep_timer: false,
             read_later: Vec::new(),
+            bulk_waiting: std::collections::VecDeque::new(),
             pubsub: Registry::default(),
             fanout: subscribe::Rendered::default(),
             next_ping: None,
@@ -260,6 +263,9 @@ impl Worker {
             }
             if std::mem::take(&mut self.accept_wake) && self.accept_paused.take().is_some() {
                 self.accept();
+            }
+            if !self.bulk_waiting.is_empty() {
+                self.wake_bulk();
             }
             if self.next_ping.is_some_and(|at| now >= at) {
                 self.ping_sse(now);
