@@ -67,6 +67,13 @@ pub struct Extra {
     pub statuses: Option<Arc<Statuses>>,
 }
 
+/// Largest reply from Redis whose response gets an `ETag`. The MD5 of the body costs
+/// about 1.6 ms per MiB on the worker (measured: 45 % of its time while clients fetch
+/// 1 MiB values), more than sending the body itself, and it would hold up every other
+/// connection of the worker; past this size the `ETag` (and the `304` it allows) is
+/// left out. Up to it, the MD5 takes at most about 0.4 ms.
+pub const ETAG_MAX_REPLY: usize = 256 * 1024;
+
 /// The response to a request whose command produced `frame`.
 pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     if meta.ws {
@@ -85,7 +92,7 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
         .unwrap_or(meta.content_type.as_bytes());
     let head = Head {
         filename: extra.and_then(|e| e.filename.as_deref()),
-        etag: meta.etag && mapped.is_none(),
+        etag: meta.etag && mapped.is_none() && frame.len() <= ETAG_MAX_REPLY,
         ..head_for(meta, mapped.unwrap_or(Status::Ok), Some(content_type))
     };
     // The body's length, guessed for the Content-Length digits.
@@ -96,6 +103,9 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
             Output::Xml | Output::XmlJson => 64,
             Output::Raw | Output::Custom => 0,
         };
+    // One allocation for a large body rather than a series of doublings, each copying
+    // what was rendered so far (a no-op when the buffer already has the room).
+    out.reserve(hint + HEAD_ROOM);
     let opened = response::open(out, &head, date, hint);
     let jsonp = extra.and_then(|e| e.jsonp.as_deref());
     let sep = extra.and_then(|e| e.sep.as_deref()).unwrap_or(b"");
@@ -135,6 +145,9 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
         }
     }
 }
+
+/// Room for a response head, reserved with the body.
+const HEAD_ROOM: usize = 512;
 
 /// The head of the response to `meta`'s request: no filename, no ETag.
 pub(crate) fn head_for<'a>(

@@ -84,6 +84,7 @@ impl Status {
             Status::UpgradeRequired => br#"{"error":"Upgrade Required"}"#,
             Status::NotImplemented => br#"{"error":"Not Implemented"}"#,
             Status::Unavailable => br#"{"error":"Service Unavailable"}"#,
+            Status::Code(408) => br#"{"error":"Request Timeout"}"#,
             Status::Ok | Status::NotModified | Status::NotFound | Status::Code(_) => b"",
         }
     }

@@ -16,6 +16,7 @@ mod fault;
 mod hostile_redis;
 mod http_api;
 mod http_protocol;
+mod limits;
 mod metrics;
 mod modules;
 mod notify;
