@@ -273,7 +273,9 @@ impl Worker {
             if let Some(at) = self.next_ping {
                 wake = Some(wake.map_or(at, |w| w.min(at)));
             }
-            let mut timeout = wake.map(|at| at.saturating_duration_since(Instant::now()));
+            // From the start of this turn rather than a fresh clock read (one fewer per
+            // turn): a timer may fire late by the time the turn took, microseconds.
+            let mut timeout = wake.map(|at| at.saturating_duration_since(self.turn.at));
             if self.draining.is_some() {
                 timeout = Some(timeout.map_or(DRAIN_CHECK, |t| t.min(DRAIN_CHECK)));
             }
