@@ -6,7 +6,6 @@
 //! The `Date` value is cached per worker ([`DateCache`]) and refreshed once a second.
 
 use crate::clock;
-use md5::Digest;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Statuses webdis-rs sends, with webdis's reason phrases.
@@ -297,12 +296,9 @@ pub fn close(out: &mut Vec<u8>, open: Open, drop_body: bool) {
     fill_in(out, open.digits_at, open.width, text);
     let body_at = open.body_at + text.len() - open.width;
     if let Some(at) = open.etag_at {
-        let digest = md5::Md5::digest(&out[body_at..]);
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for (i, byte) in digest.iter().enumerate() {
-            out[at + 2 * i] = HEX[usize::from(byte >> 4)];
-            out[at + 2 * i + 1] = HEX[usize::from(byte & 15)];
-        }
+        let mut hex = [0; 32];
+        super::etag::md5_hex(&out[body_at..], &mut hex);
+        out[at..at + 32].copy_from_slice(&hex);
     }
     if drop_body {
         out.truncate(body_at);
