@@ -95,6 +95,8 @@ pub struct Config {
     /// `metrics.listen`: where `/metrics` and `/health/*` are served (`host:port`);
     /// `None`: nowhere.
     pub metrics_listen: Option<String>,
+    /// The `upstash` block: Upstash's REST contract (`api::upstash`); `None`: off.
+    pub upstash: Option<crate::api::upstash::Settings>,
 }
 
 impl Default for Config {
@@ -134,6 +136,7 @@ impl Default for Config {
             redis_timeout_ms: 5000,
             redis_ping_sec: 5,
             metrics_listen: None,
+            upstash: None,
         }
     }
 }
@@ -170,6 +173,8 @@ pub enum Invalid {
     Rules(RulesError),
     #[error("'rules_dialect': {0}")]
     RulesDialect(DialectError),
+    #[error("'upstash': {0}")]
+    Upstash(String),
 }
 
 /// What is wrong with the `acl` array.
@@ -228,6 +233,7 @@ impl Config {
             acl: self.acl.as_ref(),
             default_root: self.default_root.as_deref(),
             database: self.database,
+            upstash: self.upstash.as_ref(),
         }
     }
 }
@@ -373,6 +379,14 @@ impl Config {
                     .number(v)
                     .filter(|&n| n == 2 || n == 3)
                     .map(|n| c.redis_protocol = n as u8),
+                "upstash" => {
+                    let mut string = |v: &Value| r.string(v);
+                    match crate::api::upstash::Settings::from_json(v, &mut string) {
+                        Ok(u) => c.upstash = Some(u),
+                        Err(e) => return Err(invalid(Invalid::Upstash(e))),
+                    }
+                    Some(())
+                }
                 "rules" => {
                     rules = Some(v);
                     Some(())

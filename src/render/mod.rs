@@ -4,6 +4,7 @@
 pub mod custom;
 pub mod json;
 pub mod msgpack;
+pub mod upstash;
 pub mod xml;
 
 use crate::proto::resp::{Item, Reader};
