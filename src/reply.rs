@@ -71,7 +71,9 @@ impl Meta {
         self.output = output;
         self.shape = match output {
             Output::Json | Output::Msgpack => Shape::for_command(name),
-            Output::Raw | Output::Custom | Output::Xml | Output::XmlJson => Shape::Plain,
+            Output::Raw | Output::Custom | Output::Xml | Output::XmlJson | Output::Csv => {
+                Shape::Plain
+            }
         };
     }
 }
@@ -129,7 +131,7 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
             Output::Json => meta.name.len() + 8,
             Output::Msgpack => meta.name.len() + 4,
             Output::Xml | Output::XmlJson => 64,
-            Output::Raw | Output::Custom => 0,
+            Output::Raw | Output::Custom | Output::Csv => 0,
         };
     let opened = response::open(out, &head, date, hint);
     let jsonp = extra.and_then(|e| e.jsonp.as_deref());

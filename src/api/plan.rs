@@ -326,7 +326,34 @@ fn plan_upstash<'a>(routed: upstash::Routed<'a>, meta: &mut Meta) -> Plan<'a> {
                 cmd: Cmd::Batch { resp, frames, name },
             }
         }
-        upstash::Routed::Subscribe { .. } => Plan::Now(Immediate::Error(Status::NotImplemented)),
+        upstash::Routed::Subscribe { kind, topics } => {
+            // Upstash's stream: SSE lines `subscribe,ch,1`, `message,ch,payload`.
+            let name: &[u8] = match kind {
+                TopicKind::Pattern => b"PSUBSCRIBE",
+                _ => b"SUBSCRIBE",
+            };
+            meta.set_command(name, Output::Csv);
+            meta.content_type = SSE;
+            meta.etag = false;
+            meta.keep_alive = true;
+            meta.pubsub = true;
+            Plan::Subscribe(Box::new(SubRequest {
+                kind,
+                name: name.into(),
+                topics,
+                style: Style {
+                    transport: if meta.minor == 0 {
+                        Transport::Plain
+                    } else {
+                        Transport::Chunked
+                    },
+                    sse: true,
+                    output: Output::Csv,
+                    jsonp: None,
+                    sep: None,
+                },
+            }))
+        }
     }
 }
 

@@ -200,7 +200,6 @@ pub enum Routed<'a> {
     Subscribe {
         kind: TopicKind,
         topics: Vec<Vec<u8>>,
-        env: Envelope,
     },
 }
 
@@ -246,6 +245,13 @@ pub fn route<'a>(ctx: &Ctx<'a>, scratch: &'a mut Scratch) -> Option<Routed<'a>> 
         (Method::Post, b"/" | b"") if settings.is_some() && starts_array(body) => Batch::Single,
         (Method::Post, b"/pipeline") => Batch::Pipeline,
         (Method::Post, b"/multi-exec") => Batch::MultiExec,
+        (Method::Get | Method::Post, _)
+            if settings.is_some()
+                && is_subscribe_path(path)
+                && (bearer.is_some() || qtoken.is_some()) =>
+        {
+            Batch::Single
+        }
         (Method::Get | Method::Post | Method::Put | Method::Head, _)
             if settings.is_some_and(|s| s.path_style) && (bearer.is_some() || qtoken.is_some()) =>
         {
@@ -345,12 +351,12 @@ pub fn route<'a>(ctx: &Ctx<'a>, scratch: &'a mut Scratch) -> Option<Routed<'a>> 
             let mut argv: SmallVec<[&[u8]; 4]> = SmallVec::new();
             argv.push(name);
             argv.extend(topics.iter().map(Vec::as_slice));
-            let verdict = check.allows(&argv);
+            let verdict = check.allows_subscribe(&argv);
             drop(argv);
             if let Err(a) = verdict {
                 return now(a);
             }
-            return Some(Routed::Subscribe { kind, topics, env });
+            return Some(Routed::Subscribe { kind, topics });
         }
         // A path-style command: segments, then the query's parameters, then the body.
         let mut n = 0usize;
@@ -458,6 +464,12 @@ pub fn route<'a>(ctx: &Ctx<'a>, scratch: &'a mut Scratch) -> Option<Routed<'a>> 
     })
 }
 
+/// `/subscribe/...` or `/psubscribe/...` (any case).
+fn is_subscribe_path(path: &[u8]) -> bool {
+    let starts = |p: &[u8]| path.len() > p.len() && path[..p.len()].eq_ignore_ascii_case(p);
+    starts(b"/subscribe/") || starts(b"/psubscribe/")
+}
+
 /// `/pipeline` or `/multi-exec` (with or without a query).
 pub fn is_batch_path(target: &[u8]) -> bool {
     let path = memchr::memchr(b'?', target).map_or(target, |i| &target[..i]);
@@ -495,6 +507,20 @@ struct Check<'a> {
 const ECHO_OK: &[u8] = b"*2\r\n$4\r\nECHO\r\n$2\r\nOK\r\n";
 
 impl Check<'_> {
+    /// A subscription: the ACL only (a read-only token may subscribe).
+    fn allows_subscribe(&self, argv: &[&[u8]]) -> Result<(), Answer> {
+        match self.acl {
+            Some(acl) if !acl.allows_argv(self.peer, self.auth, argv) => {
+                let shown = String::from_utf8_lossy(argv[0]).to_ascii_uppercase();
+                Err(err(
+                    Status::Forbidden,
+                    format!("NOPERM the ACL denies {shown}"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// `Ok(None)`: send it; `Ok(Some(resp))`: send `resp` instead; `Err`: refused.
     fn allows(&self, argv: &[&[u8]]) -> Result<Option<&'static [u8]>, Answer> {
         let Some((&name, args)) = argv.split_first() else {

@@ -386,6 +386,31 @@ fn value(out: &mut Vec<u8>, r: &mut Reader<'_>, item: Item<'_>, b64: bool, top: 
     }
 }
 
+/// A pub/sub message or confirmation as Upstash's SSE data: its elements, strings as
+/// they are and integers in decimal, separated by commas (`message,ch,payload`).
+pub fn csv(out: &mut Vec<u8>, frame: &[u8]) {
+    let mut r = Reader::new(frame);
+    let n = match r.next() {
+        Some(item @ (Item::Array(_) | Item::Push(_))) => item.children(),
+        _ => return,
+    };
+    for i in 0..n {
+        if i > 0 {
+            out.push(b',');
+        }
+        match r.next() {
+            Some(Item::Bulk(s) | Item::Simple(s) | Item::Verbatim(s)) => out.extend_from_slice(s),
+            Some(Item::Int(v)) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+            Some(other) => {
+                for _ in 0..other.children() {
+                    r.skip();
+                }
+            }
+            None => break,
+        }
+    }
+}
+
 /// One value re-written in RESP2 (RESP3's types as RESP2 gives them).
 fn resp2(out: &mut Vec<u8>, r: &mut Reader<'_>, item: Item<'_>) {
     let line = |out: &mut Vec<u8>, marker: u8, s: &[u8]| {
