@@ -51,6 +51,7 @@ impl Meta {
             minor: self.minor,
             keep_alive: self.keep_alive,
             head_only: self.head_only,
+            etag: self.etag,
         }
     }
 

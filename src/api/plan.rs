@@ -312,7 +312,8 @@ fn plan_upstash<'a>(routed: upstash::Routed<'a>, meta: &mut Meta) -> Plan<'a> {
         } => {
             meta.set_command(name, Output::Json);
             meta.content_type = "application/json";
-            meta.etag = false;
+            // webdis's shape keeps webdis's ETag.
+            meta.etag &= env.dialect == crate::render::upstash::Dialect::Webdis;
             meta.upstash = env;
             if let Some(names) = names {
                 meta.extra = Some(Box::new(Extra {

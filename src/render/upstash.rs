@@ -65,6 +65,8 @@ pub struct Conn {
     pub minor: u8,
     pub keep_alive: bool,
     pub head_only: bool,
+    /// Send an ETag (config `etag`): webdis's shape only.
+    pub etag: bool,
 }
 
 /// The headers an Upstash response carries instead of webdis's CORS set.
@@ -105,7 +107,7 @@ fn open(
     date: &DateCache,
     hint: usize,
 ) -> response::Open {
-    let head = Head {
+    let mut head = Head {
         status,
         minor: conn.minor,
         keep_alive: conn.keep_alive,
@@ -113,6 +115,11 @@ fn open(
         filename: None,
         etag: false,
     };
+    if env.dialect == Dialect::Webdis && env.batch != Batch::None {
+        // A webdis client's batch: webdis's headers.
+        head.etag = conn.etag && status == Status::Ok;
+        return response::open(out, &head, date, hint);
+    }
     let mut buf = [0u8; 512];
     let n = extra_headers(&mut buf, env);
     response::open_with_headers(out, &head, date, hint, &buf[..n])
@@ -123,6 +130,7 @@ fn open(
 pub fn preflight(out: &mut Vec<u8>, conn: Conn, date: &DateCache) {
     let env = Envelope {
         dialect: Dialect::Webdis,
+        batch: Batch::None,
         ..Envelope::default()
     };
     let o = open(out, conn, &env, Status::Ok, b"text/html", date, 0);
@@ -457,6 +465,7 @@ mod tests {
             minor: 1,
             keep_alive: true,
             head_only: false,
+            etag: false,
         };
         write(&mut out, conn, &env, frames, names, &DateCache::default());
         let text = String::from_utf8(out).unwrap();
@@ -545,6 +554,7 @@ mod tests {
             minor: 1,
             keep_alive: true,
             head_only: false,
+            etag: false,
         };
         write(
             &mut out,

@@ -24,5 +24,6 @@ mod pubsub;
 mod resolve;
 mod rules;
 mod tls;
+mod upstash;
 mod websocket;
 mod wsclient;
