@@ -25,5 +25,6 @@ mod resolve;
 mod rules;
 mod tls;
 mod upstash;
+mod upstash_sdk;
 mod websocket;
 mod wsclient;
