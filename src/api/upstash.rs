@@ -533,39 +533,39 @@ impl Check<'_> {
         {
             return Ok(Some(ECHO_OK));
         }
-        let shown = String::from_utf8_lossy(name).to_ascii_uppercase();
+        let shown = || String::from_utf8_lossy(name).to_ascii_uppercase();
         match command::route_of(name, args.iter().copied()) {
             Ok(Route::Shared) => {}
             Ok(Route::Blocking) => {
                 return Err(err(
                     Status::BadRequest,
-                    format!("ERR blocking command {shown} is not supported over REST"),
+                    format!("ERR blocking command {} is not supported over REST", shown()),
                 ))
             }
             Ok(Route::Subscribe) => {
                 return Err(err(
                     Status::BadRequest,
-                    format!("ERR {shown} is not supported here: use the /subscribe or /psubscribe endpoint"),
+                    format!("ERR {} is not supported here: use the /subscribe or /psubscribe endpoint", shown()),
                 ))
             }
             Err(_) => {
                 return Err(err(
                     Status::BadRequest,
-                    format!("ERR {shown} is not supported over REST: it changes the state of a connection the gateway shares"),
+                    format!("ERR {} is not supported over REST: it changes the state of a connection the gateway shares", shown()),
                 ))
             }
         }
         if self.readonly && !is_read_only_allowed(name) {
             return Err(err(
                 Status::Forbidden,
-                format!("NOPERM this token is read-only and may not run {shown}"),
+                format!("NOPERM this token is read-only and may not run {}", shown()),
             ));
         }
         if let Some(acl) = self.acl {
             if !acl.allows_argv(self.peer, self.auth, argv) {
                 return Err(err(
                     Status::Forbidden,
-                    format!("NOPERM the ACL denies {shown}"),
+                    format!("NOPERM the ACL denies {}", shown()),
                 ));
             }
         }

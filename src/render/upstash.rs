@@ -69,8 +69,16 @@ pub struct Conn {
     pub etag: bool,
 }
 
-/// The headers an Upstash response carries instead of webdis's CORS set.
-const CORS: &[u8] = b"\r\nAllow: GET,HEAD,POST,PUT,OPTIONS\r\n\
+/// The CORS headers of an Upstash response, instead of webdis's set: what a browser
+/// reads on an actual response (the origin, and the sync token exposed). The methods and
+/// headers allowed are the preflight's ([`PREFLIGHT`]); repeating them on every response
+/// would add 300 bytes to each.
+const CORS: &[u8] = b"\r\nAccess-Control-Allow-Origin: *\r\n\
+Access-Control-Expose-Headers: upstash-sync-token\r\n";
+
+/// The preflight's headers (`OPTIONS`, when the config has an `upstash` block): webdis's
+/// methods, and the headers the SDKs send (their telemetry ones included).
+const PREFLIGHT: &[u8] = b"\r\nAllow: GET,HEAD,POST,PUT,OPTIONS\r\n\
 Access-Control-Allow-Methods: GET,HEAD,POST,PUT,OPTIONS\r\n\
 Access-Control-Allow-Origin: *\r\n\
 Access-Control-Allow-Headers: X-Requested-With, Content-Type, Authorization, \
@@ -81,8 +89,12 @@ Access-Control-Expose-Headers: upstash-sync-token\r\n";
 
 /// The extra header block of an Upstash response: CORS, then the sync token.
 fn extra_headers(buf: &mut [u8; 512], env: &Envelope) -> usize {
-    let mut n = CORS.len();
-    buf[..n].copy_from_slice(CORS);
+    let cors = match env.batch {
+        Batch::None => PREFLIGHT,
+        _ => CORS,
+    };
+    let mut n = cors.len();
+    buf[..n].copy_from_slice(cors);
     if env.dialect == Dialect::Upstash {
         let line = b"upstash-sync-token: ";
         buf[n..n + line.len()].copy_from_slice(line);

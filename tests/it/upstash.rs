@@ -11,7 +11,10 @@ use std::time::Duration;
 const CONFIG: &str =
     r#""upstash": {"tokens": [{"token": "secret"}, {"token": "ro", "readonly": true}]}"#;
 
-const CORS: &str = "Allow: GET,HEAD,POST,PUT,OPTIONS\r\n\
+const CORS: &str = "Access-Control-Allow-Origin: *\r\n\
+Access-Control-Expose-Headers: upstash-sync-token\r\n";
+
+const PREFLIGHT: &str = "Allow: GET,HEAD,POST,PUT,OPTIONS\r\n\
 Access-Control-Allow-Methods: GET,HEAD,POST,PUT,OPTIONS\r\n\
 Access-Control-Allow-Origin: *\r\n\
 Access-Control-Allow-Headers: X-Requested-With, Content-Type, Authorization, \
@@ -557,7 +560,7 @@ fn cors_preflight() {
           Access-Control-Request-Headers: authorization,upstash-encoding\r\n\r\n",
     );
     let want = format!(
-        "HTTP/1.1 200 OK\r\nServer: webdis-rs\r\nDate: <DATE>\r\n{CORS}Content-Type: text/html\r\n\
+        "HTTP/1.1 200 OK\r\nServer: webdis-rs\r\nDate: <DATE>\r\n{PREFLIGHT}Content-Type: text/html\r\n\
          Connection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"
     );
     assert_bytes(&r, want.as_bytes());
