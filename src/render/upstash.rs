@@ -232,7 +232,7 @@ pub fn write(
                 .map_or(&b""[..], |n| &n[..usize::from(names[0]).min(n.len())]);
             match r.next() {
                 Some(Item::Error(m) | Item::BulkError(m)) => {
-                    return error(out, conn, env, Status::BadRequest, m, date)
+                    error(out, conn, env, Status::BadRequest, m, date)
                 }
                 Some(item) => {
                     let o = open(out, conn, env, Status::Ok, b"application/json", date, hint);
