@@ -145,7 +145,7 @@ pub struct Scratch {
     names: Vec<u8>,
     /// Where each argument of the command being checked lies in `resp`.
     spans: Vec<(usize, usize)>,
-    sync: u64,
+    sync: u32,
 }
 
 impl Default for Scratch {
@@ -159,7 +159,7 @@ impl Default for Scratch {
             resp: Vec::new(),
             names: Vec::new(),
             spans: Vec::new(),
-            sync: seed,
+            sync: seed as u32,
         }
     }
 }
@@ -167,7 +167,7 @@ impl Default for Scratch {
 impl Scratch {
     /// A new sync token (every Upstash response carries one; a write always gets a new
     /// one since every response does).
-    fn next_sync(&mut self) -> u64 {
+    fn next_sync(&mut self) -> u32 {
         self.sync = self.sync.wrapping_add(1);
         self.sync
     }
