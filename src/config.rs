@@ -112,6 +112,8 @@ pub struct Config {
     pub http_request_timeout_sec: u64,
     /// Seconds an idle keep-alive connection is kept (0: for ever, as webdis).
     pub http_idle_timeout_sec: u64,
+    /// The `upstash` block: Upstash's REST contract (`api::upstash`); `None`: off.
+    pub upstash: Option<crate::api::upstash::Settings>,
 }
 
 impl Default for Config {
@@ -157,6 +159,7 @@ impl Default for Config {
             http_client_buffer_soft_sec: 60,
             http_request_timeout_sec: 30,
             http_idle_timeout_sec: 0,
+            upstash: None,
         }
     }
 }
@@ -193,6 +196,8 @@ pub enum Invalid {
     Rules(RulesError),
     #[error("'rules_dialect': {0}")]
     RulesDialect(DialectError),
+    #[error("'upstash': {0}")]
+    Upstash(String),
 }
 
 /// What is wrong with the `acl` array.
@@ -251,6 +256,7 @@ impl Config {
             acl: self.acl.as_ref(),
             default_root: self.default_root.as_deref(),
             database: self.database,
+            upstash: self.upstash.as_ref(),
         }
     }
 }
@@ -405,6 +411,14 @@ impl Config {
                     .number(v)
                     .filter(|&n| n == 2 || n == 3)
                     .map(|n| c.redis_protocol = n as u8),
+                "upstash" => {
+                    let mut string = |v: &Value| r.string(v);
+                    match crate::api::upstash::Settings::from_json(v, &mut string) {
+                        Ok(u) => c.upstash = Some(u),
+                        Err(e) => return Err(invalid(Invalid::Upstash(e))),
+                    }
+                    Some(())
+                }
                 "rules" => {
                     rules = Some(v);
                     Some(())

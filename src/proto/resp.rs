@@ -466,6 +466,11 @@ impl<'a> Reader<'a> {
             }
         }
     }
+    /// The bytes not read yet (the frames after this one, when the reader walks several).
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf.get(self.pos..).unwrap_or(b"")
+    }
+
     /// Skips one whole value, children included.
     pub fn skip(&mut self) {
         self.skip_values(1);

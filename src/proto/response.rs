@@ -184,6 +184,28 @@ pub fn open(out: &mut Vec<u8>, head: &Head<'_>, date: &DateCache, body_hint: usi
     open_with(out, head, date, body_hint, None)
 }
 
+/// [`open`], with `headers` (each line with its CRLF, the first one preceded by a CRLF)
+/// in place of webdis's `Allow` and CORS headers: Upstash's set (`render::upstash`).
+pub fn open_with_headers(
+    out: &mut Vec<u8>,
+    head: &Head<'_>,
+    date: &DateCache,
+    body_hint: usize,
+    headers: &[u8],
+) -> Open {
+    open_inner(out, head, date, body_hint, Cors::Own(headers))
+}
+
+/// Which CORS headers a head carries.
+enum Cors<'a> {
+    /// webdis's.
+    Webdis,
+    /// webdis's, with these methods (a rewrite rule's route).
+    Methods(&'a [u8]),
+    /// These lines instead (after the `Date` line's missing CRLF).
+    Own(&'a [u8]),
+}
+
 /// [`open`], where `methods` (when given) replaces webdis's list in `Allow` and
 /// `Access-Control-Allow-Methods`: the methods a rewrite rule's route serves.
 fn open_with(
@@ -193,7 +215,18 @@ fn open_with(
     body_hint: usize,
     methods: Option<&[u8]>,
 ) -> Open {
-    if methods.is_none() && head.minor == 1 && head.status == Status::Ok {
+    let cors = methods.map_or(Cors::Webdis, Cors::Methods);
+    open_inner(out, head, date, body_hint, cors)
+}
+
+fn open_inner(
+    out: &mut Vec<u8>,
+    head: &Head<'_>,
+    date: &DateCache,
+    body_hint: usize,
+    cors: Cors<'_>,
+) -> Open {
+    if matches!(cors, Cors::Webdis) && head.minor == 1 && head.status == Status::Ok {
         // The usual head: its status line and common headers in one copy.
         out.extend_from_slice(date.ok_head());
     } else {
@@ -203,9 +236,13 @@ fn open_with(
             b"HTTP/1.1"
         });
         out.extend_from_slice(head.status.line());
-        match methods {
-            None => out.extend_from_slice(date.common_headers()),
-            Some(m) => {
+        match cors {
+            Cors::Webdis => out.extend_from_slice(date.common_headers()),
+            Cors::Own(lines) => {
+                out.extend_from_slice(&date.common_headers()[..SERVER.len() + 29]);
+                out.extend_from_slice(lines);
+            }
+            Cors::Methods(m) => {
                 out.extend_from_slice(&date.common_headers()[..SERVER.len() + 29]);
                 out.extend_from_slice(b"\r\nAllow: ");
                 out.extend_from_slice(m);

@@ -202,7 +202,7 @@ impl Worker {
             let Some(back) = self.backs.get_mut(b) else {
                 return false;
             };
-            let n = match back.scanner.scan(back.rbuf.bytes()) {
+            let n = match back.scan_reply() {
                 Ok(Some(n)) => n,
                 Ok(None) => return true,
                 Err(e) => {

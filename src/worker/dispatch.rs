@@ -86,7 +86,7 @@ impl Worker {
             }
             Plan::Subscribe(r) => Outcome::Subscribe(r),
             Plan::Send { route, db, cmd } => {
-                let waiter = Waiter::front(k, gen, seq);
+                let waiter = Waiter::batch(k, gen, seq, cmd.frames());
                 let due = self.deadlines.due(self.turn, route, || cmd.block_limit());
                 let write = |w: &mut Vec<u8>| cmd.write_resp(w);
                 let sent = self

@@ -25,5 +25,7 @@ mod pubsub;
 mod resolve;
 mod rules;
 mod tls;
+mod upstash;
+mod upstash_sdk;
 mod websocket;
 mod wsclient;
