@@ -59,6 +59,8 @@ pub enum StartError {
     MetricsOnPublicPort(SocketAddr),
     #[error("metrics.listen {0:?} is not host:port")]
     MetricsListen(String),
+    #[error("redis_sentinel is not supported yet (see README, \"Cluster and Sentinel\")")]
+    SentinelUnsupported,
     #[error("{0}")]
     Io(io::Error),
 }
@@ -220,8 +222,16 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
     let probe = listener(addr, false).map_err(|e| StartError::Bind(addr, e))?;
     let addr = probe.local_addr().map_err(StartError::Io)?;
     drop(probe);
+    if config.redis_sentinel.is_some() {
+        return Err(StartError::SentinelUnsupported);
+    }
+    // In cluster mode the shared connections go to the first seed node.
+    let (redis_host, redis_port) = match config.redis_cluster.as_ref().map(|c| &c.nodes[0]) {
+        Some((host, port)) => (host.as_str(), *port),
+        None => (config.redis_host.as_str(), config.redis_port),
+    };
     let connector = Connector {
-        target: redis_target(&config.redis_host, config.redis_port),
+        target: redis_target(redis_host, redis_port),
         auth: config.redis_auth.clone(),
         keep_alive: (config.keep_alive_sec > 0)
             .then(|| Duration::from_secs(u64::from(config.keep_alive_sec))),
@@ -297,7 +307,9 @@ impl Bound {
             started,
         } = self;
         let threads = listeners.len();
-        if shared.config.acl.as_ref().is_some_and(Acl::keyed) {
+        if shared.config.acl.as_ref().is_some_and(Acl::keyed)
+            || shared.config.redis_cluster.is_some()
+        {
             read_command_table(&shared);
         }
         let mut cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -443,6 +455,9 @@ fn load_command_table(shared: &Shared) -> Result<(), ProbeError> {
             names.join(", "),
             if distrusted.len() > names.len() { ", ..." } else { "" }
         );
+    }
+    if shared.config.redis_cluster.is_some() {
+        crate::cluster::set_commands(table.clone());
     }
     if let Some(acl) = &shared.config.acl {
         let _ = acl.commands.set(table);

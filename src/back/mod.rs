@@ -13,6 +13,7 @@
 //! time its reply is due; [`Watch`] keeps the one timer that checks the head of the FIFO
 //! and pings the connection when it is idle.
 
+pub mod cluster;
 pub mod pool;
 pub mod probe;
 pub mod resolve;
@@ -101,6 +102,8 @@ pub enum Waiter {
         /// The command's bytes, kept when the route asks for them (a cluster redirect
         /// sends the command again); `None` otherwise.
         cmd: Option<Box<[u8]>>,
+        /// How many times a cluster redirect or retry sent it again.
+        hops: u8,
     },
     Auth,
     /// `HELLO 3` (RESP3), with AUTH folded in when credentials are configured.
@@ -117,6 +120,9 @@ pub enum Waiter {
     /// is) only proves the peer is alive, and is nobody's reply; no reply by its deadline
     /// closes the connection.
     Probe,
+    /// Ours, in cluster mode (`back::cluster`): `ASKING` in front of a command sent
+    /// after an `ASK`, or `CLUSTER SLOTS` asked of a node.
+    Cluster(cluster::Ask),
 }
 
 impl Waiter {
@@ -127,6 +133,7 @@ impl Waiter {
             gen,
             seq,
             cmd: None,
+            hops: 0,
         }
     }
 
@@ -155,6 +162,8 @@ pub struct Queued {
 pub struct Back {
     pub stream: Option<Stream>,
     pub kind: Kind,
+    /// A cluster node's address: connected to instead of the configured Redis.
+    pub node: Option<SocketAddr>,
     pub db: u32,
     pub state: State,
     pub wbuf: WriteBuf,
@@ -190,6 +199,7 @@ impl Back {
         Back {
             stream: None,
             kind,
+            node: None,
             db,
             state: State::Down {
                 retry_at: Instant::now(),

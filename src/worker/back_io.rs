@@ -30,6 +30,10 @@ impl Worker {
         else {
             return;
         };
+        if let Some(addr) = back.node {
+            // A cluster node: its address is known.
+            return self.open_back(b, &Target::Tcp(addr), now);
+        }
         let connector = &self.shared.connector;
         if let (Target::Name(..), Some(r)) = (&connector.target, &mut self.resolve) {
             // The address comes from the resolver thread (`resolved`); the connect
@@ -208,6 +212,13 @@ impl Worker {
                 back.rbuf.consume(n);
                 continue;
             }
+            if self.backs.is_cluster() && self.cluster_redirect(b, n) {
+                continue;
+            }
+            let Some(back) = self.backs.get_mut(b) else {
+                return false;
+            };
+            let frame = &back.rbuf.bytes()[..n];
             match back.waiters.pop_front().map(|q| q.waiter) {
                 Some(Waiter::Front { key, gen, seq, .. }) => {
                     self.stats.replies += 1;
@@ -224,6 +235,7 @@ impl Worker {
                 }
                 // Our idle check: any reply proves the peer alive; it is nobody's.
                 Some(Waiter::Probe) => {}
+                Some(Waiter::Cluster(ask)) => self.cluster_reply(b, ask, n),
                 Some(w) => {
                     // Coming up after failed attempts? (The verdict resets the backoff.)
                     let failed_before = back.backoff > back::MIN_BACKOFF;
@@ -355,6 +367,7 @@ impl Worker {
             }
             Kind::Db | Kind::Blocking => self.drop_back(b),
         }
+        self.cluster_conn_lost(b);
     }
 
     /// Forgets a DB or blocking connection.

@@ -31,6 +31,8 @@ pub(super) enum Timer {
     Accept,
     /// A back connection's reply deadline or idle ping (one live entry per connection).
     Watch(BackKey),
+    /// Cluster mode: commands to retry, the slot map to ask for (`worker::cluster`).
+    Cluster,
 }
 
 /// Deadlines, soonest first.
@@ -77,6 +79,7 @@ impl Worker {
         while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Watch(b) => self.watch_back(b, at, now),
+                Timer::Cluster => self.cluster_timer(at, now),
                 Timer::BackRetry(b) => {
                     let due = self.backs.get(b).is_some_and(|back| {
                         back.retries()

@@ -1,0 +1,475 @@
+//! Cluster mode's side of the back pool: the nodes a worker knows, the slot map it
+//! routes by, and which connection a command goes to. No I/O: the worker
+//! (`worker::cluster`) sends `CLUSTER SLOTS`, follows redirects and retries.
+//!
+//! * **Nodes.** Every address met (a seed, the map, a redirect) gets an index for the
+//!   worker's life and up to `pool_size` shared pipelined connections, created on first
+//!   use like the DB-prefix connections and retried with the same backoff when they
+//!   fail (`Back::node` says where they connect; TLS, AUTH and keepalive are the
+//!   configured ones).
+//! * **Routing.** [`Cluster::send`] writes the command into a scratch buffer, reads its
+//!   keys there (the `COMMAND` table's key specs, `crate::cluster::route`), and queues
+//!   it on a connection of the node serving the first key's slot, keeping its bytes in
+//!   the waiter for a redirect. A command whose keys span slots goes to the first key's
+//!   node, whose `CROSSSLOT` error the client gets. A keyless command goes to a primary
+//!   in turn. Until a map is known, commands go to the seed connections (the pool's
+//!   shared ones) and `MOVED` replies fill the map slot by slot.
+
+use super::pool::{Pool, Unreachable};
+use super::{Queued, Waiter};
+use crate::api::command::Route;
+use crate::cluster::map::{NodeIndex, Topology};
+use crate::cluster::route::{self, Where};
+use crate::cluster::slot::SLOTS;
+use crate::key::BackKey;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Most redirects and retries one command may go through before its last error goes
+/// to the client as it is.
+pub const MAX_HOPS: u8 = 16;
+/// How often the map is asked for again when nothing else asks for it.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
+/// The least time between two `CLUSTER SLOTS` (redirects in bursts ask for one each).
+pub const REFRESH_GAP: Duration = Duration::from_millis(100);
+/// A `CLUSTER SLOTS` unanswered for this long no longer holds the next one back.
+pub const REFRESH_STALE: Duration = Duration::from_secs(3);
+
+/// The cluster's own requests, in a connection's FIFO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ask {
+    /// `ASKING`, right before a command sent after an `ASK` redirect: its `+OK` is
+    /// nobody's.
+    Asking,
+    /// `CLUSTER SLOTS`, asked of the node at this address.
+    Slots(SocketAddr),
+}
+
+struct Node {
+    addr: SocketAddr,
+    /// `pool_size` entries, each created on first use.
+    conns: Vec<Option<BackKey>>,
+}
+
+/// A command waiting to be sent again (after `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, or
+/// while its node cannot be reached).
+#[derive(Debug)]
+pub struct Retry {
+    pub at: Instant,
+    pub queued: Queued,
+    pub blocking: bool,
+}
+
+/// A worker's view of the cluster.
+pub struct Cluster {
+    nodes: Vec<Node>,
+    by_addr: HashMap<SocketAddr, NodeIndex>,
+    /// The node serving each slot (`NONE`: unknown, use the seeds).
+    owner: Box<[NodeIndex]>,
+    /// The primaries of the current map (for keyless commands).
+    primaries: Vec<NodeIndex>,
+    pool_size: usize,
+    /// Keyless commands go to the primaries in turn.
+    turn: usize,
+    scratch: Vec<u8>,
+    /// When the current map was installed (`None`: none yet).
+    pub map_at: Option<Instant>,
+    /// When the last `CLUSTER SLOTS` was sent, while unanswered.
+    pub asking_since: Option<Instant>,
+    /// When the last one was sent.
+    pub asked_at: Option<Instant>,
+    /// A refresh is wanted (a `MOVED`, a node lost, a failed parse).
+    pub want_refresh: bool,
+    /// The next periodic refresh.
+    pub next_refresh: Instant,
+    /// Commands to send again later, soonest first.
+    pub retries: VecDeque<Retry>,
+    /// The time the worker's cluster timer is set for, if any.
+    pub timer_at: Option<Instant>,
+    /// Counters for the log.
+    pub moved: u64,
+    pub asked: u64,
+    pub retried: u64,
+    /// Asks for the map go to the nodes in turn.
+    pub ask_turn: usize,
+}
+
+const NONE: NodeIndex = NodeIndex::MAX;
+
+impl Cluster {
+    pub fn new(pool_size: usize, now: Instant) -> Cluster {
+        Cluster {
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            owner: vec![NONE; SLOTS].into_boxed_slice(),
+            primaries: Vec::new(),
+            pool_size: pool_size.max(1),
+            turn: 0,
+            scratch: Vec::with_capacity(256),
+            map_at: None,
+            asking_since: None,
+            asked_at: None,
+            want_refresh: true,
+            next_refresh: now + REFRESH_EVERY,
+            retries: VecDeque::new(),
+            timer_at: None,
+            moved: 0,
+            asked: 0,
+            retried: 0,
+            ask_turn: 0,
+        }
+    }
+
+    /// The index of the node at `addr`, known from now on.
+    pub fn node(&mut self, addr: SocketAddr) -> NodeIndex {
+        if let Some(&i) = self.by_addr.get(&addr) {
+            return i;
+        }
+        let i = self.nodes.len() as NodeIndex;
+        self.nodes.push(Node {
+            addr,
+            conns: vec![None; self.pool_size],
+        });
+        self.by_addr.insert(addr, i);
+        i
+    }
+
+    pub fn addr(&self, n: NodeIndex) -> SocketAddr {
+        self.nodes[usize::from(n)].addr
+    }
+
+    /// How many nodes are known.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The primaries of the current map.
+    pub fn primaries(&self) -> &[NodeIndex] {
+        &self.primaries
+    }
+
+    /// A `MOVED`: `slot` is served by `to` from now on.
+    pub fn moved(&mut self, slot: u16, to: SocketAddr) -> NodeIndex {
+        let n = self.node(to);
+        self.owner[usize::from(slot)] = n;
+        self.moved += 1;
+        n
+    }
+
+    /// Installs a checked map.
+    pub fn install(&mut self, t: &Topology, now: Instant) {
+        let idx: Vec<NodeIndex> = t.primaries.iter().map(|&a| self.node(a)).collect();
+        for (slot, &o) in t.owner.iter().enumerate() {
+            self.owner[slot] = idx[usize::from(o)];
+        }
+        self.primaries = idx;
+        self.map_at = Some(now);
+        self.want_refresh = false;
+        self.asking_since = None;
+        self.next_refresh = now + REFRESH_EVERY;
+    }
+
+    /// Whether a `CLUSTER SLOTS` should go out now.
+    pub fn refresh_due(&self, now: Instant) -> bool {
+        let in_flight = self
+            .asking_since
+            .is_some_and(|t| now.duration_since(t) < REFRESH_STALE);
+        let gap_ok = self
+            .asked_at
+            .is_none_or(|t| now.duration_since(t) >= REFRESH_GAP);
+        !in_flight && gap_ok && (self.want_refresh || now >= self.next_refresh)
+    }
+
+    /// When the worker's cluster timer should fire next: the first retry, a wanted
+    /// refresh held back by the gap, or the periodic refresh.
+    pub fn next_wake(&self) -> Instant {
+        let mut at = self.next_refresh;
+        if let Some(r) = self.retries.front() {
+            at = at.min(r.at);
+        }
+        if self.want_refresh {
+            let gap = self.asked_at.map_or(Instant::now(), |t| t + REFRESH_GAP);
+            let stale = self.asking_since.map(|t| t + REFRESH_STALE);
+            at = at.min(stale.map_or(gap, |s| s.max(gap)));
+        }
+        at
+    }
+
+    /// Queues a retry, keeping the queue sorted by time.
+    pub fn push_retry(&mut self, r: Retry) {
+        let i = self.retries.partition_point(|x| x.at <= r.at);
+        self.retries.insert(i, r);
+        self.retried += 1;
+    }
+
+    /// The node a command line (RESP, as written) goes to: its first key's slot owner,
+    /// or a primary in turn; `None`: no map yet (the seeds).
+    pub fn node_for(&mut self, cmd: &[u8]) -> Option<NodeIndex> {
+        match route::locate(cmd, crate::cluster::commands()) {
+            Where::Slot(s) => match self.owner[usize::from(s)] {
+                NONE => None,
+                n => Some(n),
+            },
+            Where::Any => {
+                if self.primaries.is_empty() {
+                    return None;
+                }
+                self.turn = self.turn.wrapping_add(1);
+                Some(self.primaries[self.turn % self.primaries.len()])
+            }
+        }
+    }
+
+    /// A connection to node `n` that takes commands now (one in `prefer`'s place first,
+    /// created on first use), or one that may be retried now.
+    pub fn conn(
+        &mut self,
+        pool: &mut Pool,
+        n: NodeIndex,
+        prefer: usize,
+        now: Instant,
+    ) -> Result<BackKey, Unreachable> {
+        let node = &mut self.nodes[usize::from(n)];
+        let size = node.conns.len();
+        let first = prefer % size;
+        let b = match node.conns[first] {
+            Some(b) => b,
+            None => {
+                let b = pool.create_node(node.addr);
+                node.conns[first] = Some(b);
+                return Ok(b);
+            }
+        };
+        if pool[b].accepts_commands() {
+            return Ok(b);
+        }
+        let up = (1..size)
+            .filter_map(|i| node.conns[(first + i) % size])
+            .find(|&x| pool[x].accepts_commands());
+        if let Some(x) = up {
+            return Ok(x);
+        }
+        if pool[b].may_retry_now(now) {
+            pool.list_to_connect(b);
+            return Ok(b);
+        }
+        Err(Unreachable::Down)
+    }
+
+    /// Routes and queues a command (see the module's doc). The waiter keeps the bytes.
+    pub fn send(
+        &mut self,
+        pool: &mut Pool,
+        route: Route,
+        prefer: usize,
+        waiter: Waiter,
+        due: Option<Instant>,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(BackKey, Option<Instant>), Unreachable> {
+        let mut cmd = std::mem::take(&mut self.scratch);
+        cmd.clear();
+        write(&mut cmd);
+        let node = self.node_for(&cmd);
+        let sent = self.queue(pool, node, route, prefer, waiter, due, &cmd);
+        self.scratch = cmd;
+        sent
+    }
+
+    /// Queues the command line `cmd` for `waiter` on node `node` (`None`: the seeds).
+    #[allow(clippy::too_many_arguments)]
+    pub fn queue(
+        &mut self,
+        pool: &mut Pool,
+        node: Option<NodeIndex>,
+        route: Route,
+        prefer: usize,
+        mut waiter: Waiter,
+        due: Option<Instant>,
+        cmd: &[u8],
+    ) -> Result<(BackKey, Option<Instant>), Unreachable> {
+        let b = match (node, route) {
+            (Some(n), Route::Blocking) => pool.blocking_for(Some(self.addr(n)), None)?,
+            (Some(n), _) => self.conn(pool, n, prefer, Instant::now())?,
+            (None, _) => pool.pick(route, None, prefer)?,
+        };
+        if let Waiter::Front { cmd: kept, .. } = &mut waiter {
+            if kept.is_none() {
+                *kept = Some(cmd.into());
+            }
+        }
+        Ok(pool.send_on(b, waiter, due, false, |w| w.extend_from_slice(cmd)))
+    }
+
+    /// Queues `ASKING` and the command back to back on a connection to `to` (after an
+    /// `ASK`): nothing can come between them on one connection.
+    pub fn queue_asking(
+        &mut self,
+        pool: &mut Pool,
+        to: NodeIndex,
+        prefer: usize,
+        waiter: Waiter,
+        due: Option<Instant>,
+        cmd: &[u8],
+    ) -> Result<(BackKey, Option<Instant>), Unreachable> {
+        let b = self.conn(pool, to, prefer, Instant::now())?;
+        self.asked += 1;
+        pool.send_on(b, Waiter::Cluster(Ask::Asking), due, false, |w| {
+            crate::proto::resp::write_argv(w, [b"ASKING"])
+        });
+        Ok(pool.send_on(b, waiter, due, false, |w| w.extend_from_slice(cmd)))
+    }
+
+    /// A connection that takes commands, to ask for the map: a known node's in turn (so a
+    /// dead node is not asked twice in a row), else a seed connection.
+    pub fn conn_for_map(&mut self, pool: &mut Pool) -> Option<(BackKey, SocketAddr)> {
+        let n = self.nodes.len();
+        for i in 0..n {
+            let idx = (self.ask_turn + i) % n;
+            let node = &self.nodes[idx];
+            if let Some(b) = node
+                .conns
+                .iter()
+                .flatten()
+                .copied()
+                .find(|&b| pool[b].accepts_commands())
+            {
+                self.ask_turn = idx + 1;
+                return Some((b, node.addr));
+            }
+        }
+        // None is up: the next known node's connection, connecting (the ask waits
+        // behind its handshake) or retried now.
+        let now = Instant::now();
+        for i in 0..n {
+            let idx = (self.ask_turn + i) % n;
+            if let Ok(b) = self.conn(pool, idx as NodeIndex, 0, now) {
+                self.ask_turn = idx + 1;
+                return Some((b, self.nodes[idx].addr));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::map::parse_slots;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn resp(args: &[&[u8]]) -> Vec<u8> {
+        let mut v = Vec::new();
+        crate::proto::resp::write_argv(&mut v, args.iter());
+        v
+    }
+
+    fn map(split: u16) -> Topology {
+        let mut owner = vec![0; SLOTS];
+        for o in owner.iter_mut().skip(usize::from(split)) {
+            *o = 1;
+        }
+        Topology {
+            primaries: vec![sa("127.0.0.1:7000"), sa("127.0.0.1:7001")],
+            replicas: vec![vec![], vec![]],
+            owner: owner.into_boxed_slice(),
+        }
+    }
+
+    #[test]
+    fn routes_by_slot_and_follows_moved() {
+        let now = Instant::now();
+        let mut c = Cluster::new(2, now);
+        let get = |k: &str| resp(&[b"GET", k.as_bytes()]);
+        // No map: the seeds.
+        assert_eq!(c.node_for(&get("foo")), None);
+        c.install(&map(10000), now);
+        // foo is slot 12182, bar 5061.
+        assert_eq!(c.node_for(&get("foo")), Some(1));
+        assert_eq!(c.node_for(&get("bar")), Some(0));
+        assert_eq!(c.addr(1), sa("127.0.0.1:7001"));
+        // A MOVED to a new node.
+        let n = c.moved(12182, sa("127.0.0.1:7002"));
+        assert_eq!((n, c.node_count()), (2, 3));
+        assert_eq!(c.node_for(&get("foo")), Some(2));
+        assert_eq!(c.node_for(&get("{foo}x")), Some(2));
+        // Keyless: the primaries in turn.
+        let ping = resp(&[b"PING"]);
+        let a = c.node_for(&ping).unwrap();
+        let b = c.node_for(&ping).unwrap();
+        assert_ne!(a, b);
+        // The parse and the map agree.
+        let t = parse_slots(
+            b"*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:7000\r\n",
+            [127, 0, 0, 1].into(),
+        )
+        .unwrap();
+        c.install(&t, now);
+        assert_eq!(c.node_for(&get("foo")), Some(0));
+        assert_eq!(c.primaries(), [0]);
+    }
+
+    #[test]
+    fn connections_per_node_created_on_first_use() {
+        let now = Instant::now();
+        let mut pool = Pool::new(1, 0, Arc::new(AtomicU64::new(0)));
+        while pool.next_to_connect().is_some() {}
+        let mut c = Cluster::new(2, now);
+        let n = c.node(sa("127.0.0.1:7000"));
+        let b0 = c.conn(&mut pool, n, 0, now).unwrap();
+        let b1 = c.conn(&mut pool, n, 1, now).unwrap();
+        assert_ne!(b0, b1);
+        assert_eq!(pool[b0].node, Some(sa("127.0.0.1:7000")));
+        assert_eq!(pool.next_to_connect(), Some(b1));
+        assert_eq!(pool.next_to_connect(), Some(b0));
+        // Down and just tried: prefer 2 is b0's place; b1 is down too.
+        pool[b0].attempted = Some(now);
+        pool[b1].attempted = Some(now);
+        assert_eq!(c.conn(&mut pool, n, 2, now), Err(Unreachable::Down));
+        // Later, it may be retried by the request.
+        let later = now + Duration::from_millis(150);
+        assert_eq!(c.conn(&mut pool, n, 2, later), Ok(b0));
+    }
+
+    #[test]
+    fn retries_sorted_and_refresh_pacing() {
+        let now = Instant::now();
+        let mut c = Cluster::new(1, now);
+        assert!(c.refresh_due(now));
+        c.asked_at = Some(now);
+        c.asking_since = Some(now);
+        assert!(!c.refresh_due(now + Duration::from_millis(500)));
+        // Unanswered for too long: asked again.
+        assert!(c.refresh_due(now + REFRESH_STALE));
+        c.install(&map(1), now);
+        assert!(!c.refresh_due(now + Duration::from_secs(1)));
+        assert!(c.refresh_due(now + REFRESH_EVERY));
+        let q = |s: u64| Queued {
+            waiter: Waiter::front(crate::key::FrontKey(0), 0, s),
+            due: None,
+            end: 0,
+        };
+        for (ms, s) in [(30, 1), (10, 2), (20, 3), (10, 4)] {
+            c.push_retry(Retry {
+                at: now + Duration::from_millis(ms),
+                queued: q(s),
+                blocking: false,
+            });
+        }
+        let order: Vec<u64> = c
+            .retries
+            .iter()
+            .map(|r| match r.queued.waiter {
+                Waiter::Front { seq, .. } => seq,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(order, [2, 4, 3, 1]);
+        assert_eq!(c.next_wake(), now + Duration::from_millis(10));
+    }
+}

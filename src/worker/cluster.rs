@@ -1,0 +1,380 @@
+//! Cluster mode in the loop: asking a node for the slot map (`CLUSTER SLOTS`, at
+//! start, after a `MOVED`, when a node's connection fails, and every 30 s; one at a
+//! time, at most one per 100 ms), following redirects, and retrying commands later.
+//!
+//! A reply to a command that kept its bytes (every command in cluster mode) is checked
+//! before it is delivered: `MOVED` updates the slot, sends the command to the new owner
+//! and asks for the map; `ASK` sends `ASKING` and the command back to back to the node
+//! named; `TRYAGAIN`, `CLUSTERDOWN` and `LOADING` put it in the retry queue (10 ms,
+//! doubling up to 500 ms) as long as its deadline allows. A command also waits in that
+//! queue when its node cannot be reached right now. After [`MAX_HOPS`] redirects and
+//! retries, or past its deadline, the client gets 503. The new waiter takes the old
+//! one's place (same front, request number and deadline), so responses still leave in
+//! request order.
+
+use super::timers::Timer;
+use super::{deliver, Answer, Worker};
+use crate::api::command::Route;
+use crate::back::cluster::{Ask, Cluster, Retry, MAX_HOPS};
+use crate::back::pool::Unreachable;
+use crate::back::{Kind, Queued, Target, Waiter};
+use crate::cluster::map::{parse_slots, NodeIndex};
+use crate::cluster::redirect::{self, Redirect};
+use crate::key::BackKey;
+use crate::log;
+use crate::log::Level;
+use crate::proto::response::Status;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// The message of the 503 a command gets when the cluster could not serve it in time.
+const NOT_SERVED: &[u8] = b"Redis Cluster: the command could not be served in time";
+/// The first retry's delay, doubled each time up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_millis(500);
+/// A map that could not be read is asked for again after this.
+const MAP_RETRY: Duration = Duration::from_secs(1);
+
+impl Worker {
+    /// Cluster mode on: the seed nodes known, the first `CLUSTER SLOTS` queued.
+    pub(super) fn cluster_start(&mut self) {
+        let Some(cfg) = self.shared.config.redis_cluster.as_ref() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut c = Cluster::new(self.shared.config.pool_size, now);
+        for (host, port) in &cfg.nodes {
+            match (host.as_str(), *port).to_socket_addrs() {
+                Ok(addrs) => {
+                    for a in addrs.take(1) {
+                        c.node(a);
+                    }
+                }
+                Err(e) => log!(Level::Warning, "cluster seed {host}:{port}: {e}"),
+            }
+        }
+        self.backs.enable_cluster(c);
+        self.cluster_kick(now);
+    }
+
+    /// The IP a node connection talks to (for a redirect's or a map's empty host).
+    fn node_ip(&self, b: BackKey) -> IpAddr {
+        if let Some(a) = self.backs.get(b).and_then(|x| x.node) {
+            return a.ip();
+        }
+        match &self.shared.connector.target {
+            Target::Tcp(a) => a.ip(),
+            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    /// Checks the reply at the head of `b`'s read buffer (`n` bytes) for a redirect to
+    /// follow; `true` when it was one (the reply consumed, the command sent on or
+    /// queued for a retry), `false` when it is to be delivered as usual.
+    pub(super) fn cluster_redirect(&mut self, b: BackKey, n: usize) -> bool {
+        let from = self.node_ip(b);
+        let Some(back) = self.backs.get_mut(b) else {
+            return false;
+        };
+        let keeps = matches!(
+            back.waiters.front(),
+            Some(Queued {
+                waiter: Waiter::Front { cmd: Some(_), .. },
+                ..
+            })
+        );
+        if !keeps {
+            return false;
+        }
+        let Some(r) = redirect::parse(&back.rbuf.bytes()[..n], from) else {
+            return false;
+        };
+        let q = back.waiters.pop_front().expect("checked above");
+        back.rbuf.consume(n);
+        let blocking = back.kind == Kind::Blocking;
+        if blocking && back.waiters.is_empty() {
+            self.backs.release_blocking(b);
+        }
+        self.stats.replies += 1;
+        self.cluster_follow(q, r, blocking);
+        true
+    }
+
+    /// Follows redirect `r` for the command of `q`.
+    fn cluster_follow(&mut self, mut q: Queued, r: Redirect, blocking: bool) {
+        let now = Instant::now();
+        let Waiter::Front { hops, .. } = &mut q.waiter else {
+            return;
+        };
+        *hops = hops.saturating_add(1);
+        let hops = *hops;
+        let Some(mut c) = self.backs.take_cluster() else {
+            return;
+        };
+        let target = match r {
+            Redirect::Moved { slot, to } => {
+                let n = c.moved(slot, to);
+                c.want_refresh = true;
+                Some((n, false))
+            }
+            Redirect::Ask { to, .. } => Some((c.node(to), true)),
+            Redirect::Retry => {
+                // The cluster may be failing over: look at the map again.
+                c.want_refresh = true;
+                None
+            }
+        };
+        self.backs.put_cluster(c);
+        if hops > MAX_HOPS {
+            log!(
+                Level::Warning,
+                "cluster: a command was redirected or retried {MAX_HOPS} times; giving up"
+            );
+            return self.cluster_fail(q);
+        }
+        match target {
+            Some((n, ask)) => self.cluster_resend(q, Some(n), ask, blocking, now),
+            None => self.cluster_retry_later(q, blocking, now),
+        }
+        self.cluster_kick(now);
+    }
+
+    /// Sends the command of `q` to node `n` (after `ASKING` if `ask`), or to its slot's
+    /// owner when `n` is `None`; queues a retry when the node cannot be reached now.
+    fn cluster_resend(
+        &mut self,
+        q: Queued,
+        n: Option<NodeIndex>,
+        ask: bool,
+        blocking: bool,
+        now: Instant,
+    ) {
+        let Waiter::Front {
+            key,
+            gen,
+            seq,
+            cmd: Some(cmd),
+            hops,
+        } = &q.waiter
+        else {
+            return;
+        };
+        let (key, gen, seq, hops) = (*key, *gen, *seq, *hops);
+        let Some(prefer) = self
+            .fronts
+            .get(key)
+            .filter(|f| f.gen == gen)
+            .map(|f| f.back as usize)
+        else {
+            return; // The client left.
+        };
+        let Some(mut c) = self.backs.take_cluster() else {
+            return;
+        };
+        let cmd: Box<[u8]> = cmd.clone();
+        let waiter = Waiter::Front {
+            key,
+            gen,
+            seq,
+            cmd: None,
+            hops,
+        };
+        let route = if blocking {
+            Route::Blocking
+        } else {
+            Route::Shared
+        };
+        let node = n.or_else(|| c.node_for(&cmd));
+        let sent = match (node, ask) {
+            (Some(n), true) => c.queue_asking(&mut self.backs, n, prefer, waiter, q.due, &cmd),
+            _ => c.queue(&mut self.backs, node, route, prefer, waiter, q.due, &cmd),
+        };
+        self.backs.put_cluster(c);
+        match sent {
+            Ok((b, arm)) => {
+                if let Some(at) = arm {
+                    self.timers.at(at, Timer::Watch(b));
+                }
+                if blocking {
+                    // The slot follows its command: a client that leaves closes it.
+                    let f = self.fronts.get_mut(key);
+                    if let Some(slot) = f
+                        .and_then(|f| f.busy.as_deref_mut())
+                        .and_then(|busy| busy.slot_mut(seq))
+                    {
+                        slot.blocking = Some(b);
+                    }
+                }
+                self.connect_pending_backs();
+            }
+            Err(Unreachable::Down) => self.cluster_retry_later(q, blocking, now),
+            Err(_) => self.cluster_fail(q),
+        }
+    }
+
+    /// Puts the command of `q` in the retry queue, or answers 503 if its deadline
+    /// leaves no time for it.
+    fn cluster_retry_later(&mut self, q: Queued, blocking: bool, now: Instant) {
+        let hops = match &q.waiter {
+            Waiter::Front { hops, .. } => *hops,
+            _ => return,
+        };
+        let delay = RETRY_MIN.saturating_mul(1 << hops.min(6)).min(RETRY_MAX);
+        let at = now + delay;
+        if q.due.is_some_and(|d| at >= d) || hops > MAX_HOPS {
+            return self.cluster_fail(q);
+        }
+        if let Some(c) = self.backs.cluster() {
+            c.push_retry(Retry {
+                at,
+                queued: q,
+                blocking,
+            });
+        }
+        self.cluster_arm(now);
+    }
+
+    /// The client of `q` gets 503.
+    fn cluster_fail(&mut self, q: Queued) {
+        if let Waiter::Front { key, gen, seq, .. } = q.waiter {
+            if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
+                let answer = Answer::ErrorMsg(Status::Unavailable, NOT_SERVED);
+                deliver(f, key, seq, answer, &self.date, &mut self.dirty_fronts);
+            }
+        }
+    }
+
+    /// The cluster timer: retries that are due, and the map if it is wanted.
+    pub(super) fn cluster_timer(&mut self, at: Instant, now: Instant) {
+        let Some(c) = self.backs.cluster() else {
+            return;
+        };
+        if c.timer_at != Some(at) {
+            return; // Stale: set again since.
+        }
+        c.timer_at = None;
+        loop {
+            let Some(c) = self.backs.cluster() else {
+                return;
+            };
+            if !c.retries.front().is_some_and(|r| r.at <= now) {
+                break;
+            }
+            let r = c.retries.pop_front().expect("checked");
+            self.cluster_resend(r.queued, None, false, r.blocking, now);
+        }
+        self.cluster_kick(now);
+    }
+
+    /// Sends `CLUSTER SLOTS` if one is due, and sets the cluster timer.
+    pub(super) fn cluster_kick(&mut self, now: Instant) {
+        let Some(mut c) = self.backs.take_cluster() else {
+            return;
+        };
+        if c.refresh_due(now) {
+            let to = match c.conn_for_map(&mut self.backs) {
+                Some(x) => Some(x),
+                None => {
+                    // Nothing up: a seed connection (connecting or retried now).
+                    let seed = self.backs.pick(Route::Shared, None, c.ask_turn);
+                    c.ask_turn = c.ask_turn.wrapping_add(1);
+                    let addr = match &self.shared.connector.target {
+                        Target::Tcp(a) => *a,
+                        _ => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+                    };
+                    seed.ok().map(|b| (b, addr))
+                }
+            };
+            if let Some((b, addr)) = to {
+                let due = self.turn.due;
+                let (b, arm) =
+                    self.backs
+                        .send_on(b, Waiter::Cluster(Ask::Slots(addr)), due, false, |w| {
+                            crate::proto::resp::write_argv(w, [&b"CLUSTER"[..], b"SLOTS"])
+                        });
+                if let Some(at) = arm {
+                    self.timers.at(at, Timer::Watch(b));
+                }
+                c.asked_at = Some(now);
+                c.asking_since = Some(now);
+            }
+        }
+        self.backs.put_cluster(c);
+        self.connect_pending_backs();
+        self.cluster_arm(now);
+    }
+
+    /// Sets the cluster timer for the next thing it has to do, unless it is set sooner.
+    fn cluster_arm(&mut self, now: Instant) {
+        let Some(c) = self.backs.cluster() else {
+            return;
+        };
+        let at = c.next_wake().max(now);
+        if c.timer_at.is_none_or(|t| at < t) {
+            c.timer_at = Some(at);
+            self.timers.at(at, Timer::Cluster);
+        }
+    }
+
+    /// The reply (`n` bytes at the head of `b`'s read buffer) to one of the cluster's
+    /// own requests.
+    pub(super) fn cluster_reply(&mut self, b: BackKey, ask: Ask, n: usize) {
+        let Ask::Slots(asked) = ask else {
+            return; // ASKING's +OK (or error: the command after it says what matters).
+        };
+        let now = Instant::now();
+        let ip = if asked.port() == 0 {
+            self.node_ip(b)
+        } else {
+            asked.ip()
+        };
+        let parsed = match self.backs.get(b) {
+            Some(back) => parse_slots(&back.rbuf.bytes()[..n], ip),
+            None => return,
+        };
+        let Some(c) = self.backs.cluster() else {
+            return;
+        };
+        c.asking_since = None;
+        match parsed {
+            Ok(t) => {
+                let first = c.map_at.is_none();
+                let changed = first || t.primaries.len() != c.primaries().len();
+                c.install(&t, now);
+                let level = if changed { Level::Notice } else { Level::Debug };
+                log!(
+                    level,
+                    "cluster: slot map read from {asked}: {} primaries, {} nodes known; {} MOVED, {} ASK, {} retries so far",
+                    t.primaries.len(),
+                    c.node_count(),
+                    c.moved,
+                    c.asked,
+                    c.retried
+                );
+            }
+            Err(e) => {
+                log!(
+                    Level::Warning,
+                    "cluster: slot map from {asked} not used ({e}); keeping the previous one, asking again in 1 s"
+                );
+                c.want_refresh = false;
+                c.next_refresh = now + MAP_RETRY;
+            }
+        }
+        self.cluster_arm(now);
+    }
+
+    /// A node connection failed: the map may have changed (a failover).
+    pub(super) fn cluster_conn_lost(&mut self, b: BackKey) {
+        let is_node = self.backs.get(b).is_some_and(|x| x.node.is_some());
+        match self.backs.cluster() {
+            Some(c) if is_node => {
+                c.want_refresh = true;
+                // It may have carried our CLUSTER SLOTS: ask again rather than wait.
+                c.asking_since = None;
+            }
+            _ => return,
+        }
+        self.cluster_kick(Instant::now());
+    }
+}
