@@ -157,17 +157,22 @@ impl Cluster {
         n
     }
 
-    /// Installs a checked map.
-    pub fn install(&mut self, t: &Topology, now: Instant) {
+    /// Installs a checked map; whether it differs from the one in use (a slot owned
+    /// elsewhere, or no map before).
+    pub fn install(&mut self, t: &Topology, now: Instant) -> bool {
         let idx: Vec<NodeIndex> = t.primaries.iter().map(|&a| self.node(a)).collect();
+        let mut changed = self.map_at.is_none() || idx != self.primaries;
         for (slot, &o) in t.owner.iter().enumerate() {
-            self.owner[slot] = idx[usize::from(o)];
+            let n = idx[usize::from(o)];
+            changed |= self.owner[slot] != n;
+            self.owner[slot] = n;
         }
         self.primaries = idx;
         self.map_at = Some(now);
         self.want_refresh = false;
         self.asking_since = None;
         self.next_refresh = now + REFRESH_EVERY;
+        changed
     }
 
     /// Whether a `CLUSTER SLOTS` should go out now.
@@ -388,7 +393,8 @@ mod tests {
         let get = |k: &str| resp(&[b"GET", k.as_bytes()]);
         // No map: the seeds.
         assert_eq!(c.node_for(&get("foo")), None);
-        c.install(&map(10000), now);
+        assert!(c.install(&map(10000), now));
+        assert!(!c.install(&map(10000), now));
         // foo is slot 12182, bar 5061.
         assert_eq!(c.node_for(&get("foo")), Some(1));
         assert_eq!(c.node_for(&get("bar")), Some(0));
@@ -409,7 +415,7 @@ mod tests {
             [127, 0, 0, 1].into(),
         )
         .unwrap();
-        c.install(&t, now);
+        assert!(c.install(&t, now));
         assert_eq!(c.node_for(&get("foo")), Some(0));
         assert_eq!(c.primaries(), [0]);
     }

@@ -338,13 +338,11 @@ impl Worker {
         c.asking_since = None;
         match parsed {
             Ok(t) => {
-                let first = c.map_at.is_none();
-                let changed = first || t.primaries.len() != c.primaries().len();
-                c.install(&t, now);
+                let changed = c.install(&t, now);
                 let level = if changed { Level::Notice } else { Level::Debug };
                 log!(
                     level,
-                    "cluster: slot map read from {asked}: {} primaries, {} nodes known; {} MOVED, {} ASK, {} retries so far",
+                    "cluster: slot map read from {asked}: {} primaries, {} nodes known; {} MOVED, {} ASK, {} retries so far (this worker)",
                     t.primaries.len(),
                     c.node_count(),
                     c.moved,

@@ -1,0 +1,254 @@
+//! Redis Cluster behind the gateway, against a real 3-primary, 3-replica cluster on
+//! loopback (`common::cluster`): routing by slot, redirects followed while slots move
+//! under load, responses in request order across nodes, and the refusals.
+//! Run alone with `cargo test --test it cluster::`; they need redis-server and
+//! redis-cli.
+
+use crate::common::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use webdis_rs::cluster::slot::key_slot;
+
+fn gateway(c: &RedisCluster, extra: &str) -> Gateway {
+    let json = format!(
+        "\"redis_cluster\":{{\"nodes\":[{}]}}{}{extra}",
+        c.seeds(1),
+        if extra.is_empty() { "" } else { "," }
+    );
+    // redis_port is ignored in cluster mode (with a warning).
+    let gw = Gateway::start_on(1, &json, &[]);
+    gw.wait_for_ping();
+    gw
+}
+
+/// GET `path` and the exact 200 JSON body.
+#[track_caller]
+fn get_ok(gw: &Gateway, path: &str, body: &str) {
+    assert_bytes(&gw.get(path), &ok_json(body));
+}
+
+#[test]
+fn routes_by_slot_in_request_order() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, "");
+    // Keys over every primary; the first ones may reach a seed before the map is read
+    // (MOVED, followed).
+    let keys: Vec<String> = (0..60).map(|i| format!("key:{i}")).collect();
+    let owners: std::collections::HashSet<u16> = keys
+        .iter()
+        .map(|k| c.owner(key_slot(k.as_bytes())).port)
+        .collect();
+    assert_eq!(owners.len(), 3, "the keys span the 3 primaries");
+    for k in &keys {
+        get_ok(&gw, &format!("/SET/{k}/v-{k}"), r#"{"SET":[true,"OK"]}"#);
+    }
+    // Each value is on its slot's owner.
+    for k in &keys {
+        let owner = c.owner(c.slot(k));
+        let got = c.node(owner.port).cmd(&["GET", k]);
+        let want = format!("${}\r\nv-{k}\r\n", k.len() + 2);
+        assert_eq!(show(&got), show(want.as_bytes()), "{k} on its owner");
+    }
+    // Pipelined over the three primaries: responses in request order.
+    let mut client = gw.connect();
+    let batch: String = keys.iter().map(|k| get_req(&format!("/GET/{k}"))).collect();
+    client.send(batch.as_bytes());
+    for k in &keys {
+        let r = client.read_response();
+        assert_bytes(&r, &ok_json(&format!(r#"{{"GET":"v-{k}"}}"#)));
+    }
+    // Same slot (hash tag): fine; across slots: Redis's own CROSSSLOT error.
+    get_ok(&gw, "/SET/{t}a/1", r#"{"SET":[true,"OK"]}"#);
+    get_ok(&gw, "/SET/{t}b/2", r#"{"SET":[true,"OK"]}"#);
+    get_ok(&gw, "/MGET/{t}a/{t}b", r#"{"MGET":["1","2"]}"#);
+    get_ok(
+        &gw,
+        "/MGET/key:0/key:1",
+        r#"{"MGET":[false,"CROSSSLOT Keys in request don't hash to the same slot"]}"#,
+    );
+    // A PUT body, another format.
+    let r = gw.put("/SET/put:k", b"body bytes");
+    assert_bytes(&r, &ok_json(r#"{"SET":[true,"OK"]}"#));
+    let r = gw.get("/GET/put:k.raw");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body_str(), "$10\r\nbody bytes\r\n");
+    // Keyless: any node.
+    get_ok(&gw, "/PING", r#"{"PING":[true,"PONG"]}"#);
+    get_ok(&gw, "/EVAL/return%201/0", r#"{"EVAL":1}"#);
+    get_ok(
+        &gw,
+        "/EVAL/return%20redis.call('get',KEYS%5B1%5D)/1/key:7",
+        r#"{"EVAL":"v-key:7"}"#,
+    );
+    // A DB prefix: a cluster has one database.
+    assert_bytes(
+        &gw.get("/1/GET/key:0"),
+        &json_error(
+            "HTTP/1.1 400 Bad Request",
+            true,
+            "a Redis Cluster has one database: no DB prefix",
+        ),
+    );
+    let log = gw.log();
+    assert!(log.contains("cluster: slot map read from"), "{log}");
+    assert!(
+        log.contains("'redis_port' is ignored: 'redis_cluster' says where Redis is"),
+        "{log}"
+    );
+}
+
+#[test]
+fn config_errors_name_the_problem() {
+    let dir = TempDir::new("cluster-config");
+    let cases = [
+        (
+            r#""redis_cluster":{"nodes":["127.0.0.1:7000"]},"redis_sentinel":{"master":"m","nodes":["127.0.0.1:26379"]}"#,
+            "'redis_cluster' and 'redis_sentinel' cannot both be configured",
+        ),
+        (
+            r#""redis_cluster":{"nodes":["127.0.0.1:7000"]},"database":2"#,
+            "'database' must be 0 with 'redis_cluster' (a cluster has one database)",
+        ),
+        (
+            r#""redis_cluster":{"nodes":["127.0.0.1"]}"#,
+            "'redis_cluster.nodes': '127.0.0.1' is not \"host:port\" with a port from 1 to 65535",
+        ),
+        (
+            r#""redis_cluster":{"nodes":["127.0.0.1:7000"],"split":true}"#,
+            "unknown key 'split' in 'redis_cluster'",
+        ),
+    ];
+    for (extra, msg) in cases {
+        let config = format!(r#"{{"http_port":{},{extra}}}"#, free_port());
+        let err = start_fails(&dir, &config);
+        assert!(err.contains(msg), "{extra}: {err}");
+    }
+}
+
+/// Clients pipeline SETs then GETs over many keys while slots move between primaries
+/// (MIGRATE in batches, with pauses: the ASK window): no request fails, and every value
+/// read is the last one written.
+#[test]
+fn resharding_under_load_loses_nothing() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, "\"redis_timeout_ms\":10000");
+    let stop = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for t in 0..4 {
+        let (stop, requests, port) = (stop.clone(), requests.clone(), gw.port);
+        clients.push(std::thread::spawn(move || {
+            // Keys under 8 hash tags (the slots moved) and plain ones.
+            let keys: Vec<String> = (0..40)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        format!("{{tag{}}}:c{t}:{i}", i % 8)
+                    } else {
+                        format!("plain:c{t}:{i}")
+                    }
+                })
+                .collect();
+            let mut client = Client::connect(port);
+            let mut round = 0u64;
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                let sets: String = keys
+                    .iter()
+                    .map(|k| get_req(&format!("/SET/{k}/{round}")))
+                    .collect();
+                client.send(sets.as_bytes());
+                for k in &keys {
+                    let r = client.read_response();
+                    if r.normalized() != ok_json(r#"{"SET":[true,"OK"]}"#) {
+                        failures.push(format!("SET {k}: {}", show(&r.normalized())));
+                    }
+                }
+                let gets: String = keys.iter().map(|k| get_req(&format!("/GET/{k}"))).collect();
+                client.send(gets.as_bytes());
+                for k in &keys {
+                    let r = client.read_response();
+                    let want = ok_json(&format!(r#"{{"GET":"{round}"}}"#));
+                    if r.normalized() != want {
+                        failures.push(format!("GET {k} round {round}: {}", show(&r.normalized())));
+                    }
+                }
+                requests.fetch_add(2 * keys.len() as u64, Ordering::Relaxed);
+            }
+            (round, failures)
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let primaries: Vec<NodeInfo> = c.node_infos().into_iter().filter(|n| n.primary).collect();
+    let mut moved = 0;
+    for i in 0..8 {
+        let slot = key_slot(format!("{{tag{i}}}").as_bytes());
+        let from = c.owner(slot);
+        let to = primaries
+            .iter()
+            .find(|p| p.id != from.id)
+            .expect("another primary")
+            .clone();
+        c.move_slot(slot, &to, Duration::from_millis(30));
+        moved += 1;
+        // And a plain key's slot too.
+        let slot = key_slot(format!("plain:c{}:{}", i % 4, 2 * i + 1).as_bytes());
+        let from = c.owner(slot);
+        let to = primaries.iter().find(|p| p.id != from.id).unwrap().clone();
+        c.move_slot(slot, &to, Duration::from_millis(10));
+        moved += 1;
+    }
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut rounds = 0;
+    for h in clients {
+        let (r, f) = h.join().expect("client thread");
+        rounds += r;
+        all.extend(f);
+    }
+    let n = requests.load(Ordering::Relaxed);
+    eprintln!(
+        "resharding: {moved} slots moved in {took:?}; {n} requests in {rounds} rounds, {} failed",
+        all.len()
+    );
+    assert!(
+        all.is_empty(),
+        "{} failures, first: {:?}",
+        all.len(),
+        &all[..all.len().min(5)]
+    );
+    assert!(
+        rounds >= 8,
+        "the clients ran during the moves ({rounds} rounds)"
+    );
+    let log = gw.log();
+    assert!(!log.contains("giving up"), "{log}");
+    // The moves were seen: MOVED and ASK both followed (counts per worker).
+    let (moved, asked) = redirect_counts(&log);
+    eprintln!("resharding: the gateway followed {moved} MOVED and {asked} ASK (max per worker)");
+    assert!(moved > 0 && asked > 0, "{log}");
+}
+
+/// The highest MOVED and ASK counts the gateway logged.
+fn redirect_counts(log: &str) -> (u64, u64) {
+    let count = |line: &str, what: &str| -> u64 {
+        line.split("; ")
+            .nth(1)
+            .and_then(|rest| {
+                rest.split(", ")
+                    .find(|p| p.ends_with(what))
+                    .and_then(|p| p.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    log.lines()
+        .filter(|l| l.contains("cluster: slot map read from"))
+        .fold((0, 0), |(m, a), l| {
+            (m.max(count(l, " MOVED")), a.max(count(l, " ASK")))
+        })
+}
