@@ -145,6 +145,7 @@ impl Cluster {
     }
 
     /// The primaries of the current map.
+    #[cfg(test)]
     pub fn primaries(&self) -> &[NodeIndex] {
         &self.primaries
     }

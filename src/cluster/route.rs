@@ -71,10 +71,7 @@ fn takes_numkeys(name: &[u8]) -> bool {
 }
 
 /// Every key's slot is `slot`'s (for tests and the split of multi-key commands).
-pub fn slots_of<'a>(
-    argv: &[&'a [u8]],
-    table: &CommandTable,
-) -> Option<SmallVec<[(usize, u16); 8]>> {
+pub fn slots_of(argv: &[&[u8]], table: &CommandTable) -> Option<SmallVec<[(usize, u16); 8]>> {
     let pos = table.keys(argv)?;
     Some(
         pos.iter()

@@ -257,7 +257,7 @@ impl Worker {
             let Some(c) = self.backs.cluster() else {
                 return;
             };
-            if !c.retries.front().is_some_and(|r| r.at <= now) {
+            if c.retries.front().is_none_or(|r| r.at > now) {
                 break;
             }
             let r = c.retries.pop_front().expect("checked");

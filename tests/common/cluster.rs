@@ -19,6 +19,8 @@ pub struct NodeInfo {
     pub id: String,
     pub port: u16,
     pub primary: bool,
+    /// A replica's primary (`-` for a primary).
+    pub primary_id: String,
     /// Slot ranges served (primaries).
     pub slots: Vec<(u16, u16)>,
 }
@@ -39,6 +41,8 @@ impl RedisCluster {
                     "2000",
                     "--cluster-port",
                     &bus,
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ])
             })
             .collect();
@@ -70,6 +74,11 @@ impl RedisCluster {
                 let s = String::from_utf8_lossy(&info);
                 s.contains("cluster_state:ok") && s.contains("cluster_known_nodes:6")
             }) && c.node_infos().iter().filter(|n| n.primary).count() == 3
+                // Every replica synchronized (a replica that never was cannot take over).
+                && c.node_infos().iter().filter(|n| n.primary).all(|p| {
+                    let info = c.node(p.port).try_cmd(&["INFO", "replication"]).unwrap_or_default();
+                    String::from_utf8_lossy(&info).contains("state=online")
+                })
         });
         assert!(ok, "the cluster did not come up: {:?}", c.node_infos());
         c
@@ -128,6 +137,7 @@ impl RedisCluster {
                         id: f[0].to_string(),
                         port,
                         primary: f[2].contains("master"),
+                        primary_id: f[3].to_string(),
                         slots,
                     })
                 })

@@ -252,3 +252,230 @@ fn redirect_counts(log: &str) -> (u64, u64) {
             (m.max(count(l, " MOVED")), a.max(count(l, " ASK")))
         })
 }
+
+/// What one client of a failover test saw.
+#[derive(Default)]
+struct Seen {
+    rounds: u64,
+    /// Status code → count, and the first few unexpected responses.
+    statuses: std::collections::BTreeMap<u16, u64>,
+    odd: Vec<String>,
+    /// The slowest response after its batch was sent.
+    slowest: Duration,
+    /// Values read that were not the last acknowledged write: (when that write was
+    /// acknowledged, key).
+    stale: Vec<(Instant, String)>,
+    /// When the last 503/504 was seen.
+    last_error: Option<Instant>,
+    first_error: Option<Instant>,
+}
+
+/// A client pipelining SETs then GETs over `keys` until `stop`.
+fn failover_client(port: u16, keys: Vec<String>, stop: Arc<AtomicBool>) -> Seen {
+    let mut seen = Seen::default();
+    let mut acked: std::collections::HashMap<String, (u64, Instant)> = Default::default();
+    let mut client = Client::connect(port);
+    while !stop.load(Ordering::Relaxed) {
+        seen.rounds += 1;
+        let round = seen.rounds;
+        for phase in ["SET", "GET"] {
+            let batch: String = keys
+                .iter()
+                .map(|k| match phase {
+                    "SET" => get_req(&format!("/SET/{k}/{round}")),
+                    _ => get_req(&format!("/GET/{k}")),
+                })
+                .collect();
+            let sent = Instant::now();
+            client.send(batch.as_bytes());
+            for k in &keys {
+                let r = client.read_response();
+                let now = Instant::now();
+                seen.slowest = seen.slowest.max(now - sent);
+                let status = r.status();
+                *seen.statuses.entry(status).or_default() += 1;
+                match status {
+                    200 if phase == "SET" => {
+                        acked.insert(k.clone(), (round, now));
+                    }
+                    200 => {
+                        let body = r.body_str();
+                        if let Some(&(v, at)) = acked.get(k) {
+                            if body != format!(r#"{{"GET":"{v}"}}"#) {
+                                seen.stale.push((at, format!("{k}: {body}, want {v}")));
+                                // Expect what is there from now on.
+                                acked.remove(k);
+                            }
+                        }
+                    }
+                    503 | 504 => {
+                        seen.first_error.get_or_insert(now);
+                        seen.last_error = Some(now);
+                    }
+                    _ => {
+                        if seen.odd.len() < 5 {
+                            seen.odd.push(show(&r.normalized()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// Runs `clients` failover clients on `gw` while `event` runs; returns what they saw.
+fn under_load(gw: &Gateway, event: impl FnOnce()) -> Vec<Seen> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..3)
+        .map(|t| {
+            let keys = (0..30).map(|i| format!("fo:{t}:{i}")).collect();
+            let (stop, port) = (stop.clone(), gw.port);
+            std::thread::spawn(move || failover_client(port, keys, stop))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    event();
+    stop.store(true, Ordering::Relaxed);
+    clients
+        .into_iter()
+        .map(|h| h.join().expect("client"))
+        .collect()
+}
+
+fn summary(seen: &[Seen]) -> (std::collections::BTreeMap<u16, u64>, Vec<String>, Duration) {
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut odd = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for s in seen {
+        for (k, v) in &s.statuses {
+            *statuses.entry(*k).or_insert(0) += v;
+        }
+        odd.extend(s.odd.iter().cloned());
+        slowest = slowest.max(s.slowest);
+    }
+    (statuses, odd, slowest)
+}
+
+/// `CLUSTER FAILOVER` on a replica (coordinated: the primary stops writes until its
+/// replica caught up): every request answered, no write lost.
+#[test]
+fn coordinated_failover_under_load() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, "\"redis_timeout_ms\":3000");
+    let infos = c.node_infos();
+    let old = c.owner(key_slot(b"fo:0:0"));
+    let replica_port = infos
+        .iter()
+        .find(|n| n.primary_id == old.id)
+        .expect("a replica of the primary")
+        .port;
+    assert!(infos.iter().any(|n| n.port == replica_port && !n.primary));
+    let mut window = Duration::ZERO;
+    let seen = under_load(&gw, || {
+        let t = Instant::now();
+        let r = c.node(replica_port).cmd(&["CLUSTER", "FAILOVER"]);
+        assert!(r.starts_with(b"+OK"), "{}", show(&r));
+        assert!(
+            eventually(Duration::from_secs(20), || c
+                .owner(key_slot(b"fo:0:0"))
+                .port
+                == replica_port),
+            "the replica took over"
+        );
+        window = t.elapsed();
+        std::thread::sleep(Duration::from_millis(1500));
+    });
+    let (statuses, odd, slowest) = summary(&seen);
+    let stale: usize = seen.iter().map(|s| s.stale.len()).sum();
+    let rounds: u64 = seen.iter().map(|s| s.rounds).sum();
+    eprintln!(
+        "coordinated failover: done in {window:?}; {rounds} rounds; statuses {statuses:?}; slowest response {slowest:?}; {stale} stale reads"
+    );
+    assert!(odd.is_empty(), "{odd:?}");
+    assert_eq!(stale, 0, "no write lost");
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "no failed request"
+    );
+    assert!(slowest < Duration::from_secs(4), "{slowest:?}");
+}
+
+/// `kill -9` of a primary: its replica takes over after the node timeout (2 s here).
+/// Meanwhile the requests for its slots get 503 (or 504), each within the deadline plus
+/// a second; the service comes back without a restart; writes acknowledged before the
+/// kill may be lost (asynchronous replication: counted), none acknowledged after the
+/// failover.
+#[test]
+fn primary_killed_under_load() {
+    let mut c = RedisCluster::start();
+    let gw = gateway(&c, "\"redis_timeout_ms\":3000");
+    let victim = c.owner(key_slot(b"fo:0:0")).port;
+    let seeds_ok = c.nodes[0].port != victim;
+    let mut killed_at = None;
+    let mut back_at = None;
+    let cref = &mut c;
+    let seen = under_load(&gw, || {
+        cref.node_mut(victim).stop();
+        let t = Instant::now();
+        killed_at = Some(t);
+        let ok = eventually(Duration::from_secs(30), || {
+            cref.node_infos().iter().any(|n| {
+                n.primary
+                    && n.port != victim
+                    && n.slots.iter().any(|&(a, b)| {
+                        let s = key_slot(b"fo:0:0");
+                        a <= s && s <= b
+                    })
+            })
+        });
+        assert!(ok, "a replica took over");
+        back_at = Some(Instant::now());
+        std::thread::sleep(Duration::from_secs(4));
+    });
+    let (killed_at, back_at) = (killed_at.unwrap(), back_at.unwrap());
+    let (statuses, odd, slowest) = summary(&seen);
+    let last_error = seen.iter().filter_map(|s| s.last_error).max();
+    let first_error = seen.iter().filter_map(|s| s.first_error).min();
+    let lost_before: usize = seen
+        .iter()
+        .flat_map(|s| &s.stale)
+        .filter(|(at, _)| *at <= killed_at)
+        .count();
+    let lost_after: Vec<&String> = seen
+        .iter()
+        .flat_map(|s| &s.stale)
+        .filter(|(at, _)| *at > killed_at)
+        .map(|(_, what)| what)
+        .collect();
+    let window = last_error.map(|l| l.saturating_duration_since(first_error.unwrap()));
+    eprintln!(
+        "kill -9: the cluster failed over {:?} after the kill; errors from {:?} to {:?} after it (window {window:?}); statuses {statuses:?}; slowest {slowest:?}; {lost_before} writes acknowledged before the kill lost; seed was {}",
+        back_at - killed_at,
+        first_error.map(|f| f.saturating_duration_since(killed_at)),
+        last_error.map(|l| l.saturating_duration_since(killed_at)),
+        if seeds_ok { "alive" } else { "the killed node" },
+    );
+    assert!(odd.is_empty(), "only 200, 503 and 504: {odd:?}");
+    assert!(
+        statuses.keys().all(|s| [200, 503, 504].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        slowest < Duration::from_secs(4),
+        "within the deadline plus 1 s: {slowest:?}"
+    );
+    assert!(
+        lost_after.is_empty(),
+        "writes acknowledged after the kill lost: {lost_after:?}"
+    );
+    // Service back: the last error is at most a few seconds after the failover.
+    if let Some(l) = last_error {
+        assert!(
+            l < back_at + Duration::from_secs(3),
+            "errors went on {:?} after the failover",
+            l - back_at
+        );
+    }
+}
