@@ -19,9 +19,12 @@ use super::pool::{Pool, Unreachable};
 use super::{Queued, Waiter};
 use crate::api::command::Route;
 use crate::cluster::map::{NodeIndex, Topology};
-use crate::cluster::route::{self, Where};
+use crate::cluster::merge::Merge;
+use crate::cluster::route::{self, Fan, Where};
 use crate::cluster::slot::SLOTS;
 use crate::key::BackKey;
+use crate::proto::resp::write_argv;
+use crate::proto::response::Status;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -61,6 +64,17 @@ pub struct Retry {
     pub blocking: bool,
 }
 
+/// A command run as several parts, waiting for their replies.
+pub struct Gather {
+    pub merge: Merge,
+    /// Each part's reply (a whole frame), or the status it failed with.
+    pub parts: Vec<Option<Result<Vec<u8>, Status>>>,
+    pub remaining: usize,
+}
+
+/// Where a gather is kept: the request's front, generation and number.
+pub type GatherKey = (usize, u32, u64);
+
 /// A worker's view of the cluster.
 pub struct Cluster {
     nodes: Vec<Node>,
@@ -93,6 +107,14 @@ pub struct Cluster {
     pub retried: u64,
     /// Asks for the map go to the nodes in turn.
     pub ask_turn: usize,
+    /// `split_multi_key`.
+    pub split: bool,
+    /// The primaries sorted by address: SCAN's order, the same in every gateway.
+    scan_order: Vec<NodeIndex>,
+    /// Commands run as several parts.
+    pub gathers: std::collections::HashMap<GatherKey, Gather>,
+    /// Timer entries to set for connections that parts were queued on.
+    pub arms: Vec<(BackKey, Instant)>,
 }
 
 const NONE: NodeIndex = NodeIndex::MAX;
@@ -118,6 +140,10 @@ impl Cluster {
             asked: 0,
             retried: 0,
             ask_turn: 0,
+            split: false,
+            scan_order: Vec::new(),
+            gathers: std::collections::HashMap::new(),
+            arms: Vec::new(),
         }
     }
 
@@ -168,6 +194,9 @@ impl Cluster {
             changed |= self.owner[slot] != n;
             self.owner[slot] = n;
         }
+        let mut order = idx.clone();
+        order.sort_by_key(|&n| self.nodes[usize::from(n)].addr);
+        self.scan_order = order;
         self.primaries = idx;
         self.map_at = Some(now);
         self.want_refresh = false;
@@ -276,10 +305,169 @@ impl Cluster {
         let mut cmd = std::mem::take(&mut self.scratch);
         cmd.clear();
         write(&mut cmd);
-        let node = self.node_for(&cmd);
-        let sent = self.queue(pool, node, route, prefer, waiter, due, &cmd);
+        let fan = route::argv(&cmd).and_then(|argv| route::fan_out(&argv, self.split));
+        let sent = match fan {
+            Some(fan) => self.send_parts(pool, prefer, waiter, due, &cmd, fan),
+            None => {
+                let node = self.node_for(&cmd);
+                self.queue(pool, node, route, prefer, waiter, due, &cmd)
+            }
+        };
         self.scratch = cmd;
         sent
+    }
+
+    /// Runs a command as several ([`Fan`]): every part's connection is found first, so
+    /// that a node down fails the whole request (503) before anything is sent.
+    fn send_parts(
+        &mut self,
+        pool: &mut Pool,
+        prefer: usize,
+        waiter: Waiter,
+        due: Option<Instant>,
+        cmd: &[u8],
+        fan: Fan,
+    ) -> Result<(BackKey, Option<Instant>), Unreachable> {
+        let Waiter::Front { key, gen, seq, .. } = waiter else {
+            return Err(Unreachable::Down);
+        };
+        if self.primaries.is_empty() {
+            // No map yet: no answer from only some of the nodes.
+            return Err(Unreachable::Down);
+        }
+        let argv = route::argv(cmd).ok_or(Unreachable::Down)?;
+        // (node, command line) of each part.
+        let mut parts: Vec<(NodeIndex, Vec<u8>)> = Vec::new();
+        let merge = match &fan {
+            Fan::SumAll | Fan::ConcatAll | Fan::SameAll => {
+                for &n in &self.primaries {
+                    parts.push((n, cmd.to_vec()));
+                }
+                match fan {
+                    Fan::SumAll => Merge::Sum,
+                    Fan::ConcatAll => Merge::Concat,
+                    _ => Merge::Same,
+                }
+            }
+            Fan::Scan { node, cursor } => {
+                let count = self.scan_order.len();
+                let Some(&n) = self.scan_order.get(*node) else {
+                    // A cursor naming no primary: Redis's own error, from any node.
+                    let mut line = Vec::new();
+                    write_argv(&mut line, [&b"SCAN"[..], b"invalid-cursor"]);
+                    parts.push((self.primaries[0], line));
+                    return self.queue_parts(
+                        pool,
+                        prefer,
+                        (key, gen, seq),
+                        due,
+                        parts,
+                        Merge::Same,
+                    );
+                };
+                let mut args: Vec<&[u8]> = argv.to_vec();
+                args[1] = cursor;
+                let mut line = Vec::new();
+                write_argv(&mut line, args.iter());
+                parts.push((n, line));
+                Merge::Scan { node: *node, count }
+            }
+            Fan::Mget(groups) | Fan::SumSplit(groups) => {
+                let mut order = vec![(0u16, 0u32); argv.len() - 1];
+                for (g_i, g) in groups.iter().enumerate() {
+                    let n = match self.owner[usize::from(g.slot)] {
+                        NONE => return Err(Unreachable::Down),
+                        n => n,
+                    };
+                    let mut args: Vec<&[u8]> = vec![argv[0]];
+                    for (j, &pos) in g.positions.iter().enumerate() {
+                        args.push(argv[pos]);
+                        order[pos - 1] = (g_i as u16, j as u32);
+                    }
+                    let mut line = Vec::new();
+                    write_argv(&mut line, args.iter());
+                    parts.push((n, line));
+                }
+                match fan {
+                    Fan::Mget(_) => Merge::Mget(order),
+                    _ => Merge::Sum,
+                }
+            }
+        };
+        self.queue_parts(pool, prefer, (key, gen, seq), due, parts, merge)
+    }
+
+    fn queue_parts(
+        &mut self,
+        pool: &mut Pool,
+        prefer: usize,
+        (key, gen, seq): (crate::key::FrontKey, u32, u64),
+        due: Option<Instant>,
+        parts: Vec<(NodeIndex, Vec<u8>)>,
+        merge: Merge,
+    ) -> Result<(BackKey, Option<Instant>), Unreachable> {
+        if parts.len() > usize::from(u16::MAX) {
+            return Err(Unreachable::Down);
+        }
+        let now = Instant::now();
+        let conns: Vec<BackKey> = parts
+            .iter()
+            .map(|&(n, _)| self.conn(pool, n, prefer, now))
+            .collect::<Result<_, _>>()?;
+        let mut first = None;
+        for (i, ((_, line), b)) in parts.iter().zip(&conns).enumerate() {
+            let waiter = Waiter::Front {
+                key,
+                gen,
+                seq,
+                cmd: Some(line.as_slice().into()),
+                hops: 0,
+                part: i as u16 + 1,
+            };
+            let (b, arm) = pool.send_on(*b, waiter, due, false, |w| w.extend_from_slice(line));
+            match first {
+                None => first = Some((b, arm)),
+                Some(_) => self.arms.extend(arm.map(|at| (b, at))),
+            }
+        }
+        self.gathers.insert(
+            (key.0, gen, seq),
+            Gather {
+                merge,
+                parts: (0..parts.len()).map(|_| None).collect(),
+                remaining: parts.len(),
+            },
+        );
+        first.ok_or(Unreachable::Down)
+    }
+
+    /// Records the reply (or failure) of part `part` (from 1) of the gather at `k`;
+    /// when it was the last, the gather is done: its merged reply, or the first status
+    /// a part failed with.
+    pub fn part_done(
+        &mut self,
+        k: GatherKey,
+        part: u16,
+        reply: Result<Vec<u8>, Status>,
+    ) -> Option<Result<Vec<u8>, Status>> {
+        let g = self.gathers.get_mut(&k)?;
+        let slot = g.parts.get_mut(usize::from(part).checked_sub(1)?)?;
+        if slot.is_none() {
+            *slot = Some(reply);
+            g.remaining -= 1;
+        }
+        if g.remaining > 0 {
+            return None;
+        }
+        let g = self.gathers.remove(&k)?;
+        let mut frames = Vec::with_capacity(g.parts.len());
+        for p in g.parts {
+            match p? {
+                Ok(f) => frames.push(f),
+                Err(status) => return Some(Err(status)),
+            }
+        }
+        Some(Ok(crate::cluster::merge::merge(&g.merge, &frames)))
     }
 
     /// Queues the command line `cmd` for `waiter` on node `node` (`None`: the seeds).

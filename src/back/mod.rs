@@ -104,6 +104,9 @@ pub enum Waiter {
         cmd: Option<Box<[u8]>>,
         /// How many times a cluster redirect or retry sent it again.
         hops: u8,
+        /// Cluster mode: a part (numbered from 1) of a command run as several, whose
+        /// replies are merged (`back::cluster::Gather`); 0 for a whole command.
+        part: u16,
     },
     Auth,
     /// `HELLO 3` (RESP3), with AUTH folded in when credentials are configured.
@@ -134,6 +137,7 @@ impl Waiter {
             seq,
             cmd: None,
             hops: 0,
+            part: 0,
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod map;
+pub mod merge;
 pub mod redirect;
 pub mod route;
 pub mod slot;

@@ -140,3 +140,180 @@ mod tests {
         assert_eq!(&s[..], [(1, 12182), (2, 5061), (3, 12182)]);
     }
 }
+
+/// A command the gateway runs as several (one per primary, or one per slot) and
+/// answers with one merged reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fan {
+    /// DBSIZE: the same command on every primary, the integers summed.
+    SumAll,
+    /// KEYS: on every primary, the arrays concatenated.
+    ConcatAll,
+    /// FLUSHALL, FLUSHDB, SCRIPT LOAD/FLUSH, FUNCTION LOAD/FLUSH: on every primary; the
+    /// first error if any, else the first reply.
+    SameAll,
+    /// SCAN, on the primary the cursor names (see [`scan_cursor`]).
+    Scan { node: usize, cursor: Vec<u8> },
+    /// MGET over several slots: one MGET per slot, the values put back in key order.
+    Mget(Vec<SlotGroup>),
+    /// DEL, UNLINK, EXISTS, TOUCH over several slots: one per slot, the counts summed.
+    SumSplit(Vec<SlotGroup>),
+}
+
+/// The keys of a split command that share one slot: their positions in argv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotGroup {
+    pub slot: u16,
+    pub positions: Vec<usize>,
+}
+
+/// Whether `argv` is run as several commands; `split` is `split_multi_key`.
+pub fn fan_out(argv: &[&[u8]], split: bool) -> Option<Fan> {
+    let name = argv.first()?;
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    let sub = |n: &str| {
+        argv.get(1)
+            .is_some_and(|s| s.eq_ignore_ascii_case(n.as_bytes()))
+    };
+    if is("DBSIZE") {
+        return Some(Fan::SumAll);
+    }
+    if is("KEYS") {
+        return Some(Fan::ConcatAll);
+    }
+    if is("FLUSHALL")
+        || is("FLUSHDB")
+        || (is("SCRIPT") && (sub("LOAD") || sub("FLUSH")))
+        || (is("FUNCTION") && (sub("LOAD") || sub("FLUSH") || sub("DELETE")))
+    {
+        return Some(Fan::SameAll);
+    }
+    if is("SCAN") {
+        let (node, cursor) = scan_cursor(argv.get(1)?)?;
+        return Some(Fan::Scan {
+            node,
+            cursor: cursor.to_vec(),
+        });
+    }
+    let mget = is("MGET");
+    if split && (mget || is("DEL") || is("UNLINK") || is("EXISTS") || is("TOUCH")) {
+        let mut groups: Vec<SlotGroup> = Vec::new();
+        for (i, key) in argv.iter().enumerate().skip(1) {
+            let slot = key_slot(key);
+            match groups.iter_mut().find(|g| g.slot == slot) {
+                Some(g) => g.positions.push(i),
+                None => groups.push(SlotGroup {
+                    slot,
+                    positions: vec![i],
+                }),
+            }
+        }
+        if groups.len() > 1 {
+            return Some(if mget {
+                Fan::Mget(groups)
+            } else {
+                Fan::SumSplit(groups)
+            });
+        }
+    }
+    None
+}
+
+/// The gateway's SCAN cursor: `0` (the first primary, from its start), or
+/// `<primary>-<cursor>`: the index of a primary in the cluster's primaries sorted by
+/// address, and that node's own cursor. `None`: not a cursor of this form (the command
+/// goes to a node as it is, which refuses it).
+pub fn scan_cursor(c: &[u8]) -> Option<(usize, &[u8])> {
+    if c == b"0" {
+        return Some((0, b"0"));
+    }
+    let dash = memchr::memchr(b'-', c)?;
+    let (node, cursor) = (&c[..dash], &c[dash + 1..]);
+    let digits = |s: &[u8]| !s.is_empty() && s.len() <= 20 && s.iter().all(u8::is_ascii_digit);
+    if !digits(node) || !digits(cursor) || node.len() > 5 {
+        return None;
+    }
+    let node = std::str::from_utf8(node).ok()?.parse().ok()?;
+    Some((node, cursor))
+}
+
+/// The cursor a client gets after primary `node` (of `count`) answered `next`.
+pub fn next_scan_cursor(node: usize, count: usize, next: &[u8]) -> Vec<u8> {
+    if next != b"0" {
+        format!("{node}-{}", String::from_utf8_lossy(next)).into_bytes()
+    } else if node + 1 < count {
+        format!("{}-0", node + 1).into_bytes()
+    } else {
+        b"0".to_vec()
+    }
+}
+
+#[cfg(test)]
+mod fan_tests {
+    use super::*;
+
+    fn fan(args: &[&str], split: bool) -> Option<Fan> {
+        let argv: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        fan_out(&argv, split)
+    }
+
+    #[test]
+    fn which_commands_fan_out() {
+        assert_eq!(fan(&["dbsize"], false), Some(Fan::SumAll));
+        assert_eq!(fan(&["KEYS", "*"], false), Some(Fan::ConcatAll));
+        assert_eq!(fan(&["FLUSHALL"], false), Some(Fan::SameAll));
+        assert_eq!(
+            fan(&["script", "load", "return 1"], false),
+            Some(Fan::SameAll)
+        );
+        assert_eq!(fan(&["SCRIPT", "EXISTS", "x"], false), None);
+        assert_eq!(
+            fan(&["SCAN", "0", "COUNT", "10"], false),
+            Some(Fan::Scan {
+                node: 0,
+                cursor: b"0".to_vec()
+            })
+        );
+        assert_eq!(
+            fan(&["SCAN", "2-1234"], false),
+            Some(Fan::Scan {
+                node: 2,
+                cursor: b"1234".to_vec()
+            })
+        );
+        assert_eq!(fan(&["SCAN", "1234"], false), None);
+        assert_eq!(fan(&["SCAN", "-1"], false), None);
+        assert_eq!(fan(&["SCAN", "1-"], false), None);
+        assert_eq!(fan(&["SCAN"], false), None);
+        // Split only when asked, and only across slots.
+        assert_eq!(fan(&["MGET", "foo", "bar"], false), None);
+        assert_eq!(fan(&["MGET", "{a}1", "{a}2"], true), None);
+        assert_eq!(
+            fan(&["MGET", "foo", "bar", "{foo}x"], true),
+            Some(Fan::Mget(vec![
+                SlotGroup {
+                    slot: 12182,
+                    positions: vec![1, 3]
+                },
+                SlotGroup {
+                    slot: 5061,
+                    positions: vec![2]
+                }
+            ]))
+        );
+        assert!(
+            matches!(fan(&["del", "foo", "bar"], true), Some(Fan::SumSplit(g)) if g.len() == 2)
+        );
+        assert_eq!(fan(&["MSET", "foo", "1", "bar", "2"], true), None);
+        assert_eq!(fan(&["GET", "foo"], true), None);
+    }
+
+    #[test]
+    fn scan_cursors() {
+        assert_eq!(next_scan_cursor(0, 3, b"17"), b"0-17");
+        assert_eq!(next_scan_cursor(0, 3, b"0"), b"1-0");
+        assert_eq!(next_scan_cursor(2, 3, b"0"), b"0");
+        assert_eq!(scan_cursor(b"1-0"), Some((1, &b"0"[..])));
+        assert_eq!(scan_cursor(b"123456-0"), None);
+    }
+}

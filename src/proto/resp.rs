@@ -452,6 +452,11 @@ impl<'a> Reader<'a> {
             }
         }
     }
+    /// How many bytes of the frame were read so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// Skips one whole value, children included.
     pub fn skip(&mut self) {
         self.skip_values(1);

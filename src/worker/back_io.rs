@@ -107,6 +107,7 @@ impl Worker {
     /// Opens the connections the pool created or chose to retry at dispatch, once the
     /// request's slot is queued (a connect that fails at once answers it).
     pub(super) fn connect_pending_backs(&mut self) {
+        self.cluster_arm_parts();
         let mut now = None;
         while let Some(b) = self.backs.next_to_connect() {
             let now = *now.get_or_insert_with(Instant::now);
@@ -220,6 +221,18 @@ impl Worker {
             };
             let frame = &back.rbuf.bytes()[..n];
             match back.waiters.pop_front().map(|q| q.waiter) {
+                Some(Waiter::Front {
+                    key,
+                    gen,
+                    seq,
+                    part: part @ 1..,
+                    ..
+                }) => {
+                    // One part of a command run as several (cluster mode).
+                    self.stats.replies += 1;
+                    let reply = Ok(frame.to_vec());
+                    self.cluster_part(key, gen, seq, part, reply);
+                }
                 Some(Waiter::Front { key, gen, seq, .. }) => {
                     self.stats.replies += 1;
                     if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
@@ -351,7 +364,20 @@ impl Worker {
             _ => (back.kind, now),
         };
         for q in waiters {
-            if let Waiter::Front { key, gen, seq, .. } = q.waiter {
+            if let Waiter::Front {
+                key,
+                gen,
+                seq,
+                part: part @ 1..,
+                ..
+            } = q.waiter
+            {
+                let status = match answer(q.end <= written) {
+                    Answer::Error(s) | Answer::ErrorMsg(s, _) => s,
+                    Answer::Frame(_) => Status::Unavailable,
+                };
+                self.cluster_part(key, gen, seq, part, Err(status));
+            } else if let Waiter::Front { key, gen, seq, .. } = q.waiter {
                 // Completing the slot also unlinks it from this connection.
                 if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
                     let answer = answer(q.end <= written);

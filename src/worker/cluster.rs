@@ -20,7 +20,7 @@ use crate::back::pool::Unreachable;
 use crate::back::{Kind, Queued, Target, Waiter};
 use crate::cluster::map::{parse_slots, NodeIndex};
 use crate::cluster::redirect::{self, Redirect};
-use crate::key::BackKey;
+use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
 use crate::proto::response::Status;
@@ -43,6 +43,7 @@ impl Worker {
         };
         let now = Instant::now();
         let mut c = Cluster::new(self.shared.config.pool_size, now);
+        c.split = cfg.split_multi_key;
         for (host, port) in &cfg.nodes {
             match (host.as_str(), *port).to_socket_addrs() {
                 Ok(addrs) => {
@@ -155,18 +156,20 @@ impl Worker {
             seq,
             cmd: Some(cmd),
             hops,
+            part,
         } = &q.waiter
         else {
             return;
         };
-        let (key, gen, seq, hops) = (*key, *gen, *seq, *hops);
+        let (key, gen, seq, hops, part) = (*key, *gen, *seq, *hops, *part);
         let Some(prefer) = self
             .fronts
             .get(key)
             .filter(|f| f.gen == gen)
             .map(|f| f.back as usize)
         else {
-            return; // The client left.
+            // The client left (a part still counts, for its gather to end).
+            return self.cluster_fail(q);
         };
         let Some(mut c) = self.backs.take_cluster() else {
             return;
@@ -178,6 +181,7 @@ impl Worker {
             seq,
             cmd: None,
             hops,
+            part,
         };
         let route = if blocking {
             Route::Blocking
@@ -236,11 +240,59 @@ impl Worker {
 
     /// The client of `q` gets 503.
     fn cluster_fail(&mut self, q: Queued) {
-        if let Waiter::Front { key, gen, seq, .. } = q.waiter {
+        if let Waiter::Front {
+            key,
+            gen,
+            seq,
+            part,
+            ..
+        } = q.waiter
+        {
+            if part != 0 {
+                return self.cluster_part(key, gen, seq, part, Err(Status::Unavailable));
+            }
             if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
                 let answer = Answer::ErrorMsg(Status::Unavailable, NOT_SERVED);
                 deliver(f, key, seq, answer, &self.date, &mut self.dirty_fronts);
             }
+        }
+    }
+
+    /// The reply (or failure) of one part of a command run as several; the last one
+    /// answers the request with the merged reply, or with the status a part failed
+    /// with (never a partial result).
+    pub(super) fn cluster_part(
+        &mut self,
+        key: FrontKey,
+        gen: u32,
+        seq: u64,
+        part: u16,
+        reply: Result<Vec<u8>, Status>,
+    ) {
+        let Some(c) = self.backs.cluster() else {
+            return;
+        };
+        let Some(done) = c.part_done((key.0, gen, seq), part, reply) else {
+            return;
+        };
+        let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) else {
+            return;
+        };
+        let answer = match &done {
+            Ok(frame) => Answer::Frame(frame),
+            Err(Status::Unavailable) => Answer::ErrorMsg(Status::Unavailable, NOT_SERVED),
+            Err(status) => Answer::Error(*status),
+        };
+        deliver(f, key, seq, answer, &self.date, &mut self.dirty_fronts);
+    }
+
+    /// Sets the timer entries of the connections a command's parts were queued on.
+    pub(super) fn cluster_arm_parts(&mut self) {
+        let Some(c) = self.backs.cluster() else {
+            return;
+        };
+        for (b, at) in c.arms.drain(..) {
+            self.timers.at(at, Timer::Watch(b));
         }
     }
 

@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 use webdis_rs::cluster::slot::key_slot;
 
 fn gateway(c: &RedisCluster, extra: &str) -> Gateway {
+    if extra.contains("SEEDS") {
+        // The caller's own redis_cluster block.
+        let gw = Gateway::start_on(1, &extra.replace("SEEDS", &c.seeds(1)), &[]);
+        gw.wait_for_ping();
+        return gw;
+    }
     let json = format!(
         "\"redis_cluster\":{{\"nodes\":[{}]}}{}{extra}",
         c.seeds(1),
@@ -478,4 +484,105 @@ fn primary_killed_under_load() {
             l - back_at
         );
     }
+}
+
+/// Keyless commands over every primary (DBSIZE summed, KEYS merged, SCAN with the
+/// gateway's cursor, FLUSHALL everywhere) and, with `split_multi_key`, MGET/DEL/EXISTS/
+/// TOUCH split per slot; MSET across slots stays refused.
+#[test]
+fn fan_out_and_split() {
+    let c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        r#""redis_cluster":{"nodes":[SEEDS],"split_multi_key":true}"#,
+    );
+    let keys: Vec<String> = (0..50).map(|i| format!("fan:{i}")).collect();
+    for k in &keys {
+        get_ok(&gw, &format!("/SET/{k}/{k}"), r#"{"SET":[true,"OK"]}"#);
+    }
+    get_ok(&gw, "/DBSIZE", r#"{"DBSIZE":50}"#);
+    // KEYS: every key once (order: per node).
+    let r = gw.get("/KEYS/fan:*");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_slice(r.body_str().as_bytes()).unwrap();
+    let mut got: Vec<String> = v["KEYS"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    let mut want = keys.clone();
+    want.sort();
+    assert_eq!(got, want);
+    // SCAN to the end, cursor from reply to request.
+    let mut cursor = "0".to_string();
+    let mut scanned = Vec::new();
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        assert!(calls < 200, "SCAN ends");
+        let r = gw.get(&format!("/SCAN/{cursor}/COUNT/7"));
+        assert_eq!(r.status(), 200, "{}", r.body_str());
+        let v: serde_json::Value = serde_json::from_slice(r.body_str().as_bytes()).unwrap();
+        let pair = v["SCAN"].as_array().unwrap();
+        cursor = pair[0].as_str().unwrap().to_string();
+        scanned.extend(
+            pair[1]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().to_string()),
+        );
+        if cursor == "0" {
+            break;
+        }
+        assert!(cursor.contains('-'), "{cursor}");
+    }
+    scanned.sort();
+    scanned.dedup();
+    assert_eq!(scanned, want);
+    get_ok(&gw, "/SCAN/7-0", r#"{"SCAN":[false,"ERR invalid cursor"]}"#);
+    // Split per slot: MGET in key order (a missing key is null), counts summed.
+    get_ok(
+        &gw,
+        "/MGET/fan:1/fan:2/nope/fan:3",
+        r#"{"MGET":["fan:1","fan:2",null,"fan:3"]}"#,
+    );
+    get_ok(
+        &gw,
+        "/EXISTS/fan:1/fan:2/nope/fan:3/fan:1",
+        r#"{"EXISTS":4}"#,
+    );
+    get_ok(&gw, "/TOUCH/fan:1/fan:2/nope", r#"{"TOUCH":2}"#);
+    get_ok(&gw, "/DEL/fan:1/fan:2/nope", r#"{"DEL":2}"#);
+    get_ok(&gw, "/DBSIZE", r#"{"DBSIZE":48}"#);
+    get_ok(
+        &gw,
+        "/MSET/fan:1/a/fan:2/b",
+        r#"{"MSET":[false,"CROSSSLOT Keys in request don't hash to the same slot"]}"#,
+    );
+    // Pipelined split and plain commands keep their order.
+    let mut client = gw.connect();
+    let batch: String = [
+        "/MGET/fan:3/fan:4",
+        "/GET/fan:5",
+        "/DBSIZE",
+        "/MGET/fan:6/fan:7/fan:8",
+    ]
+    .iter()
+    .map(|p| get_req(p))
+    .collect();
+    client.send(batch.as_bytes());
+    for body in [
+        r#"{"MGET":["fan:3","fan:4"]}"#,
+        r#"{"GET":"fan:5"}"#,
+        r#"{"DBSIZE":48}"#,
+        r#"{"MGET":["fan:6","fan:7","fan:8"]}"#,
+    ] {
+        assert_bytes(&client.read_response(), &ok_json(body));
+    }
+    // FLUSHALL on every primary.
+    get_ok(&gw, "/FLUSHALL", r#"{"FLUSHALL":[true,"OK"]}"#);
+    get_ok(&gw, "/DBSIZE", r#"{"DBSIZE":0}"#);
 }
