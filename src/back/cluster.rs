@@ -115,6 +115,8 @@ pub struct Cluster {
     pub gathers: std::collections::HashMap<GatherKey, Gather>,
     /// Timer entries to set for connections that parts were queued on.
     pub arms: Vec<(BackKey, Instant)>,
+    /// Each node's pub/sub connection for shard channels (SSUBSCRIBE).
+    shard_subs: HashMap<NodeIndex, BackKey>,
 }
 
 const NONE: NodeIndex = NodeIndex::MAX;
@@ -144,6 +146,7 @@ impl Cluster {
             scan_order: Vec::new(),
             gathers: std::collections::HashMap::new(),
             arms: Vec::new(),
+            shard_subs: HashMap::new(),
         }
     }
 
@@ -254,6 +257,53 @@ impl Cluster {
                 Some(self.primaries[self.turn % self.primaries.len()])
             }
         }
+    }
+
+    /// The node serving `slot`, if known.
+    pub fn owner_of(&self, slot: u16) -> Option<NodeIndex> {
+        match self.owner[usize::from(slot) % SLOTS] {
+            NONE => None,
+            n => Some(n),
+        }
+    }
+
+    /// The node a shard pub/sub connection goes to.
+    pub fn shard_node_of(&self, b: BackKey) -> Option<NodeIndex> {
+        self.shard_subs
+            .iter()
+            .find(|(_, &x)| x == b)
+            .map(|(&n, _)| n)
+    }
+
+    /// The pub/sub connection for shard channel `topic`: its slot owner's (created if
+    /// `create`). `Some(None)`: that connection is down (the subscription is sent when
+    /// it is back); `None`: no map yet (the worker's pub/sub connection, whose node
+    /// answers MOVED, followed).
+    pub fn shard_conn(
+        &mut self,
+        pool: &mut Pool,
+        topic: &[u8],
+        now: Instant,
+        create: bool,
+    ) -> Option<Option<BackKey>> {
+        let n = self.owner_of(crate::cluster::slot::key_slot(topic))?;
+        let b = match self.shard_subs.get(&n) {
+            Some(&b) => b,
+            None if create => {
+                let b = pool.create_node_kind(self.addr(n), super::Kind::Subscriber);
+                self.shard_subs.insert(n, b);
+                return Some(Some(b));
+            }
+            None => return Some(None),
+        };
+        if pool[b].accepts_commands() {
+            return Some(Some(b));
+        }
+        if create && pool[b].may_retry_now(now) {
+            pool.list_to_connect(b);
+            return Some(Some(b));
+        }
+        Some(None)
     }
 
     /// A connection to node `n` that takes commands now (one in `prefer`'s place first,

@@ -165,6 +165,11 @@ impl Pool {
         self.cluster.as_deref_mut()
     }
 
+    /// The cluster state, in cluster mode, to read.
+    pub fn cluster_ref(&self) -> Option<&Cluster> {
+        self.cluster.as_deref()
+    }
+
     /// Takes the cluster state out (to use it with the pool); give it back with
     /// [`Pool::put_cluster`].
     pub fn take_cluster(&mut self) -> Option<Box<Cluster>> {
@@ -177,6 +182,40 @@ impl Pool {
 
     pub fn is_cluster(&self) -> bool {
         self.cluster.is_some()
+    }
+
+    /// The connection a (un)subscription to `topic` goes to: the pub/sub connection
+    /// (created if `create`, see [`Pool::subscriber`]), or in cluster mode, for a
+    /// shard channel, the one to its slot's owner.
+    pub fn subscriber_for(
+        &mut self,
+        kind: crate::pubsub::TopicKind,
+        topic: &[u8],
+        now: Instant,
+        create: bool,
+    ) -> Option<BackKey> {
+        if kind == crate::pubsub::TopicKind::Shard {
+            if let Some(mut c) = self.cluster.take() {
+                let b = c.shard_conn(self, topic, now, create);
+                self.cluster = Some(c);
+                if let Some(b) = b {
+                    return b;
+                }
+            }
+        }
+        if create {
+            self.subscriber(now)
+        } else {
+            self.subscriber_up()
+        }
+    }
+
+    /// A connection of `kind` (shared or subscriber) to the cluster node at `addr`,
+    /// listed to connect.
+    pub fn create_node_kind(&mut self, addr: SocketAddr, kind: Kind) -> BackKey {
+        let b = self.create_node(addr);
+        self.slab[b.0].kind = kind;
+        b
     }
 
     /// A shared connection to the cluster node at `addr`, listed to connect.

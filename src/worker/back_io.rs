@@ -4,6 +4,7 @@
 //! the others, the connection replaced), reconnecting every connection at once when Redis
 //! is back, and the end-of-turn write of each back with commands.
 
+use super::cluster::SubFilter;
 use super::control::kind_index;
 use super::timers::Timer;
 use super::{deliver, Answer, Worker};
@@ -83,10 +84,20 @@ impl Worker {
             Kind::Subscriber => None,
             _ => self.limits.reply.and_then(|t| now.checked_add(t)),
         };
+        let subscriber = back.kind == Kind::Subscriber;
+        let keep = if subscriber {
+            self.sub_filter(b)
+        } else {
+            SubFilter::All
+        };
+        let Some(back) = self.backs.get_mut(b) else {
+            return;
+        };
         let connected = back.connect(&self.shared.connector, to, now, due);
-        if connected.is_ok() && back.kind == Kind::Subscriber {
-            // Behind the handshake: every topic that still has subscribers.
-            back.append(|w| self.pubsub.resubscribe(w));
+        if connected.is_ok() && subscriber {
+            // Behind the handshake: every topic that still has subscribers (in cluster
+            // mode, those this connection serves).
+            back.append(|w| self.pubsub.resubscribe_if(w, |k, t| keep.wants(k, t)));
         }
         let registered = connected.and_then(|()| {
             let s = back.stream.as_mut().expect("connect sets the stream");
@@ -389,7 +400,9 @@ impl Worker {
             Kind::Shared => self.timers.at(retry_at, Timer::BackRetry(b)),
             Kind::Subscriber => {
                 self.timers.at(retry_at, Timer::BackRetry(b));
-                self.subscriber_lost();
+                if !self.cluster_shard_lost(b) {
+                    self.subscriber_lost();
+                }
             }
             Kind::Db | Kind::Blocking => self.drop_back(b),
         }

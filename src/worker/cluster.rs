@@ -24,6 +24,8 @@ use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
 use crate::proto::response::Status;
+use crate::pubsub::{self, TopicKind};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -388,9 +390,11 @@ impl Worker {
             return;
         };
         c.asking_since = None;
+        let mut resubscribe = false;
         match parsed {
             Ok(t) => {
                 let changed = c.install(&t, now);
+                resubscribe = true;
                 let level = if changed { Level::Notice } else { Level::Debug };
                 log!(
                     level,
@@ -411,9 +415,153 @@ impl Worker {
                 c.next_refresh = now + MAP_RETRY;
             }
         }
+        if resubscribe {
+            self.cluster_resubscribe_shards();
+        }
         self.cluster_arm(now);
     }
 
+    /// Which topics a subscriber connection subscribes again when it (re)connects.
+    pub(super) fn sub_filter(&self, b: BackKey) -> SubFilter {
+        let Some(c) = self.backs.cluster_ref() else {
+            return SubFilter::All;
+        };
+        let Some(n) = c.shard_node_of(b) else {
+            return SubFilter::NotShard;
+        };
+        let names = self
+            .pubsub
+            .unsubscribed(TopicKind::Shard)
+            .into_iter()
+            .filter(|t| c.owner_of(crate::cluster::slot::key_slot(t)) == Some(n))
+            .collect();
+        SubFilter::Shards(names)
+    }
+
+    /// Subscribes every shard channel that has subscribers and is neither confirmed nor
+    /// being subscribed, at its slot owner (after a move, a failover, a MOVED).
+    fn cluster_resubscribe_shards(&mut self) {
+        let now = Instant::now();
+        for t in self.pubsub.unsubscribed(TopicKind::Shard) {
+            if let Some(b) = self.backs.subscriber_for(TopicKind::Shard, &t, now, true) {
+                self.backs.queue(b, |w| {
+                    pubsub::write_subscription(w, TopicKind::Shard, true, &t)
+                });
+                self.pubsub.sent(TopicKind::Shard, &t);
+            }
+        }
+        self.connect_pending_backs();
+    }
+
+    /// A frame on a subscriber connection in cluster mode that is the cluster's
+    /// business: `sunsubscribe` for a shard channel we did not leave (its slot moved:
+    /// subscribed again at the owner, the clients see nothing), or an error (`MOVED` for
+    /// an `SSUBSCRIBE` sent to a node that no longer owns the slot: followed). `true`:
+    /// handled and consumed.
+    pub(super) fn cluster_sub_frame(&mut self, b: BackKey, n: usize) -> bool {
+        let from = self.node_ip(b);
+        let Some(back) = self.backs.get(b) else {
+            return false;
+        };
+        let frame = &back.rbuf.bytes()[..n];
+        if matches!(frame.first(), Some(b'-' | b'!')) {
+            let r = redirect::parse(frame, from);
+            log!(
+                Level::Notice,
+                "cluster: pub/sub connection got {}",
+                String::from_utf8_lossy(&frame[..frame.len().min(120)]).trim_end()
+            );
+            self.backs[b].rbuf.consume(n);
+            if let (Some(Redirect::Moved { slot, to }), Some(c)) = (r, self.backs.cluster()) {
+                c.moved(slot, to);
+                c.want_refresh = true;
+            }
+            // Whatever it refused is subscribed again where the map says.
+            let stuck = self.pubsub.unconfirmed(TopicKind::Shard);
+            for t in &stuck {
+                self.pubsub.dropped(TopicKind::Shard, t);
+            }
+            self.cluster_resubscribe_shards();
+            self.cluster_kick(Instant::now());
+            return true;
+        }
+        let dropped = match pubsub::classify_unsubscribe(frame) {
+            Some((TopicKind::Shard, t)) => {
+                let t = t.to_vec();
+                self.pubsub.dropped(TopicKind::Shard, &t).then_some(t)
+            }
+            _ => None,
+        };
+        let Some(t) = dropped else {
+            return false;
+        };
+        self.backs[b].rbuf.consume(n);
+        log!(
+            Level::Info,
+            "cluster: shard channel {} moved; subscribing again",
+            String::from_utf8_lossy(&t)
+        );
+        if let Some(c) = self.backs.cluster() {
+            c.want_refresh = true;
+        }
+        self.cluster_resubscribe_shards();
+        self.cluster_kick(Instant::now());
+        true
+    }
+
+    /// A shard pub/sub connection was lost: its channels are subscribed again when it is
+    /// back, or at their new owner once the map says so. `false`: not such a connection.
+    pub(super) fn cluster_shard_lost(&mut self, b: BackKey) -> bool {
+        let Some(c) = self.backs.cluster() else {
+            return false;
+        };
+        let Some(n) = c.shard_node_of(b) else {
+            return false;
+        };
+        c.want_refresh = true;
+        let c = self.backs.cluster_ref().expect("cluster mode");
+        let owners: Vec<(Box<[u8]>, bool)> = self
+            .pubsub
+            .topics_of(TopicKind::Shard)
+            .into_iter()
+            .map(|t| {
+                let here = c.owner_of(crate::cluster::slot::key_slot(&t)) == Some(n);
+                (t, here)
+            })
+            .collect();
+        let lost: HashSet<Box<[u8]>> = owners
+            .into_iter()
+            .filter(|(_, here)| *here)
+            .map(|(t, _)| t)
+            .collect();
+        self.pubsub
+            .reset_if(|kind, t| kind == TopicKind::Shard && lost.contains(t));
+        self.cluster_kick(Instant::now());
+        true
+    }
+}
+
+/// Which topics a subscriber connection subscribes when it (re)connects.
+pub(super) enum SubFilter {
+    /// Every topic (one Redis).
+    All,
+    /// Channels and patterns (the cluster's pub/sub connection).
+    NotShard,
+    /// These shard channels (a node's shard connection).
+    Shards(HashSet<Box<[u8]>>),
+}
+
+impl SubFilter {
+    pub(super) fn wants(&self, kind: TopicKind, topic: &[u8]) -> bool {
+        match self {
+            SubFilter::All => true,
+            SubFilter::NotShard => kind != TopicKind::Shard,
+            SubFilter::Shards(names) => kind == TopicKind::Shard && names.contains(topic),
+        }
+    }
+}
+
+impl Worker {
     /// A node connection failed: the map may have changed (a failover).
     pub(super) fn cluster_conn_lost(&mut self, b: BackKey) {
         let is_node = self.backs.get(b).is_some_and(|x| x.node.is_some());

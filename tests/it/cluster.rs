@@ -586,3 +586,128 @@ fn fan_out_and_split() {
     get_ok(&gw, "/FLUSHALL", r#"{"FLUSHALL":[true,"OK"]}"#);
     get_ok(&gw, "/DBSIZE", r#"{"DBSIZE":0}"#);
 }
+
+/// Bytes arriving on a streaming response, read with a short timeout.
+struct Stream {
+    s: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Stream {
+    fn get(port: u16, path: &str) -> Stream {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        s.write_all(get_req(path).as_bytes()).unwrap();
+        Stream { s, buf: Vec::new() }
+    }
+
+    /// Reads for `d`; returns everything received so far (and keeps it).
+    fn read_for(&mut self, d: Duration) -> String {
+        use std::io::Read;
+        let deadline = Instant::now() + d;
+        let mut chunk = [0u8; 4096];
+        while Instant::now() < deadline {
+            match self.s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+        String::from_utf8_lossy(&self.buf).into_owned()
+    }
+
+    /// Reads until the body holds `text` (within 5 s).
+    #[track_caller]
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if self.read_for(Duration::from_millis(50)).contains(text) {
+                return;
+            }
+        }
+        panic!(
+            "no {text:?} in the stream: {}",
+            self.read_for(Duration::ZERO)
+        );
+    }
+
+    /// What came after the head.
+    fn body(&mut self) -> String {
+        let all = self.read_for(Duration::from_millis(100));
+        all.split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_string())
+    }
+}
+
+fn chunk(payload: &str) -> String {
+    format!("{:x}\r\n{payload}\r\n", payload.len())
+}
+
+/// SUBSCRIBE on any node (PUBLISH crosses the cluster bus); SSUBSCRIBE at the channel's
+/// slot owner, subscribed again there when the slot moves: the stream goes on, with no
+/// frame the client did not ask for.
+#[test]
+fn pubsub_and_shard_channels_across_a_slot_move() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, "\"threads\":1");
+    let mut s = Stream::get(gw.port, "/SUBSCRIBE/chan");
+    s.wait_for(&chunk("{\"SUBSCRIBE\":[\"subscribe\",\"chan\",1]}\n"));
+    // From every primary in turn (keyless: any primary).
+    for i in 0..3 {
+        let r = gw.get(&format!("/PUBLISH/chan/hello{i}"));
+        assert_eq!(r.status(), 200);
+        s.wait_for(&chunk(&format!(
+            "{{\"SUBSCRIBE\":[\"message\",\"chan\",\"hello{i}\"]}}\n"
+        )));
+    }
+
+    let mut ss = Stream::get(gw.port, "/SSUBSCRIBE/news");
+    let confirm = chunk("{\"SSUBSCRIBE\":[\"ssubscribe\",\"news\",1]}\n");
+    ss.wait_for(&confirm);
+    // Published and delivered (SPUBLISH counts the receivers at the owner).
+    let mut delivered = Vec::new();
+    let mut publish = |i: usize| -> bool {
+        let r = gw.get(&format!("/SPUBLISH/news/m{i}"));
+        assert_eq!(r.status(), 200, "{}", r.body_str());
+        let one = r.body_str() == r#"{"SPUBLISH":1}"#;
+        if one {
+            delivered.push(i);
+        }
+        one
+    };
+    assert!(publish(0));
+    let slot = key_slot(b"news");
+    let from = c.owner(slot);
+    let to = c
+        .node_infos()
+        .into_iter()
+        .find(|n| n.primary && n.id != from.id)
+        .unwrap();
+    c.move_slot(slot, &to, Duration::ZERO);
+    let mut i = 1;
+    let back = eventually(Duration::from_secs(10), || {
+        i += 1;
+        publish(i)
+    });
+    assert!(back, "the shard channel is served again after the move");
+    for _ in 0..3 {
+        i += 1;
+        assert!(publish(i));
+    }
+    let want: String = std::iter::once(confirm)
+        .chain(delivered.iter().map(|i| {
+            chunk(&format!(
+                "{{\"SSUBSCRIBE\":[\"smessage\",\"news\",\"m{i}\"]}}\n"
+            ))
+        }))
+        .collect();
+    let last = format!("\"m{}\"", delivered.last().unwrap());
+    ss.wait_for(&last);
+    assert_eq!(ss.body(), want);
+    let log = gw.log();
+    assert!(
+        log.contains("cluster: shard channel news moved; subscribing again"),
+        "{log}"
+    );
+}
