@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod pool;
 pub mod probe;
 pub mod resolve;
+pub mod sentinel;
 mod stream;
 pub mod tls;
 mod watch;

@@ -61,6 +61,9 @@ pub struct Pool {
     seen_back: u64,
     /// Cluster mode: the slot map and the nodes' connections.
     cluster: Option<Box<Cluster>>,
+    /// Sentinel mode, after a failover: the master every connection goes to (instead
+    /// of the configured address).
+    default_node: Option<SocketAddr>,
 }
 
 impl Pool {
@@ -79,6 +82,7 @@ impl Pool {
             seen_back: redis_back.load(Ordering::Acquire),
             redis_back,
             cluster: None,
+            default_node: None,
         };
         for _ in 0..size {
             let b = BackKey(pool.slab.insert(Back::new(Kind::Shared, db)));
@@ -99,6 +103,11 @@ impl Pool {
     /// Every connection (for the metrics' gauges).
     pub fn iter(&self) -> impl Iterator<Item = &Back> {
         self.slab.iter().map(|(_, b)| b)
+    }
+
+    /// Every connection's key.
+    pub fn keys(&self) -> impl Iterator<Item = BackKey> + '_ {
+        self.slab.iter().map(|(b, _)| BackKey(b))
     }
 
     /// How many shared connections (a front is given one of them).
@@ -318,6 +327,7 @@ impl Pool {
         node: Option<SocketAddr>,
         db: Option<u32>,
     ) -> Result<BackKey, Unreachable> {
+        let node = node.or(self.default_node);
         let slab = &self.slab;
         if let Some(i) = self
             .idle_blocking
@@ -362,8 +372,19 @@ impl Pool {
             .filter(|&b| self.slab[b.0].accepts_commands())
     }
 
+    /// Sentinel mode: every connection, those to come included, goes to `addr` from
+    /// now on (the caller closes those that are up).
+    pub fn set_default_node(&mut self, addr: SocketAddr) {
+        self.default_node = Some(addr);
+        for (_, back) in self.slab.iter_mut() {
+            back.node = Some(addr);
+        }
+    }
+
     fn create(&mut self, kind: Kind, db: u32) -> BackKey {
-        let b = BackKey(self.slab.insert(Back::new(kind, db)));
+        let mut back = Back::new(kind, db);
+        back.node = self.default_node;
+        let b = BackKey(self.slab.insert(back));
         self.to_connect.push(b);
         b
     }

@@ -576,3 +576,24 @@ impl Worker {
         self.cluster_kick(Instant::now());
     }
 }
+
+impl Worker {
+    /// Sentinel mode: the master moved to `addr`. Every connection goes there from now
+    /// on; those up or connecting are closed (their requests get 503: none is sent to
+    /// the old master, which may be a replica now) and connect again at once.
+    pub(super) fn sentinel_switch(&mut self, addr: SocketAddr) {
+        log!(Level::Notice, "sentinel: switching to the master at {addr}");
+        self.backs.set_default_node(addr);
+        let now = Instant::now();
+        let up: Vec<BackKey> = self
+            .backs
+            .keys()
+            .filter(|&b| !matches!(self.backs[b].state, crate::back::State::Down { .. }))
+            .collect();
+        for b in up {
+            self.back_failed(b, now);
+        }
+        self.backs.redis_is_back();
+        self.connect_pending_backs();
+    }
+}

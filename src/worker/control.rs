@@ -21,6 +21,8 @@ pub enum Control {
     Scrape(Sender<Snapshot>),
     /// Put this configuration in force; the worker's id goes back once it is.
     Reload(Arc<Shared>, Sender<usize>),
+    /// Sentinel mode: Redis's master is now at this address.
+    Master(std::net::SocketAddr),
 }
 
 /// The server's end of a worker's channel: the sender and the worker's waker.
@@ -70,6 +72,7 @@ impl Worker {
                     self.reload(shared);
                     let _ = ack.send(self.id);
                 }
+                Control::Master(addr) => self.sentinel_switch(addr),
             }
         }
     }

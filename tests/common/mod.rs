@@ -6,7 +6,8 @@
 //! a safety net, when the thread that spawned them dies (`PR_SET_PDEATHSIG`).
 //!
 //! By concern: `redis` (temp dirs, free ports, child processes, the Redis server, RESP),
-//! `cluster` (a 3-primary, 3-replica Redis Cluster on loopback, slot moves),
+//! `cluster` (a 3-primary, 3-replica Redis Cluster on loopback, slot moves), `sentinel`
+//! (a master, a replica, three sentinels),
 //! `gateway` (the gateway and runs of the binary), `http` (the HTTP client and the
 //! expected responses), `ws` (the WebSocket client and frames), `expect` (assertions,
 //! table checks, polling, bounded child processes). All of it is re-exported here:
@@ -17,6 +18,7 @@ mod expect;
 mod gateway;
 mod http;
 mod redis;
+mod sentinel;
 mod ws;
 
 pub use cluster::*;
@@ -24,4 +26,5 @@ pub use expect::*;
 pub use gateway::*;
 pub use http::*;
 pub use redis::*;
+pub use sentinel::*;
 pub use ws::*;

@@ -24,6 +24,7 @@ mod process;
 mod pubsub;
 mod resolve;
 mod rules;
+mod sentinel;
 mod tls;
 mod websocket;
 mod wsclient;
