@@ -424,8 +424,14 @@ impl Config {
                 ));
             }
         }
-        crate::cluster::config::check(&mut c, &map, &mut r.warnings)
-            .map_err(|e| invalid(Invalid::Cluster(e)))?;
+        crate::cluster::config::check(
+            c.redis_cluster.as_ref(),
+            c.redis_sentinel.as_ref(),
+            c.database,
+            &map,
+            &mut r.warnings,
+        )
+        .map_err(|e| invalid(Invalid::Cluster(e)))?;
         if acl_rules.is_some() || !acl_default_allow {
             c.acl = Some(Acl::new(acl_rules.unwrap_or_default(), acl_default_allow));
         }

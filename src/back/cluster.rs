@@ -29,6 +29,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// Most nodes a worker knows (a cluster has at most about 1,000).
+pub const MAX_NODES: usize = 4096;
 /// Most redirects and retries one command may go through before its last error goes
 /// to the client as it is.
 pub const MAX_HOPS: u8 = 16;
@@ -101,7 +103,8 @@ pub struct Cluster {
     pub retries: VecDeque<Retry>,
     /// The time the worker's cluster timer is set for, if any.
     pub timer_at: Option<Instant>,
-    /// Counters for the log.
+    /// Counters for the log and the metrics: slot maps used and refused.
+    pub maps: [u64; 2],
     pub moved: u64,
     pub asked: u64,
     pub retried: u64,
@@ -141,6 +144,7 @@ impl Cluster {
             moved: 0,
             asked: 0,
             retried: 0,
+            maps: [0; 2],
             ask_turn: 0,
             split: false,
             scan_order: Vec::new(),
@@ -150,10 +154,14 @@ impl Cluster {
         }
     }
 
-    /// The index of the node at `addr`, known from now on.
-    pub fn node(&mut self, addr: SocketAddr) -> NodeIndex {
+    /// The index of the node at `addr`, known from now on; `None` past [`MAX_NODES`]
+    /// (addresses come from Redis: their number is bounded).
+    pub fn node(&mut self, addr: SocketAddr) -> Option<NodeIndex> {
         if let Some(&i) = self.by_addr.get(&addr) {
-            return i;
+            return Some(i);
+        }
+        if self.nodes.len() >= MAX_NODES {
+            return None;
         }
         let i = self.nodes.len() as NodeIndex;
         self.nodes.push(Node {
@@ -161,7 +169,7 @@ impl Cluster {
             conns: vec![None; self.pool_size],
         });
         self.by_addr.insert(addr, i);
-        i
+        Some(i)
     }
 
     pub fn addr(&self, n: NodeIndex) -> SocketAddr {
@@ -180,17 +188,21 @@ impl Cluster {
     }
 
     /// A `MOVED`: `slot` is served by `to` from now on.
-    pub fn moved(&mut self, slot: u16, to: SocketAddr) -> NodeIndex {
-        let n = self.node(to);
-        self.owner[usize::from(slot)] = n;
+    pub fn moved(&mut self, slot: u16, to: SocketAddr) -> Option<NodeIndex> {
+        let n = self.node(to)?;
+        self.owner[usize::from(slot) % SLOTS] = n;
         self.moved += 1;
-        n
+        Some(n)
     }
 
     /// Installs a checked map; whether it differs from the one in use (a slot owned
-    /// elsewhere, or no map before).
-    pub fn install(&mut self, t: &Topology, now: Instant) -> bool {
-        let idx: Vec<NodeIndex> = t.primaries.iter().map(|&a| self.node(a)).collect();
+    /// elsewhere, or no map before). `None`: too many nodes known, not installed.
+    pub fn install(&mut self, t: &Topology, now: Instant) -> Option<bool> {
+        let idx: Vec<NodeIndex> = t
+            .primaries
+            .iter()
+            .map(|&a| self.node(a))
+            .collect::<Option<_>>()?;
         let mut changed = self.map_at.is_none() || idx != self.primaries;
         for (slot, &o) in t.owner.iter().enumerate() {
             let n = idx[usize::from(o)];
@@ -205,7 +217,7 @@ impl Cluster {
         self.want_refresh = false;
         self.asking_since = None;
         self.next_refresh = now + REFRESH_EVERY;
-        changed
+        Some(changed)
     }
 
     /// Whether a `CLUSTER SLOTS` should go out now.
@@ -632,14 +644,14 @@ mod tests {
         let get = |k: &str| resp(&[b"GET", k.as_bytes()]);
         // No map: the seeds.
         assert_eq!(c.node_for(&get("foo")), None);
-        assert!(c.install(&map(10000), now));
-        assert!(!c.install(&map(10000), now));
+        assert_eq!(c.install(&map(10000), now), Some(true));
+        assert_eq!(c.install(&map(10000), now), Some(false));
         // foo is slot 12182, bar 5061.
         assert_eq!(c.node_for(&get("foo")), Some(1));
         assert_eq!(c.node_for(&get("bar")), Some(0));
         assert_eq!(c.addr(1), sa("127.0.0.1:7001"));
         // A MOVED to a new node.
-        let n = c.moved(12182, sa("127.0.0.1:7002"));
+        let n = c.moved(12182, sa("127.0.0.1:7002")).unwrap();
         assert_eq!((n, c.node_count()), (2, 3));
         assert_eq!(c.node_for(&get("foo")), Some(2));
         assert_eq!(c.node_for(&get("{foo}x")), Some(2));
@@ -654,7 +666,7 @@ mod tests {
             [127, 0, 0, 1].into(),
         )
         .unwrap();
-        assert!(c.install(&t, now));
+        assert_eq!(c.install(&t, now), Some(true));
         assert_eq!(c.node_for(&get("foo")), Some(0));
         assert_eq!(c.primaries(), [0]);
     }
@@ -665,7 +677,7 @@ mod tests {
         let mut pool = Pool::new(1, 0, Arc::new(AtomicU64::new(0)));
         while pool.next_to_connect().is_some() {}
         let mut c = Cluster::new(2, now);
-        let n = c.node(sa("127.0.0.1:7000"));
+        let n = c.node(sa("127.0.0.1:7000")).unwrap();
         let b0 = c.conn(&mut pool, n, 0, now).unwrap();
         let b1 = c.conn(&mut pool, n, 1, now).unwrap();
         assert_ne!(b0, b1);
@@ -691,7 +703,7 @@ mod tests {
         assert!(!c.refresh_due(now + Duration::from_millis(500)));
         // Unanswered for too long: asked again.
         assert!(c.refresh_due(now + REFRESH_STALE));
-        c.install(&map(1), now);
+        c.install(&map(1), now).unwrap();
         assert!(!c.refresh_due(now + Duration::from_secs(1)));
         assert!(c.refresh_due(now + REFRESH_EVERY));
         let q = |s: u64| Queued {

@@ -121,13 +121,15 @@ pub fn parse_sentinel(v: &Value) -> Result<SentinelConfig, ClusterError> {
 /// `redis_sentinel` or with a `database` other than 0 is an error; `redis_host` and
 /// `redis_port` are ignored with either (a warning each).
 pub fn check(
-    c: &mut crate::config::Config,
+    cluster: Option<&ClusterConfig>,
+    sentinel: Option<&SentinelConfig>,
+    database: u32,
     map: &serde_json::Map<String, Value>,
     warnings: &mut Vec<String>,
 ) -> Result<(), ClusterError> {
-    let which = match (&c.redis_cluster, &c.redis_sentinel) {
+    let which = match (cluster, sentinel) {
         (Some(_), Some(_)) => return Err(ClusterError::Both),
-        (Some(_), None) if c.database != 0 => return Err(ClusterError::Database),
+        (Some(_), None) if database != 0 => return Err(ClusterError::Database),
         (Some(_), None) => CLUSTER,
         (None, Some(_)) => SENTINEL,
         (None, None) => return Ok(()),

@@ -307,7 +307,14 @@ impl Worker {
             .get_mut(b)
             .is_some_and(|x| x.note_failure(e.kind()))
         {
-            log!(Level::Error, "Cannot connect to Redis: {e}; retrying");
+            match self.backs.get(b).and_then(|x| x.node) {
+                // A cluster node, or the master a sentinel named.
+                Some(at) => log!(
+                    Level::Error,
+                    "Cannot connect to Redis at {at}: {e}; retrying"
+                ),
+                None => log!(Level::Error, "Cannot connect to Redis: {e}; retrying"),
+            }
         }
         self.back_failed(b, now);
     }

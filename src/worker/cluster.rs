@@ -116,11 +116,22 @@ impl Worker {
         };
         let target = match r {
             Redirect::Moved { slot, to } => {
-                let n = c.moved(slot, to);
                 c.want_refresh = true;
-                Some((n, false))
+                match c.moved(slot, to) {
+                    Some(n) => Some((n, false)),
+                    None => {
+                        self.backs.put_cluster(c);
+                        return self.cluster_fail(q);
+                    }
+                }
             }
-            Redirect::Ask { to, .. } => Some((c.node(to), true)),
+            Redirect::Ask { to, .. } => match c.node(to) {
+                Some(n) => Some((n, true)),
+                None => {
+                    self.backs.put_cluster(c);
+                    return self.cluster_fail(q);
+                }
+            },
             Redirect::Retry => {
                 // The cluster may be failing over: look at the map again.
                 c.want_refresh = true;
@@ -393,7 +404,15 @@ impl Worker {
         let mut resubscribe = false;
         match parsed {
             Ok(t) => {
-                let changed = c.install(&t, now);
+                let Some(changed) = c.install(&t, now) else {
+                    log!(
+                        Level::Warning,
+                        "cluster: slot map from {asked} not used: more than {} nodes known",
+                        crate::back::cluster::MAX_NODES
+                    );
+                    return;
+                };
+                c.maps[0] += 1;
                 resubscribe = true;
                 let level = if changed { Level::Notice } else { Level::Debug };
                 log!(
@@ -411,6 +430,7 @@ impl Worker {
                     Level::Warning,
                     "cluster: slot map from {asked} not used ({e}); keeping the previous one, asking again in 1 s"
                 );
+                c.maps[1] += 1;
                 c.want_refresh = false;
                 c.next_refresh = now + MAP_RETRY;
             }
