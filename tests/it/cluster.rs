@@ -711,3 +711,62 @@ fn pubsub_and_shard_channels_across_a_slot_move() {
         "{log}"
     );
 }
+
+/// WebSocket commands, an ACL with key patterns, and rewrite rules, on a cluster: the
+/// same answers as on one Redis, each key on its slot's owner.
+#[test]
+fn websocket_acl_and_rules_on_a_cluster() {
+    let c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        r#""websockets":true,
+           "acl":[{"disabled":["GET","SET"],"keys":["secret:*"]},
+                  {"disabled":["FLUSHALL"]}],
+           "rules":[{"match":"^profile/([^/]+)$","command":"SET public:user:$1 \"$1\""},
+                    {"match":"^whois/([^/]+)$","command":"GET public:user:$1"}]"#,
+    );
+    // Rules, routed by their command's key.
+    get_ok(&gw, "/profile/ada", r#"{"SET":[true,"OK"]}"#);
+    get_ok(&gw, "/whois/ada", r#"{"GET":"ada"}"#);
+    let owner = c.owner(c.slot("public:user:ada"));
+    assert_eq!(
+        c.node(owner.port).cmd(&["GET", "public:user:ada"]),
+        b"$3\r\nada\r\n"
+    );
+    // The ACL's key patterns (the command table read from a seed node).
+    assert!(
+        eventually(TIMEOUT, || gw.get("/SET/secret:x/1").status() == 403),
+        "key patterns apply once the command table is read"
+    );
+    get_ok(&gw, "/SET/public:a/1", r#"{"SET":[true,"OK"]}"#);
+    assert_bytes(&gw.get("/FLUSHALL"), &forbidden());
+    // WebSocket commands, replies in order across nodes.
+    let mut ws = WsClient::connect(gw.port, "/.json");
+    let keys: Vec<String> = (0..12).map(|i| format!("public:ws:{i}")).collect();
+    for k in &keys {
+        ws.send_text(&format!(r#"["SET","{k}","{k}"]"#));
+    }
+    for k in &keys {
+        ws.send_text(&format!(r#"["GET","{k}"]"#));
+    }
+    for _ in &keys {
+        assert_eq!(
+            String::from_utf8_lossy(&ws.read_frame().payload),
+            r#"{"SET":[true,"OK"]}"#
+        );
+    }
+    for k in &keys {
+        assert_eq!(
+            String::from_utf8_lossy(&ws.read_frame().payload),
+            format!(r#"{{"GET":"{k}"}}"#)
+        );
+    }
+    for k in &keys {
+        let owner = c.owner(c.slot(k));
+        let got = c.node(owner.port).cmd(&["GET", k]);
+        assert_eq!(
+            show(&got),
+            show(format!("${}\r\n{k}\r\n", k.len()).as_bytes())
+        );
+    }
+}
