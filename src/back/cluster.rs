@@ -730,3 +730,13 @@ mod tests {
         assert_eq!(c.next_wake(), now + Duration::from_millis(10));
     }
 }
+
+#[cfg(test)]
+mod size {
+    /// A FIFO entry stays one cache line with the cluster's fields (hops, part) and
+    /// waiters (`Ask`).
+    #[test]
+    fn queued_is_64_bytes() {
+        assert_eq!(std::mem::size_of::<super::Queued>(), 64);
+    }
+}
