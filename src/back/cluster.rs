@@ -34,7 +34,8 @@ pub const MAX_NODES: usize = 4096;
 /// Most redirects and retries one command may go through before its last error goes
 /// to the client as it is.
 pub const MAX_HOPS: u8 = 16;
-/// How often the map is asked for again when nothing else asks for it.
+/// How often the map is asked for again when nothing else asks for it, by default
+/// (`redis_cluster.refresh_sec`).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
 /// The least time between two `CLUSTER SLOTS` (redirects in bursts ask for one each).
 pub const REFRESH_GAP: Duration = Duration::from_millis(100);
@@ -97,8 +98,9 @@ pub struct Cluster {
     pub asked_at: Option<Instant>,
     /// A refresh is wanted (a `MOVED`, a node lost, a failed parse).
     pub want_refresh: bool,
-    /// The next periodic refresh.
+    /// The next periodic refresh, and the period.
     pub next_refresh: Instant,
+    pub refresh_every: Duration,
     /// Commands to send again later, soonest first.
     pub retries: VecDeque<Retry>,
     /// The time the worker's cluster timer is set for, if any.
@@ -139,6 +141,7 @@ impl Cluster {
             asked_at: None,
             want_refresh: true,
             next_refresh: now + REFRESH_EVERY,
+            refresh_every: REFRESH_EVERY,
             retries: VecDeque::new(),
             timer_at: None,
             moved: 0,
@@ -216,34 +219,40 @@ impl Cluster {
         self.map_at = Some(now);
         self.want_refresh = false;
         self.asking_since = None;
-        self.next_refresh = now + REFRESH_EVERY;
+        self.next_refresh = now + self.refresh_every;
         Some(changed)
+    }
+
+    /// When the next `CLUSTER SLOTS` may go out (`None`: now): at once when one is
+    /// wanted, else at the periodic time; never while one is in flight (until it is
+    /// stale), nor within [`REFRESH_GAP`] of the last.
+    fn refresh_at(&self) -> Option<Instant> {
+        let base = (!self.want_refresh).then_some(self.next_refresh);
+        let gap = self.asked_at.map(|t| t + REFRESH_GAP);
+        let stale = self.asking_since.map(|t| t + REFRESH_STALE);
+        [base, gap, stale].into_iter().flatten().max()
     }
 
     /// Whether a `CLUSTER SLOTS` should go out now.
     pub fn refresh_due(&self, now: Instant) -> bool {
-        let in_flight = self
-            .asking_since
-            .is_some_and(|t| now.duration_since(t) < REFRESH_STALE);
-        let gap_ok = self
-            .asked_at
-            .is_none_or(|t| now.duration_since(t) >= REFRESH_GAP);
-        !in_flight && gap_ok && (self.want_refresh || now >= self.next_refresh)
+        self.refresh_at().is_none_or(|t| now >= t)
     }
 
-    /// When the worker's cluster timer should fire next: the first retry, a wanted
-    /// refresh held back by the gap, or the periodic refresh.
-    pub fn next_wake(&self) -> Instant {
-        let mut at = self.next_refresh;
+    /// A `CLUSTER SLOTS` went out now.
+    pub fn asked(&mut self, now: Instant) {
+        self.asked_at = Some(now);
+        self.asking_since = Some(now);
+        self.next_refresh = now + self.refresh_every;
+    }
+
+    /// When the worker's cluster timer should fire next: the first retry or the next
+    /// refresh, whichever is sooner; never before `now`.
+    pub fn next_wake(&self, now: Instant) -> Instant {
+        let mut at = self.refresh_at().unwrap_or(now);
         if let Some(r) = self.retries.front() {
             at = at.min(r.at);
         }
-        if self.want_refresh {
-            let gap = self.asked_at.map_or(Instant::now(), |t| t + REFRESH_GAP);
-            let stale = self.asking_since.map(|t| t + REFRESH_STALE);
-            at = at.min(stale.map_or(gap, |s| s.max(gap)));
-        }
-        at
+        at.max(now)
     }
 
     /// Queues a retry, keeping the queue sorted by time.
@@ -696,16 +705,32 @@ mod tests {
     #[test]
     fn retries_sorted_and_refresh_pacing() {
         let now = Instant::now();
+        let ms = Duration::from_millis;
         let mut c = Cluster::new(1, now);
         assert!(c.refresh_due(now));
-        c.asked_at = Some(now);
-        c.asking_since = Some(now);
-        assert!(!c.refresh_due(now + Duration::from_millis(500)));
+        c.asked(now);
+        assert!(!c.refresh_due(now + ms(500)));
+        assert_eq!(c.next_wake(now + ms(500)), now + REFRESH_STALE);
         // Unanswered for too long: asked again.
         assert!(c.refresh_due(now + REFRESH_STALE));
         c.install(&map(1), now).unwrap();
         assert!(!c.refresh_due(now + Duration::from_secs(1)));
         assert!(c.refresh_due(now + REFRESH_EVERY));
+        assert_eq!(c.next_wake(now), now + REFRESH_EVERY);
+        // The periodic ask is in flight: nothing is due until it is answered or stale
+        // (a timer due at once would spin).
+        let t = now + REFRESH_EVERY;
+        c.asked(t);
+        assert!(!c.refresh_due(t));
+        assert_eq!(c.next_wake(t), t + REFRESH_EVERY);
+        // Wanted (a MOVED) while one is in flight: still after it.
+        c.want_refresh = true;
+        assert_eq!(c.next_wake(t + ms(1)), t + REFRESH_STALE);
+        // Answered: at once, but not within the gap of the last ask.
+        c.asking_since = None;
+        assert_eq!(c.next_wake(t + ms(1)), t + REFRESH_GAP);
+        assert!(c.refresh_due(t + REFRESH_GAP));
+        let now = t + REFRESH_GAP;
         let q = |s: u64| Queued {
             waiter: Waiter::front(crate::key::FrontKey(0), 0, s),
             due: None,
@@ -727,7 +752,10 @@ mod tests {
             })
             .collect();
         assert_eq!(order, [2, 4, 3, 1]);
-        assert_eq!(c.next_wake(), now + Duration::from_millis(10));
+        assert_eq!(c.next_wake(now), now);
+        c.want_refresh = false;
+        c.next_refresh = now + REFRESH_EVERY;
+        assert_eq!(c.next_wake(now), now + ms(10));
     }
 }
 

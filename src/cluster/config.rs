@@ -11,6 +11,8 @@ pub struct ClusterConfig {
     pub nodes: Vec<(String, u16)>,
     pub read_from_replicas: bool,
     pub split_multi_key: bool,
+    /// How often the slot map is read again when nothing else asks for it (seconds).
+    pub refresh_sec: u64,
 }
 
 /// `"redis_sentinel": {"master": "mymaster", "nodes": [...], "auth": "..."}`
@@ -33,6 +35,8 @@ pub enum ClusterError {
     Node { block: &'static str, node: String },
     #[error("'{block}.{key}' must be true or false")]
     NotABool { block: &'static str, key: String },
+    #[error("'redis_cluster.refresh_sec' must be a number of seconds from 1 to 3600")]
+    RefreshSec,
     #[error("'{0}.master' must be a non-empty string")]
     Master(&'static str),
     #[error("'{0}.auth' must be a string")]
@@ -57,6 +61,7 @@ pub fn parse_cluster(v: &Value) -> Result<ClusterConfig, ClusterError> {
         nodes: Vec::new(),
         read_from_replicas: false,
         split_multi_key: false,
+        refresh_sec: 30,
     };
     let mut seen_nodes = false;
     for (k, v) in map {
@@ -67,6 +72,12 @@ pub fn parse_cluster(v: &Value) -> Result<ClusterConfig, ClusterError> {
             }
             "read_from_replicas" => c.read_from_replicas = boolean(CLUSTER, k, v)?,
             "split_multi_key" => c.split_multi_key = boolean(CLUSTER, k, v)?,
+            "refresh_sec" => {
+                c.refresh_sec = v
+                    .as_u64()
+                    .filter(|n| (1..=3600).contains(n))
+                    .ok_or(ClusterError::RefreshSec)?
+            }
             _ => {
                 return Err(ClusterError::UnknownKey {
                     block: CLUSTER,
@@ -195,6 +206,7 @@ mod tests {
             ]
         );
         assert!(c.split_multi_key && !c.read_from_replicas);
+        assert_eq!(c.refresh_sec, 30);
         let bad: &[(Value, &str)] = &[
             (json!([]), "'redis_cluster' must be an object"),
             (json!({}), "'redis_cluster.nodes' must be a non-empty list of \"host:port\" strings"),
@@ -205,6 +217,8 @@ mod tests {
             (json!({"nodes": [":6379"]}), "'redis_cluster.nodes': ':6379' is not \"host:port\" with a port from 1 to 65535"),
             (json!({"nodes": ["a:1"], "split_multi_key": "yes"}), "'redis_cluster.split_multi_key' must be true or false"),
             (json!({"nodes": ["a:1"], "node": ["b:2"]}), "unknown key 'node' in 'redis_cluster'"),
+            (json!({"nodes": ["a:1"], "refresh_sec": 0}), "'redis_cluster.refresh_sec' must be a number of seconds from 1 to 3600"),
+            (json!({"nodes": ["a:1"], "refresh_sec": "5"}), "'redis_cluster.refresh_sec' must be a number of seconds from 1 to 3600"),
             (json!({"nodes": ["a:1"], "read_from_replicas": true}), "'redis_cluster.read_from_replicas' is not supported yet: reads go to primaries; set it to false"),
         ];
         for (v, msg) in bad {

@@ -1,6 +1,6 @@
 //! Cluster mode in the loop: asking a node for the slot map (`CLUSTER SLOTS`, at
-//! start, after a `MOVED`, when a node's connection fails, and every 30 s; one at a
-//! time, at most one per 100 ms), following redirects, and retrying commands later.
+//! start, after a `MOVED`, when a node's connection fails, and every
+//! `redis_cluster.refresh_sec`, 30 s by default; one at a time, at most one per 100 ms), following redirects, and retrying commands later.
 //!
 //! A reply to a command that kept its bytes (every command in cluster mode) is checked
 //! before it is delivered: `MOVED` updates the slot, sends the command to the new owner
@@ -46,6 +46,8 @@ impl Worker {
         let now = Instant::now();
         let mut c = Cluster::new(self.shared.config.pool_size, now);
         c.split = cfg.split_multi_key;
+        c.refresh_every = Duration::from_secs(cfg.refresh_sec);
+        c.next_refresh = now + c.refresh_every;
         for (host, port) in &cfg.nodes {
             match (host.as_str(), *port).to_socket_addrs() {
                 Ok(addrs) => {
@@ -360,8 +362,7 @@ impl Worker {
                 if let Some(at) = arm {
                     self.timers.at(at, Timer::Watch(b));
                 }
-                c.asked_at = Some(now);
-                c.asking_since = Some(now);
+                c.asked(now);
             }
         }
         self.backs.put_cluster(c);
@@ -374,7 +375,9 @@ impl Worker {
         let Some(c) = self.backs.cluster() else {
             return;
         };
-        let at = c.next_wake().max(now);
+        // Whatever was due at `now` was just done: never set for `now` itself (the
+        // timer loop would run it again in the same turn).
+        let at = c.next_wake(now).max(now + Duration::from_millis(1));
         if c.timer_at.is_none_or(|t| at < t) {
             c.timer_at = Some(at);
             self.timers.at(at, Timer::Cluster);

@@ -770,3 +770,46 @@ fn websocket_acl_and_rules_on_a_cluster() {
         );
     }
 }
+
+/// CPU seconds (user + system) of process `pid`.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// The periodic map refresh (1 s here) goes out, is answered, and the gateway stays
+/// idle between two (a refresh in flight once made the timer spin at 100 % CPU).
+#[test]
+fn periodic_refresh_keeps_the_gateway_idle() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, r#""redis_cluster":{"nodes":[SEEDS],"refresh_sec":1}"#);
+    get_ok(&gw, "/SET/idle/1", r#"{"SET":[true,"OK"]}"#);
+    let before = cpu_seconds(gw.pid());
+    let t = Instant::now();
+    for _ in 0..7 {
+        std::thread::sleep(Duration::from_millis(500));
+        get_ok(&gw, "/GET/idle", r#"{"GET":"1"}"#);
+    }
+    let cpu = cpu_seconds(gw.pid()) - before;
+    let wall = t.elapsed().as_secs_f64();
+    eprintln!("periodic refresh: {cpu:.2} s of CPU in {wall:.1} s");
+    assert!(cpu < 0.5, "{cpu} s of CPU in {wall} s");
+    // The refreshes happened (each worker asks every second).
+    let refreshes = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let info = String::from_utf8_lossy(&n.cmd(&["INFO", "commandstats"])).into_owned();
+            info.lines()
+                .find(|l| l.starts_with("cmdstat_cluster|slots:"))
+                .and_then(|l| l.split("calls=").nth(1))
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum::<u64>();
+    assert!(refreshes >= 4, "{refreshes} CLUSTER SLOTS");
+}
