@@ -265,7 +265,12 @@ impl Cluster {
     /// The node a command line (RESP, as written) goes to: its first key's slot owner,
     /// or a primary in turn; `None`: no map yet (the seeds).
     pub fn node_for(&mut self, cmd: &[u8]) -> Option<NodeIndex> {
-        match route::locate(cmd, crate::cluster::commands()) {
+        self.node_at(route::locate(cmd, crate::cluster::commands()))
+    }
+
+    /// The node for a [`Where`].
+    fn node_at(&mut self, at: Where) -> Option<NodeIndex> {
+        match at {
             Where::Slot(s) => match self.owner[usize::from(s)] {
                 NONE => None,
                 n => Some(n),
@@ -334,7 +339,7 @@ impl Cluster {
         pool: &mut Pool,
         n: NodeIndex,
         prefer: usize,
-        now: Instant,
+        now: Option<Instant>,
     ) -> Result<BackKey, Unreachable> {
         let node = &mut self.nodes[usize::from(n)];
         let size = node.conns.len();
@@ -356,7 +361,8 @@ impl Cluster {
         if let Some(x) = up {
             return Ok(x);
         }
-        if pool[b].may_retry_now(now) {
+        // The clock is read only here, off the common path.
+        if pool[b].may_retry_now(now.unwrap_or_else(Instant::now)) {
             pool.list_to_connect(b);
             return Ok(b);
         }
@@ -376,11 +382,18 @@ impl Cluster {
         let mut cmd = std::mem::take(&mut self.scratch);
         cmd.clear();
         write(&mut cmd);
-        let fan = route::argv(&cmd).and_then(|argv| route::fan_out(&argv, self.split));
+        // The command line is read once: does it fan out, else where does it go.
+        let (fan, at) = match route::argv(&cmd) {
+            Some(argv) => match route::fan_out(&argv, self.split) {
+                Some(fan) => (Some(fan), Where::Any),
+                None => (None, route::locate_argv(&argv, crate::cluster::commands())),
+            },
+            None => (None, Where::Any),
+        };
         let sent = match fan {
             Some(fan) => self.send_parts(pool, prefer, waiter, due, &cmd, fan),
             None => {
-                let node = self.node_for(&cmd);
+                let node = self.node_at(at);
                 self.queue(pool, node, route, prefer, waiter, due, &cmd)
             }
         };
@@ -483,7 +496,7 @@ impl Cluster {
         let now = Instant::now();
         let conns: Vec<BackKey> = parts
             .iter()
-            .map(|&(n, _)| self.conn(pool, n, prefer, now))
+            .map(|&(n, _)| self.conn(pool, n, prefer, Some(now)))
             .collect::<Result<_, _>>()?;
         let mut first = None;
         for (i, ((_, line), b)) in parts.iter().zip(&conns).enumerate() {
@@ -555,7 +568,7 @@ impl Cluster {
     ) -> Result<(BackKey, Option<Instant>), Unreachable> {
         let b = match (node, route) {
             (Some(n), Route::Blocking) => pool.blocking_for(Some(self.addr(n)), None)?,
-            (Some(n), _) => self.conn(pool, n, prefer, Instant::now())?,
+            (Some(n), _) => self.conn(pool, n, prefer, None)?,
             (None, _) => pool.pick(route, None, prefer)?,
         };
         if let Waiter::Front { cmd: kept, .. } = &mut waiter {
@@ -577,7 +590,7 @@ impl Cluster {
         due: Option<Instant>,
         cmd: &[u8],
     ) -> Result<(BackKey, Option<Instant>), Unreachable> {
-        let b = self.conn(pool, to, prefer, Instant::now())?;
+        let b = self.conn(pool, to, prefer, None)?;
         self.asked += 1;
         pool.send_on(b, Waiter::Cluster(Ask::Asking), due, false, |w| {
             crate::proto::resp::write_argv(w, [b"ASKING"])
@@ -608,7 +621,7 @@ impl Cluster {
         let now = Instant::now();
         for i in 0..n {
             let idx = (self.ask_turn + i) % n;
-            if let Ok(b) = self.conn(pool, idx as NodeIndex, 0, now) {
+            if let Ok(b) = self.conn(pool, idx as NodeIndex, 0, Some(now)) {
                 self.ask_turn = idx + 1;
                 return Some((b, self.nodes[idx].addr));
             }
@@ -687,8 +700,8 @@ mod tests {
         while pool.next_to_connect().is_some() {}
         let mut c = Cluster::new(2, now);
         let n = c.node(sa("127.0.0.1:7000")).unwrap();
-        let b0 = c.conn(&mut pool, n, 0, now).unwrap();
-        let b1 = c.conn(&mut pool, n, 1, now).unwrap();
+        let b0 = c.conn(&mut pool, n, 0, Some(now)).unwrap();
+        let b1 = c.conn(&mut pool, n, 1, Some(now)).unwrap();
         assert_ne!(b0, b1);
         assert_eq!(pool[b0].node, Some(sa("127.0.0.1:7000")));
         assert_eq!(pool.next_to_connect(), Some(b1));
@@ -696,10 +709,10 @@ mod tests {
         // Down and just tried: prefer 2 is b0's place; b1 is down too.
         pool[b0].attempted = Some(now);
         pool[b1].attempted = Some(now);
-        assert_eq!(c.conn(&mut pool, n, 2, now), Err(Unreachable::Down));
+        assert_eq!(c.conn(&mut pool, n, 2, Some(now)), Err(Unreachable::Down));
         // Later, it may be retried by the request.
         let later = now + Duration::from_millis(150);
-        assert_eq!(c.conn(&mut pool, n, 2, later), Ok(b0));
+        assert_eq!(c.conn(&mut pool, n, 2, Some(later)), Ok(b0));
     }
 
     #[test]

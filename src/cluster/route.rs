@@ -39,10 +39,18 @@ pub fn argv(cmd: &[u8]) -> Option<SmallVec<[&[u8]; 8]>> {
 
 /// Where the command line `cmd` goes, with `table` when known.
 pub fn locate(cmd: &[u8], table: Option<&CommandTable>) -> Where {
-    let Some(argv) = argv(cmd).filter(|a| !a.is_empty()) else {
+    match argv(cmd) {
+        Some(argv) => locate_argv(&argv, table),
+        None => Where::Any,
+    }
+}
+
+/// [`locate`] for a command line already split into its arguments.
+pub fn locate_argv(argv: &[&[u8]], table: Option<&CommandTable>) -> Where {
+    if argv.is_empty() {
         return Where::Any;
-    };
-    let keys = table.and_then(|t| t.keys(&argv));
+    }
+    let keys = table.and_then(|t| t.keys(argv));
     match keys {
         Some(pos) => match pos.first().and_then(|&i| argv.get(i)) {
             Some(key) => Where::Slot(key_slot(key)),
