@@ -24,7 +24,7 @@ DEB_ARCH   := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 DEB        := target/debian/webdis-rs_$(VERSION)-1_$(DEB_ARCH).deb
 CARGO_DEB_VERSION := 3.8.0
 
-.PHONY: all build release run test deps deps-apt deps-test deps-load loadtest fanout bench clean deb test-deb fuzz
+.PHONY: all build release run test deps deps-apt deps-test deps-load loadtest loadtest-cluster fanout bench clean deb test-deb fuzz
 
 all: build
 
@@ -134,6 +134,10 @@ test-deb: deps deb
 
 loadtest: deps-load
 	loadtest/run
+
+# webdis-rs in front of one Redis and of a 3-primary Redis Cluster (get, pipe16).
+loadtest-cluster: deps-load
+	loadtest/run --cluster
 
 # Pub/sub fan-out: 1,000 chunked-HTTP subscribers on one channel, webdis-rs and C webdis.
 fanout: deps-load

@@ -44,6 +44,10 @@ pub enum Affinity {
 pub struct Config {
     pub redis_host: String,
     pub redis_port: u16,
+    /// `redis_cluster`: seed nodes; replaces `redis_host`/`redis_port`.
+    pub redis_cluster: Option<crate::cluster::config::ClusterConfig>,
+    /// `redis_sentinel`: the sentinels and the master's name.
+    pub redis_sentinel: Option<crate::cluster::config::SentinelConfig>,
     pub redis_auth: Option<RedisAuth>,
     pub http_host: String,
     pub http_port: u16,
@@ -121,6 +125,8 @@ impl Default for Config {
         Config {
             redis_host: "127.0.0.1".into(),
             redis_port: 6379,
+            redis_cluster: None,
+            redis_sentinel: None,
             redis_auth: None,
             http_host: "0.0.0.0".into(),
             http_port: 7379,
@@ -198,6 +204,8 @@ pub enum Invalid {
     RulesDialect(DialectError),
     #[error("'upstash': {0}")]
     Upstash(String),
+    #[error("{0}")]
+    Cluster(crate::cluster::config::ClusterError),
 }
 
 /// What is wrong with the `acl` array.
@@ -279,6 +287,8 @@ impl Config {
         fixed!(
             redis_host => "redis_host",
             redis_port => "redis_port",
+            redis_cluster => "redis_cluster",
+            redis_sentinel => "redis_sentinel",
             redis_auth => "redis_auth",
             redis_protocol => "redis_protocol",
             ssl => "ssl",
@@ -430,6 +440,20 @@ impl Config {
                     }
                     _ => return Err(invalid(Invalid::RulesOnly)),
                 },
+                "redis_cluster" => match crate::cluster::config::parse_cluster(v) {
+                    Ok(cc) => {
+                        c.redis_cluster = Some(cc);
+                        Some(())
+                    }
+                    Err(e) => return Err(invalid(Invalid::Cluster(e))),
+                },
+                "redis_sentinel" => match crate::cluster::config::parse_sentinel(v) {
+                    Ok(sc) => {
+                        c.redis_sentinel = Some(sc);
+                        Some(())
+                    }
+                    Err(e) => return Err(invalid(Invalid::Cluster(e))),
+                },
                 "rules_dialect" => match Dialect::from_json(v) {
                     Ok(d) => {
                         rules_dialect = d;
@@ -454,6 +478,14 @@ impl Config {
             ));
             c.http_client_buffer_soft = c.http_client_buffer;
         }
+        crate::cluster::config::check(
+            c.redis_cluster.as_ref(),
+            c.redis_sentinel.as_ref(),
+            c.database,
+            &map,
+            &mut r.warnings,
+        )
+        .map_err(|e| invalid(Invalid::Cluster(e)))?;
         if acl_rules.is_some() || !acl_default_allow {
             c.acl = Some(Acl::new(acl_rules.unwrap_or_default(), acl_default_allow));
         }

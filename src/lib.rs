@@ -13,10 +13,12 @@
 //! * `render`: a RESP frame into a body: JSON, MessagePack, the custom type, XML.
 //! * `reply`: a reply's metadata and whole responses; `pubsub`: topics, subscribers and
 //!   message framing; `metrics`: the counters and their Prometheus text.
+//! * `cluster`: Redis Cluster without I/O: hash slots, the slot map, where a command
+//!   goes, merged replies, redirects, the `redis_cluster`/`redis_sentinel` config.
 //! * `api`: the client surfaces, free of I/O: webdis's URL grammar (`command`), rewrite
 //!   rules, the ACL, and `plan`, which turns a request into what to do.
 //! * `front`: a client connection's state; `back`: a Redis connection, its socket and
-//!   TLS, and the pool of a worker's connections.
+//!   TLS, the pool of a worker's connections (in cluster mode, per node), and Sentinel.
 //! * `worker`: the event loop that carries plans out; `server`: binding, threads and
 //!   reloads; `admin`: the metrics listener (`/metrics`, `/health/*`).
 //! * Off the request path: `config`, `log`, `access` (the access log), `process`
@@ -40,6 +42,7 @@ pub(crate) mod api;
 pub(crate) mod back;
 pub(crate) mod buf;
 pub(crate) mod clock;
+pub mod cluster;
 pub(crate) mod front;
 pub(crate) mod key;
 pub(crate) mod metrics;

@@ -133,7 +133,15 @@ pub struct Counters {
     /// Pub/sub messages from Redis, and their copies queued for subscribers.
     pub messages: u64,
     pub deliveries: u64,
+    /// Cluster mode: `MOVED` and `ASK` followed, commands retried (`TRYAGAIN`,
+    /// `CLUSTERDOWN`, `LOADING`, a node out of reach), by `REDIRECTS`.
+    pub cluster_redirects: [u64; 3],
+    /// Cluster mode: slot maps read and used, and refused (incomplete, unreadable).
+    pub cluster_maps: [u64; 2],
 }
+
+/// The labels of `Counters::cluster_redirects`.
+pub const REDIRECTS: [&str; 3] = ["moved", "ask", "retry"];
 
 impl Counters {
     /// Counts the responses `stage` recorded since the last call; `now_us` is the
@@ -188,6 +196,8 @@ impl Counters {
             back_failures,
             messages,
             deliveries,
+            cluster_redirects,
+            cluster_maps,
         } = self;
         *bytes_in += o.bytes_in;
         *bytes_out += o.bytes_out;
@@ -209,6 +219,8 @@ impl Counters {
         add_all(back_failures, &o.back_failures);
         *messages += o.messages;
         *deliveries += o.deliveries;
+        add_all(cluster_redirects, &o.cluster_redirects);
+        add_all(cluster_maps, &o.cluster_maps);
     }
 }
 
@@ -232,6 +244,10 @@ pub struct Gauges {
     pub topics: [u64; 3],
     /// Redis connections by kind (`BACK_KINDS`) and state (`BACK_STATES`).
     pub backs: [[u64; 3]; 4],
+    /// Cluster mode: the oldest slot map in use, in milliseconds since it was read
+    /// (the largest over the workers; 0 without one), and the nodes known (largest).
+    pub cluster_map_age_ms: u64,
+    pub cluster_nodes: u64,
 }
 
 impl Gauges {
@@ -241,6 +257,8 @@ impl Gauges {
     }
 
     fn add(&mut self, o: &Gauges) {
+        self.cluster_map_age_ms = self.cluster_map_age_ms.max(o.cluster_map_age_ms);
+        self.cluster_nodes = self.cluster_nodes.max(o.cluster_nodes);
         self.clients += o.clients;
         self.websockets += o.websockets;
         self.subscribers += o.subscribers;
@@ -457,6 +475,54 @@ pub fn render(out: &mut String, s: &Snapshot, p: &Process) {
         "webdis_acl_denials_total",
         "Commands denied by the ACL.",
         c.acl_denied,
+    );
+    family(
+        out,
+        "webdis_cluster_redirects_total",
+        "counter",
+        "Cluster mode: MOVED and ASK followed, commands retried later.",
+    );
+    for (i, kind) in REDIRECTS.iter().enumerate() {
+        let labels = [("kind", *kind)];
+        sample(
+            out,
+            "webdis_cluster_redirects_total",
+            &labels,
+            c.cluster_redirects[i],
+        );
+    }
+    family(
+        out,
+        "webdis_cluster_slot_maps_total",
+        "counter",
+        "Cluster mode: CLUSTER SLOTS replies used, and refused (the previous map kept).",
+    );
+    for (i, result) in ["used", "refused"].iter().enumerate() {
+        let labels = [("result", *result)];
+        sample(
+            out,
+            "webdis_cluster_slot_maps_total",
+            &labels,
+            c.cluster_maps[i],
+        );
+    }
+    family(
+        out,
+        "webdis_cluster_slot_map_age_seconds",
+        "gauge",
+        "Cluster mode: the age of the oldest slot map a worker routes by (0 without one).",
+    );
+    sample_f(
+        out,
+        "webdis_cluster_slot_map_age_seconds",
+        &[],
+        g.cluster_map_age_ms as f64 / 1000.0,
+    );
+    gauge(
+        out,
+        "webdis_cluster_nodes",
+        "Cluster mode: the nodes a worker knows (seeds, map, redirects).",
+        g.cluster_nodes,
     );
     family(
         out,

@@ -358,6 +358,64 @@ impl Registry {
         self.topics[kind.index()].get(name).is_some_and(|e| e.ready)
     }
 
+    /// [`Registry::reset`] for the topics `lost` names only (cluster mode: one of
+    /// several subscriber connections was lost).
+    pub fn reset_if(&mut self, lost: impl Fn(TopicKind, &[u8]) -> bool) {
+        for kind in TopicKind::ALL {
+            let map = &mut self.topics[kind.index()];
+            map.retain(|name, e| !e.subs.is_empty() || !lost(kind, name));
+            for (name, e) in map.iter_mut() {
+                if lost(kind, name) {
+                    e.ready = false;
+                    e.inflight = 0;
+                }
+            }
+        }
+    }
+
+    /// Redis dropped a subscription we did not ask to drop (a shard channel whose slot
+    /// moved): it is not ready until subscribed again. `false` if nobody is on it.
+    pub fn dropped(&mut self, kind: TopicKind, name: &[u8]) -> bool {
+        match self.topics[kind.index()].get_mut(name) {
+            Some(e) if !e.subs.is_empty() => {
+                e.ready = false;
+                e.inflight = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Topics of `kind` with subscribers, neither confirmed nor being subscribed.
+    pub fn unsubscribed(&self, kind: TopicKind) -> Vec<Box<[u8]>> {
+        self.topics[kind.index()]
+            .iter()
+            .filter(|(_, e)| !e.ready && e.inflight == 0 && !e.subs.is_empty())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Topics of `kind` with subscribers that are not confirmed.
+    pub fn unconfirmed(&self, kind: TopicKind) -> Vec<Box<[u8]>> {
+        self.topics[kind.index()]
+            .iter()
+            .filter(|(_, e)| !e.ready && !e.subs.is_empty())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Every topic of `kind`.
+    pub fn topics_of(&self, kind: TopicKind) -> Vec<Box<[u8]>> {
+        self.topics[kind.index()].keys().cloned().collect()
+    }
+
+    /// A `SUBSCRIBE` (of any kind) for this topic was sent.
+    pub fn sent(&mut self, kind: TopicKind, name: &[u8]) {
+        if let Some(e) = self.topics[kind.index()].get_mut(name) {
+            e.inflight += 1;
+        }
+    }
+
     /// The subscriber connection was lost: nothing is subscribed any more.
     pub fn reset(&mut self) {
         for map in &mut self.topics {
@@ -371,10 +429,17 @@ impl Registry {
 
     /// After a reconnect: appends `SUBSCRIBE` for every topic that still has subscribers
     /// and none in flight.
+    #[cfg(test)]
     pub fn resubscribe(&mut self, out: &mut Vec<u8>) {
+        self.resubscribe_if(out, |_, _| true);
+    }
+
+    /// [`Registry::resubscribe`] for the topics `keep` names (cluster mode: each
+    /// connection subscribes its own).
+    pub fn resubscribe_if(&mut self, out: &mut Vec<u8>, keep: impl Fn(TopicKind, &[u8]) -> bool) {
         for kind in TopicKind::ALL {
             for (name, e) in &mut self.topics[kind.index()] {
-                if e.inflight == 0 && !e.ready {
+                if e.inflight == 0 && !e.ready && keep(kind, name) {
                     e.inflight = 1;
                     write_command(out, kind.commands().0, name);
                 }
@@ -435,6 +500,23 @@ pub enum Push<'a> {
     Subscribed { kind: TopicKind, topic: &'a [u8] },
     /// Anything else (unsubscribe confirmations, pongs): nothing to do.
     Other,
+}
+
+/// An `unsubscribe`, `punsubscribe` or `sunsubscribe` frame: its kind and topic.
+pub fn classify_unsubscribe(frame: &[u8]) -> Option<(TopicKind, &[u8])> {
+    let mut r = Reader::new(frame);
+    let (Some(Item::Array(3) | Item::Push(3)), Some(Item::Bulk(word)), Some(Item::Bulk(topic))) =
+        (r.next(), r.next(), r.next())
+    else {
+        return None;
+    };
+    let kind = match word {
+        b"unsubscribe" => TopicKind::Channel,
+        b"punsubscribe" => TopicKind::Pattern,
+        b"sunsubscribe" => TopicKind::Shard,
+        _ => return None,
+    };
+    Some((kind, topic))
 }
 
 /// Reads an array (RESP2) or push (RESP3) frame from the subscriber connection.

@@ -59,6 +59,8 @@ pub enum StartError {
     MetricsOnPublicPort(SocketAddr),
     #[error("metrics.listen {0:?} is not host:port")]
     MetricsListen(String),
+    #[error("redis_sentinel: no sentinel gives the master of {0}: {1}")]
+    Sentinel(String, String),
     #[error("{0}")]
     Io(io::Error),
 }
@@ -220,15 +222,31 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
     let probe = listener(addr, false).map_err(|e| StartError::Bind(addr, e))?;
     let addr = probe.local_addr().map_err(StartError::Io)?;
     drop(probe);
+    // In cluster mode the shared connections go to the first seed node.
+    let (redis_host, redis_port) = match config.redis_cluster.as_ref().map(|c| &c.nodes[0]) {
+        Some((host, port)) => (host.as_str(), *port),
+        None => (config.redis_host.as_str(), config.redis_port),
+    };
     let connector = Connector {
-        target: redis_target(&config.redis_host, config.redis_port),
+        target: redis_target(redis_host, redis_port),
         auth: config.redis_auth.clone(),
         keep_alive: (config.keep_alive_sec > 0)
             .then(|| Duration::from_secs(u64::from(config.keep_alive_sec))),
         protocol: config.redis_protocol,
         tls: None,
     };
-    let connector = with_tls(connector, &config)?;
+    let mut connector = with_tls(connector, &config)?;
+    if let Some(s) = &config.redis_sentinel {
+        // The master, from the sentinels (the watcher thread follows failovers).
+        let master = crate::back::sentinel::ask_master(s, &connector)
+            .map_err(|e| StartError::Sentinel(s.master.clone(), e))?;
+        log!(
+            Level::Notice,
+            "sentinel: the master of {} is at {master}",
+            s.master
+        );
+        connector.target = Target::Tcp(master);
+    }
     let access_log = match &config.access_log {
         Some(p) => Some(Arc::new(
             AccessFile::open(p).map_err(|e| StartError::AccessLog(p.clone(), e))?,
@@ -338,7 +356,9 @@ impl Bound {
             started,
         } = self;
         let threads = listeners.len();
-        if shared.config.acl.as_ref().is_some_and(Acl::keyed) {
+        if shared.config.acl.as_ref().is_some_and(Acl::keyed)
+            || shared.config.redis_cluster.is_some()
+        {
             read_command_table(&shared);
         }
         let mut cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -386,6 +406,22 @@ impl Bound {
             links.push(Link::new(tx, waker));
         }
         let links: Arc<[Link]> = links.into();
+        if let (Some(cfg), Target::Tcp(master)) =
+            (&shared.config.redis_sentinel, &shared.connector.target)
+        {
+            let (cfg, master, links2) = (cfg.clone(), *master, links.clone());
+            let (redis, stop) = (shared.connector.clone(), shared.stop.clone());
+            std::thread::Builder::new()
+                .name("sentinel".into())
+                .spawn(move || {
+                    crate::back::sentinel::watch(cfg, redis, master, stop, |addr| {
+                        for l in links2.iter() {
+                            l.send(crate::worker::Control::Master(addr));
+                        }
+                    })
+                })
+                .map_err(StartError::Io)?;
+        }
         let mut handles = Vec::with_capacity(threads);
         for (id, worker) in workers.into_iter().enumerate() {
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -484,6 +520,9 @@ fn load_command_table(shared: &Shared) -> Result<(), ProbeError> {
             names.join(", "),
             if distrusted.len() > names.len() { ", ..." } else { "" }
         );
+    }
+    if shared.config.redis_cluster.is_some() {
+        crate::cluster::set_commands(table.clone());
     }
     if let Some(acl) = &shared.config.acl {
         let _ = acl.commands.set(table);

@@ -13,9 +13,11 @@
 //! time its reply is due; [`Watch`] keeps the one timer that checks the head of the FIFO
 //! and pings the connection when it is idle.
 
+pub mod cluster;
 pub mod pool;
 pub mod probe;
 pub mod resolve;
+pub mod sentinel;
 mod stream;
 pub mod tls;
 mod watch;
@@ -104,6 +106,11 @@ pub enum Waiter {
         /// How many RESP frames answer it: 1, or a batch's count (`/pipeline`: one per
         /// command; `/multi-exec`: MULTI's, one per command, EXEC's), delivered together.
         frames: u32,
+        /// How many times a cluster redirect or retry sent it again.
+        hops: u8,
+        /// Cluster mode: a part (numbered from 1) of a command run as several, whose
+        /// replies are merged (`back::cluster::Gather`); 0 for a whole command.
+        part: u16,
     },
     Auth,
     /// `HELLO 3` (RESP3), with AUTH folded in when credentials are configured.
@@ -120,6 +127,9 @@ pub enum Waiter {
     /// is) only proves the peer is alive, and is nobody's reply; no reply by its deadline
     /// closes the connection.
     Probe,
+    /// Ours, in cluster mode (`back::cluster`): `ASKING` in front of a command sent
+    /// after an `ASK`, or `CLUSTER SLOTS` asked of a node.
+    Cluster(cluster::Ask),
 }
 
 impl Waiter {
@@ -136,6 +146,8 @@ impl Waiter {
             seq,
             cmd: None,
             frames: frames.max(1),
+            hops: 0,
+            part: 0,
         }
     }
 
@@ -172,6 +184,8 @@ pub struct Queued {
 pub struct Back {
     pub stream: Option<Stream>,
     pub kind: Kind,
+    /// A cluster node's address: connected to instead of the configured Redis.
+    pub node: Option<SocketAddr>,
     pub db: u32,
     pub state: State,
     pub wbuf: WriteBuf,
@@ -210,6 +224,7 @@ impl Back {
         Back {
             stream: None,
             kind,
+            node: None,
             db,
             state: State::Down {
                 retry_at: Instant::now(),

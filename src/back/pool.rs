@@ -6,8 +6,11 @@
 //! The pool owns the slab of [`Back`]s and two lists the worker drains each turn: the
 //! connections with commands to write (one `write` each, however many requests) and the
 //! connections created (or to be retried) at dispatch, to be connected once the request
-//! is queued. It does no I/O itself. A cluster topology replaces [`Pool::pick`].
+//! is queued. It does no I/O itself. In cluster mode ([`Pool::enable_cluster`]),
+//! [`Pool::send`] hands commands to `back::cluster`, which picks a node's connection by
+//! the command's hash slot; the shared connections then go to the first seed node.
 
+use super::cluster::Cluster;
 use super::{Back, Kind, Queued, State, Waiter};
 use crate::api::command::Route;
 use crate::key::BackKey;
@@ -15,6 +18,7 @@ use crate::log;
 use crate::log::Level;
 use slab::Slab;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +37,8 @@ pub enum Unreachable {
     AuthFailed,
     /// Too many blocking commands in flight.
     TooManyBlocking,
+    /// A DB prefix in cluster mode (a cluster has one database): 400.
+    OneDatabase,
 }
 
 pub struct Pool {
@@ -53,6 +59,11 @@ pub struct Pool {
     /// and the count this pool last acted on: see [`Pool::redis_is_back`].
     redis_back: Arc<AtomicU64>,
     seen_back: u64,
+    /// Cluster mode: the slot map and the nodes' connections.
+    cluster: Option<Box<Cluster>>,
+    /// Sentinel mode, after a failover: the master every connection goes to (instead
+    /// of the configured address).
+    default_node: Option<SocketAddr>,
 }
 
 impl Pool {
@@ -70,6 +81,8 @@ impl Pool {
             subscriber: None,
             seen_back: redis_back.load(Ordering::Acquire),
             redis_back,
+            cluster: None,
+            default_node: None,
         };
         for _ in 0..size {
             let b = BackKey(pool.slab.insert(Back::new(Kind::Shared, db)));
@@ -97,6 +110,11 @@ impl Pool {
         self.slab.iter_mut().map(|(_, b)| b)
     }
 
+    /// Every connection's key.
+    pub fn keys(&self) -> impl Iterator<Item = BackKey> + '_ {
+        self.slab.iter().map(|(b, _)| BackKey(b))
+    }
+
     /// How many shared connections (a front is given one of them).
     pub fn shared_len(&self) -> usize {
         self.shared.len()
@@ -119,12 +137,33 @@ impl Pool {
         route: Route,
         db: Option<u32>,
         prefer: usize,
-        mut waiter: Waiter,
+        waiter: Waiter,
         due: Option<Instant>,
         keep: bool,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(BackKey, Option<Instant>), Unreachable> {
+        if self.cluster.is_some() {
+            if db.is_some() {
+                return Err(Unreachable::OneDatabase);
+            }
+            let mut c = self.cluster.take().expect("checked");
+            let sent = c.send(self, route, prefer, waiter, due, write);
+            self.cluster = Some(c);
+            return sent;
+        }
         let b = self.pick(route, db, prefer)?;
+        Ok(self.send_on(b, waiter, due, keep, write))
+    }
+
+    /// Queues a command on connection `b` (see [`Pool::send`]).
+    pub fn send_on(
+        &mut self,
+        b: BackKey,
+        mut waiter: Waiter,
+        due: Option<Instant>,
+        keep: bool,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> (BackKey, Option<Instant>) {
         let back = &mut self.slab[b.0];
         let start = back.wbuf.data.len();
         let end = back.append(write);
@@ -134,7 +173,84 @@ impl Pool {
         back.waiters.push_back(Queued { waiter, due, end });
         let arm = due.filter(|&d| back.watch.arm_for(d));
         self.mark_dirty(b);
-        Ok((b, arm))
+        (b, arm)
+    }
+
+    /// Turns cluster mode on: commands are routed by hash slot from now on.
+    pub fn enable_cluster(&mut self, c: Cluster) {
+        self.cluster = Some(Box::new(c));
+    }
+
+    /// The cluster state, in cluster mode.
+    pub fn cluster(&mut self) -> Option<&mut Cluster> {
+        self.cluster.as_deref_mut()
+    }
+
+    /// The cluster state, in cluster mode, to read.
+    pub fn cluster_ref(&self) -> Option<&Cluster> {
+        self.cluster.as_deref()
+    }
+
+    /// Takes the cluster state out (to use it with the pool); give it back with
+    /// [`Pool::put_cluster`].
+    pub fn take_cluster(&mut self) -> Option<Box<Cluster>> {
+        self.cluster.take()
+    }
+
+    pub fn put_cluster(&mut self, c: Box<Cluster>) {
+        self.cluster = Some(c);
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// The connection a (un)subscription to `topic` goes to: the pub/sub connection
+    /// (created if `create`, see [`Pool::subscriber`]), or in cluster mode, for a
+    /// shard channel, the one to its slot's owner.
+    pub fn subscriber_for(
+        &mut self,
+        kind: crate::pubsub::TopicKind,
+        topic: &[u8],
+        now: Instant,
+        create: bool,
+    ) -> Option<BackKey> {
+        if kind == crate::pubsub::TopicKind::Shard {
+            if let Some(mut c) = self.cluster.take() {
+                let b = c.shard_conn(self, topic, now, create);
+                self.cluster = Some(c);
+                if let Some(b) = b {
+                    return b;
+                }
+            }
+        }
+        if create {
+            self.subscriber(now)
+        } else {
+            self.subscriber_up()
+        }
+    }
+
+    /// A connection of `kind` (shared or subscriber) to the cluster node at `addr`,
+    /// listed to connect.
+    pub fn create_node_kind(&mut self, addr: SocketAddr, kind: Kind) -> BackKey {
+        let b = self.create_node(addr);
+        self.slab[b.0].kind = kind;
+        b
+    }
+
+    /// A shared connection to the cluster node at `addr`, listed to connect.
+    pub fn create_node(&mut self, addr: SocketAddr) -> BackKey {
+        let mut back = Back::new(Kind::Shared, 0);
+        back.node = Some(addr);
+        let b = BackKey(self.slab.insert(back));
+        self.to_connect.push(b);
+        b
+    }
+
+    /// Lists `b` to connect at the end of the dispatch.
+    pub fn list_to_connect(&mut self, b: BackKey) {
+        self.to_connect.push(b);
     }
 
     /// Appends bytes of our own (subscriptions) to `b`'s write buffer.
@@ -184,16 +300,7 @@ impl Pool {
         prefer: usize,
     ) -> Result<BackKey, Unreachable> {
         if route == Route::Blocking {
-            if let Some(b) = self.idle_blocking.pop() {
-                return Ok(b);
-            }
-            if self.blocking >= MAX_BLOCKING {
-                log!(Level::Warning, "too many blocking commands in flight");
-                return Err(Unreachable::TooManyBlocking);
-            }
-            self.blocking += 1;
-            let db = db.unwrap_or(self.slab[self.shared[0].0].db);
-            return Ok(self.create(Kind::Blocking, db));
+            return self.blocking_for(None, db);
         }
         if let Some(db) = db {
             if let Some(&b) = self.dbs.get(&db) {
@@ -225,6 +332,33 @@ impl Pool {
         })
     }
 
+    /// A connection for a blocking command, to `node` (cluster mode) or to the
+    /// configured Redis: an idle one to the same place, or a new one.
+    pub fn blocking_for(
+        &mut self,
+        node: Option<SocketAddr>,
+        db: Option<u32>,
+    ) -> Result<BackKey, Unreachable> {
+        let node = node.or(self.default_node);
+        let slab = &self.slab;
+        if let Some(i) = self
+            .idle_blocking
+            .iter()
+            .rposition(|b| slab[b.0].node == node)
+        {
+            return Ok(self.idle_blocking.swap_remove(i));
+        }
+        if self.blocking >= MAX_BLOCKING {
+            log!(Level::Warning, "too many blocking commands in flight");
+            return Err(Unreachable::TooManyBlocking);
+        }
+        self.blocking += 1;
+        let db = db.unwrap_or(self.slab[self.shared[0].0].db);
+        let b = self.create(Kind::Blocking, db);
+        self.slab[b.0].node = node;
+        Ok(b)
+    }
+
     /// The pub/sub connection, created on first use; `None` while it is down (and not
     /// to be retried yet).
     pub fn subscriber(&mut self, now: Instant) -> Option<BackKey> {
@@ -250,8 +384,19 @@ impl Pool {
             .filter(|&b| self.slab[b.0].accepts_commands())
     }
 
+    /// Sentinel mode: every connection, those to come included, goes to `addr` from
+    /// now on (the caller closes those that are up).
+    pub fn set_default_node(&mut self, addr: SocketAddr) {
+        self.default_node = Some(addr);
+        for (_, back) in self.slab.iter_mut() {
+            back.node = Some(addr);
+        }
+    }
+
     fn create(&mut self, kind: Kind, db: u32) -> BackKey {
-        let b = BackKey(self.slab.insert(Back::new(kind, db)));
+        let mut back = Back::new(kind, db);
+        back.node = self.default_node;
+        let b = BackKey(self.slab.insert(back));
         self.to_connect.push(b);
         b
     }

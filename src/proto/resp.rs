@@ -471,6 +471,11 @@ impl<'a> Reader<'a> {
         self.buf.get(self.pos..).unwrap_or(b"")
     }
 
+    /// How many bytes of the frame were read so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// Skips one whole value, children included.
     pub fn skip(&mut self) {
         self.skip_values(1);

@@ -4,6 +4,7 @@
 //! the others, the connection replaced), reconnecting every connection at once when Redis
 //! is back, and the end-of-turn write of each back with commands.
 
+use super::cluster::SubFilter;
 use super::control::kind_index;
 use super::timers::Timer;
 use super::{deliver, Answer, Worker};
@@ -32,6 +33,10 @@ impl Worker {
         else {
             return;
         };
+        if let Some(addr) = back.node {
+            // A cluster node: its address is known.
+            return self.open_back(b, &Target::Tcp(addr), now);
+        }
         let connector = &self.shared.connector;
         if let (Target::Name(..), Some(r)) = (&connector.target, &mut self.resolve) {
             // The address comes from the resolver thread (`resolved`); the connect
@@ -81,10 +86,20 @@ impl Worker {
             Kind::Subscriber => None,
             _ => self.deadlines.reply.and_then(|t| now.checked_add(t)),
         };
+        let subscriber = back.kind == Kind::Subscriber;
+        let keep = if subscriber {
+            self.sub_filter(b)
+        } else {
+            SubFilter::All
+        };
+        let Some(back) = self.backs.get_mut(b) else {
+            return;
+        };
         let connected = back.connect(&self.shared.connector, to, now, due);
-        if connected.is_ok() && back.kind == Kind::Subscriber {
-            // Behind the handshake: every topic that still has subscribers.
-            back.append(|w| self.pubsub.resubscribe(w));
+        if connected.is_ok() && subscriber {
+            // Behind the handshake: every topic that still has subscribers (in cluster
+            // mode, those this connection serves).
+            back.append(|w| self.pubsub.resubscribe_if(w, |k, t| keep.wants(k, t)));
         }
         let registered = connected.and_then(|()| {
             let s = back.stream.as_mut().expect("connect sets the stream");
@@ -105,6 +120,7 @@ impl Worker {
     /// Opens the connections the pool created or chose to retry at dispatch, once the
     /// request's slot is queued (a connect that fails at once answers it).
     pub(super) fn connect_pending_backs(&mut self) {
+        self.cluster_arm_parts();
         let mut now = None;
         while let Some(b) = self.backs.next_to_connect() {
             let now = *now.get_or_insert_with(Instant::now);
@@ -228,7 +244,26 @@ impl Worker {
                 back.rbuf.consume(n);
                 continue;
             }
+            if self.backs.is_cluster() && self.cluster_redirect(b, n) {
+                continue;
+            }
+            let Some(back) = self.backs.get_mut(b) else {
+                return false;
+            };
+            let frame = &back.rbuf.bytes()[..n];
             match back.waiters.pop_front().map(|q| q.waiter) {
+                Some(Waiter::Front {
+                    key,
+                    gen,
+                    seq,
+                    part: part @ 1..,
+                    ..
+                }) => {
+                    // One part of a command run as several (cluster mode).
+                    self.stats.replies += 1;
+                    let reply = Ok(frame.to_vec());
+                    self.cluster_part(key, gen, seq, part, reply);
+                }
                 Some(Waiter::Front { key, gen, seq, .. }) => {
                     self.stats.replies += 1;
                     if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
@@ -244,6 +279,7 @@ impl Worker {
                 }
                 // Our idle check: any reply proves the peer alive; it is nobody's.
                 Some(Waiter::Probe) => {}
+                Some(Waiter::Cluster(ask)) => self.cluster_reply(b, ask, n),
                 Some(w) => {
                     // Coming up after failed attempts? (The verdict resets the backoff.)
                     let failed_before = back.backoff > back::MIN_BACKOFF;
@@ -291,7 +327,14 @@ impl Worker {
             .get_mut(b)
             .is_some_and(|x| x.note_failure(e.kind()))
         {
-            log!(Level::Error, "Cannot connect to Redis: {e}; retrying");
+            match self.backs.get(b).and_then(|x| x.node) {
+                // A cluster node, or the master a sentinel named.
+                Some(at) => log!(
+                    Level::Error,
+                    "Cannot connect to Redis at {at}: {e}; retrying"
+                ),
+                None => log!(Level::Error, "Cannot connect to Redis: {e}; retrying"),
+            }
         }
         self.back_failed(b, now);
     }
@@ -359,7 +402,20 @@ impl Worker {
             _ => (back.kind, now),
         };
         for q in waiters {
-            if let Waiter::Front { key, gen, seq, .. } = q.waiter {
+            if let Waiter::Front {
+                key,
+                gen,
+                seq,
+                part: part @ 1..,
+                ..
+            } = q.waiter
+            {
+                let status = match answer(q.end <= written) {
+                    Answer::Error(s) | Answer::ErrorMsg(s, _) => s,
+                    Answer::Frame(_) => Status::Unavailable,
+                };
+                self.cluster_part(key, gen, seq, part, Err(status));
+            } else if let Waiter::Front { key, gen, seq, .. } = q.waiter {
                 // Completing the slot also unlinks it from this connection.
                 if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
                     let answer = answer(q.end <= written);
@@ -371,10 +427,13 @@ impl Worker {
             Kind::Shared => self.timers.at(retry_at, Timer::BackRetry(b)),
             Kind::Subscriber => {
                 self.timers.at(retry_at, Timer::BackRetry(b));
-                self.subscriber_lost();
+                if !self.cluster_shard_lost(b) {
+                    self.subscriber_lost();
+                }
             }
             Kind::Db | Kind::Blocking => self.drop_back(b),
         }
+        self.cluster_conn_lost(b);
     }
 
     /// Forgets a DB or blocking connection.

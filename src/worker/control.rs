@@ -21,6 +21,8 @@ pub enum Control {
     Scrape(Sender<Snapshot>),
     /// Put this configuration in force; the worker's id goes back once it is.
     Reload(Arc<Shared>, Sender<usize>),
+    /// Sentinel mode: Redis's master is now at this address.
+    Master(std::net::SocketAddr),
 }
 
 /// The server's end of a worker's channel: the sender and the worker's waker.
@@ -70,6 +72,7 @@ impl Worker {
                     self.reload(shared);
                     let _ = ack.send(self.id);
                 }
+                Control::Master(addr) => self.sentinel_switch(addr),
             }
         }
     }
@@ -112,9 +115,16 @@ impl Worker {
             };
             g.backs[kind_index(back.kind)][state] += 1;
         }
+        let mut counters = self.stats.clone();
+        if let Some(c) = self.backs.cluster_ref() {
+            counters.cluster_redirects = [c.moved, c.asked, c.retried];
+            counters.cluster_maps = c.maps;
+            g.cluster_map_age_ms = c.map_at.map_or(0, |t| t.elapsed().as_millis() as u64);
+            g.cluster_nodes = c.node_count() as u64;
+        }
         Snapshot {
             worker: self.id,
-            counters: self.stats.clone(),
+            counters,
             gauges: g,
         }
     }

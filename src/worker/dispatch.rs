@@ -14,6 +14,9 @@ use crate::proto::response::{DateCache, Status};
 use crate::pubsub::SubRequest;
 use crate::reply::{self, Meta};
 
+/// The body of the 400 for a DB prefix in cluster mode.
+const ONE_DATABASE: &[u8] = b"a Redis Cluster has one database: no DB prefix";
+
 /// What became of a request.
 pub(super) enum Outcome {
     /// Sent to Redis; `Some(back)` when on a connection of its own.
@@ -50,6 +53,9 @@ impl Now {
             }
             Now::Unreachable(Unreachable::Down | Unreachable::TooManyBlocking) => {
                 reply::error(out, meta, Status::Unavailable, date)
+            }
+            Now::Unreachable(Unreachable::OneDatabase) => {
+                reply::error_with(out, meta, Status::BadRequest, ONE_DATABASE, date)
             }
         }
     }

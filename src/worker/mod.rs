@@ -11,10 +11,11 @@
 //!
 //! The loop is here; the rest is by side: `front_io` (accept, read, parse, write,
 //! close), `dispatch` (a request's plan carried out), `back_io` (connect, read replies,
-//! failures, flush), `timers`, `subscribe` (pub/sub), `websocket`, and `control` (what
+//! failures, flush), `cluster` (redirects, retries, the slot map), `timers`, `subscribe` (pub/sub), `websocket`, and `control` (what
 //! other threads ask: a scrape of the counters, a reload).
 
 mod back_io;
+mod cluster;
 mod control;
 mod dispatch;
 mod front_io;
@@ -226,7 +227,7 @@ impl Worker {
         let cfg = &shared.config;
         let deadlines = Deadlines::of(cfg);
         let now = Instant::now();
-        Ok(Worker {
+        let mut w = Worker {
             id,
             poll,
             listener: Some(listener),
@@ -261,7 +262,9 @@ impl Worker {
             epoch: now,
             now_us: 0,
             inbox,
-        })
+        };
+        w.cluster_start();
+        Ok(w)
     }
 
     pub fn run(mut self) {

@@ -88,6 +88,13 @@ impl Worker {
         for t in r.topics {
             let count = sub.add(r.kind, &t);
             let joined = self.pubsub.join(r.kind, &t, (k, gen));
+            // Cluster mode: a shard channel goes to its slot owner's connection.
+            let back = match (joined, r.kind) {
+                (Joined::Send, TopicKind::Shard) if self.backs.is_cluster() => {
+                    self.backs.subscriber_for(r.kind, &t, Instant::now(), true)
+                }
+                _ => back,
+            };
             match (joined, back) {
                 (Joined::Send, Some(b)) => {
                     self.backs
@@ -205,6 +212,9 @@ impl Worker {
     /// A frame of `n` bytes from the subscriber connection `b`, at the start of its read
     /// buffer: a message to fan out or a confirmation. Consumes it.
     pub(super) fn on_push(&mut self, b: BackKey, n: usize) {
+        if self.backs.is_cluster() && self.cluster_sub_frame(b, n) {
+            return;
+        }
         let back = &self.backs[b];
         let frame = &back.rbuf.bytes()[..n];
         let mut confirmed = None;
@@ -320,10 +330,10 @@ impl Worker {
 
     /// Removes a closing front from its topics, unsubscribing those it was last on.
     pub(super) fn leave_all(&mut self, who: pubsub::Sub, sub: &Subscriber) {
-        let back = self.backs.subscriber_up();
+        let now = Instant::now();
         for (kind, t) in sub.iter() {
             if self.pubsub.leave(kind, t, who) {
-                if let Some(b) = back {
+                if let Some(b) = self.backs.subscriber_for(kind, t, now, false) {
                     self.backs
                         .queue(b, |w| pubsub::write_subscription(w, kind, false, t));
                 }
@@ -341,7 +351,7 @@ impl Worker {
         name: &[u8],
     ) -> Vec<u8> {
         let mut out = Vec::new();
-        let back = self.backs.subscriber_up();
+        let now = Instant::now();
         let Some(f) = self.fronts.get_mut(k) else {
             return out;
         };
@@ -365,7 +375,7 @@ impl Worker {
         }
         for t in &list {
             if sub.remove(kind, t) && self.pubsub.leave(kind, t, (k, gen)) {
-                if let Some(b) = back {
+                if let Some(b) = self.backs.subscriber_for(kind, t, now, false) {
                     self.backs
                         .queue(b, |w| pubsub::write_subscription(w, kind, false, t));
                 }
@@ -484,7 +494,12 @@ impl Worker {
             }
             mark_front(f, k, &mut self.dirty_fronts);
         }
-        self.pubsub.reset();
+        if self.backs.is_cluster() {
+            // Shard channels are on other connections, still subscribed.
+            self.pubsub.reset_if(|kind, _| kind != TopicKind::Shard);
+        } else {
+            self.pubsub.reset();
+        }
     }
 
     /// Sends `: ping` on every Server-Sent Event stream (keeps proxies and browsers

@@ -42,6 +42,8 @@ pub(super) enum Timer {
     Idle(FrontKey, u32),
     /// Large buffers were in use: give memory back once they have not been for a while.
     Sweep,
+    /// Cluster mode: commands to retry, the slot map to ask for (`worker::cluster`).
+    Cluster,
 }
 
 /// Deadlines, soonest first.
@@ -88,6 +90,7 @@ impl Worker {
         while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Watch(b) => self.watch_back(b, at, now),
+                Timer::Cluster => self.cluster_timer(at, now),
                 Timer::BackRetry(b) => {
                     let due = self.backs.get(b).is_some_and(|back| {
                         back.retries()

@@ -332,6 +332,19 @@ impl Drop for Redis {
     }
 }
 
+/// One command on a fresh connection to `127.0.0.1:port` (a sentinel); the raw reply,
+/// empty if the server cannot be reached.
+pub fn raw_cmd(port: u16, args: &[&str]) -> Vec<u8> {
+    let run = || -> std::io::Result<Vec<u8>> {
+        let s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        (&s).write_all(&resp_command(&args))?;
+        read_resp(&mut BufReader::new(s))
+    };
+    run().unwrap_or_default()
+}
+
 pub fn resp_command(args: &[&[u8]]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {

@@ -1,0 +1,815 @@
+//! Redis Cluster behind the gateway, against a real 3-primary, 3-replica cluster on
+//! loopback (`common::cluster`): routing by slot, redirects followed while slots move
+//! under load, responses in request order across nodes, and the refusals.
+//! Run alone with `cargo test --test it cluster::`; they need redis-server and
+//! redis-cli.
+
+use crate::common::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use webdis_rs::cluster::slot::key_slot;
+
+fn gateway(c: &RedisCluster, extra: &str) -> Gateway {
+    if extra.contains("SEEDS") {
+        // The caller's own redis_cluster block.
+        let gw = Gateway::start_on(1, &extra.replace("SEEDS", &c.seeds(1)), &[]);
+        gw.wait_for_ping();
+        return gw;
+    }
+    let json = format!(
+        "\"redis_cluster\":{{\"nodes\":[{}]}}{}{extra}",
+        c.seeds(1),
+        if extra.is_empty() { "" } else { "," }
+    );
+    // redis_port is ignored in cluster mode (with a warning).
+    let gw = Gateway::start_on(1, &json, &[]);
+    gw.wait_for_ping();
+    gw
+}
+
+/// GET `path` and the exact 200 JSON body.
+#[track_caller]
+fn get_ok(gw: &Gateway, path: &str, body: &str) {
+    assert_bytes(&gw.get(path), &ok_json(body));
+}
+
+#[test]
+fn routes_by_slot_in_request_order() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, "");
+    // Keys over every primary; the first ones may reach a seed before the map is read
+    // (MOVED, followed).
+    let keys: Vec<String> = (0..60).map(|i| format!("key:{i}")).collect();
+    let owners: std::collections::HashSet<u16> = keys
+        .iter()
+        .map(|k| c.owner(key_slot(k.as_bytes())).port)
+        .collect();
+    assert_eq!(owners.len(), 3, "the keys span the 3 primaries");
+    for k in &keys {
+        get_ok(&gw, &format!("/SET/{k}/v-{k}"), r#"{"SET":[true,"OK"]}"#);
+    }
+    // Each value is on its slot's owner.
+    for k in &keys {
+        let owner = c.owner(c.slot(k));
+        let got = c.node(owner.port).cmd(&["GET", k]);
+        let want = format!("${}\r\nv-{k}\r\n", k.len() + 2);
+        assert_eq!(show(&got), show(want.as_bytes()), "{k} on its owner");
+    }
+    // Pipelined over the three primaries: responses in request order.
+    let mut client = gw.connect();
+    let batch: String = keys.iter().map(|k| get_req(&format!("/GET/{k}"))).collect();
+    client.send(batch.as_bytes());
+    for k in &keys {
+        let r = client.read_response();
+        assert_bytes(&r, &ok_json(&format!(r#"{{"GET":"v-{k}"}}"#)));
+    }
+    // Same slot (hash tag): fine; across slots: Redis's own CROSSSLOT error.
+    get_ok(&gw, "/SET/{t}a/1", r#"{"SET":[true,"OK"]}"#);
+    get_ok(&gw, "/SET/{t}b/2", r#"{"SET":[true,"OK"]}"#);
+    get_ok(&gw, "/MGET/{t}a/{t}b", r#"{"MGET":["1","2"]}"#);
+    get_ok(
+        &gw,
+        "/MGET/key:0/key:1",
+        r#"{"MGET":[false,"CROSSSLOT Keys in request don't hash to the same slot"]}"#,
+    );
+    // A PUT body, another format.
+    let r = gw.put("/SET/put:k", b"body bytes");
+    assert_bytes(&r, &ok_json(r#"{"SET":[true,"OK"]}"#));
+    let r = gw.get("/GET/put:k.raw");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body_str(), "$10\r\nbody bytes\r\n");
+    // Keyless: any node.
+    get_ok(&gw, "/PING", r#"{"PING":[true,"PONG"]}"#);
+    get_ok(&gw, "/EVAL/return%201/0", r#"{"EVAL":1}"#);
+    get_ok(
+        &gw,
+        "/EVAL/return%20redis.call('get',KEYS%5B1%5D)/1/key:7",
+        r#"{"EVAL":"v-key:7"}"#,
+    );
+    // A DB prefix: a cluster has one database.
+    assert_bytes(
+        &gw.get("/1/GET/key:0"),
+        &json_error(
+            "HTTP/1.1 400 Bad Request",
+            true,
+            "a Redis Cluster has one database: no DB prefix",
+        ),
+    );
+    let log = gw.log();
+    assert!(log.contains("cluster: slot map read from"), "{log}");
+    assert!(
+        log.contains("'redis_port' is ignored: 'redis_cluster' says where Redis is"),
+        "{log}"
+    );
+}
+
+#[test]
+fn config_errors_name_the_problem() {
+    let dir = TempDir::new("cluster-config");
+    let cases = [
+        (
+            r#""redis_cluster":{"nodes":["127.0.0.1:7000"]},"redis_sentinel":{"master":"m","nodes":["127.0.0.1:26379"]}"#,
+            "'redis_cluster' and 'redis_sentinel' cannot both be configured",
+        ),
+        (
+            r#""redis_cluster":{"nodes":["127.0.0.1:7000"]},"database":2"#,
+            "'database' must be 0 with 'redis_cluster' (a cluster has one database)",
+        ),
+        (
+            r#""redis_cluster":{"nodes":["127.0.0.1"]}"#,
+            "'redis_cluster.nodes': '127.0.0.1' is not \"host:port\" with a port from 1 to 65535",
+        ),
+        (
+            r#""redis_cluster":{"nodes":["127.0.0.1:7000"],"split":true}"#,
+            "unknown key 'split' in 'redis_cluster'",
+        ),
+    ];
+    for (extra, msg) in cases {
+        let config = format!(r#"{{"http_port":{},{extra}}}"#, free_port());
+        let err = start_fails(&dir, &config);
+        assert!(err.contains(msg), "{extra}: {err}");
+    }
+}
+
+/// Clients pipeline SETs then GETs over many keys while slots move between primaries
+/// (MIGRATE in batches, with pauses: the ASK window): no request fails, and every value
+/// read is the last one written.
+#[test]
+fn resharding_under_load_loses_nothing() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, "\"redis_timeout_ms\":10000");
+    let stop = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for t in 0..4 {
+        let (stop, requests, port) = (stop.clone(), requests.clone(), gw.port);
+        clients.push(std::thread::spawn(move || {
+            // Keys under 8 hash tags (the slots moved) and plain ones.
+            let keys: Vec<String> = (0..40)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        format!("{{tag{}}}:c{t}:{i}", i % 8)
+                    } else {
+                        format!("plain:c{t}:{i}")
+                    }
+                })
+                .collect();
+            let mut client = Client::connect(port);
+            let mut round = 0u64;
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                let sets: String = keys
+                    .iter()
+                    .map(|k| get_req(&format!("/SET/{k}/{round}")))
+                    .collect();
+                client.send(sets.as_bytes());
+                for k in &keys {
+                    let r = client.read_response();
+                    if r.normalized() != ok_json(r#"{"SET":[true,"OK"]}"#) {
+                        failures.push(format!("SET {k}: {}", show(&r.normalized())));
+                    }
+                }
+                let gets: String = keys.iter().map(|k| get_req(&format!("/GET/{k}"))).collect();
+                client.send(gets.as_bytes());
+                for k in &keys {
+                    let r = client.read_response();
+                    let want = ok_json(&format!(r#"{{"GET":"{round}"}}"#));
+                    if r.normalized() != want {
+                        failures.push(format!("GET {k} round {round}: {}", show(&r.normalized())));
+                    }
+                }
+                requests.fetch_add(2 * keys.len() as u64, Ordering::Relaxed);
+            }
+            (round, failures)
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let primaries: Vec<NodeInfo> = c.node_infos().into_iter().filter(|n| n.primary).collect();
+    let mut moved = 0;
+    for i in 0..8 {
+        let slot = key_slot(format!("{{tag{i}}}").as_bytes());
+        let from = c.owner(slot);
+        let to = primaries
+            .iter()
+            .find(|p| p.id != from.id)
+            .expect("another primary")
+            .clone();
+        c.move_slot(slot, &to, Duration::from_millis(30));
+        moved += 1;
+        // And a plain key's slot too.
+        let slot = key_slot(format!("plain:c{}:{}", i % 4, 2 * i + 1).as_bytes());
+        let from = c.owner(slot);
+        let to = primaries.iter().find(|p| p.id != from.id).unwrap().clone();
+        c.move_slot(slot, &to, Duration::from_millis(10));
+        moved += 1;
+    }
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut rounds = 0;
+    for h in clients {
+        let (r, f) = h.join().expect("client thread");
+        rounds += r;
+        all.extend(f);
+    }
+    let n = requests.load(Ordering::Relaxed);
+    eprintln!(
+        "resharding: {moved} slots moved in {took:?}; {n} requests in {rounds} rounds, {} failed",
+        all.len()
+    );
+    assert!(
+        all.is_empty(),
+        "{} failures, first: {:?}",
+        all.len(),
+        &all[..all.len().min(5)]
+    );
+    assert!(
+        rounds >= 8,
+        "the clients ran during the moves ({rounds} rounds)"
+    );
+    let log = gw.log();
+    assert!(!log.contains("giving up"), "{log}");
+    // The moves were seen: MOVED and ASK both followed (counts per worker).
+    let (moved, asked) = redirect_counts(&log);
+    eprintln!("resharding: the gateway followed {moved} MOVED and {asked} ASK (max per worker)");
+    assert!(moved > 0 && asked > 0, "{log}");
+}
+
+/// The highest MOVED and ASK counts the gateway logged.
+fn redirect_counts(log: &str) -> (u64, u64) {
+    let count = |line: &str, what: &str| -> u64 {
+        line.split("; ")
+            .nth(1)
+            .and_then(|rest| {
+                rest.split(", ")
+                    .find(|p| p.ends_with(what))
+                    .and_then(|p| p.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    log.lines()
+        .filter(|l| l.contains("cluster: slot map read from"))
+        .fold((0, 0), |(m, a), l| {
+            (m.max(count(l, " MOVED")), a.max(count(l, " ASK")))
+        })
+}
+
+/// What one client of a failover test saw.
+#[derive(Default)]
+struct Seen {
+    rounds: u64,
+    /// Status code → count, and the first few unexpected responses.
+    statuses: std::collections::BTreeMap<u16, u64>,
+    odd: Vec<String>,
+    /// The slowest response after its batch was sent.
+    slowest: Duration,
+    /// Values read that were not the last acknowledged write: (when that write was
+    /// acknowledged, key).
+    stale: Vec<(Instant, String)>,
+    /// When the last 503/504 was seen.
+    last_error: Option<Instant>,
+    first_error: Option<Instant>,
+}
+
+/// A client pipelining SETs then GETs over `keys` until `stop`.
+fn failover_client(port: u16, keys: Vec<String>, stop: Arc<AtomicBool>) -> Seen {
+    let mut seen = Seen::default();
+    let mut acked: std::collections::HashMap<String, (u64, Instant)> = Default::default();
+    let mut client = Client::connect(port);
+    while !stop.load(Ordering::Relaxed) {
+        seen.rounds += 1;
+        let round = seen.rounds;
+        for phase in ["SET", "GET"] {
+            let batch: String = keys
+                .iter()
+                .map(|k| match phase {
+                    "SET" => get_req(&format!("/SET/{k}/{round}")),
+                    _ => get_req(&format!("/GET/{k}")),
+                })
+                .collect();
+            let sent = Instant::now();
+            client.send(batch.as_bytes());
+            for k in &keys {
+                let r = client.read_response();
+                let now = Instant::now();
+                seen.slowest = seen.slowest.max(now - sent);
+                let status = r.status();
+                *seen.statuses.entry(status).or_default() += 1;
+                match status {
+                    200 if phase == "SET" => {
+                        acked.insert(k.clone(), (round, now));
+                    }
+                    200 => {
+                        let body = r.body_str();
+                        if let Some(&(v, at)) = acked.get(k) {
+                            if body != format!(r#"{{"GET":"{v}"}}"#) {
+                                seen.stale.push((at, format!("{k}: {body}, want {v}")));
+                                // Expect what is there from now on.
+                                acked.remove(k);
+                            }
+                        }
+                    }
+                    503 | 504 => {
+                        seen.first_error.get_or_insert(now);
+                        seen.last_error = Some(now);
+                    }
+                    _ => {
+                        if seen.odd.len() < 5 {
+                            seen.odd.push(show(&r.normalized()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// Runs `clients` failover clients on `gw` while `event` runs; returns what they saw.
+fn under_load(gw: &Gateway, event: impl FnOnce()) -> Vec<Seen> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..3)
+        .map(|t| {
+            let keys = (0..30).map(|i| format!("fo:{t}:{i}")).collect();
+            let (stop, port) = (stop.clone(), gw.port);
+            std::thread::spawn(move || failover_client(port, keys, stop))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    event();
+    stop.store(true, Ordering::Relaxed);
+    clients
+        .into_iter()
+        .map(|h| h.join().expect("client"))
+        .collect()
+}
+
+fn summary(seen: &[Seen]) -> (std::collections::BTreeMap<u16, u64>, Vec<String>, Duration) {
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut odd = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for s in seen {
+        for (k, v) in &s.statuses {
+            *statuses.entry(*k).or_insert(0) += v;
+        }
+        odd.extend(s.odd.iter().cloned());
+        slowest = slowest.max(s.slowest);
+    }
+    (statuses, odd, slowest)
+}
+
+/// `CLUSTER FAILOVER` on a replica (coordinated: the primary stops writes until its
+/// replica caught up): every request answered, no write lost.
+#[test]
+fn coordinated_failover_under_load() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, "\"redis_timeout_ms\":3000");
+    let infos = c.node_infos();
+    let old = c.owner(key_slot(b"fo:0:0"));
+    let replica_port = infos
+        .iter()
+        .find(|n| n.primary_id == old.id)
+        .expect("a replica of the primary")
+        .port;
+    assert!(infos.iter().any(|n| n.port == replica_port && !n.primary));
+    let mut window = Duration::ZERO;
+    let seen = under_load(&gw, || {
+        let t = Instant::now();
+        let r = c.node(replica_port).cmd(&["CLUSTER", "FAILOVER"]);
+        assert!(r.starts_with(b"+OK"), "{}", show(&r));
+        assert!(
+            eventually(Duration::from_secs(20), || c
+                .owner(key_slot(b"fo:0:0"))
+                .port
+                == replica_port),
+            "the replica took over"
+        );
+        window = t.elapsed();
+        std::thread::sleep(Duration::from_millis(1500));
+    });
+    let (statuses, odd, slowest) = summary(&seen);
+    let stale: usize = seen.iter().map(|s| s.stale.len()).sum();
+    let rounds: u64 = seen.iter().map(|s| s.rounds).sum();
+    eprintln!(
+        "coordinated failover: done in {window:?}; {rounds} rounds; statuses {statuses:?}; slowest response {slowest:?}; {stale} stale reads"
+    );
+    assert!(odd.is_empty(), "{odd:?}");
+    assert_eq!(stale, 0, "no write lost");
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "no failed request"
+    );
+    assert!(slowest < Duration::from_secs(4), "{slowest:?}");
+}
+
+/// `kill -9` of a primary: its replica takes over after the node timeout (2 s here).
+/// Meanwhile the requests for its slots get 503 (or 504), each within the deadline plus
+/// a second; the service comes back without a restart; writes acknowledged before the
+/// kill may be lost (asynchronous replication: counted), none acknowledged after the
+/// failover.
+#[test]
+fn primary_killed_under_load() {
+    let mut c = RedisCluster::start();
+    let gw = gateway(&c, "\"redis_timeout_ms\":3000");
+    let victim = c.owner(key_slot(b"fo:0:0")).port;
+    let seeds_ok = c.nodes[0].port != victim;
+    let mut killed_at = None;
+    let mut back_at = None;
+    let cref = &mut c;
+    let seen = under_load(&gw, || {
+        cref.node_mut(victim).stop();
+        let t = Instant::now();
+        killed_at = Some(t);
+        let ok = eventually(Duration::from_secs(30), || {
+            cref.node_infos().iter().any(|n| {
+                n.primary
+                    && n.port != victim
+                    && n.slots.iter().any(|&(a, b)| {
+                        let s = key_slot(b"fo:0:0");
+                        a <= s && s <= b
+                    })
+            })
+        });
+        assert!(ok, "a replica took over");
+        back_at = Some(Instant::now());
+        std::thread::sleep(Duration::from_secs(4));
+    });
+    let (killed_at, back_at) = (killed_at.unwrap(), back_at.unwrap());
+    let (statuses, odd, slowest) = summary(&seen);
+    let last_error = seen.iter().filter_map(|s| s.last_error).max();
+    let first_error = seen.iter().filter_map(|s| s.first_error).min();
+    let lost_before: usize = seen
+        .iter()
+        .flat_map(|s| &s.stale)
+        .filter(|(at, _)| *at <= killed_at)
+        .count();
+    let lost_after: Vec<&String> = seen
+        .iter()
+        .flat_map(|s| &s.stale)
+        .filter(|(at, _)| *at > killed_at)
+        .map(|(_, what)| what)
+        .collect();
+    let window = last_error.map(|l| l.saturating_duration_since(first_error.unwrap()));
+    eprintln!(
+        "kill -9: the cluster failed over {:?} after the kill; errors from {:?} to {:?} after it (window {window:?}); statuses {statuses:?}; slowest {slowest:?}; {lost_before} writes acknowledged before the kill lost; seed was {}",
+        back_at - killed_at,
+        first_error.map(|f| f.saturating_duration_since(killed_at)),
+        last_error.map(|l| l.saturating_duration_since(killed_at)),
+        if seeds_ok { "alive" } else { "the killed node" },
+    );
+    assert!(odd.is_empty(), "only 200, 503 and 504: {odd:?}");
+    assert!(
+        statuses.keys().all(|s| [200, 503, 504].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        slowest < Duration::from_secs(4),
+        "within the deadline plus 1 s: {slowest:?}"
+    );
+    assert!(
+        lost_after.is_empty(),
+        "writes acknowledged after the kill lost: {lost_after:?}"
+    );
+    // Service back: the last error is at most a few seconds after the failover.
+    if let Some(l) = last_error {
+        assert!(
+            l < back_at + Duration::from_secs(3),
+            "errors went on {:?} after the failover",
+            l - back_at
+        );
+    }
+}
+
+/// Keyless commands over every primary (DBSIZE summed, KEYS merged, SCAN with the
+/// gateway's cursor, FLUSHALL everywhere) and, with `split_multi_key`, MGET/DEL/EXISTS/
+/// TOUCH split per slot; MSET across slots stays refused.
+#[test]
+fn fan_out_and_split() {
+    let c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        r#""redis_cluster":{"nodes":[SEEDS],"split_multi_key":true}"#,
+    );
+    let keys: Vec<String> = (0..50).map(|i| format!("fan:{i}")).collect();
+    for k in &keys {
+        get_ok(&gw, &format!("/SET/{k}/{k}"), r#"{"SET":[true,"OK"]}"#);
+    }
+    get_ok(&gw, "/DBSIZE", r#"{"DBSIZE":50}"#);
+    // KEYS: every key once (order: per node).
+    let r = gw.get("/KEYS/fan:*");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_slice(r.body_str().as_bytes()).unwrap();
+    let mut got: Vec<String> = v["KEYS"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    let mut want = keys.clone();
+    want.sort();
+    assert_eq!(got, want);
+    // SCAN to the end, cursor from reply to request.
+    let mut cursor = "0".to_string();
+    let mut scanned = Vec::new();
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        assert!(calls < 200, "SCAN ends");
+        let r = gw.get(&format!("/SCAN/{cursor}/COUNT/7"));
+        assert_eq!(r.status(), 200, "{}", r.body_str());
+        let v: serde_json::Value = serde_json::from_slice(r.body_str().as_bytes()).unwrap();
+        let pair = v["SCAN"].as_array().unwrap();
+        cursor = pair[0].as_str().unwrap().to_string();
+        scanned.extend(
+            pair[1]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().to_string()),
+        );
+        if cursor == "0" {
+            break;
+        }
+        assert!(cursor.contains('-'), "{cursor}");
+    }
+    scanned.sort();
+    scanned.dedup();
+    assert_eq!(scanned, want);
+    get_ok(&gw, "/SCAN/7-0", r#"{"SCAN":[false,"ERR invalid cursor"]}"#);
+    // Split per slot: MGET in key order (a missing key is null), counts summed.
+    get_ok(
+        &gw,
+        "/MGET/fan:1/fan:2/nope/fan:3",
+        r#"{"MGET":["fan:1","fan:2",null,"fan:3"]}"#,
+    );
+    get_ok(
+        &gw,
+        "/EXISTS/fan:1/fan:2/nope/fan:3/fan:1",
+        r#"{"EXISTS":4}"#,
+    );
+    get_ok(&gw, "/TOUCH/fan:1/fan:2/nope", r#"{"TOUCH":2}"#);
+    get_ok(&gw, "/DEL/fan:1/fan:2/nope", r#"{"DEL":2}"#);
+    get_ok(&gw, "/DBSIZE", r#"{"DBSIZE":48}"#);
+    get_ok(
+        &gw,
+        "/MSET/fan:1/a/fan:2/b",
+        r#"{"MSET":[false,"CROSSSLOT Keys in request don't hash to the same slot"]}"#,
+    );
+    // Pipelined split and plain commands keep their order.
+    let mut client = gw.connect();
+    let batch: String = [
+        "/MGET/fan:3/fan:4",
+        "/GET/fan:5",
+        "/DBSIZE",
+        "/MGET/fan:6/fan:7/fan:8",
+    ]
+    .iter()
+    .map(|p| get_req(p))
+    .collect();
+    client.send(batch.as_bytes());
+    for body in [
+        r#"{"MGET":["fan:3","fan:4"]}"#,
+        r#"{"GET":"fan:5"}"#,
+        r#"{"DBSIZE":48}"#,
+        r#"{"MGET":["fan:6","fan:7","fan:8"]}"#,
+    ] {
+        assert_bytes(&client.read_response(), &ok_json(body));
+    }
+    // FLUSHALL on every primary.
+    get_ok(&gw, "/FLUSHALL", r#"{"FLUSHALL":[true,"OK"]}"#);
+    get_ok(&gw, "/DBSIZE", r#"{"DBSIZE":0}"#);
+}
+
+/// Bytes arriving on a streaming response, read with a short timeout.
+struct Stream {
+    s: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Stream {
+    fn get(port: u16, path: &str) -> Stream {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        s.write_all(get_req(path).as_bytes()).unwrap();
+        Stream { s, buf: Vec::new() }
+    }
+
+    /// Reads for `d`; returns everything received so far (and keeps it).
+    fn read_for(&mut self, d: Duration) -> String {
+        use std::io::Read;
+        let deadline = Instant::now() + d;
+        let mut chunk = [0u8; 4096];
+        while Instant::now() < deadline {
+            match self.s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+        String::from_utf8_lossy(&self.buf).into_owned()
+    }
+
+    /// Reads until the body holds `text` (within 5 s).
+    #[track_caller]
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if self.read_for(Duration::from_millis(50)).contains(text) {
+                return;
+            }
+        }
+        panic!(
+            "no {text:?} in the stream: {}",
+            self.read_for(Duration::ZERO)
+        );
+    }
+
+    /// What came after the head.
+    fn body(&mut self) -> String {
+        let all = self.read_for(Duration::from_millis(100));
+        all.split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_string())
+    }
+}
+
+fn chunk(payload: &str) -> String {
+    format!("{:x}\r\n{payload}\r\n", payload.len())
+}
+
+/// SUBSCRIBE on any node (PUBLISH crosses the cluster bus); SSUBSCRIBE at the channel's
+/// slot owner, subscribed again there when the slot moves: the stream goes on, with no
+/// frame the client did not ask for.
+#[test]
+fn pubsub_and_shard_channels_across_a_slot_move() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, "\"threads\":1");
+    let mut s = Stream::get(gw.port, "/SUBSCRIBE/chan");
+    s.wait_for(&chunk("{\"SUBSCRIBE\":[\"subscribe\",\"chan\",1]}\n"));
+    // From every primary in turn (keyless: any primary).
+    for i in 0..3 {
+        let r = gw.get(&format!("/PUBLISH/chan/hello{i}"));
+        assert_eq!(r.status(), 200);
+        s.wait_for(&chunk(&format!(
+            "{{\"SUBSCRIBE\":[\"message\",\"chan\",\"hello{i}\"]}}\n"
+        )));
+    }
+
+    let mut ss = Stream::get(gw.port, "/SSUBSCRIBE/news");
+    let confirm = chunk("{\"SSUBSCRIBE\":[\"ssubscribe\",\"news\",1]}\n");
+    ss.wait_for(&confirm);
+    // Published and delivered (SPUBLISH counts the receivers at the owner).
+    let mut delivered = Vec::new();
+    let mut publish = |i: usize| -> bool {
+        let r = gw.get(&format!("/SPUBLISH/news/m{i}"));
+        assert_eq!(r.status(), 200, "{}", r.body_str());
+        let one = r.body_str() == r#"{"SPUBLISH":1}"#;
+        if one {
+            delivered.push(i);
+        }
+        one
+    };
+    assert!(publish(0));
+    let slot = key_slot(b"news");
+    let from = c.owner(slot);
+    let to = c
+        .node_infos()
+        .into_iter()
+        .find(|n| n.primary && n.id != from.id)
+        .unwrap();
+    c.move_slot(slot, &to, Duration::ZERO);
+    let mut i = 1;
+    let back = eventually(Duration::from_secs(10), || {
+        i += 1;
+        publish(i)
+    });
+    assert!(back, "the shard channel is served again after the move");
+    for _ in 0..3 {
+        i += 1;
+        assert!(publish(i));
+    }
+    let want: String = std::iter::once(confirm)
+        .chain(delivered.iter().map(|i| {
+            chunk(&format!(
+                "{{\"SSUBSCRIBE\":[\"smessage\",\"news\",\"m{i}\"]}}\n"
+            ))
+        }))
+        .collect();
+    let last = format!("\"m{}\"", delivered.last().unwrap());
+    ss.wait_for(&last);
+    assert_eq!(ss.body(), want);
+    let log = gw.log();
+    assert!(
+        log.contains("cluster: shard channel news moved; subscribing again"),
+        "{log}"
+    );
+}
+
+/// WebSocket commands, an ACL with key patterns, and rewrite rules, on a cluster: the
+/// same answers as on one Redis, each key on its slot's owner.
+#[test]
+fn websocket_acl_and_rules_on_a_cluster() {
+    let c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        r#""websockets":true,
+           "acl":[{"disabled":["GET","SET"],"keys":["secret:*"]},
+                  {"disabled":["FLUSHALL"]}],
+           "rules":[{"match":"^profile/([^/]+)$","command":"SET public:user:$1 \"$1\""},
+                    {"match":"^whois/([^/]+)$","command":"GET public:user:$1"}]"#,
+    );
+    // Rules, routed by their command's key.
+    get_ok(&gw, "/profile/ada", r#"{"SET":[true,"OK"]}"#);
+    get_ok(&gw, "/whois/ada", r#"{"GET":"ada"}"#);
+    let owner = c.owner(c.slot("public:user:ada"));
+    assert_eq!(
+        c.node(owner.port).cmd(&["GET", "public:user:ada"]),
+        b"$3\r\nada\r\n"
+    );
+    // The ACL's key patterns (the command table read from a seed node).
+    assert!(
+        eventually(TIMEOUT, || gw.get("/SET/secret:x/1").status() == 403),
+        "key patterns apply once the command table is read"
+    );
+    get_ok(&gw, "/SET/public:a/1", r#"{"SET":[true,"OK"]}"#);
+    assert_bytes(&gw.get("/FLUSHALL"), &forbidden());
+    // WebSocket commands, replies in order across nodes.
+    let mut ws = WsClient::connect(gw.port, "/.json");
+    let keys: Vec<String> = (0..12).map(|i| format!("public:ws:{i}")).collect();
+    for k in &keys {
+        ws.send_text(&format!(r#"["SET","{k}","{k}"]"#));
+    }
+    for k in &keys {
+        ws.send_text(&format!(r#"["GET","{k}"]"#));
+    }
+    for _ in &keys {
+        assert_eq!(
+            String::from_utf8_lossy(&ws.read_frame().payload),
+            r#"{"SET":[true,"OK"]}"#
+        );
+    }
+    for k in &keys {
+        assert_eq!(
+            String::from_utf8_lossy(&ws.read_frame().payload),
+            format!(r#"{{"GET":"{k}"}}"#)
+        );
+    }
+    for k in &keys {
+        let owner = c.owner(c.slot(k));
+        let got = c.node(owner.port).cmd(&["GET", k]);
+        assert_eq!(
+            show(&got),
+            show(format!("${}\r\n{k}\r\n", k.len()).as_bytes())
+        );
+    }
+}
+
+/// CPU seconds (user + system) of process `pid`.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// The periodic map refresh (1 s here) goes out, is answered, and the gateway stays
+/// idle between two (a refresh in flight once made the timer spin at 100 % CPU).
+#[test]
+fn periodic_refresh_keeps_the_gateway_idle() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, r#""redis_cluster":{"nodes":[SEEDS],"refresh_sec":1}"#);
+    get_ok(&gw, "/SET/idle/1", r#"{"SET":[true,"OK"]}"#);
+    let before = cpu_seconds(gw.pid());
+    let t = Instant::now();
+    for _ in 0..7 {
+        std::thread::sleep(Duration::from_millis(500));
+        get_ok(&gw, "/GET/idle", r#"{"GET":"1"}"#);
+    }
+    let cpu = cpu_seconds(gw.pid()) - before;
+    let wall = t.elapsed().as_secs_f64();
+    eprintln!("periodic refresh: {cpu:.2} s of CPU in {wall:.1} s");
+    assert!(cpu < 0.5, "{cpu} s of CPU in {wall} s");
+    // The refreshes happened (each worker asks every second).
+    let refreshes = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let info = String::from_utf8_lossy(&n.cmd(&["INFO", "commandstats"])).into_owned();
+            info.lines()
+                .find(|l| l.starts_with("cmdstat_cluster|slots:"))
+                .and_then(|l| l.split("calls=").nth(1))
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum::<u64>();
+    assert!(refreshes >= 4, "{refreshes} CLUSTER SLOTS");
+}
