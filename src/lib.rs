@@ -42,6 +42,7 @@ pub(crate) mod api;
 pub(crate) mod back;
 pub(crate) mod buf;
 pub(crate) mod clock;
+pub mod cache;
 pub mod cluster;
 pub(crate) mod front;
 pub(crate) mod key;

@@ -57,6 +57,7 @@ pub fn kind_index(kind: Kind) -> usize {
         Kind::Db => 1,
         Kind::Blocking => 2,
         Kind::Subscriber => 3,
+        Kind::Tracking => 4,
     }
 }
 
