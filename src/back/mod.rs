@@ -169,11 +169,7 @@ impl Waiter {
     pub fn is_handshake(&self) -> bool {
         matches!(
             self,
-            Waiter::Auth
-                | Waiter::Hello { .. }
-                | Waiter::Select
-                | Waiter::Ping
-                | Waiter::Tracking
+            Waiter::Auth | Waiter::Hello { .. } | Waiter::Select | Waiter::Ping | Waiter::Tracking
         )
     }
 }

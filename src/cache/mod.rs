@@ -183,7 +183,10 @@ pub fn parse_invalidation(frame: &[u8]) -> Option<Invalidation<'_>> {
             return None;
         }
         let end = at.checked_add(num(n)?)?;
-        Some((buf.get(at..end)?, end + 2))
+        if buf.get(end..end.checked_add(2)?) != Some(b"\r\n") {
+            return None;
+        }
+        Some((&buf[at..end], end + 2))
     }
     let (tag, n, at) = line(frame, 0)?;
     if tag != b'>' || num(n)? != 2 {
@@ -586,7 +589,10 @@ mod tests {
         let keys = b">2\r\n$10\r\ninvalidate\r\n*2\r\n$6\r\nflag:a\r\n$1\r\nb\r\n";
         assert_eq!(
             parse_invalidation(keys),
-            Some(Invalidation::Keys(smallvec::smallvec![&b"flag:a"[..], b"b"]))
+            Some(Invalidation::Keys(smallvec::smallvec![
+                &b"flag:a"[..],
+                &b"b"[..]
+            ]))
         );
         assert_eq!(
             parse_invalidation(b">2\r\n$10\r\ninvalidate\r\n_\r\n"),

@@ -204,19 +204,22 @@ impl EdgeCache {
                 // Errors are not stored (WRONGTYPE now may be a value later, and the
                 // error frames of RESP3 are not worth it).
                 let value = frame.filter(|v| !matches!(v.first(), Some(b'-' | b'!')));
-                self.store.complete(f.ticket, &f.key, &f.names, value, now_ms);
+                self.store
+                    .complete(f.ticket, &f.key, &f.names, value, now_ms);
                 stats.cache_evictions += std::mem::take(&mut self.store.evictions);
             }
             Op::Write => {
                 for &s in &f.names {
                     stats.cache_invalidations += self.store.invalidate(span(&f.key, s));
                 }
-                self.store.complete(f.ticket, &f.key, &f.names, None, now_ms);
+                self.store
+                    .complete(f.ticket, &f.key, &f.names, None, now_ms);
             }
             Op::Flush => {
                 stats.cache_flushes += 1;
                 self.store.flush();
-                self.store.complete(f.ticket, &f.key, &f.names, None, now_ms);
+                self.store
+                    .complete(f.ticket, &f.key, &f.names, None, now_ms);
             }
         }
     }
@@ -300,5 +303,4 @@ impl Worker {
         c.up = false;
         c.store.flush();
     }
-
 }
