@@ -67,13 +67,17 @@ pub const CACHEABLE: &[(&str, Keys)] = &[
 ];
 
 /// The key positions of a cacheable command (`name` in any case); `None`: not cacheable.
+/// One pass over [`CACHEABLE`] after an upper-casing into a stack buffer; names longer
+/// than any in the table are refused first.
 pub fn lookup(name: &[u8]) -> Option<Keys> {
-    if name.len() > 16 {
-        return None;
+    let mut up = [0u8; 16];
+    let up = up.get_mut(..name.len())?;
+    for (u, c) in up.iter_mut().zip(name) {
+        *u = c.to_ascii_uppercase();
     }
     CACHEABLE
         .iter()
-        .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+        .find(|(n, _)| n.as_bytes() == up)
         .map(|&(_, k)| k)
 }
 

@@ -82,10 +82,6 @@ impl EdgeCache {
         meta: &mut Meta,
         stats: &mut Counters,
     ) -> Option<u32> {
-        if !self.up {
-            // Bypassed (the store is empty: flushed when tracking went down).
-            return None;
-        }
         self.scratch.clear();
         self.scratch.extend_from_slice(&db.to_le_bytes());
         cmd.write_resp(&mut self.scratch);
@@ -117,6 +113,8 @@ impl EdgeCache {
         if !flush && names.is_empty() {
             return None;
         }
+        // (Also while tracking is down: a write sent now may be answered after it is
+        // back up, and a miss sent meanwhile must not keep the old value.)
         let op = if flush {
             stats.cache_flushes += 1;
             self.store.flush();
@@ -165,6 +163,11 @@ impl EdgeCache {
             return None;
         }
         meta.max_age = max_age;
+        if !self.up {
+            // Bypassed: the store is empty (flushed when tracking went down) and a
+            // reply could not be known fresh.
+            return None;
+        }
         let now_ms = self.now_ms(now);
         if let Some(i) = self.store.get(&self.scratch, now_ms) {
             stats.cache_hits += 1;
