@@ -359,3 +359,106 @@ fn cache_redis_sends_bcast_pushes_as_expected() {
         ">2\r\n$10\r\ninvalidate\r\n*1\r\n$6\r\nflag:p\r\n"
     );
 }
+
+/// The issue's coherence test: writers change keys directly in Redis (not through the
+/// gateway) while readers hammer the same keys through it, 200,000 reads in all. No
+/// reader ever sees a key's value go backwards, and a read that starts 50 ms after a
+/// write's reply never returns an older value.
+#[test]
+fn cache_coherence_under_load() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    const KEYS: usize = 4;
+    const READERS: usize = 4;
+    const READS: usize = 200_000;
+    let (redis, gw) = cached("");
+    for k in 0..KEYS {
+        redis.cmd(&["SET", &format!("flag:load{k}"), "0"]);
+    }
+    let epoch = Instant::now();
+    // Per key: (reply time of the write, value), in order.
+    let log: Arc<Vec<Mutex<Vec<(Duration, u64)>>>> = Arc::new(
+        (0..KEYS)
+            .map(|_| Mutex::new(vec![(Duration::ZERO, 0)]))
+            .collect(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..KEYS)
+        .map(|k| {
+            let (log, stop, port) = (log.clone(), stop.clone(), redis.port);
+            thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut v = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    v += 1;
+                    let key = format!("flag:load{k}");
+                    let val = v.to_string();
+                    s.write_all(&resp_command(&[b"SET", key.as_bytes(), val.as_bytes()]))
+                        .unwrap();
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    assert_eq!(line, "+OK\r\n");
+                    log[k].lock().unwrap().push((epoch.elapsed(), v));
+                    thread::sleep(Duration::from_micros(500));
+                }
+            })
+        })
+        .collect();
+    let reads = Arc::new(AtomicU64::new(0));
+    let hits = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..READERS)
+        .map(|i| {
+            let (log, reads, hits, port) = (log.clone(), reads.clone(), hits.clone(), gw.port);
+            thread::spawn(move || {
+                let mut c = Client::connect(port);
+                let mut last = [0u64; KEYS];
+                let mut n = 0;
+                while reads.fetch_add(1, Ordering::Relaxed) < READS as u64 {
+                    let k = (i + n) % KEYS;
+                    n += 1;
+                    let started = epoch.elapsed();
+                    c.send(get_req(&format!("/GET/flag:load{k}")).as_bytes());
+                    let r = c.read_response();
+                    if r.header("X-Cache") == Some("HIT") {
+                        hits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let body = r.body_str();
+                    let v: u64 = body
+                        .strip_prefix(r#"{"GET":""#)
+                        .and_then(|b| b.strip_suffix(r#""}"#))
+                        .and_then(|b| b.parse().ok())
+                        .unwrap_or_else(|| panic!("unexpected body {body}"));
+                    assert!(
+                        v >= last[k],
+                        "flag:load{k} went back from {} to {v}",
+                        last[k]
+                    );
+                    last[k] = v;
+                    // The newest write acknowledged 50 ms before this read started.
+                    if let Some(bound) = started.checked_sub(Duration::from_millis(50)) {
+                        let log = log[k].lock().unwrap();
+                        let i = log.partition_point(|&(t, _)| t <= bound);
+                        let floor = log[i.saturating_sub(1)].1;
+                        assert!(
+                            v >= floor,
+                            "flag:load{k}: read {v} at {started:?}, but {floor} was written \
+                             before {bound:?}"
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let hits = hits.load(Ordering::Relaxed);
+    // The keys change every half millisecond or so: hits are few but must exist.
+    assert!(hits > 0, "no hit in {READS} reads");
+    eprintln!("coherence under load: {READS} reads, {hits} hits");
+}
