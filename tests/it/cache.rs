@@ -462,3 +462,35 @@ fn cache_coherence_under_load() {
     assert!(hits > 0, "no hit in {READS} reads");
     eprintln!("coherence under load: {READS} reads, {hits} hits");
 }
+
+/// The counters in `/metrics`: exact after a known sequence (one worker).
+#[test]
+fn cache_counters_in_metrics() {
+    let mport = free_port();
+    let (redis, gw) = cached(&format!(
+        r#", "metrics": {{"listen": "127.0.0.1:{mport}"}}"#
+    ));
+    redis.cmd(&["SET", "flag:m", "1"]);
+    gw.get("/GET/flag:m"); // miss
+    gw.get("/GET/flag:m"); // hit
+    gw.get("/GET/flag:m"); // hit
+    gw.get("/SET/flag:m/2"); // a write: one entry invalidated
+    thread::sleep(Duration::from_millis(50)); // (Redis's push for it: nothing left)
+    gw.get("/GET/flag:m"); // miss
+    redis.cmd(&["FLUSHALL"]); // a flush
+    thread::sleep(Duration::from_millis(50));
+    let mut s = TcpStream::connect(("127.0.0.1", mport)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+    for line in [
+        r#"webdis_cache_total{event="hit"} 2"#,
+        r#"webdis_cache_total{event="miss"} 2"#,
+        r#"webdis_cache_total{event="eviction"} 0"#,
+        r#"webdis_cache_total{event="invalidation"} 1"#,
+        r#"webdis_cache_total{event="flush"} 1"#,
+        r#"webdis_redis_connections{kind="tracking",state="up"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
+}
