@@ -494,3 +494,28 @@ fn cache_counters_in_metrics() {
         assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
     }
 }
+
+/// A tracking connection that stops answering (its idle PING late) is lost: flushed,
+/// bypassed, then back.
+#[test]
+fn cache_tracking_ping_late_flushes() {
+    let (redis, gw) = cached(r#", "redis_ping_sec": 1, "redis_timeout_ms": 400"#);
+    redis.cmd(&["SET", "flag:p", "1"]);
+    gw.get("/GET/flag:p");
+    assert_bytes(&gw.get("/GET/flag:p"), &hit(r#"{"GET":"1"}"#));
+    // Redis stalls every client for 2.5 s: the tracking connection's PING is late.
+    redis.cmd(&["CLIENT", "PAUSE", "2500", "ALL"]);
+    gw.wait_for_log("Redis timeout: no reply to PING");
+    gw.wait_for_log("edge cache: tracking connection lost");
+    // Back, and serving from memory again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = gw.get("/GET/flag:p");
+        if r.header("X-Cache") == Some("HIT") {
+            assert_eq!(r.body_str(), r#"{"GET":"1"}"#);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no hit after the pause");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
