@@ -45,7 +45,7 @@ pub struct Meta {
     /// The edge cache: `X-Cache` (0: no header, [`CACHE_HIT`], [`CACHE_MISS`]) and the
     /// prefix's `Cache-Control: max-age` (0: none); written by [`write`].
     pub cache: u8,
-    pub max_age: u32,
+    pub max_age: u16,
 }
 
 /// `Meta::cache`: answered from the edge cache's memory.

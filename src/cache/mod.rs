@@ -20,7 +20,8 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prefix {
     pub prefix: Vec<u8>,
-    pub max_age: u32,
+    /// Seconds, at most 65535 (18 hours: a CDN hint, kept in `Meta`'s padding).
+    pub max_age: u16,
 }
 
 /// The `cache` block.
@@ -71,8 +72,8 @@ impl Settings {
                                     .to_vec(),
                                 max_age: match o.get("max_age") {
                                     None => 0,
-                                    Some(a) => u32::try_from(num(a, "max_age")?)
-                                        .map_err(|_| "'max_age' is too large")?,
+                                    Some(a) => u16::try_from(num(a, "max_age")?)
+                                        .map_err(|_| "'max_age' is at most 65535")?,
                                 },
                             },
                             _ => return Err("a prefix is a string or an object".into()),

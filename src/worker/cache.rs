@@ -155,7 +155,7 @@ impl EdgeCache {
             table::Keys::First => args.get(1..2)?.into(),
             table::Keys::All => args.get(1..)?.into(),
         };
-        let mut max_age = u32::MAX;
+        let mut max_age = u16::MAX;
         for &s in &names {
             max_age = max_age.min(self.settings.prefix_of(span(buf, s))?.max_age);
         }
