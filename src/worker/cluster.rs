@@ -46,6 +46,7 @@ impl Worker {
         let now = Instant::now();
         let mut c = Cluster::new(self.shared.config.pool_size, now);
         c.split = cfg.split_multi_key;
+        c.read_replicas = cfg.read_from_replicas;
         c.refresh_every = Duration::from_secs(cfg.refresh_sec);
         c.next_refresh = now + c.refresh_every;
         for (host, port) in &cfg.nodes {

@@ -813,3 +813,59 @@ fn periodic_refresh_keeps_the_gateway_idle() {
         .sum::<u64>();
     assert!(refreshes >= 4, "{refreshes} CLUSTER SLOTS");
 }
+
+/// How many times `cmd` ran on `node` (`INFO commandstats`).
+fn calls(node: &Redis, cmd: &str) -> u64 {
+    let info = String::from_utf8_lossy(&node.cmd(&["INFO", "commandstats"])).into_owned();
+    info.lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `read_from_replicas`: read-only commands go to a replica of the slot's primary
+/// (its connection sent READONLY); writes to the primary.
+#[test]
+fn reads_from_replicas() {
+    let c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        r#""redis_cluster":{"nodes":[SEEDS],"read_from_replicas":true,"refresh_sec":1}"#,
+    );
+    get_ok(&gw, "/SET/rk/v1", r#"{"SET":[true,"OK"]}"#);
+    let primary = c.owner(c.slot("rk"));
+    let replica = c
+        .node_infos()
+        .into_iter()
+        .find(|n| n.primary_id == primary.id)
+        .expect("a replica");
+    // Replication is asynchronous: wait until the replica has the key. And Redis lists a
+    // replica in CLUSTER SLOTS only once its replication offset moved (after a write):
+    // the map read at start had none; the next refresh (1 s here) has them.
+    assert!(eventually(TIMEOUT, || c
+        .node(replica.port)
+        .cmd(&["DBSIZE"])
+        != b":0\r\n"));
+    std::thread::sleep(Duration::from_millis(2500));
+    let before = calls(c.node(primary.port), "get");
+    for _ in 0..10 {
+        get_ok(&gw, "/GET/rk", r#"{"GET":"v1"}"#);
+    }
+    assert!(
+        calls(c.node(replica.port), "get") >= 10,
+        "the replica {} served the reads; log:\n{}",
+        replica.port,
+        gw.log()
+    );
+    assert_eq!(
+        calls(c.node(primary.port), "get"),
+        before,
+        "not the primary"
+    );
+    assert!(calls(c.node(replica.port), "readonly") >= 1);
+    // Writes still go to the primary.
+    get_ok(&gw, "/SET/rk/v2", r#"{"SET":[true,"OK"]}"#);
+    assert_eq!(c.node(primary.port).cmd(&["GET", "rk"]), b"$2\r\nv2\r\n");
+}
