@@ -313,6 +313,30 @@ impl Cluster {
         }
     }
 
+    /// Whether `b` is one of the nodes' connections (not the pool's own).
+    pub fn owns(&self, b: BackKey) -> bool {
+        self.shard_subs.values().any(|&x| x == b)
+            || self
+                .nodes
+                .iter()
+                .any(|n| n.conns.iter().any(|&x| x == Some(b)))
+    }
+
+    /// The address of the primary after the one at `after` in the map (the first if
+    /// `after` is none of them); `None` without a map.
+    pub fn next_primary(&self, after: Option<SocketAddr>) -> Option<SocketAddr> {
+        let n = self.primaries.len();
+        if n == 0 {
+            return None;
+        }
+        let at = self
+            .primaries
+            .iter()
+            .position(|&p| Some(self.addr(p)) == after)
+            .map_or(0, |i| i + 1);
+        Some(self.addr(self.primaries[at % n]))
+    }
+
     /// The node serving `slot`, if known.
     pub fn owner_of(&self, slot: u16) -> Option<NodeIndex> {
         match self.owner[usize::from(slot) % SLOTS] {

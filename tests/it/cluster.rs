@@ -869,3 +869,41 @@ fn reads_from_replicas() {
     get_ok(&gw, "/SET/rk/v2", r#"{"SET":[true,"OK"]}"#);
     assert_eq!(c.node(primary.port).cmd(&["GET", "rk"]), b"$2\r\nv2\r\n");
 }
+
+/// The seed node (where the pub/sub connection goes first) is killed: the pub/sub
+/// connection moves to another primary and the WebSocket subscriber gets messages again
+/// (after the usual "connection lost; resubscribing" frame).
+#[test]
+fn pubsub_follows_when_the_seed_dies() {
+    let mut c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        "\"websockets\":true,\"threads\":1,\"redis_timeout_ms\":2000",
+    );
+    let mut ws = WsClient::connect(gw.port, "/.json");
+    ws.send_text(r#"["SUBSCRIBE","news"]"#);
+    assert_eq!(
+        String::from_utf8_lossy(&ws.read_frame().payload),
+        r#"{"SUBSCRIBE":["subscribe","news",1]}"#
+    );
+    let seed = c.nodes[0].port;
+    c.node_mut(seed).stop();
+    ws.client.set_timeout(Duration::from_millis(200));
+    let mut got = Vec::new();
+    let ok = eventually(Duration::from_secs(20), || {
+        let _ = gw.get("/PUBLISH/news/again");
+        while let Ok(f) = ws.try_read_frame() {
+            got.push(String::from_utf8_lossy(&f.payload).into_owned());
+        }
+        got.iter()
+            .any(|m| m == r#"{"SUBSCRIBE":["message","news","again"]}"#)
+    });
+    assert!(
+        ok,
+        "messages again after the seed died: {got:?}\n{}",
+        gw.log()
+    );
+    assert!(gw
+        .log()
+        .contains("cluster: a connection of the pool reconnects to"));
+}
