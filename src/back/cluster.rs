@@ -316,10 +316,7 @@ impl Cluster {
     /// Whether `b` is one of the nodes' connections (not the pool's own).
     pub fn owns(&self, b: BackKey) -> bool {
         self.shard_subs.values().any(|&x| x == b)
-            || self
-                .nodes
-                .iter()
-                .any(|n| n.conns.iter().any(|&x| x == Some(b)))
+            || self.nodes.iter().any(|n| n.conns.contains(&Some(b)))
     }
 
     /// The address of the primary after the one at `after` in the map (the first if
