@@ -13,6 +13,10 @@ BROWSER_DIR := tests/browser
 PYTHON     ?= /usr/bin/python3
 PYENV      := target/pyenv
 WSCLIENT_REQ := tests/wsclient/requirements.txt
+# The Upstash SDKs' tests (tests/it/upstash_sdk.rs): @upstash/redis from npm, pinned in
+# tests/upstash/package-lock.json; upstash-redis from PyPI, pinned in its requirements.txt.
+UPSTASH_DIR := tests/upstash
+UPSTASH_REQ := $(UPSTASH_DIR)/requirements.txt
 
 # The Debian package (cargo-deb; `[package.metadata.deb]` in Cargo.toml).
 VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -41,7 +45,8 @@ deps:
 # test (tests/it/browser.rs), then playwright-core from tests/browser/package-lock.json;
 # python3-venv for the websocket-client and metrics tests (tests/it/wsclient.rs,
 # tests/it/metrics.rs), then their venv.
-deps-test: deps-apt $(BROWSER_DIR)/node_modules/.package-lock.json $(PYENV)/.installed
+deps-test: deps-apt $(BROWSER_DIR)/node_modules/.package-lock.json \
+  $(UPSTASH_DIR)/node_modules/.package-lock.json $(PYENV)/.installed
 
 deps-apt: deps
 	@missing=""; \
@@ -71,12 +76,18 @@ deps-load: deps
 $(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json | deps-apt
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund
 
+# @upstash/redis for the Upstash SDK test, exactly as locked. Reinstalled when the lock
+# file changes.
+$(UPSTASH_DIR)/node_modules/.package-lock.json: $(UPSTASH_DIR)/package.json $(UPSTASH_DIR)/package-lock.json | deps-apt
+	npm ci --prefix $(UPSTASH_DIR) --no-audit --no-fund
+
 # websocket-client and prometheus-client from PyPI, exactly as pinned in
-# tests/wsclient/requirements.txt, in a venv of their own (under target/, so never
+# tests/wsclient/requirements.txt, and upstash-redis as pinned in
+# tests/upstash/requirements.txt, in a venv of their own (under target/, so never
 # committed). Redone when a pin changes.
-$(PYENV)/.installed: $(WSCLIENT_REQ) | deps-apt
+$(PYENV)/.installed: $(WSCLIENT_REQ) $(UPSTASH_REQ) | deps-apt
 	$(PYTHON) -m venv $(PYENV)
-	$(PYENV)/bin/pip install --quiet --disable-pip-version-check -r $(WSCLIENT_REQ)
+	$(PYENV)/bin/pip install --quiet --disable-pip-version-check -r $(WSCLIENT_REQ) -r $(UPSTASH_REQ)
 	touch $@
 
 # Starts a private Redis on the configured port unless one already answers there,

@@ -47,10 +47,23 @@ fn requests(c: &mut Criterion) {
         p
     };
     let batch: Vec<u8> = get.iter().copied().cycle().take(get.len() * 16).collect();
+    // What loadtest/run's wrk sends (Host only), and a browser's usual dozen headers.
+    let wrk = b"GET /GET/hello HTTP/1.1\r\nHost: 127.0.0.1:7379\r\n\r\n".to_vec();
+    let set = b"GET /SET/k/v HTTP/1.1\r\nHost: 127.0.0.1:7379\r\n\r\n".to_vec();
+    let browser = b"GET /GET/hello HTTP/1.1\r\nHost: 127.0.0.1:7379\r\n\
+Connection: keep-alive\r\nsec-ch-ua: \"Chromium\";v=\"124\"\r\nsec-ch-ua-mobile: ?0\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36\r\n\
+sec-ch-ua-platform: \"Linux\"\r\nAccept: */*\r\nSec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: cors\r\n\
+Sec-Fetch-Dest: empty\r\nReferer: http://127.0.0.1:7379/\r\nAccept-Encoding: gzip, deflate, br\r\n\
+Accept-Language: en-US,en;q=0.9\r\n\r\n"
+        .to_vec();
     let mut group = c.benchmark_group("request");
     let mut out = Vec::with_capacity(64 * 1024);
     for (name, input, count) in [
         ("get", &get, 1usize),
+        ("get_wrk", &wrk, 1),
+        ("set_wrk", &set, 1),
+        ("get_browser", &browser, 1),
         ("post", &post, 1),
         ("pipelined_16_gets", &batch, 16),
     ] {
@@ -84,6 +97,7 @@ fn array(items: &[Vec<u8>]) -> Vec<u8> {
 
 fn replies(c: &mut Criterion) {
     let short = bulk(b"world");
+    let ok = b"+OK\r\n".to_vec();
     let kb1 = bulk(&[b'x'; 1024]);
     let arr100 = array(
         &(0..100)
@@ -105,6 +119,7 @@ fn replies(c: &mut Criterion) {
     let mut out = Vec::with_capacity(64 * 1024);
     for (name, cmd, frame) in [
         ("short_string", "GET", &short),
+        ("set_ok", "SET", &ok),
         ("1k_string", "GET", &kb1),
         ("array_100", "LRANGE", &arr100),
         ("hgetall_50", "HGETALL", &hgetall50),

@@ -38,6 +38,11 @@ impl ReadBuf {
         self.start == self.end
     }
 
+    /// Bytes of storage held.
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         self.start += n;
@@ -72,6 +77,27 @@ impl ReadBuf {
         let n = r.read(&mut self.data[self.end..])?;
         self.end += n;
         Ok((n, n == room))
+    }
+
+    /// Reads once from `r` into room for exactly `n` more bytes (`n` > 0), growing the
+    /// buffer to just what it needs: for the rest of a large payload whose length is
+    /// known, so that nothing after it lands in the buffer (the buffer then empties
+    /// when the payload is consumed, and is never compacted with part of it). Returns
+    /// what [`ReadBuf::read_from`] returns.
+    pub fn read_exact_room(&mut self, r: &mut impl Read, n: usize) -> io::Result<(usize, bool)> {
+        if self.data.len() - self.end < n {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.data.len() - self.end < n {
+                self.data.resize(self.end + n, 0);
+            }
+        }
+        let got = r.read(&mut self.data[self.end..self.end + n])?;
+        self.end += got;
+        Ok((got, got == n))
     }
 
     /// Gives memory back after a large request or reply, once the buffer is empty: a
@@ -123,7 +149,10 @@ impl WriteBuf {
         if self.sent == self.data.len() {
             self.data.clear();
             self.sent = 0;
-        } else if limit.is_none() && self.sent >= 64 * 1024 {
+        } else if limit.is_none() && self.sent >= 64 * 1024 && self.sent >= self.pending() {
+            // Compacted only once the bytes sent outnumber those left, so that each byte
+            // moves at most once on average: moving a large backlog after every partial
+            // write to a slow client would cost time quadratic in its size.
             self.data.drain(..self.sent);
             self.sent = 0;
         }
@@ -147,5 +176,56 @@ impl WriteBuf {
         if self.is_empty() && self.data.capacity() > keep {
             self.data = Vec::new();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_room_reads_no_further_and_compacts_first() {
+        let mut b = ReadBuf::with_capacity(8);
+        let mut src: &[u8] = b"headpayload-next";
+        assert_eq!(b.read_from(&mut src, 4).unwrap(), (8, true));
+        b.consume(4);
+        // 7 more bytes of "payload" and nothing of what follows.
+        assert_eq!(b.read_exact_room(&mut src, 3).unwrap(), (3, true));
+        assert_eq!(b.bytes(), b"payload");
+        assert_eq!(b.capacity(), 8, "compacted rather than grown");
+        assert_eq!(src, b"-next");
+        // A short read is reported as such.
+        let mut short: &[u8] = b"ab";
+        assert_eq!(b.read_exact_room(&mut short, 5).unwrap(), (2, false));
+        assert_eq!(b.bytes(), b"payloadab");
+    }
+
+    #[test]
+    fn compaction_waits_for_half_sent() {
+        struct Takes(usize, Vec<u8>);
+        impl Write for Takes {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                let n = b.len().min(self.0);
+                self.0 -= n;
+                self.1.extend_from_slice(&b[..n]);
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = WriteBuf::default();
+        w.data.resize(200 * 1024, 7);
+        let mut sock = Takes(70 * 1024, Vec::new());
+        assert!(!w.write_to(&mut sock, None).unwrap());
+        assert_eq!(w.pending(), 130 * 1024, "70 KiB sent of 200: not moved yet");
+        assert_eq!(w.data.len(), 200 * 1024);
+        sock.0 = 40 * 1024;
+        assert!(!w.write_to(&mut sock, None).unwrap());
+        assert_eq!(w.data.len(), 90 * 1024, "110 KiB sent, 90 left: compacted");
+        assert_eq!(w.pending(), 90 * 1024);
     }
 }

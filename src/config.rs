@@ -99,6 +99,25 @@ pub struct Config {
     /// `metrics.listen`: where `/metrics` and `/health/*` are served (`host:port`);
     /// `None`: nowhere.
     pub metrics_listen: Option<String>,
+    /// Most client connections open at once (all workers); `None`: from the file
+    /// descriptor limit, less room for the Redis connections (see `server`).
+    pub max_clients: Option<usize>,
+    /// Responses a connection may leave unread, replies in flight counted, before it
+    /// is closed (bytes; its largest recent response comes on top).
+    pub http_client_buffer: usize,
+    /// Backlog past which a connection's next requests wait (bytes); also the budget
+    /// its requests in flight are counted against, at the size of its recent replies.
+    pub http_client_buffer_soft: usize,
+    /// Seconds a connection may stay over the soft limit without reading anything
+    /// before it is closed (0: never).
+    pub http_client_buffer_soft_sec: u64,
+    /// Seconds a request's head and body may take to arrive, from its first byte;
+    /// then 408 and close (0: no limit).
+    pub http_request_timeout_sec: u64,
+    /// Seconds an idle keep-alive connection is kept (0: for ever, as webdis).
+    pub http_idle_timeout_sec: u64,
+    /// The `upstash` block: Upstash's REST contract (`api::upstash`); `None`: off.
+    pub upstash: Option<crate::api::upstash::Settings>,
 }
 
 impl Default for Config {
@@ -140,6 +159,13 @@ impl Default for Config {
             redis_timeout_ms: 5000,
             redis_ping_sec: 5,
             metrics_listen: None,
+            max_clients: None,
+            http_client_buffer: 64 * 1024 * 1024,
+            http_client_buffer_soft: 1024 * 1024,
+            http_client_buffer_soft_sec: 60,
+            http_request_timeout_sec: 30,
+            http_idle_timeout_sec: 0,
+            upstash: None,
         }
     }
 }
@@ -176,6 +202,8 @@ pub enum Invalid {
     Rules(RulesError),
     #[error("'rules_dialect': {0}")]
     RulesDialect(DialectError),
+    #[error("'upstash': {0}")]
+    Upstash(String),
     #[error("{0}")]
     Cluster(crate::cluster::config::ClusterError),
 }
@@ -236,6 +264,7 @@ impl Config {
             acl: self.acl.as_ref(),
             default_root: self.default_root.as_deref(),
             database: self.database,
+            upstash: self.upstash.as_ref(),
         }
     }
 }
@@ -274,6 +303,7 @@ impl Config {
             user => "user",
             group => "group",
             metrics_listen => "metrics",
+            max_clients => "max_clients",
         );
         changed
     }
@@ -379,10 +409,26 @@ impl Config {
                     .number(v)
                     .filter(|&n| n <= YEAR_SECS)
                     .map(|n| c.redis_ping_sec = n),
+                "max_clients" => r.size(v).map(|n| c.max_clients = Some(n)),
+                "http_client_buffer" => r.size(v).map(|n| c.http_client_buffer = n),
+                "http_client_buffer_soft" => r.size(v).map(|n| c.http_client_buffer_soft = n),
+                "http_client_buffer_soft_sec" => {
+                    r.seconds(v).map(|n| c.http_client_buffer_soft_sec = n)
+                }
+                "http_request_timeout_sec" => r.seconds(v).map(|n| c.http_request_timeout_sec = n),
+                "http_idle_timeout_sec" => r.seconds(v).map(|n| c.http_idle_timeout_sec = n),
                 "redis_protocol" => r
                     .number(v)
                     .filter(|&n| n == 2 || n == 3)
                     .map(|n| c.redis_protocol = n as u8),
+                "upstash" => {
+                    let mut string = |v: &Value| r.string(v);
+                    match crate::api::upstash::Settings::from_json(v, &mut string) {
+                        Ok(u) => c.upstash = Some(u),
+                        Err(e) => return Err(invalid(Invalid::Upstash(e))),
+                    }
+                    Some(())
+                }
                 "rules" => {
                     rules = Some(v);
                     Some(())
@@ -424,6 +470,14 @@ impl Config {
                 ));
             }
         }
+        if c.http_client_buffer_soft > c.http_client_buffer {
+            r.warnings.push(format!(
+                "Warning! 'http_client_buffer_soft' is over 'http_client_buffer' in {}: \
+                 lowered to it",
+                r.path
+            ));
+            c.http_client_buffer_soft = c.http_client_buffer;
+        }
         crate::cluster::config::check(
             c.redis_cluster.as_ref(),
             c.redis_sentinel.as_ref(),
@@ -446,6 +500,9 @@ impl Config {
         })
     }
 }
+
+/// Longest timeout accepted (a year): deadlines stay far from `Instant`'s range.
+const MAX_SECONDS: u64 = 365 * 24 * 3600;
 
 struct Reader<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
@@ -485,6 +542,11 @@ impl Reader<'_> {
     /// A size in bytes: at least 1.
     fn size(&mut self, v: &Value) -> Option<usize> {
         self.number(v).filter(|&n| n > 0).map(|n| n as usize)
+    }
+
+    /// A duration in seconds, 0 (off) to a year.
+    fn seconds(&mut self, v: &Value) -> Option<u64> {
+        self.number(v).filter(|&n| n <= MAX_SECONDS)
     }
 
     /// A count of threads or connections: 1 to 1024.
@@ -688,6 +750,47 @@ mod tests {
         assert_eq!(c.access_log.as_deref(), Some("/var/log/a.log"));
         assert_eq!(c.redis_host, "127.0.0.1");
         assert_eq!(c.http_max_request_size, 128 * 1024 * 1024);
+        assert_eq!(c.max_clients, None);
+        assert_eq!(c.http_client_buffer, 64 * 1024 * 1024);
+        assert_eq!(c.http_client_buffer_soft, 1024 * 1024);
+        assert_eq!(c.http_client_buffer_soft_sec, 60);
+        assert_eq!(c.http_request_timeout_sec, 30);
+        assert_eq!(c.http_idle_timeout_sec, 0);
+    }
+
+    #[test]
+    fn limits_and_timeouts() {
+        let l = parse(
+            r#"{"max_clients":100,"http_client_buffer":"4096","http_client_buffer_soft":1024,
+            "http_client_buffer_soft_sec":0,"http_request_timeout_sec":0,"http_idle_timeout_sec":5}"#,
+        );
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let c = l.config;
+        assert_eq!(c.max_clients, Some(100));
+        assert_eq!(
+            (c.http_client_buffer, c.http_client_buffer_soft),
+            (4096, 1024)
+        );
+        assert_eq!(c.http_client_buffer_soft_sec, 0);
+        assert_eq!(
+            (c.http_request_timeout_sec, c.http_idle_timeout_sec),
+            (0, 5)
+        );
+        let l = parse(
+            r#"{"max_clients":0,"http_client_buffer":1000,"http_client_buffer_soft":2000,
+            "http_idle_timeout_sec":99999999999}"#,
+        );
+        assert_eq!(
+            l.warnings,
+            vec![
+                "Warning! Unexpected key or incorrect value in t.json: 'http_idle_timeout_sec'",
+                "Warning! Unexpected key or incorrect value in t.json: 'max_clients'",
+                "Warning! 'http_client_buffer_soft' is over 'http_client_buffer' in t.json: lowered to it",
+            ]
+        );
+        assert_eq!(l.config.max_clients, None);
+        assert_eq!(l.config.http_client_buffer_soft, 1000);
+        assert_eq!(l.config.http_idle_timeout_sec, 0);
     }
 
     #[test]

@@ -22,8 +22,14 @@ use std::time::Instant;
 
 /// Most requests in flight on one connection; past it, parsing pauses.
 pub const MAX_IN_FLIGHT: usize = 1024;
-/// Unsent output past which no new request is parsed (the client is not reading).
-pub const OUT_HIGH_WATER: usize = 1024 * 1024;
+/// What a reply is guessed to weigh before a connection has had any (bytes), for the
+/// hard limit's allowance. (For the window, a connection has one request in flight
+/// until its first reply says how large they are: see [`Busy::paused`].)
+pub const FIRST_GUESS: usize = 256 * 1024;
+/// A connection whose replies are guessed at this size or more sends its commands on
+/// the last shared Redis connection (with `pool_size` 2 or more), so that replies to
+/// the others never wait behind its large ones in that connection's FIFO.
+pub const BULK_REPLY: usize = 256 * 1024;
 /// Size a [`Busy`]'s read buffer starts with: most requests fit; it doubles on demand.
 pub const BUF_SIZE: usize = 1024;
 /// A pooled [`Busy`] keeps buffers up to this size (their working size) and gives back
@@ -60,6 +66,27 @@ pub struct Busy {
     pub log: Stage,
     /// Responses emitted, for the metrics (taken at the end-of-turn write).
     pub tally: crate::metrics::Stage,
+    /// Bytes of the responses completed ahead of their turn (`Slot::early`).
+    pub early_bytes: usize,
+    /// The size the next replies are guessed at: up at once to a larger reply, down by
+    /// an eighth of the difference per smaller one (a 1 MiB guess needs about 50 small
+    /// replies to come back down). Requests in flight are counted at this size against
+    /// the soft limit.
+    pub reply_guess: usize,
+    /// Slots running a blocking command: not counted as in flight (the requests after
+    /// one may be what unblocks it).
+    blocking: usize,
+    /// Since when the backlog is over the soft limit with nothing read by the client.
+    pub over_soft: Option<Instant>,
+    /// Since when an incomplete request waits in the read buffer.
+    pub partial: Option<Instant>,
+    /// The requests in flight went to the bulk lane ([`BULK_REPLY`]).
+    bulk: bool,
+    /// `reply_guess` comes from replies (this connection's), not [`FIRST_GUESS`].
+    seen: bool,
+    /// Waiting for room on the bulk lane (the worker's list of such connections wakes
+    /// it): nothing is parsed or read meanwhile.
+    pub bulk_wait: bool,
 }
 
 /// A WebSocket connection's state.
@@ -91,6 +118,14 @@ impl Busy {
             ws: None,
             log: Stage::default(),
             tally: Default::default(),
+            early_bytes: 0,
+            reply_guess: FIRST_GUESS,
+            blocking: 0,
+            over_soft: None,
+            partial: None,
+            bulk: false,
+            seen: false,
+            bulk_wait: false,
         }
     }
 
@@ -109,9 +144,66 @@ impl Busy {
         }
     }
 
-    /// Output not yet written, held messages included.
+    /// Output not yet written: held messages and responses completed ahead of their
+    /// turn included.
     pub fn backlog(&self) -> usize {
-        self.out.pending() + self.held.len()
+        self.out.pending() + self.held.len() + self.early_bytes
+    }
+
+    /// Whether the next request must wait: too many in flight, or more than `budget`
+    /// bytes (the soft limit) buffered or expected. Requests in flight are counted at
+    /// the size of the recent replies, so a client fetching large values has few in
+    /// flight (one, when a reply is over the budget) and Redis is never asked for
+    /// more than the budget on its behalf; one fetching small values may pipeline
+    /// `MAX_IN_FLIGHT` deep. Before its first reply, a connection has one request in
+    /// flight: nothing says yet how large its replies are.
+    pub fn paused(&self, budget: usize) -> bool {
+        let in_flight = self.slots.len().saturating_sub(self.blocking);
+        let guess = if self.seen { self.reply_guess } else { budget };
+        self.bulk_wait
+            || self.slots.len() >= MAX_IN_FLIGHT
+            || self.backlog() > budget
+            || in_flight.saturating_mul(guess) >= budget
+    }
+
+    /// The reply guess kept while the connection is idle, in one byte: the exponent of
+    /// the power of two at or below it (rounding down, so that the guess keeps coming
+    /// down across idle spells), 0 when nothing was learnt.
+    pub fn guess_log2(&self) -> u8 {
+        if !self.seen {
+            return 0;
+        }
+        self.reply_guess.max(2).ilog2() as u8
+    }
+
+    /// Starts from the guess an idle connection kept ([`Busy::guess_log2`]; 0: none).
+    pub fn set_guess_log2(&mut self, log2: u8) {
+        self.seen = log2 != 0;
+        self.reply_guess = match log2 {
+            0 => FIRST_GUESS,
+            n => 1usize.checked_shl(u32::from(n)).unwrap_or(usize::MAX),
+        };
+    }
+
+    /// Marks slot `seq` as running a blocking command on connection `b`.
+    pub fn set_blocking(&mut self, seq: u64, b: BackKey) {
+        if let Some(slot) = self.slot_mut(seq) {
+            if slot.blocking.replace(b).is_none() {
+                self.blocking += 1;
+            }
+        }
+    }
+
+    /// A response of `len` bytes was rendered: the first one replaces the first guess;
+    /// then the guess follows larger replies at once, smaller ones by an eighth of the
+    /// difference.
+    fn note_reply(&mut self, len: usize) {
+        if !self.seen || len >= self.reply_guess {
+            self.seen = true;
+            self.reply_guess = len;
+        } else {
+            self.reply_guess -= (self.reply_guess - len) / 8;
+        }
     }
 
     /// Nothing buffered either way: the buffers can go back to the pool.
@@ -137,6 +229,36 @@ impl Busy {
         self.ws = None;
         self.log.clear();
         self.tally.clear();
+        self.early_bytes = 0;
+        self.reply_guess = FIRST_GUESS;
+        self.blocking = 0;
+        self.over_soft = None;
+        self.partial = None;
+        self.bulk = false;
+        self.seen = false;
+        self.bulk_wait = false;
+    }
+
+    /// Whether the next command would go on the bulk lane ([`Busy::lane`]).
+    pub fn next_is_bulk(&self, shared: usize) -> bool {
+        if self.slots.is_empty() {
+            shared >= 2 && self.seen && self.reply_guess >= BULK_REPLY
+        } else {
+            self.bulk
+        }
+    }
+
+    /// Which of the `shared` shared Redis connections the next command goes to: the
+    /// front's own (`small`, one of all but the last), or the last one while its replies
+    /// are large. The lane changes only when nothing is in flight, so that a client's
+    /// commands always run in the order it sent them.
+    pub fn lane(&mut self, small: usize, shared: usize) -> usize {
+        self.bulk = self.next_is_bulk(shared);
+        if self.bulk {
+            shared - 1
+        } else {
+            small
+        }
     }
 
     /// Adds a slot for a new request and returns its sequence number.
@@ -165,11 +287,16 @@ impl Busy {
             return None;
         }
         // Its back connection (if one of its own) is done with it and may serve others.
-        slot.blocking = None;
+        if slot.blocking.take().is_some() {
+            self.blocking = self.blocking.saturating_sub(1);
+        }
         if idx > 0 {
             let mut early = Vec::new();
             write(&mut early, &slot.meta);
+            let len = early.len();
             slot.early = Some(early);
+            self.early_bytes += len;
+            self.note_reply(len);
             return Some(false);
         }
         let start = self.out.data.len();
@@ -177,8 +304,10 @@ impl Busy {
         self.log.finish(slot.meta.access, &self.out.data[start..]);
         self.tally.finish(&slot.meta, &self.out.data[start..]);
         let mut last = !slot.meta.keep_alive;
+        self.note_reply(self.out.data.len() - start);
         self.pop_head();
         while let Some(early) = self.slots.front_mut().and_then(|s| s.early.take()) {
+            self.early_bytes = self.early_bytes.saturating_sub(early.len());
             self.out.data.extend_from_slice(&early);
             self.log.finish(self.slots[0].meta.access, &early);
             self.tally.finish(&self.slots[0].meta, &early);
@@ -267,7 +396,21 @@ pub struct Front {
     pub back: u16,
     /// Listed in the worker's to-flush list.
     pub dirty: bool,
+    /// The reply size guess kept while idle ([`Busy::guess_log2`]; 0: none yet).
+    pub guess_log2: u8,
+    /// When the client last sent bytes or had its output drained, in worker ticks
+    /// (`http_idle_timeout_sec`).
+    pub active: u32,
+    /// Timer entries pending for this connection ([`ARMED_REQUEST`], [`ARMED_SOFT`]):
+    /// kept here rather than in its `Busy`, which may be recycled while one is, so
+    /// that a connection never has more than one of each kind.
+    pub armed: u8,
 }
+
+/// [`Front::armed`]: a request timer is pending.
+pub const ARMED_REQUEST: u8 = 1;
+/// [`Front::armed`]: a soft-limit timer is pending.
+pub const ARMED_SOFT: u8 = 2;
 
 /// A worker's fronts, by [`FrontKey`].
 #[derive(Default)]
@@ -354,12 +497,125 @@ mod tests {
 }
 
 #[cfg(test)]
+mod window {
+    use super::*;
+
+    const BUDGET: usize = 1024 * 1024;
+
+    fn busy_with(slots: usize) -> Busy {
+        let mut b = Busy::new();
+        for _ in 0..slots {
+            b.push_slot(Meta::default());
+        }
+        b
+    }
+
+    #[test]
+    fn one_request_in_flight_until_a_reply_is_seen() {
+        assert!(!busy_with(0).paused(BUDGET));
+        assert!(busy_with(1).paused(BUDGET));
+        assert!(busy_with(1).paused(64 * BUDGET), "whatever the budget");
+        let mut b = busy_with(2);
+        b.complete(b.base_seq, |o, _| o.extend_from_slice(&[b'x'; 300]));
+        assert!(!b.paused(BUDGET), "small replies: pipelining");
+        let mut b = busy_with(MAX_IN_FLIGHT);
+        b.seen = true;
+        b.reply_guess = 1;
+        assert!(b.paused(usize::MAX));
+    }
+
+    #[test]
+    fn the_guess_follows_the_replies() {
+        let mut b = busy_with(64);
+        let base = b.base_seq;
+        b.complete(base, |o, _| o.extend_from_slice(&[b'x'; 300]));
+        assert_eq!(
+            b.reply_guess, 300,
+            "the first reply replaces the first guess"
+        );
+        assert!(!b.paused(BUDGET), "63 small replies in flight");
+        // One large reply: at once, one request in flight is the budget's worth.
+        b.complete(base + 1, |o, _| o.resize(o.len() + BUDGET, b'y'));
+        assert_eq!(b.reply_guess, BUDGET);
+        // Small ones bring it down again, an eighth of the way each.
+        b.complete(base + 2, |o, _| o.extend_from_slice(&[b'x'; 300]));
+        assert_eq!(b.reply_guess, BUDGET - (BUDGET - 300) / 8);
+        let mut guess = b.reply_guess;
+        for i in 3..60 {
+            b.complete(base + i, |o, _| o.extend_from_slice(&[b'x'; 300]));
+            assert!(b.reply_guess < guess);
+            guess = b.reply_guess;
+        }
+        assert!(b.reply_guess < 1000, "{}", b.reply_guess);
+        b.reply_guess = BUDGET;
+        b.out.clear();
+        let mut one = busy_with(1);
+        one.reply_guess = BUDGET;
+        assert!(one.paused(BUDGET));
+        // ... but not a blocking command, whose followers may be what unblocks it.
+        one.set_blocking(one.base_seq, crate::key::BackKey(3));
+        assert!(!one.paused(BUDGET));
+        one.complete(one.base_seq, |_, _| {});
+        assert_eq!(one.blocking, 0);
+        // The guess survives an idle spell in one byte, rounded down to a power of two.
+        assert_eq!(b.guess_log2(), 20);
+        let mut c = Busy::new();
+        c.set_guess_log2(b.guess_log2());
+        assert_eq!(c.reply_guess, BUDGET);
+        c.set_guess_log2(0);
+        assert_eq!(c.reply_guess, FIRST_GUESS);
+        b.reply_guess = 300;
+        c.set_guess_log2(b.guess_log2());
+        assert_eq!(c.reply_guess, 256);
+    }
+
+    #[test]
+    fn large_replies_move_to_the_bulk_lane_between_requests() {
+        let mut b = Busy::new();
+        // Nothing known yet: the connection's own lane, whatever the first guess.
+        assert_eq!(b.lane(0, 2), 0);
+        let seq = b.push_slot(Meta::default());
+        b.complete(seq, |o, _| o.resize(BULK_REPLY, b'x'));
+        assert_eq!(b.lane(0, 2), 1, "large replies: the last connection");
+        assert_eq!(b.lane(0, 1), 0, "one connection: no lane of its own");
+        // While requests are in flight the lane does not change.
+        assert_eq!(b.lane(0, 3), 2);
+        let seq = b.push_slot(Meta::default());
+        b.reply_guess = 100;
+        assert_eq!(b.lane(0, 3), 2);
+        b.complete(seq, |_, _| {});
+        assert_eq!(b.lane(0, 3), 0);
+        // An idle spell keeps what was learnt.
+        let mut c = Busy::new();
+        c.set_guess_log2(20);
+        assert_eq!(c.lane(1, 3), 2);
+        let d = Busy::new();
+        assert_eq!(d.guess_log2(), 0, "nothing learnt, nothing kept");
+    }
+
+    #[test]
+    fn early_responses_count_in_the_backlog() {
+        let mut b = busy_with(2);
+        let base = b.base_seq;
+        b.complete(base + 1, |o, _| o.extend_from_slice(b"second"));
+        assert_eq!(b.backlog(), 6);
+        assert!(b.out.is_empty());
+        b.complete(base, |o, _| o.extend_from_slice(b"first;"));
+        assert_eq!(b.early_bytes, 0);
+        assert_eq!(b.backlog(), 12);
+        assert_eq!(b.out.data, b"first;second");
+    }
+}
+
+#[cfg(test)]
 mod sizes {
     /// An idle keep-alive connection is only its `Front` (ARCHITECTURE.md); `Meta` is
-    /// copied per request.
+    /// copied per request (72 bytes, plus 8 for the Upstash envelope and its sync token).
+    /// (mio's sockets carry a selector id in debug builds.)
     #[test]
     fn small_structs_stay_small() {
-        assert_eq!(std::mem::size_of::<super::Front>(), 72);
-        assert_eq!(std::mem::size_of::<super::Meta>(), 72);
+        let front = if cfg!(debug_assertions) { 80 } else { 64 };
+        assert_eq!(std::mem::size_of::<super::Front>(), front);
+        assert_eq!(std::mem::size_of::<super::Meta>(), 80);
     }
 }

@@ -20,6 +20,7 @@ Options:
 ";
 
 fn main() {
+    process::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = match args.as_slice() {
         [] => None,

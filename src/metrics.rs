@@ -103,15 +103,13 @@ pub struct Counters {
     pub closed: u64,
     /// Requests over `http_max_request_size` (413).
     pub too_large: u64,
-    /// Requests that took too long to arrive (408). Counted by the client limits (being
-    /// built); 0 until then.
+    /// Requests that took too long to arrive (408).
     pub request_timeouts: u64,
-    /// Connections refused at `max_clients`. Counted by the client limits (being built);
-    /// 0 until then.
+    /// Times accepting paused at `max_clients` (the connections wait in the listen
+    /// queue).
     pub max_clients: u64,
     /// Clients disconnected for letting their output buffer grow past its limit
-    /// (requests and replies; subscribers are `slow_consumers`). Counted by the client
-    /// limits (being built); 0 until then.
+    /// (requests and replies; subscribers are `slow_consumers`).
     pub output_buffer: u64,
     /// Subscribers disconnected for not reading their messages (`pubsub_client_buffer`).
     pub slow_consumers: u64,
@@ -124,8 +122,7 @@ pub struct Counters {
     pub replies: u64,
     /// Requests answered 503 (Redis could not be reached, or the connection broke).
     pub unavailable: u64,
-    /// Requests answered 504. Counted from the responses, as 503; nothing answers 504
-    /// until request deadlines (being built) do.
+    /// Requests answered 504 (`redis_timeout_ms`). Counted from the responses, as 503.
     pub timeouts: u64,
     /// Redis connections up (their handshake passed), by kind (`BACK_KINDS`).
     pub back_up: [u64; 4],

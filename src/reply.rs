@@ -6,6 +6,7 @@ use crate::proto::resp::{Item, Reader};
 use crate::proto::response::{self, DateCache, Head, Status};
 use crate::proto::ws;
 use crate::render::custom::Custom;
+use crate::render::upstash::{self as up, Envelope};
 use crate::render::Output;
 use crate::render::{self, json, Shape};
 use smallvec::SmallVec;
@@ -39,9 +40,30 @@ pub struct Meta {
     pub status: u16,
     /// ... and whether it is a subscribe or unsubscribe request.
     pub pubsub: bool,
+    /// An Upstash or batch request: its reply is written by `render::upstash`.
+    pub upstash: Envelope,
 }
 
 impl Meta {
+    /// What a head needs of the request (`render::upstash`).
+    pub fn conn(&self) -> up::Conn {
+        up::Conn {
+            minor: self.minor,
+            keep_alive: self.keep_alive,
+            head_only: self.head_only,
+            etag: self.etag,
+        }
+    }
+
+    /// The command's name after its length byte (the form `render::upstash` reads).
+    fn name_prefixed(&self) -> SmallVec<[u8; 25]> {
+        let n = &self.name[..self.name.len().min(255)];
+        let mut v = SmallVec::new();
+        v.push(n.len() as u8);
+        v.extend_from_slice(n);
+        v
+    }
+
     /// The command this reply answers: its name (the JSON key), its output format and
     /// the reshaping its JSON or MessagePack gets.
     pub fn set_command(&mut self, name: &[u8], output: Output) {
@@ -50,7 +72,9 @@ impl Meta {
         self.output = output;
         self.shape = match output {
             Output::Json | Output::Msgpack => Shape::for_command(name),
-            Output::Raw | Output::Custom | Output::Xml | Output::XmlJson => Shape::Plain,
+            Output::Raw | Output::Custom | Output::Xml | Output::XmlJson | Output::Csv => {
+                Shape::Plain
+            }
         };
     }
 }
@@ -65,12 +89,33 @@ pub struct Extra {
     pub if_none_match: Option<Vec<u8>>,
     /// A rewrite rule's mapping of Redis errors and nil to HTTP statuses.
     pub statuses: Option<Arc<Statuses>>,
+    /// A webdis-shaped batch's command names, each after its length byte.
+    pub names: Option<Box<[u8]>>,
 }
+
+/// Largest reply from Redis whose response gets an `ETag`. The MD5 of the body costs
+/// about 1.6 ms per MiB on the worker (measured: 45 % of its time while clients fetch
+/// 1 MiB values), more than sending the body itself, and it would hold up every other
+/// connection of the worker; past this size the `ETag` (and the `304` it allows) is
+/// left out. Up to it, the MD5 takes at most about 0.4 ms.
+pub const ETAG_MAX_REPLY: usize = 256 * 1024;
 
 /// The response to a request whose command produced `frame`.
 pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     if meta.ws {
         return ws_write(out, meta, frame);
+    }
+    if meta.upstash.is_some() {
+        let own = meta.name_prefixed();
+        let names = meta.extra.as_deref().and_then(|e| e.names.as_deref());
+        return up::write(
+            out,
+            meta.conn(),
+            &meta.upstash,
+            frame,
+            names.unwrap_or(&own),
+            date,
+        );
     }
     let extra = meta.extra.as_deref();
     let start = out.len();
@@ -85,7 +130,7 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
         .unwrap_or(meta.content_type.as_bytes());
     let head = Head {
         filename: extra.and_then(|e| e.filename.as_deref()),
-        etag: meta.etag && mapped.is_none(),
+        etag: meta.etag && mapped.is_none() && frame.len() <= ETAG_MAX_REPLY,
         ..head_for(meta, mapped.unwrap_or(Status::Ok), Some(content_type))
     };
     // The body's length, guessed for the Content-Length digits.
@@ -94,8 +139,11 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
             Output::Json => meta.name.len() + 8,
             Output::Msgpack => meta.name.len() + 4,
             Output::Xml | Output::XmlJson => 64,
-            Output::Raw | Output::Custom => 0,
+            Output::Raw | Output::Custom | Output::Csv => 0,
         };
+    // One allocation for a large body rather than a series of doublings, each copying
+    // what was rendered so far (a no-op when the buffer already has the room).
+    out.reserve(hint + HEAD_ROOM);
     let opened = response::open(out, &head, date, hint);
     let jsonp = extra.and_then(|e| e.jsonp.as_deref());
     let sep = extra.and_then(|e| e.sep.as_deref()).unwrap_or(b"");
@@ -135,6 +183,9 @@ pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
         }
     }
 }
+
+/// Room for a response head, reserved with the body.
+const HEAD_ROOM: usize = 512;
 
 /// The head of the response to `meta`'s request: no filename, no ETag.
 pub(crate) fn head_for<'a>(
@@ -191,6 +242,16 @@ pub fn error(out: &mut Vec<u8>, meta: &Meta, status: Status, date: &DateCache) {
     if meta.ws {
         return ws_error_frame(out, meta.output, status, status.reason());
     }
+    if meta.upstash.is_some() {
+        return up::error(
+            out,
+            meta.conn(),
+            &meta.upstash,
+            status,
+            status.reason(),
+            date,
+        );
+    }
     response::error(
         out,
         status,
@@ -205,6 +266,9 @@ pub fn error(out: &mut Vec<u8>, meta: &Meta, status: Status, date: &DateCache) {
 pub fn error_with(out: &mut Vec<u8>, meta: &Meta, status: Status, msg: &[u8], date: &DateCache) {
     if meta.ws {
         return ws_error_frame(out, meta.output, status, msg);
+    }
+    if meta.upstash.is_some() {
+        return up::error(out, meta.conn(), &meta.upstash, status, msg, date);
     }
     let head = head_for(meta, status, Some(b"application/json"));
     let o = response::open(out, &head, date, msg.len() + 12);

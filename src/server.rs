@@ -18,7 +18,7 @@ use crate::worker::{Control, Link, Shared, Worker, WAKER};
 use socket2::{Domain, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -260,6 +260,7 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
     let listeners = (0..config.threads.max(1))
         .map(|_| listener(addr, true).map_err(|e| StartError::Bind(addr, e)))
         .collect::<Result<Vec<_>, _>>()?;
+    let max_clients = max_clients(&config);
     Ok(Bound {
         local_addr: addr,
         listeners,
@@ -270,9 +271,49 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
             stop: Arc::new(AtomicBool::new(false)),
             access_log,
             redis_back: Arc::new(AtomicU64::new(0)),
+            clients: Arc::new(AtomicUsize::new(0)),
+            max_clients,
         }),
         started: SystemTime::now(),
     })
+}
+
+/// File descriptors kept for everything but clients: per worker, its listener, poll and
+/// waker, `pool_size` shared connections, the pub/sub connection and room for DB and
+/// blocking connections; and for the process, the standard streams, log files and
+/// start-up probes.
+fn reserved_fds(config: &Config) -> u64 {
+    let threads = config.threads.max(1) as u64;
+    threads * (config.pool_size as u64 + 32) + 64
+}
+
+/// `max_clients`, or by default what the file descriptor limit leaves once
+/// [`reserved_fds`] are set aside (at least 1). A configured value over that is kept,
+/// with a warning: past the limit, accepting pauses on EMFILE instead.
+fn max_clients(config: &Config) -> usize {
+    let limit = crate::process::fd_limit().unwrap_or(1024);
+    let room = limit.saturating_sub(reserved_fds(config)).max(1);
+    match config.max_clients {
+        Some(n) => {
+            if n as u64 > room {
+                log!(
+                    Level::Warning,
+                    "max_clients {n} is over what the file descriptor limit ({limit}) leaves \
+                     for clients ({room}): raise the limit (ulimit -n, LimitNOFILE)"
+                );
+            }
+            n
+        }
+        None => {
+            let n = usize::try_from(room).unwrap_or(usize::MAX);
+            log!(
+                Level::Info,
+                "max_clients: {n} (file descriptor limit {limit}, {} kept for Redis connections and files)",
+                reserved_fds(config)
+            );
+            n
+        }
+    }
 }
 
 /// Adds TLS to the connector when `ssl` is enabled, and checks it against Redis now:
@@ -586,6 +627,8 @@ impl Server {
             stop: running.stop.clone(),
             access_log,
             redis_back: running.redis_back.clone(),
+            clients: running.clients.clone(),
+            max_clients: running.max_clients,
         });
         if keyed
             && shared

@@ -50,6 +50,57 @@ fn small_gets_do_not_allocate() {
         "allocations during 62 batches of 16 on a rule route"
     );
 
+    // Upstash's surface: a JSON command, a pipeline and a transaction, base64-encoded
+    // (the JSON body is read without a tree, the RESP rendered from the frames).
+    let up = webdis_rs::config::Config::parse(
+        r#"{"upstash": {"tokens": [{"token": "tok"}]}}"#,
+        "t.json",
+        |_| None,
+    )
+    .unwrap()
+    .config
+    .upstash;
+    let upstash = webdis_rs::config::Config {
+        upstash: up,
+        ..config.clone()
+    };
+    let one = r#"{"result":"d29ybGQ="}"#;
+    for (path, json, answer) in [
+        ("/", r#"["GET","hello"]"#.to_string(), one.to_string()),
+        (
+            "/pipeline",
+            r#"[["GET","hello"],["EXISTS","hello"],["GET","hello"]]"#.to_string(),
+            format!(r#"[{one},{{"result":1}},{one}]"#),
+        ),
+        (
+            "/multi-exec",
+            r#"[["GET","hello"],["GET","hello"]]"#.to_string(),
+            format!("[{one},{one}]"),
+        ),
+    ] {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok\r\n\
+             Upstash-Encoding: base64\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{json}",
+            json.len()
+        );
+        let (single, batched) = allocations_answered(
+            upstash.clone(),
+            req.as_bytes(),
+            answer.as_bytes(),
+            Duration::ZERO,
+        );
+        assert_eq!(single, 0, "allocations during 1,000 Upstash POST {path}");
+        assert_eq!(
+            batched, 0,
+            "allocations during 62 batches of 16 POST {path}"
+        );
+        assert_eq!(
+            batched, 0,
+            "allocations during 62 batches of 16 POST {path}"
+        );
+    }
+
     // A mod_redis-dialect rule beside a webdis one: its JSON form (one pass of the
     // rules), and its XML for a path the two dialects read differently (two passes).
     let rules = serde_json::json!([

@@ -8,6 +8,9 @@
 --   1: request path, e.g. /GET/hello                (default /GET/hello)
 --   2: pipeline depth: requests written per write   (default 1)
 --   3: expected body length in bytes, -1 = no check (default -1)
+--   4: method (default GET); with POST:
+--   5: the body, sent as JSON with the Upstash SDK's headers (a Bearer token and
+--      `Upstash-Encoding: base64`): the SDK-shaped cells
 --
 -- With depth > 1, init() builds `depth` copies with wrk.format and request()
 -- returns them concatenated, as wrk's scripts/pipeline.lua does; wrk counts the
@@ -29,9 +32,17 @@ function init(args)
    local path = args[1] or "/GET/hello"
    local depth = tonumber(args[2] or "1")
    expect_len = tonumber(args[3] or "-1")
+   local method = args[4] or "GET"
+   local headers, body = nil, nil
+   if method == "POST" then
+      body = args[5] or "[]"
+      headers = {["Content-Type"] = "application/json",
+                 ["Authorization"] = "Bearer loadtest",
+                 ["Upstash-Encoding"] = "base64"}
+   end
    local r = {}
    for i = 1, depth do
-      r[i] = wrk.format("GET", path)
+      r[i] = wrk.format(method, path, headers, body)
    end
    req = table.concat(r)
    responses = 0

@@ -6,3 +6,4 @@ pub mod acl;
 pub mod command;
 pub mod plan;
 pub mod rules;
+pub mod upstash;

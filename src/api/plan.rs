@@ -12,6 +12,7 @@
 use crate::api::acl::Acl;
 use crate::api::command::{self, Command, CommandError, Query, Route};
 use crate::api::rules::{self, Routed, RuleCommand, Rules};
+use crate::api::upstash;
 use crate::log;
 use crate::log::Level;
 use crate::proto::http::{Method, Request};
@@ -35,6 +36,8 @@ pub enum Immediate {
     Denied,
     /// A rewrite rule's answer (404, 405, OPTIONS, 400).
     Rule(rules::Answer),
+    /// The Upstash surface's (401, a refused command, bad JSON, its CORS preflight).
+    Upstash(upstash::Answer),
 }
 
 impl Immediate {
@@ -50,6 +53,13 @@ impl Immediate {
             Immediate::Error(status) => reply::error(out, meta, *status, date),
             Immediate::Denied => reply::error(out, meta, Status::Forbidden, date),
             Immediate::Rule(answer) => answer.write(out, meta, date),
+            Immediate::Upstash(upstash::Answer::Preflight) => {
+                crate::render::upstash::preflight(out, meta.conn(), date)
+            }
+            Immediate::Upstash(upstash::Answer::Error(status, msg)) => {
+                let env = &meta.upstash;
+                crate::render::upstash::error(out, meta.conn(), env, *status, msg, date)
+            }
         }
     }
 }
@@ -63,6 +73,14 @@ pub enum Cmd<'a> {
     Rule(RuleCommand<'a>),
     /// Decoded arguments (a WebSocket message).
     Argv(&'a [Vec<u8>]),
+    /// Commands already in RESP (an Upstash request, a batch: `MULTI` ... `EXEC`
+    /// included), answered by `frames` replies; `name` is the first command's, or the
+    /// endpoint's.
+    Batch {
+        resp: &'a [u8],
+        frames: u32,
+        name: &'a [u8],
+    },
 }
 
 impl Cmd<'_> {
@@ -72,6 +90,15 @@ impl Cmd<'_> {
             Cmd::Url(c) => c.name,
             Cmd::Rule(c) => c.name(),
             Cmd::Argv(a) => a.first().map_or(&b""[..], |n| n),
+            Cmd::Batch { name, .. } => name,
+        }
+    }
+
+    /// How many replies answer it (a batch's: one per command, MULTI and EXEC).
+    pub fn frames(&self) -> u32 {
+        match self {
+            Cmd::Batch { frames, .. } => *frames,
+            _ => 1,
         }
     }
 
@@ -88,6 +115,8 @@ impl Cmd<'_> {
                 Some((name, args)) => command::block_limit(name, args.iter().map(Vec::as_slice)),
                 None => Some(std::time::Duration::ZERO),
             },
+            // Blocking commands are refused in batches.
+            Cmd::Batch { .. } => Some(std::time::Duration::ZERO),
         }
     }
 
@@ -97,6 +126,7 @@ impl Cmd<'_> {
             Cmd::Url(c) => c.write_resp(out),
             Cmd::Rule(c) => c.write_resp(out),
             Cmd::Argv(a) => crate::proto::resp::write_argv(out, a.iter()),
+            Cmd::Batch { resp, .. } => out.extend_from_slice(resp),
         }
     }
 }
@@ -125,6 +155,7 @@ pub enum Plan<'a> {
 pub struct Scratch {
     rules: Option<rules::Scratch>,
     acl_argv: AclArgv,
+    upstash: upstash::Scratch,
 }
 
 /// A command's decoded arguments and their ends, for an ACL with key patterns.
@@ -139,6 +170,7 @@ impl Scratch {
         Scratch {
             rules: cfg.rules.map(Rules::scratch),
             acl_argv: AclArgv::default(),
+            upstash: upstash::Scratch::default(),
         }
     }
 }
@@ -153,6 +185,8 @@ pub struct Settings<'a> {
     pub default_root: Option<&'a str>,
     /// The configured database: a DB prefix naming it is no prefix.
     pub database: u32,
+    /// The `upstash` block (`api::upstash`).
+    pub upstash: Option<&'a upstash::Settings>,
 }
 
 /// The request being planned, and who sent it.
@@ -184,8 +218,26 @@ pub fn plan<'a>(
         t => t,
     };
     log!(Level::Debug, "{}", String::from_utf8_lossy(target));
+    let Scratch {
+        rules,
+        acl_argv,
+        upstash: up,
+    } = scratch;
+    // Upstash's surface and the batch endpoints (one branch without an `upstash` block,
+    // unless the path is a batch endpoint's).
+    if cfg.upstash.is_some() || (req.method == Method::Post && upstash::is_batch_path(target)) {
+        let ctx = upstash::Ctx {
+            settings: cfg.upstash,
+            acl: cfg.acl,
+            peer: at.peer,
+            req,
+            buf,
+        };
+        if let Some(routed) = upstash::route(&ctx, up) {
+            return plan_upstash(routed, meta);
+        }
+    }
     let query = Query::parse(target);
-    let Scratch { rules, acl_argv } = scratch;
     // Rewrite rules come first; without rules this is one branch.
     if let (Some(r), Some(s)) = (cfg.rules, rules.as_mut()) {
         if let Some(plan) = plan_rule(cfg, r, s, at, target, &query, meta) {
@@ -241,6 +293,68 @@ pub fn plan<'a>(
         route,
         db: db.filter(|&d| d != cfg.database),
         cmd: Cmd::Url(cmd),
+    }
+}
+
+/// A request of Upstash's surface, or a batch, as a plan.
+fn plan_upstash<'a>(routed: upstash::Routed<'a>, meta: &mut Meta) -> Plan<'a> {
+    match routed {
+        upstash::Routed::Now(answer, env) => {
+            meta.upstash = env;
+            Plan::Now(Immediate::Upstash(answer))
+        }
+        upstash::Routed::Send {
+            resp,
+            frames,
+            env,
+            name,
+            names,
+        } => {
+            meta.set_command(name, Output::Json);
+            meta.content_type = "application/json";
+            // webdis's shape keeps webdis's ETag.
+            meta.etag &= env.dialect == crate::render::upstash::Dialect::Webdis;
+            meta.upstash = env;
+            if let Some(names) = names {
+                meta.extra = Some(Box::new(Extra {
+                    names: Some(names.into()),
+                    ..Extra::default()
+                }));
+            }
+            Plan::Send {
+                route: Route::Shared,
+                db: None,
+                cmd: Cmd::Batch { resp, frames, name },
+            }
+        }
+        upstash::Routed::Subscribe { kind, topics } => {
+            // Upstash's stream: SSE lines `subscribe,ch,1`, `message,ch,payload`.
+            let name: &[u8] = match kind {
+                TopicKind::Pattern => b"PSUBSCRIBE",
+                _ => b"SUBSCRIBE",
+            };
+            meta.set_command(name, Output::Csv);
+            meta.content_type = SSE;
+            meta.etag = false;
+            meta.keep_alive = true;
+            meta.pubsub = true;
+            Plan::Subscribe(Box::new(SubRequest {
+                kind,
+                name: name.into(),
+                topics,
+                style: Style {
+                    transport: if meta.minor == 0 {
+                        Transport::Plain
+                    } else {
+                        Transport::Chunked
+                    },
+                    sse: true,
+                    output: Output::Csv,
+                    jsonp: None,
+                    sep: None,
+                },
+            }))
+        }
     }
 }
 
@@ -334,6 +448,8 @@ pub fn acl_allows(
         }
         Cmd::Rule(c) => argv.extend(c.args()),
         Cmd::Argv(a) => argv.extend(a.iter().map(Vec::as_slice)),
+        // Checked command by command by `api::upstash`.
+        Cmd::Batch { .. } => return true,
     }
     let allowed = acl.allows_argv(peer, authorization, &argv);
     drop(argv);
@@ -373,6 +489,7 @@ pub fn fill_meta(
             filename: query.filename.map(<[u8]>::to_vec),
             if_none_match: if_none_match.map(<[u8]>::to_vec),
             statuses: statuses.cloned(),
+            names: None,
         }));
     }
 }

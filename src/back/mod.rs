@@ -103,6 +103,9 @@ pub enum Waiter {
         /// The command's bytes, kept when the route asks for them (a cluster redirect
         /// sends the command again); `None` otherwise.
         cmd: Option<Box<[u8]>>,
+        /// How many RESP frames answer it: 1, or a batch's count (`/pipeline`: one per
+        /// command; `/multi-exec`: MULTI's, one per command, EXEC's), delivered together.
+        frames: u32,
         /// How many times a cluster redirect or retry sent it again.
         hops: u8,
         /// Cluster mode: a part (numbered from 1) of a command run as several, whose
@@ -134,13 +137,27 @@ pub enum Waiter {
 impl Waiter {
     /// A front's request, keeping no command bytes.
     pub fn front(key: FrontKey, gen: u32, seq: u64) -> Waiter {
+        Waiter::batch(key, gen, seq, 1)
+    }
+
+    /// A front's request answered by `frames` consecutive replies (an Upstash batch).
+    pub fn batch(key: FrontKey, gen: u32, seq: u64, frames: u32) -> Waiter {
         Waiter::Front {
             key,
             gen,
             seq,
             cmd: None,
+            frames: frames.max(1),
             hops: 0,
             part: 0,
+        }
+    }
+
+    /// How many consecutive frames make the reply this waiter takes.
+    pub fn frames(&self) -> u32 {
+        match self {
+            Waiter::Front { frames, .. } => *frames,
+            _ => 1,
         }
     }
 
@@ -196,6 +213,9 @@ pub struct Back {
     pub dirty: bool,
     /// What the last connect attempt of the current series of failures met.
     pub last_failure: Option<io::ErrorKind>,
+    /// A reply of several frames being scanned ([`Back::scan_reply`]): frames found, and
+    /// the bytes they take.
+    batch: (u32, usize),
 }
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -227,6 +247,30 @@ impl Back {
             auth_failed: false,
             dirty: false,
             last_failure: None,
+            batch: (0, 0),
+        }
+    }
+
+    /// The length of the next whole reply at the start of the read buffer: one frame, or
+    /// as many consecutive frames as the head waiter takes (a batch's replies are
+    /// delivered together, so its renderer sees them all). Resumable like the scanner.
+    pub fn scan_reply(&mut self) -> Result<Option<usize>, crate::proto::resp::RespError> {
+        let want = self.waiters.front().map_or(1, |q| q.waiter.frames());
+        loop {
+            let (seen, at) = self.batch;
+            let rest = self.rbuf.bytes().get(at..).unwrap_or(b"");
+            match self.scanner.scan(rest) {
+                Ok(Some(n)) if seen + 1 >= want => {
+                    self.batch = (0, 0);
+                    return Ok(Some(at + n));
+                }
+                Ok(Some(n)) => self.batch = (seen + 1, at + n),
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    self.batch = (0, 0);
+                    return Err(e);
+                }
+            }
         }
     }
 
@@ -273,6 +317,7 @@ impl Back {
         self.attempted = Some(now);
         self.rbuf.clear();
         self.scanner.reset();
+        self.batch = (0, 0);
         // The handshake goes in front of any commands queued while this connection was
         // being created (a first DB-prefix or blocking request).
         let mut hs = Vec::new();
@@ -445,6 +490,7 @@ impl Back {
         self.rbuf.shrink(64 * 1024, READ_CHUNK);
         self.wbuf.shrink(64 * 1024);
         self.scanner.reset();
+        self.batch = (0, 0);
         self.gate = None;
         self.state = State::Down {
             retry_at: now + self.backoff,

@@ -105,6 +105,11 @@ impl Pool {
         self.slab.iter().map(|(_, b)| b)
     }
 
+    /// Every connection, to change (the memory sweep shrinks their buffers).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Back> {
+        self.slab.iter_mut().map(|(_, b)| b)
+    }
+
     /// Every connection's key.
     pub fn keys(&self) -> impl Iterator<Item = BackKey> + '_ {
         self.slab.iter().map(|(b, _)| BackKey(b))
@@ -113,6 +118,13 @@ impl Pool {
     /// How many shared connections (a front is given one of them).
     pub fn shared_len(&self) -> usize {
         self.shared.len()
+    }
+
+    /// Replies still awaited on shared connection `i` (0 when there is none).
+    pub fn shared_in_flight(&self, i: usize) -> usize {
+        self.shared
+            .get(i)
+            .map_or(0, |b| self.slab[b.0].waiters.len())
     }
 
     /// Queues a command (`write` appends it) for `waiter`, its reply due by `due`, on the

@@ -56,6 +56,25 @@ pub struct Request {
     pub websocket: Option<Box<WsHeaders>>,
     /// `Accept` names `text/event-stream` (a browser's `EventSource`).
     pub event_stream: bool,
+    /// Upstash's request headers (`api::upstash`).
+    pub upstash: UpstashHeaders,
+}
+
+/// What Upstash's headers ask for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstashHeaders {
+    /// `Upstash-Encoding: base64`.
+    pub base64: bool,
+    /// `Upstash-Response-Format: resp2`.
+    pub resp2: bool,
+    /// Some `Upstash-*` header (the SDK sends its telemetry ones): an Upstash client.
+    pub seen: bool,
+}
+
+impl UpstashHeaders {
+    pub fn any(&self) -> bool {
+        self.seen
+    }
 }
 
 /// The headers of a WebSocket handshake (any request with an `Upgrade` header).
@@ -99,6 +118,7 @@ struct HeadFacts {
     event_stream: bool,
     if_none_match: Option<Range<usize>>,
     authorization: Option<Range<usize>>,
+    upstash: UpstashHeaders,
 }
 
 /// Where the walk over an incomplete chunked body stopped (the start of the first chunk
@@ -208,6 +228,14 @@ pub fn parse_resuming(
             facts.if_none_match = Some(range_of(value));
         } else if name.eq_ignore_ascii_case(b"authorization") {
             facts.authorization = Some(range_of(value));
+        } else if name.len() > 8 && name[..8].eq_ignore_ascii_case(b"upstash-") {
+            facts.upstash.seen = true;
+            let (name, value) = (&name[8..], value.trim_ascii());
+            if name.eq_ignore_ascii_case(b"encoding") {
+                facts.upstash.base64 = value.eq_ignore_ascii_case(b"base64");
+            } else if name.eq_ignore_ascii_case(b"response-format") {
+                facts.upstash.resp2 = value.eq_ignore_ascii_case(b"resp2");
+            }
         }
     }
     let keep_alive = match minor {
@@ -256,6 +284,7 @@ pub fn parse_resuming(
             })
         }),
         event_stream: facts.event_stream,
+        upstash: facts.upstash,
     }))
 }
 

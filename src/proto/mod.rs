@@ -2,6 +2,7 @@
 //! frames, and where a command's keys are. They depend on nothing above them (only
 //! `clock` and `buf`), so they can be unit-tested and fuzzed on byte slices alone.
 
+pub mod etag;
 pub mod http;
 pub mod keyspec;
 pub mod resp;

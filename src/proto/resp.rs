@@ -51,6 +51,9 @@ pub struct FrameScanner {
     /// Remaining child values of each open aggregate, innermost last. A map counts
     /// 2 per pair; an attribute counts 2 per pair plus 1 for the value it annotates.
     stack: SmallVec<[u32; 8]>,
+    /// After `Ok(None)` inside a bulk payload: how many bytes the buffer must hold,
+    /// from the frame's start, for the scan to go on (0: unknown).
+    want: usize,
 }
 
 impl FrameScanner {
@@ -72,9 +75,19 @@ impl FrameScanner {
         self.pos = 0;
         self.searched = 0;
         self.stack.clear();
+        self.want = 0;
+    }
+
+    /// After [`FrameScanner::scan`] returned `Ok(None)`: the length the buffer must
+    /// reach before the frame can progress, when it is inside a bulk payload whose
+    /// length is known; 0 otherwise. A reader can then read a large payload up to its
+    /// end and no further, instead of into the next frame.
+    pub fn wanted(&self) -> usize {
+        self.want
     }
 
     fn scan_inner(&mut self, buf: &[u8]) -> Result<Option<usize>, RespError> {
+        self.want = 0;
         loop {
             let Some(&t) = buf.get(self.pos) else {
                 return Ok(None);
@@ -124,6 +137,7 @@ impl FrameScanner {
                         if buf.len() < end + 2 {
                             // The length line is rescanned next time: it is short.
                             self.searched = cr;
+                            self.want = end + 2;
                             return Ok(None);
                         }
                         if &buf[end..end + 2] != b"\r\n" {
@@ -452,6 +466,11 @@ impl<'a> Reader<'a> {
             }
         }
     }
+    /// The bytes not read yet (the frames after this one, when the reader walks several).
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf.get(self.pos..).unwrap_or(b"")
+    }
+
     /// How many bytes of the frame were read so far.
     pub fn position(&self) -> usize {
         self.pos
@@ -642,6 +661,22 @@ mod tests {
         }
         assert_eq!(whole, inc, "one-shot and incremental disagree on {buf:?}");
         whole
+    }
+
+    #[test]
+    fn wanted_is_the_end_of_the_bulk_being_received() {
+        let mut s = FrameScanner::new();
+        assert_eq!(s.scan(b"$10\r\nabc"), Ok(None));
+        assert_eq!(s.wanted(), 17);
+        // Inside an aggregate: the end of the current element.
+        let mut s = FrameScanner::new();
+        assert_eq!(s.scan(b"*2\r\n$1\r\na\r\n$4\r\nab"), Ok(None));
+        assert_eq!(s.wanted(), 21);
+        // Not inside a payload: unknown.
+        assert_eq!(s.scan(b"*2\r\n$1\r\na\r\n$4"), Ok(None));
+        assert_eq!(s.wanted(), 0);
+        assert_eq!(s.scan(b"*2\r\n$1\r\na\r\n$4\r\nabcd\r\n"), Ok(Some(21)));
+        assert_eq!(s.wanted(), 0);
     }
 
     #[test]

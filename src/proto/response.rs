@@ -6,7 +6,6 @@
 //! The `Date` value is cached per worker ([`DateCache`]) and refreshed once a second.
 
 use crate::clock;
-use md5::Digest;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Statuses webdis-rs sends, with webdis's reason phrases.
@@ -84,6 +83,7 @@ impl Status {
             Status::UpgradeRequired => br#"{"error":"Upgrade Required"}"#,
             Status::NotImplemented => br#"{"error":"Not Implemented"}"#,
             Status::Unavailable => br#"{"error":"Service Unavailable"}"#,
+            Status::Code(408) => br#"{"error":"Request Timeout"}"#,
             Status::Ok | Status::NotModified | Status::NotFound | Status::Code(_) => b"",
         }
     }
@@ -184,6 +184,28 @@ pub fn open(out: &mut Vec<u8>, head: &Head<'_>, date: &DateCache, body_hint: usi
     open_with(out, head, date, body_hint, None)
 }
 
+/// [`open`], with `headers` (each line with its CRLF, the first one preceded by a CRLF)
+/// in place of webdis's `Allow` and CORS headers: Upstash's set (`render::upstash`).
+pub fn open_with_headers(
+    out: &mut Vec<u8>,
+    head: &Head<'_>,
+    date: &DateCache,
+    body_hint: usize,
+    headers: &[u8],
+) -> Open {
+    open_inner(out, head, date, body_hint, Cors::Own(headers))
+}
+
+/// Which CORS headers a head carries.
+enum Cors<'a> {
+    /// webdis's.
+    Webdis,
+    /// webdis's, with these methods (a rewrite rule's route).
+    Methods(&'a [u8]),
+    /// These lines instead (after the `Date` line's missing CRLF).
+    Own(&'a [u8]),
+}
+
 /// [`open`], where `methods` (when given) replaces webdis's list in `Allow` and
 /// `Access-Control-Allow-Methods`: the methods a rewrite rule's route serves.
 fn open_with(
@@ -193,22 +215,42 @@ fn open_with(
     body_hint: usize,
     methods: Option<&[u8]>,
 ) -> Open {
-    out.extend_from_slice(if head.minor == 0 {
-        b"HTTP/1.0"
+    let cors = methods.map_or(Cors::Webdis, Cors::Methods);
+    open_inner(out, head, date, body_hint, cors)
+}
+
+fn open_inner(
+    out: &mut Vec<u8>,
+    head: &Head<'_>,
+    date: &DateCache,
+    body_hint: usize,
+    cors: Cors<'_>,
+) -> Open {
+    if matches!(cors, Cors::Webdis) && head.minor == 1 && head.status == Status::Ok {
+        // The usual head: its status line and common headers in one copy.
+        out.extend_from_slice(date.ok_head());
     } else {
-        b"HTTP/1.1"
-    });
-    out.extend_from_slice(head.status.line());
-    match methods {
-        None => out.extend_from_slice(date.common_headers()),
-        Some(m) => {
-            out.extend_from_slice(&date.common_headers()[..SERVER.len() + 29]);
-            out.extend_from_slice(b"\r\nAllow: ");
-            out.extend_from_slice(m);
-            out.extend_from_slice(b"\r\nAccess-Control-Allow-Methods: ");
-            out.extend_from_slice(m);
-            out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(CORS_TAIL);
+        out.extend_from_slice(if head.minor == 0 {
+            b"HTTP/1.0"
+        } else {
+            b"HTTP/1.1"
+        });
+        out.extend_from_slice(head.status.line());
+        match cors {
+            Cors::Webdis => out.extend_from_slice(date.common_headers()),
+            Cors::Own(lines) => {
+                out.extend_from_slice(&date.common_headers()[..SERVER.len() + 29]);
+                out.extend_from_slice(lines);
+            }
+            Cors::Methods(m) => {
+                out.extend_from_slice(&date.common_headers()[..SERVER.len() + 29]);
+                out.extend_from_slice(b"\r\nAllow: ");
+                out.extend_from_slice(m);
+                out.extend_from_slice(b"\r\nAccess-Control-Allow-Methods: ");
+                out.extend_from_slice(m);
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(CORS_TAIL);
+            }
         }
     }
     if let Some(name) = head.filename {
@@ -222,26 +264,32 @@ fn open_with(
         }
         out.extend_from_slice(b"\"\r\n");
     }
-    if let Some(ct) = head.content_type {
-        out.extend_from_slice(b"Content-Type: ");
-        out.extend_from_slice(ct);
-        out.extend_from_slice(b"\r\n");
+    match head.content_type {
+        // The usual one in one copy of a known length.
+        Some(b"application/json") => {
+            out.extend_from_slice(b"Content-Type: application/json\r\n");
+        }
+        Some(ct) => {
+            out.extend_from_slice(b"Content-Type: ");
+            out.extend_from_slice(ct);
+            out.extend_from_slice(b"\r\n");
+        }
+        None => {}
     }
     let etag_at = head.etag.then(|| {
-        out.extend_from_slice(b"ETag: \"");
-        let at = out.len();
-        out.extend_from_slice(&[b'0'; 32]);
-        out.extend_from_slice(b"\"\r\n");
+        let at = out.len() + ETAG_DIGITS_AT;
+        out.extend_from_slice(ETAG_LINE);
         at
     });
-    out.extend_from_slice(if head.keep_alive {
-        b"Connection: Keep-Alive\r\nContent-Length: "
-    } else {
-        b"Connection: Close\r\nContent-Length: "
-    });
+    // The Connection line, `Content-Length: ` and spaces for the digits, in one copy.
     let width = digits(body_hint);
-    let digits_at = out.len();
-    out.resize(digits_at + width, b' ');
+    let tail = if head.keep_alive {
+        &KEEP_ALIVE_TAIL[..]
+    } else {
+        &CLOSE_TAIL[..]
+    };
+    let digits_at = out.len() + tail.len() - MAX_DIGITS;
+    out.extend_from_slice(&tail[..tail.len() - MAX_DIGITS + width]);
     out.extend_from_slice(b"\r\n\r\n");
     Open {
         digits_at,
@@ -250,6 +298,31 @@ fn open_with(
         etag_at,
     }
 }
+
+/// Most digits of a Content-Length (`usize::MAX` has 20).
+const MAX_DIGITS: usize = 20;
+
+/// The ETag line, its 32 hex digits filled in by [`close`].
+const ETAG_LINE: &[u8] = b"ETag: \"00000000000000000000000000000000\"\r\n";
+/// Where the digits of [`ETAG_LINE`] start.
+const ETAG_DIGITS_AT: usize = b"ETag: \"".len();
+
+/// `prefix` followed by [`MAX_DIGITS`] spaces: the end of a head but the Content-Length
+/// digits and the empty line.
+const fn with_digit_room<const N: usize>(prefix: &[u8]) -> [u8; N] {
+    let mut out = [b' '; N];
+    let mut i = 0;
+    while i < prefix.len() {
+        out[i] = prefix[i];
+        i += 1;
+    }
+    out
+}
+
+const KEEP_ALIVE: &[u8] = b"Connection: Keep-Alive\r\nContent-Length: ";
+const CLOSE: &[u8] = b"Connection: Close\r\nContent-Length: ";
+static KEEP_ALIVE_TAIL: [u8; KEEP_ALIVE.len() + MAX_DIGITS] = with_digit_room(KEEP_ALIVE);
+static CLOSE_TAIL: [u8; CLOSE.len() + MAX_DIGITS] = with_digit_room(CLOSE);
 
 /// Fills in the Content-Length for the body appended since [`open`]; with `drop_body`
 /// (HEAD) the body is then removed.
@@ -260,12 +333,9 @@ pub fn close(out: &mut Vec<u8>, open: Open, drop_body: bool) {
     fill_in(out, open.digits_at, open.width, text);
     let body_at = open.body_at + text.len() - open.width;
     if let Some(at) = open.etag_at {
-        let digest = md5::Md5::digest(&out[body_at..]);
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for (i, byte) in digest.iter().enumerate() {
-            out[at + 2 * i] = HEX[usize::from(byte >> 4)];
-            out[at + 2 * i + 1] = HEX[usize::from(byte & 15)];
-        }
+        let mut hex = [0; 32];
+        super::etag::md5_hex(&out[body_at..], &mut hex);
+        out[at..at + 32].copy_from_slice(&hex);
     }
     if drop_body {
         out.truncate(body_at);
@@ -355,19 +425,24 @@ pub fn error(
 
 /// Length of the headers every response starts with: `Server`, `Date`, the CORS block.
 const COMMON_LEN: usize = SERVER.len() + 29 + COMMON.len();
+/// The status line of the usual response, which [`DateCache`] keeps before them.
+const OK_LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
 
 /// The `Date` header value, formatted once per second, kept inside the block of headers
-/// every response starts with so that a head copies it in one go.
+/// every response starts with, itself after the usual status line, so that a head copies
+/// them in one go.
 pub struct DateCache {
     secs: u64,
-    block: [u8; COMMON_LEN],
+    block: [u8; OK_LINE.len() + COMMON_LEN],
 }
 
 impl Default for DateCache {
     fn default() -> Self {
-        let mut block = [b' '; COMMON_LEN];
-        block[..SERVER.len()].copy_from_slice(SERVER);
-        block[SERVER.len() + 29..].copy_from_slice(COMMON);
+        let mut block = [b' '; OK_LINE.len() + COMMON_LEN];
+        let (line, common) = block.split_at_mut(OK_LINE.len());
+        line.copy_from_slice(OK_LINE);
+        common[..SERVER.len()].copy_from_slice(SERVER);
+        common[SERVER.len() + 29..].copy_from_slice(COMMON);
         let mut d = DateCache {
             secs: u64::MAX,
             block,
@@ -380,6 +455,11 @@ impl Default for DateCache {
 impl DateCache {
     /// `Server`, `Date` and the CORS headers, each with its CRLF.
     pub fn common_headers(&self) -> &[u8] {
+        &self.block[OK_LINE.len()..]
+    }
+
+    /// `HTTP/1.1 200 OK` and [`Self::common_headers`].
+    fn ok_head(&self) -> &[u8] {
         &self.block
     }
 
@@ -388,7 +468,8 @@ impl DateCache {
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != self.secs {
             self.secs = secs;
-            self.block[SERVER.len()..SERVER.len() + 29].copy_from_slice(&clock::http_date(secs));
+            let at = OK_LINE.len() + SERVER.len();
+            self.block[at..at + 29].copy_from_slice(&clock::http_date(secs));
         }
     }
 }

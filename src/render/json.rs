@@ -32,6 +32,24 @@ pub fn render(out: &mut Vec<u8>, name: &[u8], frame: &[u8], shape: Shape) {
 
 /// Appends `bytes` as a JSON string literal (quotes included).
 pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    // A short string (a command name, a small value): tested as one word, padded with a
+    // plain byte, and stored as one word whose extra bytes are then cut off; no loop over
+    // the bytes and no call to memcpy.
+    if bytes.len() <= 8 {
+        let mut word = u64::from_le_bytes([b'a'; 8]);
+        for (i, &b) in bytes.iter().enumerate() {
+            word ^= u64::from(b ^ b'a') << (8 * i);
+        }
+        if !word_is_special::<true>(word) {
+            let start = out.len();
+            out.reserve(10);
+            out.push(b'"');
+            out.extend_from_slice(&word.to_le_bytes());
+            out.truncate(start + 1 + bytes.len());
+            out.push(b'"');
+            return;
+        }
+    }
     out.push(b'"');
     // Plain ASCII (the usual case) needs no UTF-8 validation: escape up to the first
     // non-ASCII byte, and only from there walk the UTF-8 chunks.
@@ -87,6 +105,19 @@ fn escape<const STOP_AT_NON_ASCII: bool>(out: &mut Vec<u8>, s: &[u8]) -> usize {
     let mut start = 0;
     let mut i = 0;
     while i < s.len() {
+        // 32 bytes at a time while none needs escaping: one branch for four words (a
+        // large value is mostly such runs).
+        if let Some(block) = s.get(i..i + 32) {
+            let mut special = false;
+            for w in block.chunks_exact(8) {
+                let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                special |= word_is_special::<STOP_AT_NON_ASCII>(w);
+            }
+            if !special {
+                i += 32;
+                continue;
+            }
+        }
         if let Some(w) = s.get(i..i + 8) {
             let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
             if !word_is_special::<STOP_AT_NON_ASCII>(w) {
@@ -965,7 +996,7 @@ mod tests {
         // Every byte value at every position of strings around the 8-byte word size,
         // on plain and on non-ASCII backgrounds.
         for background in [&b"abcdefghijklmnopq"[..], "é€xyzéé€".as_bytes()] {
-            for len in [1, 7, 8, 9, 15, 16, 17] {
+            for len in [0, 1, 2, 5, 7, 8, 9, 15, 16, 17] {
                 let base = &background[..len.min(background.len())];
                 for pos in 0..base.len() {
                     for b in 0..=255u8 {

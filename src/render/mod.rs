@@ -4,6 +4,7 @@
 pub mod custom;
 pub mod json;
 pub mod msgpack;
+pub mod upstash;
 pub mod xml;
 
 use crate::proto::resp::{Item, Reader};
@@ -22,6 +23,9 @@ pub enum Output {
     Xml,
     /// The JSON form of that document (rewrite rules in the mod_redis dialect only).
     XmlJson,
+    /// Upstash's pub/sub lines: a message's elements comma-separated, as they are
+    /// (`message,ch,payload`, `subscribe,ch,1`; `render::upstash::csv`).
+    Csv,
 }
 
 /// A format chosen from the extension of the last path segment.
@@ -104,6 +108,7 @@ pub fn body(
             }
         }
         Output::Custom => return custom::render(out, frame, sep),
+        Output::Csv => upstash::csv(out, frame),
     }
     Custom::Body
 }

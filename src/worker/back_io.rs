@@ -19,6 +19,8 @@ use std::time::Instant;
 
 /// The message of the 504 a request gets when its reply is late.
 const REDIS_TIMEOUT: &[u8] = b"Redis timeout";
+/// Bytes read from one Redis connection per turn of the loop (see `back_read`).
+const READ_BUDGET: usize = 1024 * 1024;
 
 impl Worker {
     pub(super) fn connect_back(&mut self, b: BackKey, now: Instant) {
@@ -82,7 +84,7 @@ impl Worker {
         // not watched).
         let due = match back.kind {
             Kind::Subscriber => None,
-            _ => self.limits.reply.and_then(|t| now.checked_add(t)),
+            _ => self.deadlines.reply.and_then(|t| now.checked_add(t)),
         };
         let subscriber = back.kind == Kind::Subscriber;
         let keep = if subscriber {
@@ -155,8 +157,11 @@ impl Worker {
     }
 
     /// Reads replies. With `to_end`, reads until the end of the stream even after a
-    /// short read (the event said Redis closed the connection).
-    fn back_read(&mut self, b: BackKey, to_end: bool) {
+    /// short read (the event said Redis closed the connection). At most
+    /// [`READ_BUDGET`] bytes per call: the rest is read on the next turn of the loop,
+    /// so that a stream of large replies cannot hold up the other connections.
+    pub(super) fn back_read(&mut self, b: BackKey, to_end: bool) {
+        let mut budget = READ_BUDGET;
         loop {
             let Some(back) = self.backs.get_mut(b) else {
                 return;
@@ -164,7 +169,17 @@ impl Worker {
             let Some(stream) = back.stream.as_mut() else {
                 return;
             };
-            match back.rbuf.read_from(stream, back::READ_CHUNK) {
+            // Inside a large bulk payload: read up to its end only (see
+            // ReadBuf::read_exact_room), the buffer at most doubling per read whatever
+            // length Redis announced.
+            let rest = back.scanner.wanted().saturating_sub(back.rbuf.len());
+            let read = if rest >= back::READ_CHUNK {
+                let room = rest.min(back.rbuf.capacity().max(back::READ_CHUNK));
+                back.rbuf.read_exact_room(stream, room)
+            } else {
+                back.rbuf.read_from(stream, back::READ_CHUNK)
+            };
+            match read {
                 Ok((0, _)) => {
                     log!(
                         Level::Error,
@@ -172,8 +187,13 @@ impl Worker {
                     );
                     return self.back_failed(b, Instant::now());
                 }
-                Ok((_, full)) => {
+                Ok((n, full)) => {
                     if !self.back_replies(b) || !(full || to_end) {
+                        return;
+                    }
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        self.read_later.push((b, to_end));
                         return;
                     }
                 }
@@ -198,7 +218,7 @@ impl Worker {
             let Some(back) = self.backs.get_mut(b) else {
                 return false;
             };
-            let n = match back.scanner.scan(back.rbuf.bytes()) {
+            let n = match back.scan_reply() {
                 Ok(Some(n)) => n,
                 Ok(None) => return true,
                 Err(e) => {
@@ -337,7 +357,7 @@ impl Worker {
         let Some(back) = self.backs.get(b) else {
             return;
         };
-        let ms = self.limits.reply.map_or(0, |t| t.as_millis());
+        let ms = self.deadlines.reply.map_or(0, |t| t.as_millis());
         match back.waiters.front().map(|q| &q.waiter) {
             Some(w) if w.is_handshake() => {
                 let msg = format!("no reply to the handshake within {ms} ms");

@@ -171,13 +171,14 @@ impl Worker {
             gen,
             seq,
             cmd: Some(cmd),
+            frames,
             hops,
             part,
         } = &q.waiter
         else {
             return;
         };
-        let (key, gen, seq, hops, part) = (*key, *gen, *seq, *hops, *part);
+        let (key, gen, seq, frames, hops, part) = (*key, *gen, *seq, *frames, *hops, *part);
         let Some(prefer) = self
             .fronts
             .get(key)
@@ -196,6 +197,7 @@ impl Worker {
             gen,
             seq,
             cmd: None,
+            frames,
             hops,
             part,
         };

@@ -150,6 +150,8 @@ impl Worker {
                 sink
             });
         }
+        self.limits = super::limits::Limits::of(&self.shared.config);
+        self.deadlines = super::Deadlines::of(&self.shared.config);
         // The rules' regex caches belong to the rules they were made for.
         self.scratch = Scratch::new(self.shared.config.plan_settings());
         // SSE pings turned on: the next ping finds the streams (and stops if none).

@@ -68,10 +68,11 @@ impl Worker {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
-        let (gen, peer, prefer) = (f.gen, f.peer, f.back as usize);
+        let (gen, peer) = (f.gen, f.peer);
         let Some(busy) = f.busy.as_deref_mut() else {
             return;
         };
+        let prefer = busy.lane(f.back as usize, self.backs.shared_len());
         let mut meta = Meta {
             minor: req.minor,
             keep_alive: req.keep_alive,
@@ -91,8 +92,8 @@ impl Worker {
             }
             Plan::Subscribe(r) => Outcome::Subscribe(r),
             Plan::Send { route, db, cmd } => {
-                let waiter = Waiter::front(k, gen, seq);
-                let due = self.limits.due(self.turn, route, || cmd.block_limit());
+                let waiter = Waiter::batch(k, gen, seq, cmd.frames());
+                let due = self.deadlines.due(self.turn, route, || cmd.block_limit());
                 let write = |w: &mut Vec<u8>| cmd.write_resp(w);
                 let sent = self
                     .backs
@@ -128,10 +129,8 @@ impl Worker {
         };
         match outcome {
             Outcome::Sent(blocking) => {
-                if let Some(busy) = f.busy.as_deref_mut() {
-                    if let Some(slot) = busy.slot_mut(seq) {
-                        slot.blocking = blocking;
-                    }
+                if let (Some(b), Some(busy)) = (blocking, f.busy.as_deref_mut()) {
+                    busy.set_blocking(seq, b);
                 }
             }
             Outcome::Now(now) => {

@@ -3,8 +3,9 @@
 //! responses in order, and closing connections (lingering so that the client reads its
 //! last response rather than a reset).
 
+use super::limits::{AcceptTrouble, BIG_BUF};
 use super::timers::Timer;
-use super::{deliver, first_line, mark_front, paused, Answer, Worker, SPARE_BUSY};
+use super::{deliver, first_line, mark_front, Answer, Worker, SPARE_BUSY};
 use crate::buf::READ_CHUNK;
 use crate::front::{Closing, Front};
 use crate::key::FrontKey;
@@ -22,15 +23,26 @@ use std::time::{Duration, Instant};
 const LINGER: Duration = Duration::from_secs(2);
 
 impl Worker {
+    /// Accepts until the listen queue is empty, within `max_clients`; at the limit, or
+    /// when `accept` fails (out of file descriptors), pauses: the connections wait in
+    /// the listen queue, and the listener's readiness (edge-triggered, so a pending
+    /// connection is not reported again) is not acted on until the pause ends.
     pub(super) fn accept(&mut self) {
-        loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
+        if self.accept_paused.is_some() {
+            return;
+        }
+        let mut accepted = false;
+        while let Some(listener) = self.listener.as_ref() {
+            // A place among `max_clients`, taken first and given back if nothing comes.
+            if !self.shared.take_client() {
+                self.pause_accept(AcceptTrouble::Full, None);
+                break;
+            }
             match listener.accept() {
                 Ok((mut sock, addr)) => {
                     let k = self.fronts.next_key();
                     if k.0 >= crate::key::BackKey::TOKEN_BASE {
+                        self.shared.release_client();
                         continue;
                     }
                     let _ = sock.set_nodelay(true);
@@ -42,10 +54,15 @@ impl Worker {
                             .register(&mut sock, k.token(), Interest::READABLE)
                     {
                         log!(Level::Warning, "cannot register a client socket: {e}");
+                        self.shared.release_client();
                         continue;
                     }
                     self.gen = self.gen.wrapping_add(1);
-                    let pool = self.backs.shared_len().max(1);
+                    // The last shared connection is the bulk lane (Busy::lane).
+                    let pool = match self.backs.shared_len() {
+                        0 | 1 => 1,
+                        n => n - 1,
+                    };
                     self.fronts.insert(Front {
                         sock,
                         gen: self.gen,
@@ -60,24 +77,30 @@ impl Worker {
                         closing: Closing::No,
                         back: (self.gen as usize % pool) as u16,
                         dirty: false,
+                        guess_log2: 0,
+                        active: self.tick,
+                        armed: 0,
                     });
                     self.stats.accepted += 1;
+                    self.watch_idle(k, self.gen);
+                    accepted = true;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
-                    // Out of file descriptors or memory: back off, the backlog waits.
-                    log!(
-                        Level::Warning,
-                        "accept failed: {e}; pausing accepts for 100 ms"
-                    );
-                    let at = Instant::now() + Duration::from_millis(100);
-                    self.accept_paused = Some(at);
-                    self.timers.at(at, Timer::Accept);
-                    break;
+                    self.shared.release_client();
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => break,
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
+                        // Out of file descriptors or memory: back off, the queue waits.
+                        kind => {
+                            self.pause_accept(AcceptTrouble::Failed(kind), Some(&e));
+                            break;
+                        }
+                    }
                 }
             }
+        }
+        if accepted {
+            self.accepting_again();
         }
     }
 
@@ -136,10 +159,12 @@ impl Worker {
             if !f.readable || f.eof || f.stop_parsing {
                 break;
             }
-            let busy = f
-                .busy
-                .get_or_insert_with(|| self.spare.pop().unwrap_or_default());
-            if paused(busy) {
+            let busy = f.busy.get_or_insert_with(|| {
+                let mut busy = self.spare.pop().unwrap_or_default();
+                busy.set_guess_log2(f.guess_log2);
+                busy
+            });
+            if busy.paused(self.limits.soft) {
                 break;
             }
             match busy.rbuf.read_from(&mut f.sock, READ_CHUNK) {
@@ -150,6 +175,7 @@ impl Worker {
                 Ok((n, full)) => {
                     self.stats.bytes_in += n as u64;
                     f.readable = full || f.peer_closed;
+                    f.active = self.tick;
                     self.parse_requests(k);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -171,7 +197,16 @@ impl Worker {
             let Some(busy) = f.busy.as_deref_mut() else {
                 return;
             };
-            if f.stop_parsing || busy.rbuf.is_empty() || paused(busy) {
+            if f.stop_parsing || busy.rbuf.is_empty() || busy.paused(self.limits.soft) {
+                return;
+            }
+            let shared = self.backs.shared_len();
+            if busy.next_is_bulk(shared)
+                && self.backs.shared_in_flight(shared - 1) >= super::limits::BULK_IN_FLIGHT
+            {
+                // The bulk lane is full: wait for room (Worker::wake_bulk).
+                busy.bulk_wait = true;
+                self.bulk_waiting.push_back((k, f.gen));
                 return;
             }
             if busy.ws.is_some() {
@@ -184,6 +219,7 @@ impl Worker {
                 Ok(http::Status::Complete(req)) => {
                     busy.continue_sent = false;
                     busy.chunks = http::ChunkCursor::default();
+                    busy.partial = None;
                     self.dispatch(k, &req);
                     if let Some(b) = self.fronts.get_mut(k).and_then(|f| f.busy.as_deref_mut()) {
                         b.rbuf.consume(req.len);
@@ -199,7 +235,7 @@ impl Worker {
                             .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                         mark_front(f, k, &mut self.dirty_fronts);
                     }
-                    return;
+                    return self.note_partial(k);
                 }
                 Err(e) => {
                     log!(Level::Debug, "bad request from {}: {:?}", f.peer, e);
@@ -280,16 +316,31 @@ impl Worker {
             }
         }
         self.stats.take(&mut busy.tally, self.now_us);
+        let mut wrote = false;
         if !busy.out.is_empty() && f.writable {
             let before = busy.out.pending();
             let written = busy.out.write_to(&mut f.sock, None);
             self.stats.bytes_out += (before - busy.out.pending()) as u64;
             match written {
-                Ok(true) => {}
+                Ok(true) => f.active = self.tick,
                 Ok(false) => f.writable = false,
                 Err(_) => return self.close_front(k),
             }
+            wrote = busy.out.pending() < before;
         }
+        let check = busy.backlog() > self.limits.soft
+            || busy.over_soft.is_some()
+            || busy.out.data.capacity() > BIG_BUF
+            || busy.rbuf.capacity() > BIG_BUF;
+        if check && !self.check_output(k, wrote) {
+            return;
+        }
+        let Some(f) = self.fronts.get_mut(k) else {
+            return;
+        };
+        let Some(busy) = f.busy.as_deref_mut() else {
+            return;
+        };
         // Ask for writable events only while the client is not reading fast enough.
         let want_writable = !busy.out.is_empty();
         if want_writable != f.write_interest {
@@ -360,6 +411,7 @@ impl Worker {
             return self.close_front(k);
         }
         if let Some(mut busy) = f.busy.take_if(|b| b.is_idle()) {
+            f.guess_log2 = busy.guess_log2();
             if self.spare.len() < SPARE_BUSY {
                 busy.recycle();
                 self.spare.push(busy);
@@ -373,6 +425,12 @@ impl Worker {
         };
         let _ = self.poll.registry().deregister(&mut f.sock);
         self.stats.closed += 1;
+        self.shared.release_client();
+        if self.accept_paused.is_some() {
+            // A place (and a file descriptor) is free: accept again at the end of
+            // the turn rather than at the pause's end.
+            self.accept_wake = true;
+        }
         if let Some(mut busy) = f.busy.take() {
             self.stats.take(&mut busy.tally, self.now_us);
             if let Some(sub) = busy.sub.take() {

@@ -19,6 +19,7 @@ mod cluster;
 mod control;
 mod dispatch;
 mod front_io;
+mod limits;
 mod subscribe;
 mod timers;
 mod websocket;
@@ -30,7 +31,7 @@ use crate::back::pool::Pool;
 use crate::back::resolve::Resolving;
 use crate::back::Connector;
 use crate::config::Config;
-use crate::front::{Busy, Closing, Front, Fronts, MAX_IN_FLIGHT, OUT_HIGH_WATER};
+use crate::front::{Busy, Closing, Front, Fronts};
 use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
@@ -41,7 +42,7 @@ use crate::reply::{self, Meta};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use timers::Timers;
@@ -59,6 +60,27 @@ pub struct Shared {
     pub access_log: Option<Arc<AccessFile>>,
     /// Counts the times a worker saw Redis back after an outage (`Pool::redis_is_back`).
     pub redis_back: Arc<AtomicU64>,
+    /// Client connections open, all workers together (a place is taken before each
+    /// `accept`); kept across reloads.
+    pub clients: Arc<AtomicUsize>,
+    /// `max_clients`, or what the file descriptor limit allows (fixed at start-up).
+    pub max_clients: usize,
+}
+
+impl Shared {
+    /// Takes a place for one more client connection; `false` at `max_clients`.
+    pub fn take_client(&self) -> bool {
+        if self.clients.fetch_add(1, Ordering::Relaxed) < self.max_clients {
+            return true;
+        }
+        self.clients.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Gives back a place taken by [`Shared::take_client`].
+    pub fn release_client(&self) {
+        self.clients.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 pub const LISTENER: Token = Token(usize::MAX - 1);
@@ -93,8 +115,28 @@ pub struct Worker {
     dirty_fronts: Vec<FrontKey>,
     date: DateCache,
     gen: u32,
+    /// Accepting is paused until then (at `max_clients`, or out of file descriptors).
     accept_paused: Option<Instant>,
+    /// Why accepting is paused, while it is.
+    accept_trouble: Option<limits::AcceptTrouble>,
+    /// The last pause logged, and when: the same trouble is logged at most every 10 s.
+    accept_logged: Option<(limits::AcceptTrouble, Instant)>,
+    /// A client left while accepting was paused: try again at the end of the turn.
+    accept_wake: bool,
     timers: Timers,
+    /// The limits and timeouts of the config, at hand.
+    limits: limits::Limits,
+    /// This turn's start in ticks since `epoch` ([`Front::active`] counts them).
+    tick: u32,
+    /// The last time a large buffer was in use: memory is given back a while after.
+    big_at: Option<Instant>,
+    /// A memory sweep is pending.
+    sweep_timer: bool,
+    /// Redis connections with bytes left to read after their turn's budget, and
+    /// whether to read them to the end of the stream (`back_read`).
+    read_later: Vec<(BackKey, bool)>,
+    /// Connections waiting for room on the bulk lane, first come first served.
+    bulk_waiting: std::collections::VecDeque<(FrontKey, u32)>,
     /// Topics subscribed by this worker's fronts.
     pubsub: Registry,
     /// The last message rendered for a fan-out, reused while subscribers share a style.
@@ -110,12 +152,13 @@ pub struct Worker {
     /// When this loop turn started, and the deadline of a command queued in it.
     turn: Turn,
     /// `redis_timeout_ms` and `redis_ping_sec`.
-    limits: Limits,
+    deadlines: Deadlines,
     /// What this worker counts (`metrics`): plain integers, copied out on a scrape.
     stats: Counters,
+    /// When the worker started: the clocks below count from there.
+    epoch: Instant,
     /// The clock of the metrics: microseconds since `epoch` (wrapping), read once per
     /// loop turn.
-    epoch: Instant,
     now_us: u32,
     /// Scrapes and reloads (`control`), announced by the waker.
     inbox: Inbox,
@@ -123,7 +166,7 @@ pub struct Worker {
 
 /// The back connections' time limits.
 #[derive(Debug, Clone, Copy)]
-struct Limits {
+struct Deadlines {
     /// How long a reply may take (`None`: for ever).
     reply: Option<Duration>,
     /// How long a connection may be idle before it is pinged (`None`: never).
@@ -138,7 +181,14 @@ struct Turn {
     due: Option<Instant>,
 }
 
-impl Limits {
+impl Deadlines {
+    fn of(cfg: &Config) -> Deadlines {
+        Deadlines {
+            reply: (cfg.redis_timeout_ms > 0).then(|| Duration::from_millis(cfg.redis_timeout_ms)),
+            ping: (cfg.redis_ping_sec > 0).then(|| Duration::from_secs(cfg.redis_ping_sec)),
+        }
+    }
+
     /// The clock of a turn starting at `now`.
     fn turn(self, now: Instant) -> Turn {
         Turn {
@@ -175,10 +225,8 @@ impl Worker {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let cfg = &shared.config;
-        let limits = Limits {
-            reply: (cfg.redis_timeout_ms > 0).then(|| Duration::from_millis(cfg.redis_timeout_ms)),
-            ping: (cfg.redis_ping_sec > 0).then(|| Duration::from_secs(cfg.redis_ping_sec)),
-        };
+        let deadlines = Deadlines::of(cfg);
+        let now = Instant::now();
         let mut w = Worker {
             id,
             poll,
@@ -191,18 +239,27 @@ impl Worker {
             date: DateCache::default(),
             gen: 0,
             accept_paused: None,
+            accept_trouble: None,
+            accept_logged: None,
+            accept_wake: false,
             timers: Timers::default(),
+            limits: limits::Limits::of(cfg),
+            tick: 0,
+            big_at: None,
+            sweep_timer: false,
+            read_later: Vec::new(),
+            bulk_waiting: std::collections::VecDeque::new(),
             pubsub: Registry::default(),
             fanout: subscribe::Rendered::default(),
             next_ping: None,
             access: shared.access_log.as_ref().map(|_| access::Sink::default()),
             scratch: Scratch::new(cfg.plan_settings()),
             resolve,
-            turn: limits.turn(Instant::now()),
-            limits,
+            turn: deadlines.turn(now),
+            deadlines,
             shared,
             stats: Counters::default(),
-            epoch: Instant::now(),
+            epoch: now,
             now_us: 0,
             inbox,
         };
@@ -219,9 +276,15 @@ impl Worker {
             if let Some(at) = self.next_ping {
                 wake = Some(wake.map_or(at, |w| w.min(at)));
             }
-            let mut timeout = wake.map(|at| at.saturating_duration_since(Instant::now()));
+            // From the start of this turn rather than a fresh clock read (one fewer per
+            // turn): a timer may fire late by the time the turn took, microseconds.
+            let mut timeout = wake.map(|at| at.saturating_duration_since(self.turn.at));
             if self.draining.is_some() {
                 timeout = Some(timeout.map_or(DRAIN_CHECK, |t| t.min(DRAIN_CHECK)));
+            }
+            if !self.read_later.is_empty() {
+                // Replies left over from the last turn: only look for new events.
+                timeout = Some(Duration::ZERO);
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -230,7 +293,7 @@ impl Worker {
                 log!(Level::Error, "poll failed: {e}");
                 break;
             }
-            // The turn's clock, one read for the metrics and the timers.
+            // The turn's clock, one read for the metrics, the timers and the limits.
             let now = Instant::now();
             let since = now.duration_since(self.epoch);
             // Truncated on purpose: durations are differences, taken wrapping.
@@ -238,6 +301,8 @@ impl Worker {
                 .as_secs()
                 .wrapping_mul(1_000_000)
                 .wrapping_add(u64::from(since.subsec_micros())) as u32;
+            self.tick = limits::ticks(since);
+            self.turn = self.deadlines.turn(now);
             if self.draining.is_none() && self.shared.stop.load(Ordering::Relaxed) {
                 self.begin_drain();
             }
@@ -245,7 +310,7 @@ impl Worker {
                 if !self.in_flight() {
                     break;
                 }
-                if Instant::now() >= deadline {
+                if now >= deadline {
                     log!(
                         Level::Warning,
                         "worker {}: shutdown grace period over with requests in flight",
@@ -254,7 +319,6 @@ impl Worker {
                     break;
                 }
             }
-            self.turn = self.limits.turn(Instant::now());
             if self.backs.redis_back_elsewhere() {
                 // Another worker saw Redis back: reconnect now, not on the backoff timer.
                 self.connect_pending_backs();
@@ -264,6 +328,7 @@ impl Worker {
             if let Some(a) = &mut self.access {
                 a.date.refresh(wall);
             }
+            let mut later = std::mem::take(&mut self.read_later);
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
@@ -279,8 +344,22 @@ impl Worker {
                     },
                 }
             }
+            // The replies left over from the last turn, after this turn's events.
+            for &(b, to_end) in &later {
+                self.back_read(b, to_end);
+            }
+            later.clear();
+            if self.read_later.is_empty() {
+                self.read_later = later;
+            }
             if self.timers.next().is_some_and(|at| at <= now) {
                 self.run_timers(now);
+            }
+            if std::mem::take(&mut self.accept_wake) && self.accept_paused.take().is_some() {
+                self.accept();
+            }
+            if !self.bulk_waiting.is_empty() {
+                self.wake_bulk();
             }
             if self.next_ping.is_some_and(|at| now >= at) {
                 self.ping_sse(now);
@@ -335,10 +414,6 @@ impl Worker {
 fn first_line(buf: &[u8]) -> &[u8] {
     let end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
     buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end])
-}
-
-fn paused(busy: &Busy) -> bool {
-    busy.slots.len() >= MAX_IN_FLIGHT || busy.out.pending() > OUT_HIGH_WATER
 }
 
 fn mark_front(f: &mut Front, k: FrontKey, dirty: &mut Vec<FrontKey>) {

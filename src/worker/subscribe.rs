@@ -25,6 +25,16 @@ pub(super) struct Rendered {
     name: SmallVec<[u8; 12]>,
 }
 
+impl Rendered {
+    /// Gives back the buffer of a large message (the memory sweep).
+    pub(super) fn shrink(&mut self, keep: usize) {
+        if self.bytes.capacity() > keep {
+            self.bytes = Vec::new();
+            self.style = None;
+        }
+    }
+}
+
 impl Worker {
     /// Subscribes front `k` to the request's topics; `seq` is the request's slot.
     pub(super) fn start_subscription(&mut self, k: FrontKey, seq: u64, r: SubRequest) {

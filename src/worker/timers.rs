@@ -6,6 +6,9 @@
 //! Request deadlines and idle pings are one entry per back connection, not one per
 //! request: [`Timer::Watch`], live only at the time its connection armed
 //! (`back::Watch`, which explains the scheme).
+//! Request deadlines are one more kind of entry. A front's entries carry its generation,
+//! so that an entry outliving its connection never acts on (or re-arms for) the next
+//! one in the same slab entry; a connection has at most one pending entry of each kind.
 
 use super::Worker;
 use crate::back::{resolve, Check, State, CONNECT_TIMEOUT};
@@ -27,10 +30,18 @@ pub(super) enum Timer {
     Linger(FrontKey),
     /// Access log lines waiting for their batch to be written.
     AccessFlush,
-    /// Accepting was paused (out of file descriptors): try again.
+    /// Accepting was paused (at `max_clients`, out of file descriptors): try again.
     Accept,
     /// A back connection's reply deadline or idle ping (one live entry per connection).
     Watch(BackKey),
+    /// A connection's backlog went over the soft limit (`http_client_buffer_soft_sec`).
+    SoftLimit(FrontKey, u32),
+    /// An incomplete request in a connection's buffer (`http_request_timeout_sec`).
+    Request(FrontKey, u32),
+    /// A connection that may have gone idle (`http_idle_timeout_sec`).
+    Idle(FrontKey, u32),
+    /// Large buffers were in use: give memory back once they have not been for a while.
+    Sweep,
     /// Cluster mode: commands to retry, the slot map to ask for (`worker::cluster`).
     Cluster,
 }
@@ -131,6 +142,10 @@ impl Worker {
                         self.accept();
                     }
                 }
+                Timer::SoftLimit(k, gen) => self.soft_limit_due(k, gen, now),
+                Timer::Request(k, gen) => self.request_due(k, gen, now),
+                Timer::Idle(k, gen) => self.idle_due(k, gen, now),
+                Timer::Sweep => self.sweep_due(now),
             }
         }
     }
@@ -145,10 +160,10 @@ impl Worker {
         if !back.watch.fire(at) {
             return;
         }
-        match back.check(now, self.limits.ping) {
+        match back.check(now, self.deadlines.ping) {
             Check::Late => return self.back_late(b, now),
             Check::Ping => {
-                let due = self.limits.reply.and_then(|t| now.checked_add(t));
+                let due = self.deadlines.reply.and_then(|t| now.checked_add(t));
                 back.probe(now, due);
                 self.backs.mark_dirty(b);
             }
@@ -162,7 +177,7 @@ impl Worker {
         if let Some(at) = self
             .backs
             .get_mut(b)
-            .and_then(|back| back.rearm(now, self.limits.ping))
+            .and_then(|back| back.rearm(now, self.deadlines.ping))
         {
             self.timers.at(at, Timer::Watch(b));
         }

@@ -291,10 +291,11 @@ impl Worker {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
-        let (gen, peer, prefer) = (f.gen, f.peer, f.back as usize);
+        let (gen, peer) = (f.gen, f.peer);
         let Some(busy) = f.busy.as_deref_mut() else {
             return;
         };
+        let prefer = busy.lane(f.back as usize, self.backs.shared_len());
         let Some(conn) = busy.ws.as_deref() else {
             return;
         };
@@ -420,7 +421,7 @@ impl Worker {
                     let seq = busy.push_slot(meta);
                     let waiter = Waiter::front(k, gen, seq);
                     let due = self
-                        .limits
+                        .deadlines
                         .due(self.turn, route, || Cmd::Argv(&argv).block_limit());
                     let write = |w: &mut Vec<u8>| crate::proto::resp::write_argv(w, &argv);
                     let sent = self

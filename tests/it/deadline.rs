@@ -204,6 +204,10 @@ fn stall_after_handshake_gives_504_then_service_resumes() {
     });
     let gw = Gateway::start_on(fake.port, ONE, &[]);
     let mut c = gw.connect();
+    // A first reply opens the connection's request window (one request in flight until
+    // then, see the output limits).
+    c.send(get_req("/PING").as_bytes());
+    assert_bytes(&c.read_response(), &ok_json(r#"{"PING":[true,"PONG"]}"#));
     // Two pipelined requests on the stalled connection: both were sent, both get 504,
     // in order, once the first is 300 ms late.
     let start = Instant::now();
@@ -311,6 +315,10 @@ fn unsent_commands_get_503_sent_ones_504() {
         req.extend_from_slice(&body);
     }
     let mut c = gw.connect();
+    // A first reply opens the connection's request window (one request in flight until
+    // then, see the output limits).
+    c.send(get_req("/PING").as_bytes());
+    assert_bytes(&c.read_response(), &ok_json(r#"{"PING":[true,"PONG"]}"#));
     let writer = {
         let mut s = c.stream.try_clone().unwrap();
         thread::spawn(move || s.write_all(&req))
