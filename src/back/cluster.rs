@@ -630,8 +630,14 @@ impl Cluster {
             (Some(n), _) => self.conn(pool, n, prefer, None)?,
             (None, _) => pool.pick(route, None, prefer)?,
         };
-        if let Waiter::Front { cmd: kept, .. } = &mut waiter {
-            if kept.is_none() {
+        // A batch (several commands, one waiter: Upstash's /pipeline, /multi-exec) is not
+        // kept: sent again whole after a redirect, the commands that did run would run
+        // twice. Its replies, a redirect's error among them, go to the client as they are.
+        if let Waiter::Front {
+            cmd: kept, frames, ..
+        } = &mut waiter
+        {
+            if kept.is_none() && *frames == 1 {
                 *kept = Some(cmd.into());
             }
         }

@@ -85,7 +85,11 @@ impl Worker {
         let keeps = matches!(
             back.waiters.front(),
             Some(Queued {
-                waiter: Waiter::Front { cmd: Some(_), .. },
+                waiter: Waiter::Front {
+                    cmd: Some(_),
+                    frames: 1,
+                    ..
+                },
                 ..
             })
         );

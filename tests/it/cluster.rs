@@ -907,3 +907,64 @@ fn pubsub_follows_when_the_seed_dies() {
         .log()
         .contains("cluster: a connection of the pool reconnects to"));
 }
+
+/// `POST path` with a bearer token and a JSON body (Upstash's REST surface).
+fn upstash_post(gw: &Gateway, path: &str, body: &str) -> Response {
+    gw.request(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer secret\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+/// Upstash's REST surface on a cluster: a single command is routed by its key (and
+/// redirected); a batch goes whole to its first command's node and is never sent
+/// again (a command in another slot answers MOVED inside the results, and nothing
+/// runs twice).
+#[test]
+fn upstash_on_a_cluster() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, r#""upstash":{"tokens":[{"token":"secret"}]}"#);
+    for i in 0..20 {
+        let r = upstash_post(&gw, "/", &format!(r#"["SET","up:{i}","v{i}"]"#));
+        assert_eq!(
+            (r.status(), r.body_str()),
+            (200, r#"{"result":"OK"}"#.into())
+        );
+    }
+    for i in 0..20 {
+        let r = upstash_post(&gw, "/", &format!(r#"["GET","up:{i}"]"#));
+        assert_eq!(r.body_str(), format!(r#"{{"result":"v{i}"}}"#));
+    }
+    // Same slot: one node.
+    let r = upstash_post(
+        &gw,
+        "/pipeline",
+        r#"[["INCR","{u}a"],["INCR","{u}b"],["GET","{u}a"]]"#,
+    );
+    assert_eq!(
+        r.body_str(),
+        r#"[{"result":1},{"result":1},{"result":"1"}]"#
+    );
+    // Two tags on two primaries.
+    let tags: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+    let first = &tags[0];
+    let owner = c.owner(key_slot(format!("{{{first}}}").as_bytes())).id;
+    let other = tags
+        .iter()
+        .find(|t| c.owner(key_slot(format!("{{{t}}}").as_bytes())).id != owner)
+        .unwrap();
+    let body = format!(r#"[["INCR","{{{first}}}x"],["INCR","{{{other}}}y"]]"#);
+    let r = upstash_post(&gw, "/pipeline", &body);
+    let text = r.body_str();
+    assert!(
+        text.starts_with(r#"[{"result":1},{"error":"MOVED "#),
+        "{text}"
+    );
+    let key = format!("{{{first}}}x");
+    let at = c.owner(key_slot(key.as_bytes())).port;
+    assert_eq!(c.node(at).cmd(&["GET", &key]), b"$1\r\n1\r\n", "ran once");
+}
