@@ -202,3 +202,23 @@ def rng(last, step, limit=0):
 write("keyspec", "negative-index", b"*1\r\n" + entry(b"get", -2, keynum(0, 1, 1)) + b"\xffGET public:x")
 write("keyspec", "huge-step", b"*1\r\n" + entry(b"get", 1, rng(-1, 9223372036854775807)) + b"\xffGET public:x")
 write("keyspec", "limit", b"*1\r\n" + entry(b"mset", 1, rng(-1, 2, 2)) + b"\xffMSET a 1 b 2")
+
+# ---- Upstash's API (tests/it/upstash.rs): JSON bodies, then whole requests -----------
+def post(target, body, head=b""):
+    return (b"POST " + target + b" HTTP/1.1\r\n" + head
+            + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+upstash = {
+    "single": b'["SET","k","v","EX",100]',
+    "pipeline": b'[["SET","a",1],["GET","a"],["HGETALL","h"]]',
+    "escapes": '["SET","k\\u00e9","\\ud83d\\ude00 \\"q\\"\\n",true,-1.5e3]'.encode(),
+    "client-setinfo": b'[["CLIENT","SETINFO","LIB-NAME","x"],["PING"]]',
+    "request-post": post(b"/", b'["GET","hello"]', b"Authorization: Bearer t\r\n"),
+    "request-multi": post(b"/multi-exec", b'[["INCR","a"],["GET","a"]]', b"Upstash-Encoding: base64\r\n"),
+    "request-pipeline": post(b"/pipeline?_token=t", b'[["GET","a"],["BLPOP","q",1]]'),
+    "request-path": b"GET /set/a%20b/c?EX=100&NX&_token=t HTTP/1.1\r\n\r\n",
+    "request-path-body": post(b"/set/k", b"a value", b"Authorization: Bearer t\r\n"),
+    "request-sub": post(b"/psubscribe/ch*?_token=t", b"[]"),
+}
+for k, v in upstash.items():
+    write("upstash", k, v)
