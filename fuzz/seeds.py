@@ -219,3 +219,23 @@ write("cluster", "sentinel", b"\x02*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6380\r\n*3\r\n
       b"mymaster 127.0.0.1 6379 127.0.0.1 6380")
 write("cluster", "command", b"\x02*3\r\n$4\r\nMGET\r\n$3\r\nfoo\r\n$3\r\nbar\r\n"
       b"*2\r\n$4\r\nSCAN\r\n$3\r\n1-5\r\n")
+
+# ---- Upstash's API (tests/it/upstash.rs): JSON bodies, then whole requests -----------
+def post(target, body, head=b""):
+    return (b"POST " + target + b" HTTP/1.1\r\n" + head
+            + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+upstash = {
+    "single": b'["SET","k","v","EX",100]',
+    "pipeline": b'[["SET","a",1],["GET","a"],["HGETALL","h"]]',
+    "escapes": '["SET","k\\u00e9","\\ud83d\\ude00 \\"q\\"\\n",true,-1.5e3]'.encode(),
+    "client-setinfo": b'[["CLIENT","SETINFO","LIB-NAME","x"],["PING"]]',
+    "request-post": post(b"/", b'["GET","hello"]', b"Authorization: Bearer t\r\n"),
+    "request-multi": post(b"/multi-exec", b'[["INCR","a"],["GET","a"]]', b"Upstash-Encoding: base64\r\n"),
+    "request-pipeline": post(b"/pipeline?_token=t", b'[["GET","a"],["BLPOP","q",1]]'),
+    "request-path": b"GET /set/a%20b/c?EX=100&NX&_token=t HTTP/1.1\r\n\r\n",
+    "request-path-body": post(b"/set/k", b"a value", b"Authorization: Bearer t\r\n"),
+    "request-sub": post(b"/psubscribe/ch*?_token=t", b"[]"),
+}
+for k, v in upstash.items():
+    write("upstash", k, v)

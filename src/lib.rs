@@ -64,6 +64,10 @@ pub mod fuzzing {
     pub use crate::api::acl::{Acl, Names, Rule as AclRule};
     pub use crate::api::command::{parse as parse_command, route_of_argv, Query, Route};
     pub use crate::api::rules::{Request as RuleRequest, Routed, Rules};
+    pub use crate::api::upstash::{
+        json_to_resp as upstash_json_to_resp, route as upstash_route, Ctx as UpstashCtx,
+        Routed as UpstashRouted, Scratch as UpstashScratch, Settings as UpstashSettings,
+    };
     pub use crate::back::sentinel::{is_master_role, parse_master_addr, switch_master};
     pub use crate::cluster::map::parse_slots;
     pub use crate::cluster::merge::{merge, Merge};
