@@ -5,6 +5,7 @@
 //! redis-cli.
 
 use crate::common::*;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +38,11 @@ fn get_ok(gw: &Gateway, path: &str, body: &str) {
 #[test]
 fn routes_by_slot_in_request_order() {
     let c = RedisCluster::start();
-    let gw = gateway(&c, "");
+    let mport = free_port();
+    let gw = gateway(
+        &c,
+        &format!(r#""metrics": {{"listen": "127.0.0.1:{mport}"}}"#),
+    );
     // Keys over every primary; the first ones may reach a seed before the map is read
     // (MOVED, followed).
     let keys: Vec<String> = (0..60).map(|i| format!("key:{i}")).collect();
@@ -102,6 +107,23 @@ fn routes_by_slot_in_request_order() {
         log.contains("'redis_port' is ignored: 'redis_cluster' says where Redis is"),
         "{log}"
     );
+    // /metrics: each primary that served a command has a connection up.
+    let mut m = std::net::TcpStream::connect(("127.0.0.1", mport)).unwrap();
+    m.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    m.read_to_string(&mut text).unwrap();
+    for port in &owners {
+        let line =
+            format!("webdis_cluster_node_connections{{node=\"127.0.0.1:{port}\",state=\"up\"}} ");
+        let n: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(n >= 1, "{line}{n}");
+    }
 }
 
 #[test]
