@@ -202,3 +202,40 @@ def rng(last, step, limit=0):
 write("keyspec", "negative-index", b"*1\r\n" + entry(b"get", -2, keynum(0, 1, 1)) + b"\xffGET public:x")
 write("keyspec", "huge-step", b"*1\r\n" + entry(b"get", 1, rng(-1, 9223372036854775807)) + b"\xffGET public:x")
 write("keyspec", "limit", b"*1\r\n" + entry(b"mset", 1, rng(-1, 2, 2)) + b"\xffMSET a 1 b 2")
+
+
+# ---- cluster: a merge kind byte, then RESP frames from Redis ----------------------------
+
+write("cluster", "slots", b"\x00*1\r\n*4\r\n:0\r\n:16383\r\n*4\r\n$9\r\n127.0.0.1\r\n:30001\r\n"
+      b"$40\r\n0123456789012345678901234567890123456789\r\n*0\r\n"
+      b"*3\r\n$9\r\n127.0.0.1\r\n:30004\r\n$1\r\nx\r\n")
+write("cluster", "moved", b"\x01-MOVED 3999 127.0.0.1:6381\r\n-ASK 1 :7000\r\n-TRYAGAIN x\r\n")
+write("cluster", "sum", b"\x00:3\r\n:4\r\n")
+write("cluster", "concat", b"\x01*1\r\n$1\r\na\r\n*2\r\n$1\r\nb\r\n$1\r\nc\r\n")
+write("cluster", "mget", b"\x03*2\r\n$1\r\na\r\n$-1\r\n*1\r\n$1\r\nb\r\n\x00\x00\x01\x00\x00\x01")
+write("cluster", "scan", b"\x09*2\r\n$2\r\n17\r\n*1\r\n$1\r\nk\r\n")
+write("cluster", "sentinel", b"\x02*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6380\r\n*3\r\n$6\r\nmaster\r\n"
+      b":0\r\n*0\r\n*3\r\n$12\r\nsunsubscribe\r\n$4\r\nnews\r\n:0\r\n"
+      b"mymaster 127.0.0.1 6379 127.0.0.1 6380")
+write("cluster", "command", b"\x02*3\r\n$4\r\nMGET\r\n$3\r\nfoo\r\n$3\r\nbar\r\n"
+      b"*2\r\n$4\r\nSCAN\r\n$3\r\n1-5\r\n")
+
+# ---- Upstash's API (tests/it/upstash.rs): JSON bodies, then whole requests -----------
+def post(target, body, head=b""):
+    return (b"POST " + target + b" HTTP/1.1\r\n" + head
+            + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+upstash = {
+    "single": b'["SET","k","v","EX",100]',
+    "pipeline": b'[["SET","a",1],["GET","a"],["HGETALL","h"]]',
+    "escapes": '["SET","k\\u00e9","\\ud83d\\ude00 \\"q\\"\\n",true,-1.5e3]'.encode(),
+    "client-setinfo": b'[["CLIENT","SETINFO","LIB-NAME","x"],["PING"]]',
+    "request-post": post(b"/", b'["GET","hello"]', b"Authorization: Bearer t\r\n"),
+    "request-multi": post(b"/multi-exec", b'[["INCR","a"],["GET","a"]]', b"Upstash-Encoding: base64\r\n"),
+    "request-pipeline": post(b"/pipeline?_token=t", b'[["GET","a"],["BLPOP","q",1]]'),
+    "request-path": b"GET /set/a%20b/c?EX=100&NX&_token=t HTTP/1.1\r\n\r\n",
+    "request-path-body": post(b"/set/k", b"a value", b"Authorization: Bearer t\r\n"),
+    "request-sub": post(b"/psubscribe/ch*?_token=t", b"[]"),
+}
+for k, v in upstash.items():
+    write("upstash", k, v)

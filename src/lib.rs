@@ -65,6 +65,15 @@ pub mod fuzzing {
     pub use crate::api::acl::{Acl, Names, Rule as AclRule};
     pub use crate::api::command::{parse as parse_command, route_of_argv, Query, Route};
     pub use crate::api::rules::{Request as RuleRequest, Routed, Rules};
+    pub use crate::api::upstash::{
+        json_to_resp as upstash_json_to_resp, route as upstash_route, Ctx as UpstashCtx,
+        Routed as UpstashRouted, Scratch as UpstashScratch, Settings as UpstashSettings,
+    };
+    pub use crate::back::sentinel::{is_master_role, parse_master_addr, switch_master};
+    pub use crate::cluster::map::parse_slots;
+    pub use crate::cluster::merge::{merge, Merge};
+    pub use crate::cluster::redirect::{parse as parse_redirect, Redirect};
+    pub use crate::cluster::route::{argv as command_argv, fan_out, locate, Fan};
     pub use crate::config::Config;
     pub use crate::proto::http::{
         parse as parse_http, parse_resuming as parse_http_resuming, ChunkCursor, Method,
@@ -73,5 +82,6 @@ pub mod fuzzing {
     pub use crate::proto::keyspec::{CommandTable, Pattern};
     pub use crate::proto::resp::{write_argv, FrameScanner, Item, Reader};
     pub use crate::proto::ws::{parse_json_command, parse_raw_command, Decoder, Event, Limits};
+    pub use crate::pubsub::classify_unsubscribe;
     pub use crate::render::{body as render_body, Output, Shape};
 }

@@ -250,7 +250,7 @@ fn add_all<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
 }
 
 /// What a worker counts from its slabs when asked: nothing maintains these.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gauges {
     /// Client connections open (lingering ones included).
     pub clients: u64,
@@ -267,6 +267,9 @@ pub struct Gauges {
     /// (the largest over the workers; 0 without one), and the nodes known (largest).
     pub cluster_map_age_ms: u64,
     pub cluster_nodes: u64,
+    /// Cluster mode: the connections to each node, all kinds together, by state
+    /// (`BACK_STATES`).
+    pub node_backs: std::collections::BTreeMap<std::net::SocketAddr, [u64; 3]>,
 }
 
 impl Gauges {
@@ -285,6 +288,9 @@ impl Gauges {
         add_all(&mut self.topics, &o.topics);
         for (a, b) in self.backs.iter_mut().zip(&o.backs) {
             add_all(a, b);
+        }
+        for (node, states) in &o.node_backs {
+            add_all(self.node_backs.entry(*node).or_default(), states);
         }
     }
 }
@@ -558,6 +564,19 @@ pub fn render(out: &mut String, s: &Snapshot, p: &Process) {
         "Cluster mode: the nodes a worker knows (seeds, map, redirects).",
         g.cluster_nodes,
     );
+    family(
+        out,
+        "webdis_cluster_node_connections",
+        "gauge",
+        "Cluster mode: connections to each node, by state.",
+    );
+    for (node, states) in &g.node_backs {
+        let node = node.to_string();
+        for (st, state) in BACK_STATES.iter().enumerate() {
+            let labels = [("node", node.as_str()), ("state", *state)];
+            sample(out, "webdis_cluster_node_connections", &labels, states[st]);
+        }
+    }
     family(
         out,
         "webdis_redis_connections",

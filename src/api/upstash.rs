@@ -464,6 +464,35 @@ pub fn route<'a>(ctx: &Ctx<'a>, scratch: &'a mut Scratch) -> Option<Routed<'a>> 
     })
 }
 
+/// A JSON body read as `POST /` reads it (`pipeline` false) or as `/pipeline` does,
+/// without a token or an ACL: its commands as RESP appended to `out`, and how many.
+/// `Err(true)`: not JSON this surface takes; `Err(false)`: refused (an empty command,
+/// a refused or blocking one). For the fuzz target, which compares it with serde_json.
+pub fn json_to_resp(body: &[u8], pipeline: bool, out: &mut Vec<u8>) -> Result<u32, bool> {
+    let check = Check {
+        acl: None,
+        peer: IpAddr::from([127, 0, 0, 1]),
+        auth: None,
+        readonly: false,
+    };
+    let (mut spans, mut names) = (Vec::new(), Vec::new());
+    let mut cur = Cursor { b: body, i: 0 };
+    let r = if pipeline {
+        commands_into(&mut cur, out, &mut spans, &check, &mut names, false)
+    } else {
+        cur.ws();
+        command_into(&mut cur, out, &mut spans, &check, &mut names, false).and_then(|()| {
+            cur.ws();
+            if cur.i == body.len() {
+                Ok(1)
+            } else {
+                Err(bad_json())
+            }
+        })
+    };
+    r.map_err(|a| a == bad_json())
+}
+
 /// `/subscribe/...` or `/psubscribe/...` (any case).
 fn is_subscribe_path(path: &[u8]) -> bool {
     let starts = |p: &[u8]| path.len() > p.len() && path[..p.len()].eq_ignore_ascii_case(p);

@@ -122,6 +122,11 @@ pub struct Cluster {
     pub arms: Vec<(BackKey, Instant)>,
     /// Each node's pub/sub connection for shard channels (SSUBSCRIBE).
     shard_subs: HashMap<NodeIndex, BackKey>,
+    /// `read_from_replicas`: read-only commands go to a replica of the slot's primary
+    /// (every node connection then sends `READONLY` in its handshake).
+    pub read_replicas: bool,
+    /// The replicas of each primary of the map (by node index).
+    replicas: Vec<Vec<NodeIndex>>,
 }
 
 const NONE: NodeIndex = NodeIndex::MAX;
@@ -154,6 +159,8 @@ impl Cluster {
             gathers: std::collections::HashMap::new(),
             arms: Vec::new(),
             shard_subs: HashMap::new(),
+            read_replicas: false,
+            replicas: Vec::new(),
         }
     }
 
@@ -212,6 +219,14 @@ impl Cluster {
             changed |= self.owner[slot] != n;
             self.owner[slot] = n;
         }
+        let mut replicas = vec![Vec::new(); MAX_NODES.min(self.nodes.len() + 64)];
+        for (i, list) in t.replicas.iter().enumerate() {
+            let reps: Vec<NodeIndex> = list.iter().filter_map(|&a| self.node(a)).collect();
+            if let Some(slot) = replicas.get_mut(usize::from(idx[i])) {
+                *slot = reps;
+            }
+        }
+        self.replicas = replicas;
         let mut order = idx.clone();
         order.sort_by_key(|&n| self.nodes[usize::from(n)].addr);
         self.scan_order = order;
@@ -285,6 +300,40 @@ impl Cluster {
         }
     }
 
+    /// A replica of primary `n` whose connection can take a command now (the replicas
+    /// in turn, by `prefer`), else `n` itself.
+    fn replica_of(&mut self, pool: &mut Pool, n: NodeIndex, prefer: usize) -> NodeIndex {
+        let Some(list) = self.replicas.get(usize::from(n)).filter(|l| !l.is_empty()) else {
+            return n;
+        };
+        let r = list[prefer % list.len()];
+        match self.conn(pool, r, prefer, None) {
+            Ok(_) => r,
+            Err(_) => n,
+        }
+    }
+
+    /// Whether `b` is one of the nodes' connections (not the pool's own).
+    pub fn owns(&self, b: BackKey) -> bool {
+        self.shard_subs.values().any(|&x| x == b)
+            || self.nodes.iter().any(|n| n.conns.contains(&Some(b)))
+    }
+
+    /// The address of the primary after the one at `after` in the map (the first if
+    /// `after` is none of them); `None` without a map.
+    pub fn next_primary(&self, after: Option<SocketAddr>) -> Option<SocketAddr> {
+        let n = self.primaries.len();
+        if n == 0 {
+            return None;
+        }
+        let at = self
+            .primaries
+            .iter()
+            .position(|&p| Some(self.addr(p)) == after)
+            .map_or(0, |i| i + 1);
+        Some(self.addr(self.primaries[at % n]))
+    }
+
     /// The node serving `slot`, if known.
     pub fn owner_of(&self, slot: u16) -> Option<NodeIndex> {
         match self.owner[usize::from(slot) % SLOTS] {
@@ -348,6 +397,7 @@ impl Cluster {
             Some(b) => b,
             None => {
                 let b = pool.create_node(node.addr);
+                pool[b].readonly = self.read_replicas;
                 node.conns[first] = Some(b);
                 return Ok(b);
             }
@@ -383,17 +433,25 @@ impl Cluster {
         cmd.clear();
         write(&mut cmd);
         // The command line is read once: does it fan out, else where does it go.
-        let (fan, at) = match route::argv(&cmd) {
+        let table = crate::cluster::commands();
+        let (fan, at, read) = match route::argv(&cmd) {
             Some(argv) => match route::fan_out(&argv, self.split) {
-                Some(fan) => (Some(fan), Where::Any),
-                None => (None, route::locate_argv(&argv, crate::cluster::commands())),
+                Some(fan) => (Some(fan), Where::Any, false),
+                None => (
+                    None,
+                    route::locate_argv(&argv, table),
+                    self.read_replicas && table.is_some_and(|t| t.readonly(&argv)),
+                ),
             },
-            None => (None, Where::Any),
+            None => (None, Where::Any, false),
         };
         let sent = match fan {
             Some(fan) => self.send_parts(pool, prefer, waiter, due, &cmd, fan),
             None => {
-                let node = self.node_at(at);
+                let mut node = self.node_at(at);
+                if let (true, Some(n), Route::Shared) = (read, node, route) {
+                    node = Some(self.replica_of(pool, n, prefer));
+                }
                 self.queue(pool, node, route, prefer, waiter, due, &cmd)
             }
         };
@@ -572,8 +630,14 @@ impl Cluster {
             (Some(n), _) => self.conn(pool, n, prefer, None)?,
             (None, _) => pool.pick(route, None, prefer)?,
         };
-        if let Waiter::Front { cmd: kept, .. } = &mut waiter {
-            if kept.is_none() {
+        // A batch (several commands, one waiter: Upstash's /pipeline, /multi-exec) is not
+        // kept: sent again whole after a redirect, the commands that did run would run
+        // twice. Its replies, a redirect's error among them, go to the client as they are.
+        if let Waiter::Front {
+            cmd: kept, frames, ..
+        } = &mut waiter
+        {
+            if kept.is_none() && *frames == 1 {
                 *kept = Some(cmd.into());
             }
         }

@@ -121,6 +121,8 @@ pub enum Waiter {
         auth: bool,
     },
     Select,
+    /// `READONLY` on a cluster replica's connection.
+    ReadOnly,
     /// The handshake when there is no other command to send: its reply, whatever it is,
     /// proves Redis speaks on this connection before any command goes out. Anything the
     /// server says first (a greeting) is taken for it, never for a command's reply; over
@@ -169,7 +171,12 @@ impl Waiter {
     pub fn is_handshake(&self) -> bool {
         matches!(
             self,
-            Waiter::Auth | Waiter::Hello { .. } | Waiter::Select | Waiter::Ping | Waiter::Tracking
+            Waiter::Auth
+                | Waiter::Hello { .. }
+                | Waiter::Select
+                | Waiter::ReadOnly
+                | Waiter::Ping
+                | Waiter::Tracking
         )
     }
 }
@@ -192,6 +199,9 @@ pub struct Back {
     pub kind: Kind,
     /// A cluster node's address: connected to instead of the configured Redis.
     pub node: Option<SocketAddr>,
+    /// Cluster mode, a replica's connection: `READONLY` in the handshake, so that it
+    /// serves reads of its primary's slots (`read_from_replicas`).
+    pub readonly: bool,
     pub db: u32,
     pub state: State,
     pub wbuf: WriteBuf,
@@ -233,6 +243,7 @@ impl Back {
             stream: None,
             kind,
             node: None,
+            readonly: false,
             db,
             state: State::Down {
                 retry_at: Instant::now(),
@@ -350,6 +361,10 @@ impl Back {
                 }
             }
             hs_waiters.push(Waiter::Auth);
+        }
+        if self.readonly {
+            write_argv(&mut hs, [&b"READONLY"[..]]);
+            hs_waiters.push(Waiter::ReadOnly);
         }
         if self.db != 0 {
             let mut digits = itoa::Buffer::new();
@@ -532,6 +547,7 @@ impl Back {
             let msg = frame.get(1..n.saturating_sub(2)).unwrap_or(b"");
             let (what, auth) = match w {
                 Waiter::Select => ("SELECT failed", false),
+                Waiter::ReadOnly => ("READONLY failed", false),
                 Waiter::Tracking => ("CLIENT TRACKING failed (the edge cache is off)", false),
                 Waiter::Hello { auth: false } => (
                     "HELLO 3 failed (redis_protocol 3 needs Redis 6 or later)",

@@ -47,8 +47,6 @@ pub enum ClusterError {
     Both,
     #[error("'database' must be 0 with 'redis_cluster' (a cluster has one database)")]
     Database,
-    #[error("'redis_cluster.read_from_replicas' is not supported yet: reads go to primaries; set it to false")]
-    ReadFromReplicas,
 }
 
 const CLUSTER: &str = "redis_cluster";
@@ -88,9 +86,6 @@ pub fn parse_cluster(v: &Value) -> Result<ClusterConfig, ClusterError> {
     }
     if !seen_nodes {
         return Err(ClusterError::Nodes(CLUSTER));
-    }
-    if c.read_from_replicas {
-        return Err(ClusterError::ReadFromReplicas);
     }
     Ok(c)
 }
@@ -219,7 +214,6 @@ mod tests {
             (json!({"nodes": ["a:1"], "node": ["b:2"]}), "unknown key 'node' in 'redis_cluster'"),
             (json!({"nodes": ["a:1"], "refresh_sec": 0}), "'redis_cluster.refresh_sec' must be a number of seconds from 1 to 3600"),
             (json!({"nodes": ["a:1"], "refresh_sec": "5"}), "'redis_cluster.refresh_sec' must be a number of seconds from 1 to 3600"),
-            (json!({"nodes": ["a:1"], "read_from_replicas": true}), "'redis_cluster.read_from_replicas' is not supported yet: reads go to primaries; set it to false"),
         ];
         for (v, msg) in bad {
             assert_eq!(parse_cluster(v).unwrap_err().to_string(), *msg, "{v}");

@@ -50,6 +50,10 @@ pub fn locate_argv(argv: &[&[u8]], table: Option<&CommandTable>) -> Where {
     if argv.is_empty() {
         return Where::Any;
     }
+    // A shard channel is not a key to the table (`not_key`), but has a slot.
+    if argv[0].eq_ignore_ascii_case(b"SPUBLISH") {
+        return argv.get(1).map_or(Where::Any, |c| Where::Slot(key_slot(c)));
+    }
     let keys = table.and_then(|t| t.keys(argv));
     match keys {
         Some(pos) => match pos.first().and_then(|&i| argv.get(i)) {
@@ -124,6 +128,7 @@ mod tests {
                 Where::Slot(866),
             ),
             (&["OBJECT", "ENCODING", "foo"], Where::Slot(12182)),
+            (&["SPUBLISH", "foo", "m"], Where::Slot(12182)),
             // Unknown to the table: the first argument.
             (&["NOSUCH", "foo"], Where::Slot(12182)),
             (&["NOSUCH"], Where::Any),

@@ -70,6 +70,8 @@ struct Info {
     specs: Option<Vec<Spec>>,
     /// Has sub-commands, looked up as `NAME|SUB`.
     container: bool,
+    /// Flagged `readonly` by Redis (a cluster replica may serve it).
+    readonly: bool,
 }
 
 /// Every command Redis knows, by upper-case name.
@@ -187,9 +189,12 @@ impl CommandTable {
         let Some(name) = e.first().map(V::str).filter(|n| !n.is_empty()) else {
             return; // a nil for an unknown name in COMMAND INFO
         };
-        let movable = e
-            .get(2)
-            .is_some_and(|f| f.list().iter().any(|x| x.str() == b"movablekeys"));
+        let flag = |name: &[u8]| {
+            e.get(2)
+                .is_some_and(|f| f.list().iter().any(|x| x.str() == name))
+        };
+        let movable = flag(b"movablekeys");
+        let readonly = flag(b"readonly");
         let specs = match e.get(8) {
             // Redis 7: key specs (empty for commands without keys).
             Some(specs) => {
@@ -226,6 +231,7 @@ impl CommandTable {
             Info {
                 specs,
                 container: !subs.is_empty(),
+                readonly,
             },
         );
     }
@@ -244,9 +250,9 @@ impl CommandTable {
         &self.distrusted
     }
 
-    /// The positions of the keys in `argv` (argv\[0\] is the name), or `None` when they
-    /// cannot be told (unknown command included).
-    pub fn keys(&self, argv: &[&[u8]]) -> Option<Positions> {
+    /// What the table says of `argv`'s command (its sub-command's entry for a
+    /// container such as `OBJECT`), if it knows it.
+    fn info(&self, argv: &[&[u8]]) -> Option<&Info> {
         let mut upper = [0u8; MAX_NAME];
         let name = argv.first()?;
         let n = upper_into(&mut upper, 0, name)?;
@@ -260,6 +266,18 @@ impl CommandTable {
                 info = sub;
             }
         }
+        Some(info)
+    }
+
+    /// Whether Redis flags `argv`'s command `readonly` (unknown: no).
+    pub fn readonly(&self, argv: &[&[u8]]) -> bool {
+        self.info(argv).is_some_and(|i| i.readonly)
+    }
+
+    /// The positions of the keys in `argv` (argv\[0\] is the name), or `None` when they
+    /// cannot be told (unknown command included).
+    pub fn keys(&self, argv: &[&[u8]]) -> Option<Positions> {
+        let info = self.info(argv)?;
         let mut out = Positions::new();
         for spec in info.specs.as_ref()? {
             spec.positions(argv, &mut out)?;

@@ -46,6 +46,7 @@ impl Worker {
         let now = Instant::now();
         let mut c = Cluster::new(self.shared.config.pool_size, now);
         c.split = cfg.split_multi_key;
+        c.read_replicas = cfg.read_from_replicas;
         c.refresh_every = Duration::from_secs(cfg.refresh_sec);
         c.next_refresh = now + c.refresh_every;
         for (host, port) in &cfg.nodes {
@@ -84,7 +85,11 @@ impl Worker {
         let keeps = matches!(
             back.waiters.front(),
             Some(Queued {
-                waiter: Waiter::Front { cmd: Some(_), .. },
+                waiter: Waiter::Front {
+                    cmd: Some(_),
+                    frames: 1,
+                    ..
+                },
                 ..
             })
         );
@@ -589,15 +594,31 @@ impl SubFilter {
 impl Worker {
     /// A node connection failed: the map may have changed (a failover).
     pub(super) fn cluster_conn_lost(&mut self, b: BackKey) {
-        let is_node = self.backs.get(b).is_some_and(|x| x.node.is_some());
-        match self.backs.cluster() {
-            Some(c) if is_node => {
-                c.want_refresh = true;
-                // It may have carried our CLUSTER SLOTS: ask again rather than wait.
-                c.asking_since = None;
+        let Some(mut c) = self.backs.take_cluster() else {
+            return;
+        };
+        c.want_refresh = true;
+        // It may have carried our CLUSTER SLOTS: ask again rather than wait.
+        c.asking_since = None;
+        // The pool's own connections (to a seed: shared, pub/sub) are not a node's:
+        // they reconnect to a primary of the map, the next one each time, so that a
+        // seed that died (failed over) does not keep them, and the SUBSCRIBEs on the
+        // pub/sub connection, down for ever.
+        if !c.owns(b) {
+            let now_at = self.backs.get(b).and_then(|x| x.node);
+            if let Some(addr) = c.next_primary(now_at) {
+                if let Some(back) = self.backs.get_mut(b) {
+                    if back.node != Some(addr) {
+                        log!(
+                            Level::Info,
+                            "cluster: a connection of the pool reconnects to {addr}"
+                        );
+                    }
+                    back.node = Some(addr);
+                }
             }
-            _ => return,
         }
+        self.backs.put_cluster(c);
         self.cluster_kick(Instant::now());
     }
 }

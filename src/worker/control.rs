@@ -115,6 +115,9 @@ impl Worker {
                 State::Down { .. } => 2,
             };
             g.backs[kind_index(back.kind)][state] += 1;
+            if let Some(node) = back.node {
+                g.node_backs.entry(node).or_default()[state] += 1;
+            }
         }
         let mut counters = self.stats.clone();
         if let Some(c) = self.backs.cluster_ref() {

@@ -1,7 +1,7 @@
 //! A throw-away Redis Cluster on loopback: 3 primaries and 3 replicas
 //! (`redis-server --cluster-enabled yes` on free ports, `redis-cli --cluster create
 //! ... --cluster-replicas 1 --cluster-yes`), each node in its own temp dir, killed on
-//! drop. Slots are moved with `CLUSTER SETSLOT` and `MIGRATE`, as `redis-cli --cluster
+//! drop; one cluster at a time per test process. Slots are moved with `CLUSTER SETSLOT` and `MIGRATE`, as `redis-cli --cluster
 //! reshard` does.
 
 use super::expect::{eventually, show};
@@ -11,7 +11,12 @@ use std::time::Duration;
 
 pub struct RedisCluster {
     pub nodes: Vec<Redis>,
+    /// One cluster at a time in this process (six servers, a load that would make the
+    /// other tests, run in parallel, flaky); dropped after the nodes (field order).
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A node as `CLUSTER NODES` lists it.
 #[derive(Debug, Clone)]
@@ -29,6 +34,8 @@ impl RedisCluster {
     /// Starts 6 nodes and joins them; panics (clearly) if redis-server or redis-cli is
     /// missing or the cluster does not come up within 30 s.
     pub fn start() -> RedisCluster {
+        // A test that failed holding it poisons it: the next one may go on.
+        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let nodes: Vec<Redis> = (0..6)
             .map(|_| {
                 let bus = free_port().to_string();
@@ -67,7 +74,10 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let c = RedisCluster { nodes };
+        let c = RedisCluster {
+            nodes,
+            _one_at_a_time: guard,
+        };
         let ok = eventually(Duration::from_secs(30), || {
             c.nodes.iter().all(|n| {
                 let info = n.try_cmd(&["CLUSTER", "INFO"]).unwrap_or_default();

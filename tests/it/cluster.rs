@@ -5,6 +5,7 @@
 //! redis-cli.
 
 use crate::common::*;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +38,11 @@ fn get_ok(gw: &Gateway, path: &str, body: &str) {
 #[test]
 fn routes_by_slot_in_request_order() {
     let c = RedisCluster::start();
-    let gw = gateway(&c, "");
+    let mport = free_port();
+    let gw = gateway(
+        &c,
+        &format!(r#""metrics": {{"listen": "127.0.0.1:{mport}"}}"#),
+    );
     // Keys over every primary; the first ones may reach a seed before the map is read
     // (MOVED, followed).
     let keys: Vec<String> = (0..60).map(|i| format!("key:{i}")).collect();
@@ -102,6 +107,23 @@ fn routes_by_slot_in_request_order() {
         log.contains("'redis_port' is ignored: 'redis_cluster' says where Redis is"),
         "{log}"
     );
+    // /metrics: each primary that served a command has a connection up.
+    let mut m = std::net::TcpStream::connect(("127.0.0.1", mport)).unwrap();
+    m.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    m.read_to_string(&mut text).unwrap();
+    for port in &owners {
+        let line =
+            format!("webdis_cluster_node_connections{{node=\"127.0.0.1:{port}\",state=\"up\"}} ");
+        let n: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(n >= 1, "{line}{n}");
+    }
 }
 
 #[test]
@@ -812,4 +834,159 @@ fn periodic_refresh_keeps_the_gateway_idle() {
         })
         .sum::<u64>();
     assert!(refreshes >= 4, "{refreshes} CLUSTER SLOTS");
+}
+
+/// How many times `cmd` ran on `node` (`INFO commandstats`).
+fn calls(node: &Redis, cmd: &str) -> u64 {
+    let info = String::from_utf8_lossy(&node.cmd(&["INFO", "commandstats"])).into_owned();
+    info.lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `read_from_replicas`: read-only commands go to a replica of the slot's primary
+/// (its connection sent READONLY); writes to the primary.
+#[test]
+fn reads_from_replicas() {
+    let c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        r#""redis_cluster":{"nodes":[SEEDS],"read_from_replicas":true,"refresh_sec":1}"#,
+    );
+    get_ok(&gw, "/SET/rk/v1", r#"{"SET":[true,"OK"]}"#);
+    let primary = c.owner(c.slot("rk"));
+    let replica = c
+        .node_infos()
+        .into_iter()
+        .find(|n| n.primary_id == primary.id)
+        .expect("a replica");
+    // Replication is asynchronous: wait until the replica has the key. And Redis lists a
+    // replica in CLUSTER SLOTS only once its replication offset moved (after a write):
+    // the map read at start had none; the next refresh (1 s here) has them.
+    assert!(eventually(TIMEOUT, || c
+        .node(replica.port)
+        .cmd(&["DBSIZE"])
+        != b":0\r\n"));
+    std::thread::sleep(Duration::from_millis(2500));
+    let before = calls(c.node(primary.port), "get");
+    for _ in 0..10 {
+        get_ok(&gw, "/GET/rk", r#"{"GET":"v1"}"#);
+    }
+    assert!(
+        calls(c.node(replica.port), "get") >= 10,
+        "the replica {} served the reads; log:\n{}",
+        replica.port,
+        gw.log()
+    );
+    assert_eq!(
+        calls(c.node(primary.port), "get"),
+        before,
+        "not the primary"
+    );
+    assert!(calls(c.node(replica.port), "readonly") >= 1);
+    // Writes still go to the primary.
+    get_ok(&gw, "/SET/rk/v2", r#"{"SET":[true,"OK"]}"#);
+    assert_eq!(c.node(primary.port).cmd(&["GET", "rk"]), b"$2\r\nv2\r\n");
+}
+
+/// The seed node (where the pub/sub connection goes first) is killed: the pub/sub
+/// connection moves to another primary and the WebSocket subscriber gets messages again
+/// (after the usual "connection lost; resubscribing" frame).
+#[test]
+fn pubsub_follows_when_the_seed_dies() {
+    let mut c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        "\"websockets\":true,\"threads\":1,\"redis_timeout_ms\":2000",
+    );
+    let mut ws = WsClient::connect(gw.port, "/.json");
+    ws.send_text(r#"["SUBSCRIBE","news"]"#);
+    assert_eq!(
+        String::from_utf8_lossy(&ws.read_frame().payload),
+        r#"{"SUBSCRIBE":["subscribe","news",1]}"#
+    );
+    let seed = c.nodes[0].port;
+    c.node_mut(seed).stop();
+    ws.client.set_timeout(Duration::from_millis(200));
+    let mut got = Vec::new();
+    let ok = eventually(Duration::from_secs(20), || {
+        let _ = gw.get("/PUBLISH/news/again");
+        while let Ok(f) = ws.try_read_frame() {
+            got.push(String::from_utf8_lossy(&f.payload).into_owned());
+        }
+        got.iter()
+            .any(|m| m == r#"{"SUBSCRIBE":["message","news","again"]}"#)
+    });
+    assert!(
+        ok,
+        "messages again after the seed died: {got:?}\n{}",
+        gw.log()
+    );
+    assert!(gw
+        .log()
+        .contains("cluster: a connection of the pool reconnects to"));
+}
+
+/// `POST path` with a bearer token and a JSON body (Upstash's REST surface).
+fn upstash_post(gw: &Gateway, path: &str, body: &str) -> Response {
+    gw.request(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer secret\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+/// Upstash's REST surface on a cluster: a single command is routed by its key (and
+/// redirected); a batch goes whole to its first command's node and is never sent
+/// again (a command in another slot answers MOVED inside the results, and nothing
+/// runs twice).
+#[test]
+fn upstash_on_a_cluster() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, r#""upstash":{"tokens":[{"token":"secret"}]}"#);
+    for i in 0..20 {
+        let r = upstash_post(&gw, "/", &format!(r#"["SET","up:{i}","v{i}"]"#));
+        assert_eq!(
+            (r.status(), r.body_str()),
+            (200, r#"{"result":"OK"}"#.into())
+        );
+    }
+    for i in 0..20 {
+        let r = upstash_post(&gw, "/", &format!(r#"["GET","up:{i}"]"#));
+        assert_eq!(r.body_str(), format!(r#"{{"result":"v{i}"}}"#));
+    }
+    // Same slot: one node.
+    let r = upstash_post(
+        &gw,
+        "/pipeline",
+        r#"[["INCR","{u}a"],["INCR","{u}b"],["GET","{u}a"]]"#,
+    );
+    assert_eq!(
+        r.body_str(),
+        r#"[{"result":1},{"result":1},{"result":"1"}]"#
+    );
+    // Two tags on two primaries.
+    let tags: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+    let first = &tags[0];
+    let owner = c.owner(key_slot(format!("{{{first}}}").as_bytes())).id;
+    let other = tags
+        .iter()
+        .find(|t| c.owner(key_slot(format!("{{{t}}}").as_bytes())).id != owner)
+        .unwrap();
+    let body = format!(r#"[["INCR","{{{first}}}x"],["INCR","{{{other}}}y"]]"#);
+    let r = upstash_post(&gw, "/pipeline", &body);
+    let text = r.body_str();
+    assert!(
+        text.starts_with(r#"[{"result":1},{"error":"MOVED "#),
+        "{text}"
+    );
+    let key = format!("{{{first}}}x");
+    let at = c.owner(key_slot(key.as_bytes())).port;
+    assert_eq!(c.node(at).cmd(&["GET", &key]), b"$1\r\n1\r\n", "ran once");
 }

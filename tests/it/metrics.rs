@@ -695,3 +695,71 @@ fn reload_to_an_acl_with_key_patterns() {
     gw.eventually_ok("/GET/secret", r#"{"GET":"1"}"#);
     assert_bytes(&gw.get("/GET/public:a"), &forbidden());
 }
+
+#[test]
+fn client_limits_are_counted() {
+    let redis = Redis::start();
+    let mport = free_port();
+    let gw = Gateway::start(
+        &redis,
+        &format!(
+            r#""threads": 1, "max_clients": 3, "http_request_timeout_sec": 1,
+               "http_client_buffer": 65536, "http_client_buffer_soft": 16384,
+               "http_client_buffer_soft_sec": 1, {}"#,
+            metrics_config(mport)
+        ),
+    );
+    wait_ready(mport);
+    let a = scrape(mport);
+    let limit = |m: &Metrics, l: &str| m.int("webdis_limits_hit_total", &[("limit", l)]);
+    // 408: a head that never ends.
+    let mut slow = gw.connect();
+    slow.send(b"GET /GET/k HTTP/1.1\r\n");
+    let r = slow.read_response();
+    assert_eq!(r.status(), 408);
+    drop(slow);
+    // max_clients: three open, a fourth waits in the listen queue.
+    let open: Vec<Client> = (0..3)
+        .map(|_| {
+            let mut c = gw.connect();
+            c.send(get_req("/PING").as_bytes());
+            assert_eq!(c.read_response().status(), 200);
+            c
+        })
+        .collect();
+    let mut fourth = gw.connect();
+    fourth.send(get_req("/PING").as_bytes());
+    assert!(
+        eventually(TIMEOUT, || limit(&scrape(mport), "max_clients")
+            > limit(&a, "max_clients")),
+        "no max_clients pause counted"
+    );
+    drop(open);
+    assert_eq!(fourth.read_response().status(), 200);
+    drop(fourth);
+    // output_buffer: a client that pipelines many replies and never reads them.
+    redis.cmd(&["SET", "v", &"x".repeat(4000)]);
+    let mut greedy = gw.connect();
+    // A first reply opens its request window.
+    greedy.send(get_req("/PING").as_bytes());
+    assert_eq!(greedy.read_response().status(), 200);
+    let mut s = greedy.stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let _ = s.write_all(get_req("/GET/v").repeat(5000).as_bytes());
+    });
+    // Its socket buffers fill first (megabytes on loopback), then a second over the
+    // soft limit without reading: slow on a loaded machine.
+    assert!(
+        eventually(Duration::from_secs(30), || limit(
+            &scrape(mport),
+            "output_buffer"
+        ) > limit(&a, "output_buffer")),
+        "no output-buffer disconnect counted: {}",
+        gw.log()
+    );
+    let b = scrape(mport);
+    assert_eq!(
+        limit(&b, "request_timeout") - limit(&a, "request_timeout"),
+        1
+    );
+}

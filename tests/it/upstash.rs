@@ -140,6 +140,16 @@ fn single_commands() {
         &post(&gw, "/", B64, r#"["GET","u"]"#),
         &ok(r#"{"result":"w6kA8J+YgCAicSI="}"#),
     );
+    // Binary values: base64 carries the bytes exactly (JSON would need U+FFFD).
+    _redis.cmd_bytes(&[b"SET", b"bin", b"\xff\x00\xfe"]);
+    expect(
+        &post(&gw, "/", B64, r#"["GET","bin"]"#),
+        &ok(r#"{"result":"/wD+"}"#),
+    );
+    expect(
+        &post(&gw, "/", AUTH, r#"["GET","bin"]"#),
+        &ok("{\"result\":\"\u{FFFD}\\u0000\u{FFFD}\"}"),
+    );
     // Arrays, recursively encoded; status strings too, but a top-level OK.
     expect(
         &post(&gw, "/", B64, r#"["SET","k","v"]"#),
