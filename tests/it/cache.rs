@@ -377,7 +377,8 @@ fn cache_coherence_under_load() {
     }
     let epoch = Instant::now();
     // Per key: (reply time of the write, value), in order.
-    let log: Arc<Vec<Mutex<Vec<(Duration, u64)>>>> = Arc::new(
+    type Writes = Mutex<Vec<(Duration, u64)>>;
+    let log: Arc<Vec<Writes>> = Arc::new(
         (0..KEYS)
             .map(|_| Mutex::new(vec![(Duration::ZERO, 0)]))
             .collect(),
