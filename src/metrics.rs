@@ -270,6 +270,9 @@ pub struct Gauges {
     /// Cluster mode: the connections to each node, all kinds together, by state
     /// (`BACK_STATES`).
     pub node_backs: std::collections::BTreeMap<std::net::SocketAddr, [u64; 3]>,
+    /// The edge cache: entries stored, and the bytes accounted to them (`max_memory_mb`).
+    pub cache_entries: u64,
+    pub cache_bytes: u64,
 }
 
 impl Gauges {
@@ -285,6 +288,8 @@ impl Gauges {
         self.websockets += o.websockets;
         self.subscribers += o.subscribers;
         self.subscriptions += o.subscriptions;
+        self.cache_entries += o.cache_entries;
+        self.cache_bytes += o.cache_bytes;
         add_all(&mut self.topics, &o.topics);
         for (a, b) in self.backs.iter_mut().zip(&o.backs) {
             add_all(a, b);
@@ -557,6 +562,18 @@ pub fn render(out: &mut String, s: &Snapshot, p: &Process) {
         "webdis_cluster_slot_map_age_seconds",
         &[],
         g.cluster_map_age_ms as f64 / 1000.0,
+    );
+    gauge(
+        out,
+        "webdis_cache_entries",
+        "Edge cache: entries stored (all workers).",
+        g.cache_entries,
+    );
+    gauge(
+        out,
+        "webdis_cache_bytes",
+        "Edge cache: bytes accounted to the entries (all workers; each is bounded by max_memory_mb).",
+        g.cache_bytes,
     );
     gauge(
         out,

@@ -67,6 +67,11 @@ impl EdgeCache {
         self.store.value(i)
     }
 
+    /// Entries stored, and their bytes (the gauges).
+    pub(super) fn size(&self) -> (u64, u64) {
+        (self.store.len() as u64, self.store.used() as u64)
+    }
+
     fn now_ms(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_millis() as u64
     }

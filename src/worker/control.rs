@@ -119,6 +119,9 @@ impl Worker {
                 g.node_backs.entry(node).or_default()[state] += 1;
             }
         }
+        if let Some(c) = self.cache.as_deref() {
+            (g.cache_entries, g.cache_bytes) = c.size();
+        }
         let mut counters = self.stats.clone();
         if let Some(c) = self.backs.cluster_ref() {
             counters.cluster_redirects = [c.moved, c.asked, c.retried];

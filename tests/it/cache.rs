@@ -491,7 +491,20 @@ fn cache_counters_in_metrics() {
         r#"webdis_cache_total{event="invalidation"} 1"#,
         r#"webdis_cache_total{event="flush"} 1"#,
         r#"webdis_redis_connections{kind="tracking",state="up"} 1"#,
+        // FLUSHALL emptied it.
+        "webdis_cache_entries 0",
+        "webdis_cache_bytes 0",
     ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
+    // One entry again: its bytes are the cache key, the reply and the overhead.
+    gw.get("/GET/flag:m");
+    let mut s = TcpStream::connect(("127.0.0.1", mport)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+    // 4 (database) + "*2\r\n$3\r\nGET\r\n$6\r\nflag:m\r\n" (25) + "$-1\r\n" (5) + 128.
+    for line in ["webdis_cache_entries 1", "webdis_cache_bytes 162"] {
         assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
     }
 }
