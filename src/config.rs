@@ -118,6 +118,8 @@ pub struct Config {
     pub http_idle_timeout_sec: u64,
     /// The `upstash` block: Upstash's REST contract (`api::upstash`); `None`: off.
     pub upstash: Option<crate::api::upstash::Settings>,
+    /// The `cache` block: the edge cache (`cache`, `worker::cache`); `None`: off.
+    pub cache: Option<crate::cache::Settings>,
 }
 
 impl Default for Config {
@@ -166,6 +168,7 @@ impl Default for Config {
             http_request_timeout_sec: 30,
             http_idle_timeout_sec: 0,
             upstash: None,
+            cache: None,
         }
     }
 }
@@ -204,6 +207,8 @@ pub enum Invalid {
     RulesDialect(DialectError),
     #[error("'upstash': {0}")]
     Upstash(String),
+    #[error("'cache': {0}")]
+    Cache(String),
     #[error("{0}")]
     Cluster(crate::cluster::config::ClusterError),
 }
@@ -429,6 +434,13 @@ impl Config {
                     }
                     Some(())
                 }
+                "cache" => match crate::cache::Settings::from_json(v) {
+                    Ok(s) => {
+                        c.cache = Some(s);
+                        Some(())
+                    }
+                    Err(e) => return Err(invalid(Invalid::Cache(e))),
+                },
                 "rules" => {
                     rules = Some(v);
                     Some(())

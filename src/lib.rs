@@ -41,6 +41,7 @@ pub(crate) mod admin;
 pub(crate) mod api;
 pub(crate) mod back;
 pub(crate) mod buf;
+pub mod cache;
 pub(crate) mod clock;
 pub mod cluster;
 pub(crate) mod front;

@@ -39,7 +39,7 @@ pub enum Transport {
 pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// `kind` label values of Redis connections, by `back::Kind` (see `worker::control`).
-pub const BACK_KINDS: [&str; 4] = ["shared", "db", "blocking", "subscriber"];
+pub const BACK_KINDS: [&str; 5] = ["shared", "db", "blocking", "subscriber", "tracking"];
 
 /// `state` label values of Redis connections.
 pub const BACK_STATES: [&str; 3] = ["up", "connecting", "down"];
@@ -125,11 +125,11 @@ pub struct Counters {
     /// Requests answered 504 (`redis_timeout_ms`). Counted from the responses, as 503.
     pub timeouts: u64,
     /// Redis connections up (their handshake passed), by kind (`BACK_KINDS`).
-    pub back_up: [u64; 4],
+    pub back_up: [u64; 5],
     /// Of those, the ones up again after a failure.
-    pub back_reconnects: [u64; 4],
+    pub back_reconnects: [u64; 5],
     /// Connect attempts that failed and connections that broke, by kind.
-    pub back_failures: [u64; 4],
+    pub back_failures: [u64; 5],
     /// Pub/sub messages from Redis, and their copies queued for subscribers.
     pub messages: u64,
     pub deliveries: u64,
@@ -138,6 +138,15 @@ pub struct Counters {
     pub cluster_redirects: [u64; 3],
     /// Cluster mode: slot maps read and used, and refused (incomplete, unreadable).
     pub cluster_maps: [u64; 2],
+    /// The edge cache (`cache`): requests answered from memory, requests on cached
+    /// prefixes sent to Redis, entries pushed out by `max_memory_mb`, entries dropped
+    /// because their key changed (Redis's `invalidate`, or a write through the gateway),
+    /// and whole flushes (FLUSHALL, the tracking connection lost).
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_evictions: u64,
+    pub cache_invalidations: u64,
+    pub cache_flushes: u64,
 }
 
 /// The labels of `Counters::cluster_redirects`.
@@ -198,6 +207,11 @@ impl Counters {
             deliveries,
             cluster_redirects,
             cluster_maps,
+            cache_hits,
+            cache_misses,
+            cache_evictions,
+            cache_invalidations,
+            cache_flushes,
         } = self;
         *bytes_in += o.bytes_in;
         *bytes_out += o.bytes_out;
@@ -221,6 +235,11 @@ impl Counters {
         *deliveries += o.deliveries;
         add_all(cluster_redirects, &o.cluster_redirects);
         add_all(cluster_maps, &o.cluster_maps);
+        *cache_hits += o.cache_hits;
+        *cache_misses += o.cache_misses;
+        *cache_evictions += o.cache_evictions;
+        *cache_invalidations += o.cache_invalidations;
+        *cache_flushes += o.cache_flushes;
     }
 }
 
@@ -243,7 +262,7 @@ pub struct Gauges {
     /// kind (`TOPIC_KINDS`).
     pub topics: [u64; 3],
     /// Redis connections by kind (`BACK_KINDS`) and state (`BACK_STATES`).
-    pub backs: [[u64; 3]; 4],
+    pub backs: [[u64; 3]; 5],
     /// Cluster mode: the oldest slot map in use, in milliseconds since it was read
     /// (the largest over the workers; 0 without one), and the nodes known (largest).
     pub cluster_map_age_ms: u64,
@@ -251,6 +270,9 @@ pub struct Gauges {
     /// Cluster mode: the connections to each node, all kinds together, by state
     /// (`BACK_STATES`).
     pub node_backs: std::collections::BTreeMap<std::net::SocketAddr, [u64; 3]>,
+    /// The edge cache: entries stored, and the bytes accounted to them (`max_memory_mb`).
+    pub cache_entries: u64,
+    pub cache_bytes: u64,
 }
 
 impl Gauges {
@@ -266,6 +288,8 @@ impl Gauges {
         self.websockets += o.websockets;
         self.subscribers += o.subscribers;
         self.subscriptions += o.subscriptions;
+        self.cache_entries += o.cache_entries;
+        self.cache_bytes += o.cache_bytes;
         add_all(&mut self.topics, &o.topics);
         for (a, b) in self.backs.iter_mut().zip(&o.backs) {
             add_all(a, b);
@@ -484,6 +508,21 @@ pub fn render(out: &mut String, s: &Snapshot, p: &Process) {
     );
     family(
         out,
+        "webdis_cache_total",
+        "counter",
+        "Edge cache: hits, misses, entries evicted by max_memory_mb, entries invalidated, flushes.",
+    );
+    for (event, v) in [
+        ("hit", c.cache_hits),
+        ("miss", c.cache_misses),
+        ("eviction", c.cache_evictions),
+        ("invalidation", c.cache_invalidations),
+        ("flush", c.cache_flushes),
+    ] {
+        sample(out, "webdis_cache_total", &[("event", event)], v);
+    }
+    family(
+        out,
         "webdis_cluster_redirects_total",
         "counter",
         "Cluster mode: MOVED and ASK followed, commands retried later.",
@@ -523,6 +562,18 @@ pub fn render(out: &mut String, s: &Snapshot, p: &Process) {
         "webdis_cluster_slot_map_age_seconds",
         &[],
         g.cluster_map_age_ms as f64 / 1000.0,
+    );
+    gauge(
+        out,
+        "webdis_cache_entries",
+        "Edge cache: entries stored (all workers).",
+        g.cache_entries,
+    );
+    gauge(
+        out,
+        "webdis_cache_bytes",
+        "Edge cache: bytes accounted to the entries (all workers; each is bounded by max_memory_mb).",
+        g.cache_bytes,
     );
     gauge(
         out,

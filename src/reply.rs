@@ -42,7 +42,16 @@ pub struct Meta {
     pub pubsub: bool,
     /// An Upstash or batch request: its reply is written by `render::upstash`.
     pub upstash: Envelope,
+    /// The edge cache: `X-Cache` (0: no header, [`CACHE_HIT`], [`CACHE_MISS`]) and the
+    /// prefix's `Cache-Control: max-age` (0: none); written by [`write`].
+    pub cache: u8,
+    pub max_age: u16,
 }
+
+/// `Meta::cache`: answered from the edge cache's memory.
+pub const CACHE_HIT: u8 = 1;
+/// `Meta::cache`: on a cached prefix, answered by Redis.
+pub const CACHE_MISS: u8 = 2;
 
 impl Meta {
     /// What a head needs of the request (`render::upstash`).
@@ -102,6 +111,38 @@ pub const ETAG_MAX_REPLY: usize = 256 * 1024;
 
 /// The response to a request whose command produced `frame`.
 pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
+    if meta.cache == 0 && meta.max_age == 0 {
+        return write_reply(out, meta, frame, date);
+    }
+    let start = out.len();
+    write_reply(out, meta, frame, date);
+    if !meta.ws && !meta.upstash.is_some() {
+        cache_headers(out, start, meta);
+    }
+}
+
+/// The edge cache's headers, inserted after the status line of the response at
+/// `out[start..]` (its bodies are at most `max_value_kb`: the move is bounded).
+fn cache_headers(out: &mut Vec<u8>, start: usize, meta: &Meta) {
+    let Some(eol) = memchr::memmem::find(&out[start..], b"\r\n") else {
+        return;
+    };
+    let mut lines: SmallVec<[u8; 64]> = SmallVec::new();
+    match meta.cache {
+        CACHE_HIT => lines.extend_from_slice(b"X-Cache: HIT\r\n"),
+        CACHE_MISS => lines.extend_from_slice(b"X-Cache: MISS\r\n"),
+        _ => {}
+    }
+    if meta.max_age > 0 {
+        lines.extend_from_slice(b"Cache-Control: max-age=");
+        lines.extend_from_slice(itoa::Buffer::new().format(meta.max_age).as_bytes());
+        lines.extend_from_slice(b"\r\n");
+    }
+    let at = start + eol + 2;
+    out.splice(at..at, lines.iter().copied());
+}
+
+fn write_reply(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     if meta.ws {
         return ws_write(out, meta, frame);
     }

@@ -75,6 +75,9 @@ pub enum Kind {
     /// The worker's pub/sub connection: every topic its fronts subscribe to. Always
     /// RESP2 (messages are arrays whatever `redis_protocol` says).
     Subscriber,
+    /// The edge cache's tracking connection (`worker::cache`): always RESP3, `CLIENT
+    /// TRACKING ON BCAST` in its handshake; it only receives `invalidate` pushes.
+    Tracking,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +135,9 @@ pub enum Waiter {
     /// Ours, in cluster mode (`back::cluster`): `ASKING` in front of a command sent
     /// after an `ASK`, or `CLUSTER SLOTS` asked of a node.
     Cluster(cluster::Ask),
+    /// `CLIENT TRACKING ON BCAST ...`, the last step of a tracking connection's
+    /// handshake (`Kind::Tracking`).
+    Tracking,
 }
 
 impl Waiter {
@@ -165,7 +171,12 @@ impl Waiter {
     pub fn is_handshake(&self) -> bool {
         matches!(
             self,
-            Waiter::Auth | Waiter::Hello { .. } | Waiter::Select | Waiter::ReadOnly | Waiter::Ping
+            Waiter::Auth
+                | Waiter::Hello { .. }
+                | Waiter::Select
+                | Waiter::ReadOnly
+                | Waiter::Ping
+                | Waiter::Tracking
         )
     }
 }
@@ -216,6 +227,8 @@ pub struct Back {
     /// A reply of several frames being scanned ([`Back::scan_reply`]): frames found, and
     /// the bytes they take.
     batch: (u32, usize),
+    /// `Kind::Tracking`: the `CLIENT TRACKING` command its handshake ends with.
+    pub tracking: Option<Box<[u8]>>,
 }
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -248,6 +261,7 @@ impl Back {
             dirty: false,
             last_failure: None,
             batch: (0, 0),
+            tracking: None,
         }
     }
 
@@ -327,7 +341,7 @@ impl Back {
             Some(RedisAuth::User(u, p)) => Some((u.as_str(), p.as_str())),
             None => None,
         };
-        if c.protocol == 3 && self.kind != Kind::Subscriber {
+        if (c.protocol == 3 && self.kind != Kind::Subscriber) || self.kind == Kind::Tracking {
             // HELLO 3 switches to RESP3 and authenticates in the same round trip.
             match creds {
                 Some((u, p)) => write_argv(
@@ -356,6 +370,10 @@ impl Back {
             let mut digits = itoa::Buffer::new();
             write_argv(&mut hs, [&b"SELECT"[..], digits.format(self.db).as_bytes()]);
             hs_waiters.push(Waiter::Select);
+        }
+        if let Some(cmd) = &self.tracking {
+            hs.extend_from_slice(cmd);
+            hs_waiters.push(Waiter::Tracking);
         }
         if hs.is_empty() {
             write_argv(&mut hs, [b"PING"]);
@@ -427,7 +445,7 @@ impl Back {
     /// Whether the connection is retried on a timer when it goes down (shared and
     /// subscriber connections); DB and blocking connections are dropped instead.
     pub fn retries(&self) -> bool {
-        matches!(self.kind, Kind::Shared | Kind::Subscriber)
+        matches!(self.kind, Kind::Shared | Kind::Subscriber | Kind::Tracking)
     }
 
     /// Whether commands may be queued on this connection now.
@@ -530,6 +548,7 @@ impl Back {
             let (what, auth) = match w {
                 Waiter::Select => ("SELECT failed", false),
                 Waiter::ReadOnly => ("READONLY failed", false),
+                Waiter::Tracking => ("CLIENT TRACKING failed (the edge cache is off)", false),
                 Waiter::Hello { auth: false } => (
                     "HELLO 3 failed (redis_protocol 3 needs Redis 6 or later)",
                     false,

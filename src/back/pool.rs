@@ -378,6 +378,15 @@ impl Pool {
         }
     }
 
+    /// The edge cache's tracking connection (`Kind::Tracking`), created now with the
+    /// `CLIENT TRACKING` command `cmd` its handshake ends with; reconnected like a
+    /// shared connection.
+    pub fn create_tracking(&mut self, cmd: Box<[u8]>) -> BackKey {
+        let b = self.create(Kind::Tracking, 0);
+        self.slab[b.0].tracking = Some(cmd);
+        b
+    }
+
     /// The pub/sub connection if it exists and takes commands.
     pub fn subscriber_up(&self) -> Option<BackKey> {
         self.subscriber
@@ -455,7 +464,7 @@ impl Pool {
                 self.blocking -= 1;
                 self.idle_blocking.retain(|&x| x != b);
             }
-            Kind::Shared | Kind::Subscriber => {}
+            Kind::Shared | Kind::Subscriber | Kind::Tracking => {}
         }
         Some(back)
     }

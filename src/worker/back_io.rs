@@ -236,11 +236,14 @@ impl Worker {
                 // A RESP3 push (out of band: CLIENT TRACKING invalidations, a pub/sub
                 // message on a RESP3 connection) is nobody's reply: it must not be
                 // taken for the next waiter's. Nothing on these connections asks for
-                // pushes yet; the edge cache will take its invalidations here.
-                log!(
-                    Level::Debug,
-                    "Redis push frame on a command connection, ignored"
-                );
+                // pushes but the edge cache's tracking connection.
+                match self.cache.as_deref_mut() {
+                    Some(c) if back.kind == Kind::Tracking => c.on_push(frame, &mut self.stats),
+                    _ => log!(
+                        Level::Debug,
+                        "Redis push frame on a command connection, ignored"
+                    ),
+                }
                 back.rbuf.consume(n);
                 continue;
             }
@@ -266,6 +269,10 @@ impl Worker {
                 }
                 Some(Waiter::Front { key, gen, seq, .. }) => {
                     self.stats.replies += 1;
+                    if let Some(c) = self.cache.as_deref_mut() {
+                        // Stored (if still fresh) or evicted before the reply goes out.
+                        c.on_reply((key, gen, seq), Some(frame), self.turn.at, &mut self.stats);
+                    }
                     if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
                         deliver(
                             f,
@@ -283,7 +290,11 @@ impl Worker {
                 Some(w) => {
                     // Coming up after failed attempts? (The verdict resets the backoff.)
                     let failed_before = back.backoff > back::MIN_BACKOFF;
-                    match self.on_handshake_reply(b, &w, n) {
+                    let verdict = self.on_handshake_reply(b, &w, n);
+                    if verdict == Handshake::Up && self.cache.is_some() {
+                        self.cache_up(b);
+                    }
+                    match verdict {
                         Handshake::More => {}
                         Handshake::Up if failed_before => {
                             self.backs.mark_dirty(b);
@@ -416,6 +427,9 @@ impl Worker {
                 };
                 self.cluster_part(key, gen, seq, part, Err(status));
             } else if let Waiter::Front { key, gen, seq, .. } = q.waiter {
+                if let Some(c) = self.cache.as_deref_mut() {
+                    c.on_reply((key, gen, seq), None, now, &mut self.stats);
+                }
                 // Completing the slot also unlinks it from this connection.
                 if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
                     let answer = answer(q.end <= written);
@@ -432,6 +446,10 @@ impl Worker {
                 }
             }
             Kind::Db | Kind::Blocking => self.drop_back(b),
+            Kind::Tracking => {
+                self.timers.at(retry_at, Timer::BackRetry(b));
+                self.cache_lost(b);
+            }
         }
         self.cluster_conn_lost(b);
     }

@@ -57,6 +57,7 @@ pub fn kind_index(kind: Kind) -> usize {
         Kind::Db => 1,
         Kind::Blocking => 2,
         Kind::Subscriber => 3,
+        Kind::Tracking => 4,
     }
 }
 
@@ -117,6 +118,9 @@ impl Worker {
             if let Some(node) = back.node {
                 g.node_backs.entry(node).or_default()[state] += 1;
             }
+        }
+        if let Some(c) = self.cache.as_deref() {
+            (g.cache_entries, g.cache_bytes) = c.size();
         }
         let mut counters = self.stats.clone();
         if let Some(c) = self.backs.cluster_ref() {

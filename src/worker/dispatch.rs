@@ -3,7 +3,7 @@
 //! WebSocket upgrade. What to do was decided by `api::plan`, without I/O.
 
 use super::timers::Timer;
-use super::{first_line, respond, Worker};
+use super::{deliver, first_line, respond, Answer, Worker};
 use crate::api::command::Route;
 use crate::api::plan::{self, Immediate, Incoming, Plan};
 use crate::back::pool::Unreachable;
@@ -25,6 +25,8 @@ pub(super) enum Outcome {
     Now(Now),
     /// A subscription, started once its slot is queued.
     Subscribe(Box<SubRequest>),
+    /// Answered from the edge cache: its stored reply `i`.
+    Cached(u32),
 }
 
 impl Outcome {
@@ -84,6 +86,7 @@ impl Worker {
         let seq = busy.base_seq + busy.slots.len() as u64;
         let buf = busy.rbuf.bytes();
         let at = Incoming { req, buf, peer };
+        let mut cached = 0;
         let outcome = match plan::plan(cfg.plan_settings(), &mut self.scratch, &at, &mut meta) {
             Plan::Upgrade => return self.upgrade(k, req),
             Plan::Now(imm) => {
@@ -91,6 +94,17 @@ impl Worker {
                 Outcome::Now(Now::Plan(imm))
             }
             Plan::Subscribe(r) => Outcome::Subscribe(r),
+            // The edge cache first, when there is one (one branch otherwise).
+            Plan::Send { db, ref cmd, .. }
+                if self.cache.as_deref_mut().is_some_and(|c| {
+                    let db = db.unwrap_or(cfg.database);
+                    let id = (k, gen, seq);
+                    let hit = c.before(db, cmd, id, self.turn.at, &mut meta, &mut self.stats);
+                    hit.inspect(|&i| cached = i).is_some()
+                }) =>
+            {
+                Outcome::Cached(cached)
+            }
             Plan::Send { route, db, cmd } => {
                 let waiter = Waiter::batch(k, gen, seq, cmd.frames());
                 let due = self.deadlines.due(self.turn, route, || cmd.block_limit());
@@ -102,6 +116,10 @@ impl Worker {
                     self.timers.at(at, Timer::Watch(b));
                 }
                 self.stats.commands += u64::from(sent.is_ok());
+                if let (Err(_), Some(c)) = (&sent, self.cache.as_deref_mut()) {
+                    // Never sent: its ticket is given back.
+                    c.on_reply((k, gen, seq), None, self.turn.at, &mut self.stats);
+                }
                 Outcome::sent(route, sent.map(|(b, _)| b))
             }
         };
@@ -138,6 +156,13 @@ impl Worker {
                 respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
                     now.write(out, meta, date)
                 });
+            }
+            Outcome::Cached(i) => {
+                let answer = match self.cache.as_deref().and_then(|c| c.value(i)) {
+                    Some(v) => Answer::Frame(v),
+                    None => Answer::Error(Status::Unavailable),
+                };
+                deliver(f, k, seq, answer, &self.date, &mut self.dirty_fronts);
             }
             Outcome::Subscribe(r) => {
                 // The connection now belongs to the stream.

@@ -15,6 +15,7 @@
 //! other threads ask: a scrape of the counters, a reload).
 
 mod back_io;
+mod cache;
 mod cluster;
 mod control;
 mod dispatch;
@@ -162,6 +163,8 @@ pub struct Worker {
     now_us: u32,
     /// Scrapes and reloads (`control`), announced by the waker.
     inbox: Inbox,
+    /// The edge cache (`cache` block); `None`: off, and nothing of it runs.
+    cache: Option<Box<cache::EdgeCache>>,
 }
 
 /// The back connections' time limits.
@@ -262,8 +265,10 @@ impl Worker {
             epoch: now,
             now_us: 0,
             inbox,
+            cache: None,
         };
         w.cluster_start();
+        w.cache_start();
         Ok(w)
     }
 

@@ -11,6 +11,7 @@ mod access_log;
 mod acl;
 mod back;
 mod browser;
+mod cache;
 mod cluster;
 mod deadline;
 mod fault;

@@ -1,0 +1,314 @@
+//! The edge cache's I/O glue: what `dispatch` asks before a command goes to the back
+//! pool (a hit answers from memory; a miss takes a ticket; a write evicts), what
+//! `back_io` hands over (the reply of a miss or a write, the tracking connection's
+//! `invalidate` pushes, its handshake passing, its loss).
+//!
+//! One tracking connection per worker (`Kind::Tracking`: `HELLO 3`, then `CLIENT
+//! TRACKING ON BCAST PREFIX ...` as the last step of its handshake; reconnected with
+//! the shared connections' backoff, pinged and watched like them). BCAST rather than
+//! default-mode tracking: the invalidations do not depend on which connection read a
+//! key, so the worker's ordinary connections stay as they are (RESP2, no tracking
+//! state in Redis per key read), and one connection carries every invalidation for the
+//! prefixes. While it is not up, the cache is bypassed: no hit, nothing stored.
+//!
+//! Without a `cache` block `Worker::cache` is `None`: dispatch and back_io test it
+//! once and nothing else happens.
+
+use super::Worker;
+use crate::api::plan::Cmd;
+use crate::cache::{self, table, Invalidation, Settings, Span, Store};
+use crate::key::{BackKey, FrontKey};
+use crate::log;
+use crate::log::Level;
+use crate::metrics::Counters;
+use crate::reply::{Meta, CACHE_HIT, CACHE_MISS};
+use smallvec::SmallVec;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// What a request in flight on cached keys does with its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// A miss: store the reply if still fresh.
+    Read,
+    /// A write to cached keys: evict them again when the reply comes (a read of them
+    /// queued before the write's reply could carry the old value).
+    Write,
+    /// FLUSHALL, FLUSHDB, SWAPDB: flush again when the reply comes.
+    Flush,
+}
+
+struct Inflight {
+    ticket: u64,
+    /// The cache key (database, command line); for a write, the command lines.
+    key: Box<[u8]>,
+    names: SmallVec<[Span; 2]>,
+    op: Op,
+}
+
+/// A worker's edge cache.
+pub(super) struct EdgeCache {
+    settings: Settings,
+    store: Store,
+    /// The tracking connection's handshake passed: hits may be served, replies stored.
+    up: bool,
+    tracking: BackKey,
+    /// Requests on cached keys in flight, by (front, generation, request number).
+    inflight: HashMap<(FrontKey, u32, u64), Inflight>,
+    /// The cache key of the request being dispatched.
+    scratch: Vec<u8>,
+    /// The clock of `max_ttl_ms`.
+    epoch: Instant,
+}
+
+impl EdgeCache {
+    /// The stored reply `i` ([`EdgeCache::before`]'s hit).
+    pub(super) fn value(&self, i: u32) -> Option<&[u8]> {
+        self.store.value(i)
+    }
+
+    /// Entries stored, and their bytes (the gauges).
+    pub(super) fn size(&self) -> (u64, u64) {
+        (self.store.len() as u64, self.store.used() as u64)
+    }
+
+    fn now_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Before request `id`'s command goes to Redis: `Some(i)` when stored reply `i`
+    /// answers it. A miss takes a ticket; a write or flush evicts at once.
+    pub(super) fn before(
+        &mut self,
+        db: u32,
+        cmd: &Cmd<'_>,
+        id: (FrontKey, u32, u64),
+        now: Instant,
+        meta: &mut Meta,
+        stats: &mut Counters,
+    ) -> Option<u32> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&db.to_le_bytes());
+        cmd.write_resp(&mut self.scratch);
+        let buf = &self.scratch;
+        let (args, end) = cache::parse_command(buf, 4)?;
+        let name = span(buf, *args.first()?);
+        if end == buf.len() {
+            if let Some(keys) = table::lookup(name) {
+                return self.read(keys, &args, id, now, meta, stats);
+            }
+        }
+        // Anything else that names a key under a cached prefix may write it: evict
+        // those names now and again at the reply. (A read not in the table evicts
+        // too: harmless, and no command table is needed.) A batch is every command.
+        let mut names: SmallVec<[Span; 2]> = SmallVec::new();
+        let mut flush = false;
+        let mut at = 4;
+        while let Some((args, next)) = cache::parse_command(buf, at) {
+            if let Some((&n, rest)) = args.split_first() {
+                flush |= table::flushes(span(buf, n));
+                names.extend(
+                    rest.iter()
+                        .copied()
+                        .filter(|&s| self.settings.prefix_of(span(buf, s)).is_some()),
+                );
+            }
+            at = next;
+        }
+        if !flush && names.is_empty() {
+            return None;
+        }
+        // (Also while tracking is down: a write sent now may be answered after it is
+        // back up, and a miss sent meanwhile must not keep the old value.)
+        let op = if flush {
+            stats.cache_flushes += 1;
+            self.store.flush();
+            Op::Flush
+        } else {
+            for &s in &names {
+                stats.cache_invalidations += self.store.invalidate(span(buf, s));
+            }
+            Op::Write
+        };
+        let ticket = self.store.ticket(names.iter().map(|&s| span(buf, s)));
+        let key = buf.as_slice().into();
+        self.inflight.insert(
+            id,
+            Inflight {
+                ticket,
+                key,
+                names,
+                op,
+            },
+        );
+        None
+    }
+
+    /// A cacheable read: a hit, or a miss with its ticket; `None` as well when one of
+    /// its keys is not under a cached prefix (untouched).
+    fn read(
+        &mut self,
+        keys: table::Keys,
+        args: &[Span],
+        id: (FrontKey, u32, u64),
+        now: Instant,
+        meta: &mut Meta,
+        stats: &mut Counters,
+    ) -> Option<u32> {
+        let buf = &self.scratch;
+        let names: SmallVec<[Span; 2]> = match keys {
+            table::Keys::First => args.get(1..2)?.into(),
+            table::Keys::All => args.get(1..)?.into(),
+        };
+        let mut max_age = u16::MAX;
+        for &s in &names {
+            max_age = max_age.min(self.settings.prefix_of(span(buf, s))?.max_age);
+        }
+        if names.is_empty() {
+            return None;
+        }
+        meta.max_age = max_age;
+        if !self.up {
+            // Bypassed: the store is empty (flushed when tracking went down) and a
+            // reply could not be known fresh.
+            return None;
+        }
+        let now_ms = self.now_ms(now);
+        if let Some(i) = self.store.get(&self.scratch, now_ms) {
+            stats.cache_hits += 1;
+            meta.cache = if self.settings.header { CACHE_HIT } else { 0 };
+            return Some(i);
+        }
+        stats.cache_misses += 1;
+        meta.cache = if self.settings.header { CACHE_MISS } else { 0 };
+        let buf = &self.scratch;
+        let ticket = self.store.ticket(names.iter().map(|&s| span(buf, s)));
+        self.inflight.insert(
+            id,
+            Inflight {
+                ticket,
+                key: buf.as_slice().into(),
+                names,
+                op: Op::Read,
+            },
+        );
+        None
+    }
+
+    /// The reply to request `id` (`None`: its connection failed; a write may have run).
+    pub(super) fn on_reply(
+        &mut self,
+        id: (FrontKey, u32, u64),
+        frame: Option<&[u8]>,
+        now: Instant,
+        stats: &mut Counters,
+    ) {
+        let Some(f) = self.inflight.remove(&id) else {
+            return;
+        };
+        let now_ms = self.now_ms(now);
+        match f.op {
+            Op::Read => {
+                // Errors are not stored (WRONGTYPE now may be a value later, and the
+                // error frames of RESP3 are not worth it).
+                let value = frame.filter(|v| !matches!(v.first(), Some(b'-' | b'!')));
+                self.store
+                    .complete(f.ticket, &f.key, &f.names, value, now_ms);
+                stats.cache_evictions += std::mem::take(&mut self.store.evictions);
+            }
+            Op::Write => {
+                for &s in &f.names {
+                    stats.cache_invalidations += self.store.invalidate(span(&f.key, s));
+                }
+                self.store
+                    .complete(f.ticket, &f.key, &f.names, None, now_ms);
+            }
+            Op::Flush => {
+                stats.cache_flushes += 1;
+                self.store.flush();
+                self.store
+                    .complete(f.ticket, &f.key, &f.names, None, now_ms);
+            }
+        }
+    }
+
+    /// A push frame on the tracking connection.
+    pub(super) fn on_push(&mut self, frame: &[u8], stats: &mut Counters) {
+        match cache::parse_invalidation(frame) {
+            Some(Invalidation::Keys(keys)) => {
+                for k in keys {
+                    stats.cache_invalidations += self.store.invalidate(k);
+                }
+            }
+            Some(Invalidation::All) => {
+                stats.cache_flushes += 1;
+                self.store.flush();
+            }
+            None => log!(
+                Level::Debug,
+                "edge cache: a push that is not an invalidation, ignored"
+            ),
+        }
+    }
+}
+
+fn span(buf: &[u8], (a, b): Span) -> &[u8] {
+    &buf[a as usize..b as usize]
+}
+
+impl Worker {
+    /// With a `cache` block (and not in cluster mode): the store and the tracking
+    /// connection, listed to connect.
+    pub(super) fn cache_start(&mut self) {
+        let cfg = &self.shared.config;
+        let Some(s) = cfg.cache.as_ref() else {
+            return;
+        };
+        if cfg.redis_cluster.is_some() {
+            log!(
+                Level::Warning,
+                "the edge cache is not available in cluster mode yet: 'cache' ignored"
+            );
+            return;
+        }
+        let tracking = self
+            .backs
+            .create_tracking(s.tracking_command().into_boxed_slice());
+        self.cache = Some(Box::new(EdgeCache {
+            settings: s.clone(),
+            store: Store::new(s),
+            up: false,
+            tracking,
+            inflight: HashMap::new(),
+            scratch: Vec::new(),
+            epoch: Instant::now(),
+        }));
+    }
+
+    /// Back `b` passed its handshake: if it is the tracking connection, the cache is on
+    /// (flushed first: nothing read before tracking started may be kept).
+    pub(super) fn cache_up(&mut self, b: BackKey) {
+        if let Some(c) = self.cache.as_deref_mut().filter(|c| c.tracking == b) {
+            c.store.flush();
+            c.up = true;
+            log!(Level::Info, "edge cache: tracking on, serving from memory");
+        }
+    }
+
+    /// Back `b` is lost: if it is the tracking connection, everything goes and the cache
+    /// is bypassed until it is back (an invalidation may have been missed).
+    pub(super) fn cache_lost(&mut self, b: BackKey) {
+        let Some(c) = self.cache.as_deref_mut().filter(|c| c.tracking == b) else {
+            return;
+        };
+        if c.up {
+            log!(
+                Level::Warning,
+                "edge cache: tracking connection lost; flushed, bypassed until it is back"
+            );
+            self.stats.cache_flushes += 1;
+        }
+        c.up = false;
+        c.store.flush();
+    }
+}

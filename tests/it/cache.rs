@@ -1,0 +1,535 @@
+//! The edge cache (`"cache": {...}`, issue 17) against a real redis-server: hits and
+//! misses, `X-Cache` and `Cache-Control`, coherence with writes made directly in
+//! Redis (its `invalidate` pushes), FLUSHALL, the tracking connection killed,
+//! read-your-writes through the gateway, databases, the memory bound, and nothing at
+//! all without a `cache` block.
+
+use crate::common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The config of these tests: one worker (one store, one tracking connection).
+const CACHE: &str = r#""threads": 1, "cache": {"prefixes": ["flag:", {"prefix": "page:", "max_age": 5}], "header": true, "max_ttl_ms": 60000}"#;
+
+/// A gateway with the cache, once its tracking connection is up.
+fn cached(extra: &str) -> (Redis, Gateway) {
+    let (redis, gw) = setup_with(&format!("{CACHE}{extra}"));
+    gw.wait_for_log("edge cache: tracking on");
+    (redis, gw)
+}
+
+/// `expected` (a whole response) with `lines` inserted after its status line.
+fn with_headers(expected: &[u8], lines: &str) -> Vec<u8> {
+    let at = find(expected, b"\r\n").expect("a status line") + 2;
+    [&expected[..at], lines.as_bytes(), &expected[at..]].concat()
+}
+
+fn hit(body: &str) -> Vec<u8> {
+    with_headers(&ok_json(body), "X-Cache: HIT\r\n")
+}
+
+fn miss(body: &str) -> Vec<u8> {
+    with_headers(&ok_json(body), "X-Cache: MISS\r\n")
+}
+
+/// The ids of Redis's clients whose flags say tracking (`t`).
+fn tracking_clients(redis: &Redis) -> Vec<String> {
+    let list = String::from_utf8_lossy(&redis.cmd(&["CLIENT", "LIST"])).into_owned();
+    list.lines()
+        .filter(|l| {
+            l.split(' ')
+                .any(|f| f.starts_with("flags=") && f.contains('t'))
+        })
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn cache_miss_then_hit_with_headers() {
+    let (redis, gw) = cached("");
+    redis.cmd(&["SET", "flag:a", "on"]);
+    assert_bytes(&gw.get("/GET/flag:a"), &miss(r#"{"GET":"on"}"#));
+    assert_bytes(&gw.get("/GET/flag:a"), &hit(r#"{"GET":"on"}"#));
+    // Another format of the same command: the same stored reply, rendered for it.
+    let raw = gw.get("/GET/flag:a.raw");
+    assert_eq!(raw.header("X-Cache"), Some("HIT"));
+    assert_eq!(raw.body, b"$2\r\non\r\n");
+    // A key under no prefix: untouched, no header.
+    redis.cmd(&["SET", "other", "x"]);
+    assert_bytes(&gw.get("/GET/other"), &ok_json(r#"{"GET":"x"}"#));
+    assert_bytes(&gw.get("/GET/other"), &ok_json(r#"{"GET":"x"}"#));
+    // A prefix with max_age: Cache-Control too.
+    redis.cmd(&["SET", "page:home", "<p>"]);
+    let lines = "X-Cache: MISS\r\nCache-Control: max-age=5\r\n";
+    assert_bytes(
+        &gw.get("/GET/page:home"),
+        &with_headers(&ok_json(r#"{"GET":"<p>"}"#), lines),
+    );
+    let lines = "X-Cache: HIT\r\nCache-Control: max-age=5\r\n";
+    assert_bytes(
+        &gw.get("/GET/page:home"),
+        &with_headers(&ok_json(r#"{"GET":"<p>"}"#), lines),
+    );
+    // ETag and 304 from a hit: no Redis round trip (the hit counter says so below).
+    let etag = gw.get("/GET/flag:a").header("ETag").unwrap().to_owned();
+    let r =
+        gw.request(format!("GET /GET/flag:a HTTP/1.1\r\nIf-None-Match: {etag}\r\n\r\n").as_bytes());
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.header("X-Cache"), Some("HIT"));
+    // An error reply (WRONGTYPE) is not stored.
+    redis.cmd(&["HSET", "flag:h", "f", "v"]);
+    for _ in 0..2 {
+        let r = gw.get("/GET/flag:h");
+        assert_eq!(r.header("X-Cache"), Some("MISS"));
+    }
+}
+
+#[test]
+fn cache_other_commands_from_the_table() {
+    let (redis, gw) = cached("");
+    redis.cmd(&["HSET", "flag:h", "a", "1", "b", "2"]);
+    redis.cmd(&["MSET", "flag:x", "1", "flag:y", "2", "plain", "3"]);
+    redis.cmd(&["RPUSH", "flag:l", "a", "b", "c"]);
+    let cases = [
+        ("/HGET/flag:h/a", r#"{"HGET":"1"}"#),
+        ("/HGETALL/flag:h", r#"{"HGETALL":{"a":"1","b":"2"}}"#),
+        ("/HMGET/flag:h/a/b", r#"{"HMGET":["1","2"]}"#),
+        ("/MGET/flag:x/flag:y", r#"{"MGET":["1","2"]}"#),
+        ("/LRANGE/flag:l/0/-1", r#"{"LRANGE":["a","b","c"]}"#),
+        ("/EXISTS/flag:x/flag:y", r#"{"EXISTS":2}"#),
+        ("/STRLEN/flag:x", r#"{"STRLEN":1}"#),
+    ];
+    for (path, body) in cases {
+        assert_bytes(&gw.get(path), &miss(body));
+        assert_bytes(&gw.get(path), &hit(body));
+    }
+    // MGET with one key outside the prefixes: not cached at all.
+    for _ in 0..2 {
+        assert_bytes(
+            &gw.get("/MGET/flag:x/plain"),
+            &ok_json(r#"{"MGET":["1","3"]}"#),
+        );
+    }
+    // One write to flag:y (in Redis) drops every entry that read it, and only those.
+    redis.cmd(&["SET", "flag:y", "20"]);
+    gw.eventually_ok_header("/MGET/flag:x/flag:y", r#"{"MGET":["1","20"]}"#);
+    assert_bytes(&gw.get("/STRLEN/flag:x"), &hit(r#"{"STRLEN":1}"#));
+    redis.cmd(&["HSET", "flag:h", "a", "10"]);
+    gw.eventually_ok_header("/HGET/flag:h/a", r#"{"HGET":"10"}"#);
+}
+
+/// A helper for a value that changes in Redis: the gateway serves the new one soon,
+/// as a miss first.
+trait Eventually {
+    fn eventually_ok_header(&self, path: &str, body: &str);
+}
+
+impl Eventually for Gateway {
+    fn eventually_ok_header(&self, path: &str, body: &str) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let r = self.get(path);
+            if r.body_str() == body {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path}: still {} after 2 s",
+                r.body_str()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn cache_a_write_in_redis_invalidates_within_50ms() {
+    let (redis, gw) = cached("");
+    let mut client = gw.connect();
+    let get = get_req("/GET/flag:c");
+    for i in 0..200 {
+        let v = i.to_string();
+        redis.cmd(&["SET", "flag:c", &v]);
+        thread::sleep(Duration::from_millis(if i % 20 == 0 { 50 } else { 0 }));
+        let body = format!(r#"{{"GET":"{v}"}}"#);
+        // Soon after the write's reply the new value is served; never an older one
+        // once it was.
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let mut seen_new = false;
+        loop {
+            client.send(get.as_bytes());
+            let r = client.read_response();
+            if r.body_str() == body {
+                seen_new = true;
+            } else {
+                assert!(!seen_new, "round {i}: value went back: {}", r.body_str());
+                assert!(
+                    Instant::now() < deadline,
+                    "round {i}: still {} 50 ms after the write",
+                    r.body_str()
+                );
+            }
+            if seen_new && r.header("X-Cache") == Some("HIT") {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn cache_flushall_in_redis_empties_it() {
+    let (redis, gw) = cached("");
+    redis.cmd(&["SET", "flag:f", "1"]);
+    redis.cmd_in_db(2, &["SET", "flag:f", "2"]);
+    assert_bytes(&gw.get("/GET/flag:f"), &miss(r#"{"GET":"1"}"#));
+    assert_bytes(&gw.get("/GET/flag:f"), &hit(r#"{"GET":"1"}"#));
+    assert_bytes(&gw.get("/2/GET/flag:f"), &miss(r#"{"GET":"2"}"#));
+    assert_bytes(&gw.get("/2/GET/flag:f"), &hit(r#"{"GET":"2"}"#));
+    redis.cmd(&["FLUSHALL"]);
+    thread::sleep(Duration::from_millis(50));
+    assert_bytes(&gw.get("/GET/flag:f"), &miss(r#"{"GET":null}"#));
+    assert_bytes(&gw.get("/2/GET/flag:f"), &miss(r#"{"GET":null}"#));
+}
+
+#[test]
+fn cache_a_key_name_is_evicted_in_every_database() {
+    let (redis, gw) = cached("");
+    redis.cmd(&["SET", "flag:d", "zero"]);
+    redis.cmd_in_db(3, &["SET", "flag:d", "three"]);
+    for _ in 0..2 {
+        gw.get("/GET/flag:d");
+        gw.get("/3/GET/flag:d");
+    }
+    assert_bytes(&gw.get("/3/GET/flag:d"), &hit(r#"{"GET":"three"}"#));
+    // A write in database 3: Redis names the key, not the database.
+    redis.cmd_in_db(3, &["SET", "flag:d", "THREE"]);
+    thread::sleep(Duration::from_millis(50));
+    assert_bytes(&gw.get("/3/GET/flag:d"), &miss(r#"{"GET":"THREE"}"#));
+    assert_bytes(&gw.get("/GET/flag:d"), &miss(r#"{"GET":"zero"}"#));
+}
+
+#[test]
+fn cache_read_your_writes_through_the_gateway() {
+    let (_redis, gw) = cached("");
+    let mut client = gw.connect();
+    for i in 0..300 {
+        // The write and the read pipelined in one packet, after a hit was stored.
+        let req = [
+            get_req("/GET/flag:w"),
+            get_req("/GET/flag:w"),
+            get_req(&format!("/SET/flag:w/v{i}")),
+            get_req("/GET/flag:w"),
+        ]
+        .concat();
+        client.send(req.as_bytes());
+        client.read_response();
+        client.read_response();
+        assert_bytes(&client.read_response(), &ok_json(r#"{"SET":[true,"OK"]}"#));
+        let r = client.read_response();
+        assert_eq!(r.body_str(), format!(r#"{{"GET":"v{i}"}}"#), "round {i}");
+        // And on the next request, alone.
+        client.send(get_req("/GET/flag:w").as_bytes());
+        let r = client.read_response();
+        assert_eq!(r.body_str(), format!(r#"{{"GET":"v{i}"}}"#), "round {i}");
+    }
+    // DEL and FLUSHDB through the gateway too.
+    assert_bytes(&gw.get("/DEL/flag:w"), &ok_json(r#"{"DEL":1}"#));
+    assert_bytes(&gw.get("/GET/flag:w"), &miss(r#"{"GET":null}"#));
+    gw.get("/SET/flag:w/again");
+    gw.get("/GET/flag:w");
+    assert_bytes(&gw.get("/GET/flag:w"), &hit(r#"{"GET":"again"}"#));
+    gw.get("/FLUSHDB");
+    assert_bytes(&gw.get("/GET/flag:w"), &miss(r#"{"GET":null}"#));
+}
+
+#[test]
+fn cache_tracking_connection_killed_flushes_and_bypasses() {
+    let (redis, gw) = cached("");
+    redis.cmd(&["SET", "flag:k", "old"]);
+    gw.get("/GET/flag:k");
+    assert_bytes(&gw.get("/GET/flag:k"), &hit(r#"{"GET":"old"}"#));
+    let ids = tracking_clients(&redis);
+    assert_eq!(ids.len(), 1, "one tracking connection per worker: {ids:?}");
+    // Killed, then a write at once: its invalidation can go nowhere (the gateway
+    // reconnects after 100 ms at the soonest); the flush on loss must cover it.
+    redis.cmd(&["CLIENT", "KILL", "ID", &ids[0]]);
+    redis.cmd(&["SET", "flag:k", "new"]);
+    thread::sleep(Duration::from_millis(50));
+    let r = gw.get("/GET/flag:k");
+    assert_eq!(r.body_str(), r#"{"GET":"new"}"#);
+    assert_ne!(r.header("X-Cache"), Some("HIT"));
+    gw.wait_for_log("edge cache: tracking connection lost");
+    // Back after the reconnect: hits again, and a new tracking client in Redis.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.get("/GET/flag:k").header("X-Cache") != Some("HIT") {
+        assert!(Instant::now() < deadline, "no hit after the reconnect");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(tracking_clients(&redis).len(), 1);
+    redis.cmd(&["SET", "flag:k", "newer"]);
+    gw.eventually_ok_header("/GET/flag:k", r#"{"GET":"newer"}"#);
+}
+
+#[test]
+fn cache_redis_restart_leaves_nothing_stale() {
+    let (mut redis, gw) = cached("");
+    redis.cmd(&["SET", "flag:r", "before"]);
+    gw.get("/GET/flag:r");
+    assert_bytes(&gw.get("/GET/flag:r"), &hit(r#"{"GET":"before"}"#));
+    redis.stop();
+    redis.restart_same_port();
+    redis.cmd(&["SET", "flag:r", "after"]);
+    gw.eventually_ok("/PING", r#"{"PING":[true,"PONG"]}"#);
+    assert_eq!(gw.get("/GET/flag:r").body_str(), r#"{"GET":"after"}"#);
+}
+
+#[test]
+fn cache_key_expiry_in_redis_invalidates() {
+    let (redis, gw) = cached("");
+    redis.cmd(&["SET", "flag:e", "short", "PX", "200"]);
+    gw.get("/GET/flag:e");
+    assert_bytes(&gw.get("/GET/flag:e"), &hit(r#"{"GET":"short"}"#));
+    // Redis's active expiry deletes it and says so (hz 10: within a few cycles).
+    gw.eventually_ok_header("/GET/flag:e", r#"{"GET":null}"#);
+}
+
+#[test]
+fn cache_memory_bound_evicts() {
+    let (_redis, gw) = setup_with(
+        r#""threads": 1, "cache": {"prefixes": ["flag:"], "max_memory_mb": 1, "header": true}"#,
+    );
+    gw.wait_for_log("edge cache: tracking on");
+    let value = "x".repeat(20_000);
+    let mut client = gw.connect();
+    for i in 0..200 {
+        client.send(get_req(&format!("/SET/flag:m{i}/{value}")).as_bytes());
+        client.read_response();
+        client.send(get_req(&format!("/GET/flag:m{i}")).as_bytes());
+        assert_eq!(client.read_response().header("X-Cache"), Some("MISS"));
+        // A hot key read after every insert stays.
+        client.send(get_req("/GET/flag:m0").as_bytes());
+        let r = client.read_response();
+        if i > 0 {
+            assert_eq!(r.header("X-Cache"), Some("HIT"), "round {i}");
+        }
+    }
+    // 200 × 20 KB do not fit in 1 MiB: the oldest cold ones went.
+    client.send(get_req("/GET/flag:m1").as_bytes());
+    assert_eq!(client.read_response().header("X-Cache"), Some("MISS"));
+}
+
+#[test]
+fn cache_without_a_block_nothing_changes() {
+    let (redis, gw) = setup_with(r#""threads": 1"#);
+    redis.cmd(&["SET", "flag:a", "on"]);
+    for _ in 0..2 {
+        assert_bytes(&gw.get("/GET/flag:a"), &ok_json(r#"{"GET":"on"}"#));
+    }
+    assert_eq!(tracking_clients(&redis), Vec::<String>::new());
+}
+
+/// The raw tracking stream, to see what Redis sends (a sanity check of the test's own
+/// assumptions about RESP3 pushes, against this redis-server).
+#[test]
+fn cache_redis_sends_bcast_pushes_as_expected() {
+    let redis = Redis::start();
+    let mut s = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(b"HELLO 3\r\nCLIENT TRACKING ON BCAST PREFIX flag:\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    // Skip HELLO's map up to CLIENT TRACKING's +OK.
+    let mut line = String::new();
+    while line != "+OK\r\n" {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    redis.cmd(&["SET", "flag:p", "1"]);
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        got.push(l);
+    }
+    assert_eq!(
+        got.concat(),
+        ">2\r\n$10\r\ninvalidate\r\n*1\r\n$6\r\nflag:p\r\n"
+    );
+}
+
+/// The issue's coherence test: writers change keys directly in Redis (not through the
+/// gateway) while readers hammer the same keys through it, 200,000 reads in all. No
+/// reader ever sees a key's value go backwards, and a read that starts 50 ms after a
+/// write's reply never returns an older value.
+#[test]
+fn cache_coherence_under_load() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    const KEYS: usize = 4;
+    const READERS: usize = 4;
+    const READS: usize = 200_000;
+    let (redis, gw) = cached("");
+    for k in 0..KEYS {
+        redis.cmd(&["SET", &format!("flag:load{k}"), "0"]);
+    }
+    let epoch = Instant::now();
+    // Per key: (reply time of the write, value), in order.
+    type Writes = Mutex<Vec<(Duration, u64)>>;
+    let log: Arc<Vec<Writes>> = Arc::new(
+        (0..KEYS)
+            .map(|_| Mutex::new(vec![(Duration::ZERO, 0)]))
+            .collect(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..KEYS)
+        .map(|k| {
+            let (log, stop, port) = (log.clone(), stop.clone(), redis.port);
+            thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut v = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    v += 1;
+                    let key = format!("flag:load{k}");
+                    let val = v.to_string();
+                    s.write_all(&resp_command(&[b"SET", key.as_bytes(), val.as_bytes()]))
+                        .unwrap();
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    assert_eq!(line, "+OK\r\n");
+                    log[k].lock().unwrap().push((epoch.elapsed(), v));
+                    thread::sleep(Duration::from_micros(500));
+                }
+            })
+        })
+        .collect();
+    let reads = Arc::new(AtomicU64::new(0));
+    let hits = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..READERS)
+        .map(|i| {
+            let (log, reads, hits, port) = (log.clone(), reads.clone(), hits.clone(), gw.port);
+            thread::spawn(move || {
+                let mut c = Client::connect(port);
+                let mut last = [0u64; KEYS];
+                let mut n = 0;
+                while reads.fetch_add(1, Ordering::Relaxed) < READS as u64 {
+                    let k = (i + n) % KEYS;
+                    n += 1;
+                    let started = epoch.elapsed();
+                    c.send(get_req(&format!("/GET/flag:load{k}")).as_bytes());
+                    let r = c.read_response();
+                    if r.header("X-Cache") == Some("HIT") {
+                        hits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let body = r.body_str();
+                    let v: u64 = body
+                        .strip_prefix(r#"{"GET":""#)
+                        .and_then(|b| b.strip_suffix(r#""}"#))
+                        .and_then(|b| b.parse().ok())
+                        .unwrap_or_else(|| panic!("unexpected body {body}"));
+                    assert!(
+                        v >= last[k],
+                        "flag:load{k} went back from {} to {v}",
+                        last[k]
+                    );
+                    last[k] = v;
+                    // The newest write acknowledged 50 ms before this read started.
+                    if let Some(bound) = started.checked_sub(Duration::from_millis(50)) {
+                        let log = log[k].lock().unwrap();
+                        let i = log.partition_point(|&(t, _)| t <= bound);
+                        let floor = log[i.saturating_sub(1)].1;
+                        assert!(
+                            v >= floor,
+                            "flag:load{k}: read {v} at {started:?}, but {floor} was written \
+                             before {bound:?}"
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let hits = hits.load(Ordering::Relaxed);
+    // The keys change every half millisecond or so: hits are few but must exist.
+    assert!(hits > 0, "no hit in {READS} reads");
+    eprintln!("coherence under load: {READS} reads, {hits} hits");
+}
+
+/// The counters in `/metrics`: exact after a known sequence (one worker).
+#[test]
+fn cache_counters_in_metrics() {
+    let mport = free_port();
+    let (redis, gw) = cached(&format!(
+        r#", "metrics": {{"listen": "127.0.0.1:{mport}"}}"#
+    ));
+    redis.cmd(&["SET", "flag:m", "1"]);
+    gw.get("/GET/flag:m"); // miss
+    gw.get("/GET/flag:m"); // hit
+    gw.get("/GET/flag:m"); // hit
+    gw.get("/SET/flag:m/2"); // a write: one entry invalidated
+    thread::sleep(Duration::from_millis(50)); // (Redis's push for it: nothing left)
+    gw.get("/GET/flag:m"); // miss
+    redis.cmd(&["FLUSHALL"]); // a flush
+    thread::sleep(Duration::from_millis(50));
+    let mut s = TcpStream::connect(("127.0.0.1", mport)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+    for line in [
+        r#"webdis_cache_total{event="hit"} 2"#,
+        r#"webdis_cache_total{event="miss"} 2"#,
+        r#"webdis_cache_total{event="eviction"} 0"#,
+        r#"webdis_cache_total{event="invalidation"} 1"#,
+        r#"webdis_cache_total{event="flush"} 1"#,
+        r#"webdis_redis_connections{kind="tracking",state="up"} 1"#,
+        // FLUSHALL emptied it.
+        "webdis_cache_entries 0",
+        "webdis_cache_bytes 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
+    // One entry again: its bytes are the cache key, the reply and the overhead.
+    gw.get("/GET/flag:m");
+    let mut s = TcpStream::connect(("127.0.0.1", mport)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+    // 4 (database) + "*2\r\n$3\r\nGET\r\n$6\r\nflag:m\r\n" (25) + "$-1\r\n" (5) + 128.
+    for line in ["webdis_cache_entries 1", "webdis_cache_bytes 162"] {
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
+}
+
+/// A tracking connection that stops answering (its idle PING late) is lost: flushed,
+/// bypassed, then back.
+#[test]
+fn cache_tracking_ping_late_flushes() {
+    let (redis, gw) = cached(r#", "redis_ping_sec": 1, "redis_timeout_ms": 400"#);
+    redis.cmd(&["SET", "flag:p", "1"]);
+    gw.get("/GET/flag:p");
+    assert_bytes(&gw.get("/GET/flag:p"), &hit(r#"{"GET":"1"}"#));
+    // Redis stalls every client for 2.5 s: the tracking connection's PING is late.
+    redis.cmd(&["CLIENT", "PAUSE", "2500", "ALL"]);
+    gw.wait_for_log("Redis timeout: no reply to PING");
+    gw.wait_for_log("edge cache: tracking connection lost");
+    // Back, and serving from memory again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = gw.get("/GET/flag:p");
+        if r.header("X-Cache") == Some("HIT") {
+            assert_eq!(r.body_str(), r#"{"GET":"1"}"#);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no hit after the pause");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
