@@ -129,16 +129,9 @@ pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), Pr
 }
 
 /// Raises the soft limit on open files to the hard limit; returns the new limit.
-#[allow(unsafe_code)] // getrlimit, setrlimit
+#[allow(unsafe_code)] // setrlimit
 pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed, a valid, exclusive `rlimit`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut lim = nofile_limit()?;
     if lim.rlim_cur < lim.rlim_max {
         lim.rlim_cur = lim.rlim_max;
         // SAFETY: setrlimit only reads the struct passed, a valid `rlimit`.
@@ -147,6 +140,25 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         }
     }
     Ok(lim.rlim_cur)
+}
+
+/// The soft limit on open files.
+pub fn fd_limit() -> io::Result<u64> {
+    Ok(nofile_limit()?.rlim_cur)
+}
+
+/// `RLIMIT_NOFILE`, soft and hard.
+#[allow(unsafe_code)] // getrlimit
+fn nofile_limit() -> io::Result<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed, a valid, exclusive `rlimit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lim)
 }
 
 /// The user and system CPU time the process used so far, in seconds (for the metrics).
@@ -160,19 +172,6 @@ pub fn cpu_seconds() -> Option<f64> {
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Some(secs(ru.ru_utime) + secs(ru.ru_stime))
-}
-/// The soft limit on open files.
-#[allow(unsafe_code)] // getrlimit
-pub fn fd_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(lim.rlim_cur)
 }
 
 /// Tunes glibc's allocator for large replies, before any thread starts. By default

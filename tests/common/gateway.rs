@@ -284,3 +284,11 @@ pub fn start_fails(dir: &TempDir, config: &str) -> String {
     assert_eq!(code, 1, "{config}\nstderr: {err}");
     err
 }
+
+/// CPU seconds (user + system) a process used so far, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}

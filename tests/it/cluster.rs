@@ -793,15 +793,6 @@ fn websocket_acl_and_rules_on_a_cluster() {
     }
 }
 
-/// CPU seconds (user + system) of process `pid`.
-fn cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
 /// The periodic map refresh (1 s here) goes out, is answered, and the gateway stays
 /// idle between two (a refresh in flight once made the timer spin at 100 % CPU).
 #[test]

@@ -33,14 +33,6 @@ fn send_in_background(s: &TcpStream, bytes: Vec<u8>) {
     });
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
-}
-
 fn the_408() -> Vec<u8> {
     json_error("HTTP/1.0 408 Request Timeout", false, "Request Timeout")
 }
