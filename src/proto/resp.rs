@@ -326,14 +326,31 @@ where
 }
 
 /// Appends a RESP header line: the marker and a count or length.
+/// Counts and lengths under 100 (argument counts, key and short value lengths: nearly
+/// every header a command has) are one fixed-size store, without `itoa`.
+#[inline]
 pub(crate) fn write_header(out: &mut Vec<u8>, marker: u8, n: usize) {
-    out.push(marker);
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-    out.extend_from_slice(b"\r\n");
+    if n < 10 {
+        out.extend_from_slice(&[marker, b'0' + n as u8, b'\r', b'\n']);
+    } else if n < 100 {
+        out.extend_from_slice(&[
+            marker,
+            b'0' + (n / 10) as u8,
+            b'0' + (n % 10) as u8,
+            b'\r',
+            b'\n',
+        ]);
+    } else {
+        out.push(marker);
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
-/// Appends one RESP bulk string.
+/// Appends one RESP bulk string (one reservation for its header, bytes and CRLF).
+#[inline]
 pub fn write_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + 16);
     write_header(out, b'$', bytes.len());
     out.extend_from_slice(bytes);
     out.extend_from_slice(b"\r\n");
@@ -661,6 +678,35 @@ mod tests {
         }
         assert_eq!(whole, inc, "one-shot and incremental disagree on {buf:?}");
         whole
+    }
+
+    #[test]
+    fn headers_and_bulks_at_every_width() {
+        for n in [
+            0usize,
+            1,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            65_536,
+            usize::MAX,
+        ] {
+            let mut out = b"x".to_vec();
+            write_header(&mut out, b'$', n);
+            assert_eq!(out, format!("x${n}\r\n").into_bytes());
+        }
+        for len in [0usize, 9, 10, 99, 100, 1000] {
+            let v = vec![b'v'; len];
+            let mut out = Vec::new();
+            write_bulk(&mut out, &v);
+            let want = [format!("${len}\r\n").into_bytes(), v, b"\r\n".to_vec()].concat();
+            assert_eq!(out, want);
+        }
     }
 
     #[test]
