@@ -226,7 +226,27 @@ fn open_inner(
     body_hint: usize,
     cors: Cors<'_>,
 ) -> Open {
-    if matches!(cors, Cors::Webdis) && head.minor == 1 && head.status == Status::Ok {
+    let usual = head.minor == 1 && head.status == Status::Ok && matches!(cors, Cors::Webdis);
+    if usual
+        && head.etag
+        && head.keep_alive
+        && head.filename.is_none()
+        && head.content_type == Some(b"application/json")
+    {
+        // The most common head of all in one copy, then room for the digits.
+        let start = out.len();
+        out.extend_from_slice(date.usual_head());
+        let width = digits(body_hint);
+        let digits_at = out.len();
+        out.extend_from_slice(&DIGITS_ROOM[MAX_DIGITS - width..]);
+        return Open {
+            digits_at,
+            width,
+            body_at: digits_at + width + 4,
+            etag_at: Some(start + USUAL_ETAG_AT),
+        };
+    }
+    if usual {
         // The usual head: its status line and common headers in one copy.
         out.extend_from_slice(date.ok_head());
     } else {
@@ -323,6 +343,8 @@ const KEEP_ALIVE: &[u8] = b"Connection: Keep-Alive\r\nContent-Length: ";
 const CLOSE: &[u8] = b"Connection: Close\r\nContent-Length: ";
 static KEEP_ALIVE_TAIL: [u8; KEEP_ALIVE.len() + MAX_DIGITS] = with_digit_room(KEEP_ALIVE);
 static CLOSE_TAIL: [u8; CLOSE.len() + MAX_DIGITS] = with_digit_room(CLOSE);
+/// [`MAX_DIGITS`] spaces and the empty line: the end of the usual head.
+const DIGITS_ROOM: &[u8; MAX_DIGITS + 4] = b"                    \r\n\r\n";
 
 /// Fills in the Content-Length for the body appended since [`open`]; with `drop_body`
 /// (HEAD) the body is then removed.
@@ -431,18 +453,32 @@ const OK_LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
 /// The `Date` header value, formatted once per second, kept inside the block of headers
 /// every response starts with, itself after the usual status line, so that a head copies
 /// them in one go.
+/// The block goes on with the rest of the most common head of all (JSON, an ETag, keep-alive,
+/// up to `Content-Length: `), so that such a head is one copy, its digits and the empty line.
 pub struct DateCache {
     secs: u64,
-    block: [u8; OK_LINE.len() + COMMON_LEN],
+    block: [u8; OK_LINE.len() + COMMON_LEN + USUAL_TAIL_LEN],
 }
+
+/// What follows the common headers in the usual head: see [`DateCache`].
+const USUAL_TAIL_LEN: usize = JSON_LINE.len() + ETAG_LINE.len() + KEEP_ALIVE.len();
+const JSON_LINE: &[u8] = b"Content-Type: application/json\r\n";
+/// Where the ETag digits are in the usual head.
+const USUAL_ETAG_AT: usize = OK_LINE.len() + COMMON_LEN + JSON_LINE.len() + ETAG_DIGITS_AT;
 
 impl Default for DateCache {
     fn default() -> Self {
-        let mut block = [b' '; OK_LINE.len() + COMMON_LEN];
-        let (line, common) = block.split_at_mut(OK_LINE.len());
+        let mut block = [b' '; OK_LINE.len() + COMMON_LEN + USUAL_TAIL_LEN];
+        let (line, rest) = block.split_at_mut(OK_LINE.len());
+        let (common, tail) = rest.split_at_mut(COMMON_LEN);
         line.copy_from_slice(OK_LINE);
         common[..SERVER.len()].copy_from_slice(SERVER);
         common[SERVER.len() + 29..].copy_from_slice(COMMON);
+        let (json, tail) = tail.split_at_mut(JSON_LINE.len());
+        let (etag, keep_alive) = tail.split_at_mut(ETAG_LINE.len());
+        json.copy_from_slice(JSON_LINE);
+        etag.copy_from_slice(ETAG_LINE);
+        keep_alive.copy_from_slice(KEEP_ALIVE);
         let mut d = DateCache {
             secs: u64::MAX,
             block,
@@ -455,11 +491,17 @@ impl Default for DateCache {
 impl DateCache {
     /// `Server`, `Date` and the CORS headers, each with its CRLF.
     pub fn common_headers(&self) -> &[u8] {
-        &self.block[OK_LINE.len()..]
+        &self.block[OK_LINE.len()..OK_LINE.len() + COMMON_LEN]
     }
 
     /// `HTTP/1.1 200 OK` and [`Self::common_headers`].
     fn ok_head(&self) -> &[u8] {
+        &self.block[..OK_LINE.len() + COMMON_LEN]
+    }
+
+    /// The usual head up to its Content-Length digits: [`Self::ok_head`], JSON, an ETag
+    /// line to fill in (at [`USUAL_ETAG_AT`]), keep-alive.
+    fn usual_head(&self) -> &[u8] {
         &self.block
     }
 
