@@ -284,7 +284,16 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
 /// start-up probes.
 fn reserved_fds(config: &Config) -> u64 {
     let threads = config.threads.max(1) as u64;
-    threads * (config.pool_size as u64 + 32) + 64
+    let pool = config.pool_size as u64;
+    // A cluster: a pool per node (a replica's too with `read_from_replicas`), counted as
+    // if it had twice as many nodes as seeds, at least 3 primaries and their replicas.
+    let nodes = config
+        .redis_cluster
+        .as_ref()
+        .map_or(0, |c| 2 * (c.nodes.len() as u64).max(3));
+    // Sentinel: one connection to a sentinel; the cache: its tracking connection.
+    let other = u64::from(config.redis_sentinel.is_some()) + u64::from(config.cache.is_some());
+    threads * (pool + nodes * pool + other + 32) + 64
 }
 
 /// `max_clients`, or by default what the file descriptor limit leaves once
@@ -695,6 +704,21 @@ mod tests {
         assert_eq!(t("[::1]"), "Tcp([::1]:6379)");
         assert_eq!(t("redis.example"), r#"Name("redis.example", 6379)"#);
         assert_eq!(t("localhost"), r#"Name("localhost", 6379)"#);
+    }
+
+    #[test]
+    fn reserved_descriptors_count_cluster_pools_and_the_tracking_connection() {
+        let fds = |text: &str| {
+            let loaded = Config::parse(text, "t.json", |_| None).expect("valid config");
+            reserved_fds(&loaded.config)
+        };
+        let single = fds(r#"{"threads": 2, "pool_size": 4}"#);
+        assert_eq!(single, 2 * (4 + 32) + 64);
+        // 3 seeds: counted as 6 nodes of 4 connections each, per worker.
+        let cluster = r#"{"threads": 2, "pool_size": 4, "redis_cluster": {"nodes": ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"]}}"#;
+        assert_eq!(fds(cluster), single + 2 * 6 * 4);
+        let cache = r#"{"threads": 2, "pool_size": 4, "cache": {"prefixes": ["a:"]}}"#;
+        assert_eq!(fds(cache), single + 2);
     }
 
     #[test]
