@@ -10,9 +10,8 @@
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr};
 use webdis_rs::fuzzing::{
-    classify_unsubscribe, command_argv, fan_out, is_master_role, locate, merge,
-    parse_master_addr, parse_redirect, parse_slots, switch_master, FrameScanner, Merge,
-    Redirect,
+    classify_unsubscribe, command_argv, fan_out, is_master_role, locate, merge, parse_master_addr,
+    parse_redirect, parse_slots, switch_master, FrameScanner, Merge, Redirect,
 };
 
 const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));

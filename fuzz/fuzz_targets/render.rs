@@ -7,17 +7,8 @@
 use libfuzzer_sys::fuzz_target;
 use webdis_rs::fuzzing::{render_body, FrameScanner, Output, Shape};
 
-/// A command name for each JSON reshaping.
-const NAMES: &[&[u8]] = &[
-    b"GET",
-    b"INFO",
-    b"HGETALL",
-    b"XRANGE",
-    b"XCLAIM",
-    b"XREAD",
-    b"XPENDING",
-    b"GEORADIUS",
-];
+/// A command name of each reply shape, and one without.
+const NAMES: &[&[u8]] = Shape::EXAMPLES;
 
 fn render(frame: &[u8]) {
     let mut out = Vec::new();

@@ -10,8 +10,8 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use webdis_rs::fuzzing::{
-    parse_http, parse_raw_command, upstash_json_to_resp, upstash_route, FrameScanner,
-    HttpStatus, UpstashCtx, UpstashRouted, UpstashScratch, UpstashSettings,
+    parse_http, parse_raw_command, upstash_json_to_resp, upstash_route, FrameScanner, HttpStatus,
+    UpstashCtx, UpstashRouted, UpstashScratch, UpstashSettings,
 };
 
 /// The RESP frames in `resp` (each one whole), parsed as commands.
@@ -77,7 +77,10 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(sent.len(), cmds.len());
                 for (args, want) in sent.iter().zip(cmds) {
                     // CLIENT SETINFO is rewritten to ECHO OK.
-                    if want[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case("client")) {
+                    if want[0]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case("client"))
+                    {
                         continue;
                     }
                     assert_eq!(args.len(), want.len());

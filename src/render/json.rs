@@ -543,16 +543,7 @@ mod tests {
     use crate::testing::Rng;
 
     /// A command of each shape, and one without.
-    const SHAPED: &[&[u8]] = &[
-        b"GET",
-        b"INFO",
-        b"HGETALL",
-        b"XRANGE",
-        b"XCLAIM",
-        b"XREAD",
-        b"XPENDING",
-        b"GEORADIUS",
-    ];
+    const SHAPED: &[&[u8]] = Shape::EXAMPLES;
 
     fn json(name: &[u8], frame: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

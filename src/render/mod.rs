@@ -142,6 +142,19 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// A command name of each shape, and one without (`GET`): what tests and fuzz
+    /// targets render every reply as.
+    pub const EXAMPLES: &'static [&'static [u8]] = &[
+        b"GET",
+        b"INFO",
+        b"HGETALL",
+        b"XRANGE",
+        b"XCLAIM",
+        b"XREAD",
+        b"XPENDING",
+        b"GEORADIUS",
+    ];
+
     /// Case-insensitive: `hgetall` → `Hgetall`, `GEORADIUSBYMEMBER` → `Georadius`, ...
     pub fn for_command(name: &[u8]) -> Shape {
         const PREFIX: &[u8] = b"GEORADIUS";
