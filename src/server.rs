@@ -112,7 +112,7 @@ pub fn redis_target(host: &str, port: u16) -> Target {
         .unwrap_or(host);
     match literal.parse::<IpAddr>() {
         Ok(ip) => Target::Tcp(SocketAddr::new(ip, port)),
-        Err(_) => Target::Name(host.to_string(), port),
+        Err(_) => Target::Name(host.into(), port),
     }
 }
 
@@ -245,7 +245,7 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
             "sentinel: the master of {} is at {master}",
             s.master
         );
-        connector.target = Target::Tcp(master);
+        connector.target = Target::from(master);
     }
     let access_log = match &config.access_log {
         Some(p) => Some(Arc::new(
@@ -326,7 +326,8 @@ fn with_tls(mut connector: Connector, config: &Config) -> Result<Connector, Star
     if let Target::Unix(_) = connector.target {
         return Err(StartError::TlsOverUnix);
     }
-    let addr = format!("{}:{}", config.redis_host, config.redis_port);
+    // The address checked: redis_host's, or in cluster mode the first seed's.
+    let addr = connector.target.to_string();
     let tls = tls::client_config(ssl, &config.redis_host).map_err(StartError::TlsConfig)?;
     connector.tls = Some(Arc::new(tls));
     match probe::check_tls(&connector) {
@@ -379,14 +380,19 @@ impl Bound {
             polls.push(poll);
             wakers.push(Arc::new(waker));
         }
-        // A Redis host name is resolved at each connect, by a thread of its own.
-        let mut resolving = match &shared.connector.target {
-            Target::Name(host, port) => names::start(host.clone(), *port, wakers.clone())
+        // Host names (Redis's, cluster nodes', a master's) are resolved at each connect,
+        // by a thread of its own.
+        let names_possible = matches!(shared.connector.target, Target::Name(..))
+            || shared.config.redis_cluster.is_some()
+            || shared.config.redis_sentinel.is_some();
+        let mut resolving = if names_possible {
+            names::start(wakers.clone())
                 .map_err(StartError::Io)?
                 .into_iter()
                 .map(Some)
-                .collect(),
-            _ => Vec::new(),
+                .collect()
+        } else {
+            Vec::new()
         };
         resolving.resize_with(threads, || None);
         let mut workers = Vec::with_capacity(threads);
@@ -406,17 +412,16 @@ impl Bound {
             links.push(Link::new(tx, waker));
         }
         let links: Arc<[Link]> = links.into();
-        if let (Some(cfg), Target::Tcp(master)) =
-            (&shared.config.redis_sentinel, &shared.connector.target)
-        {
-            let (cfg, master, links2) = (cfg.clone(), *master, links.clone());
+        let master = shared.connector.target.endpoint();
+        if let (Some(cfg), Some(master)) = (&shared.config.redis_sentinel, master) {
+            let (cfg, links2) = (cfg.clone(), links.clone());
             let (redis, stop) = (shared.connector.clone(), shared.stop.clone());
             std::thread::Builder::new()
                 .name("sentinel".into())
                 .spawn(move || {
                     crate::back::sentinel::watch(cfg, redis, master, stop, |addr| {
                         for l in links2.iter() {
-                            l.send(crate::worker::Control::Master(addr));
+                            l.send(crate::worker::Control::Master(addr.clone()));
                         }
                     })
                 })

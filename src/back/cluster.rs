@@ -22,11 +22,11 @@ use crate::cluster::map::{NodeIndex, Topology};
 use crate::cluster::merge::Merge;
 use crate::cluster::route::{self, Fan, Where};
 use crate::cluster::slot::SLOTS;
+use crate::endpoint::Endpoint;
 use crate::key::BackKey;
 use crate::proto::resp::write_argv;
 use crate::proto::response::Status;
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Most nodes a worker knows (a cluster has at most about 1,000).
@@ -49,11 +49,11 @@ pub enum Ask {
     /// nobody's.
     Asking,
     /// `CLUSTER SLOTS`, asked of the node at this address.
-    Slots(SocketAddr),
+    Slots(Endpoint),
 }
 
 struct Node {
-    addr: SocketAddr,
+    addr: Endpoint,
     /// `pool_size` entries, each created on first use.
     conns: Vec<Option<BackKey>>,
 }
@@ -81,7 +81,7 @@ pub type GatherKey = (usize, u32, u64);
 /// A worker's view of the cluster.
 pub struct Cluster {
     nodes: Vec<Node>,
-    by_addr: HashMap<SocketAddr, NodeIndex>,
+    by_addr: HashMap<Endpoint, NodeIndex>,
     /// The node serving each slot (`NONE`: unknown, use the seeds).
     owner: Box<[NodeIndex]>,
     /// The primaries of the current map (for keyless commands).
@@ -166,7 +166,7 @@ impl Cluster {
 
     /// The index of the node at `addr`, known from now on; `None` past [`MAX_NODES`]
     /// (addresses come from Redis: their number is bounded).
-    pub fn node(&mut self, addr: SocketAddr) -> Option<NodeIndex> {
+    pub fn node(&mut self, addr: Endpoint) -> Option<NodeIndex> {
         if let Some(&i) = self.by_addr.get(&addr) {
             return Some(i);
         }
@@ -175,15 +175,15 @@ impl Cluster {
         }
         let i = self.nodes.len() as NodeIndex;
         self.nodes.push(Node {
-            addr,
+            addr: addr.clone(),
             conns: vec![None; self.pool_size],
         });
         self.by_addr.insert(addr, i);
         Some(i)
     }
 
-    pub fn addr(&self, n: NodeIndex) -> SocketAddr {
-        self.nodes[usize::from(n)].addr
+    pub fn addr(&self, n: NodeIndex) -> &Endpoint {
+        &self.nodes[usize::from(n)].addr
     }
 
     /// How many nodes are known.
@@ -198,7 +198,7 @@ impl Cluster {
     }
 
     /// A `MOVED`: `slot` is served by `to` from now on.
-    pub fn moved(&mut self, slot: u16, to: SocketAddr) -> Option<NodeIndex> {
+    pub fn moved(&mut self, slot: u16, to: Endpoint) -> Option<NodeIndex> {
         let n = self.node(to)?;
         self.owner[usize::from(slot) % SLOTS] = n;
         self.moved += 1;
@@ -211,7 +211,7 @@ impl Cluster {
         let idx: Vec<NodeIndex> = t
             .primaries
             .iter()
-            .map(|&a| self.node(a))
+            .map(|a| self.node(a.clone()))
             .collect::<Option<_>>()?;
         let mut changed = self.map_at.is_none() || idx != self.primaries;
         for (slot, &o) in t.owner.iter().enumerate() {
@@ -221,14 +221,14 @@ impl Cluster {
         }
         let mut replicas = vec![Vec::new(); MAX_NODES.min(self.nodes.len() + 64)];
         for (i, list) in t.replicas.iter().enumerate() {
-            let reps: Vec<NodeIndex> = list.iter().filter_map(|&a| self.node(a)).collect();
+            let reps: Vec<NodeIndex> = list.iter().filter_map(|a| self.node(a.clone())).collect();
             if let Some(slot) = replicas.get_mut(usize::from(idx[i])) {
                 *slot = reps;
             }
         }
         self.replicas = replicas;
         let mut order = idx.clone();
-        order.sort_by_key(|&n| self.nodes[usize::from(n)].addr);
+        order.sort_by(|&a, &b| self.addr(a).cmp(self.addr(b)));
         self.scan_order = order;
         self.primaries = idx;
         self.map_at = Some(now);
@@ -321,7 +321,7 @@ impl Cluster {
 
     /// The address of the primary after the one at `after` in the map (the first if
     /// `after` is none of them); `None` without a map.
-    pub fn next_primary(&self, after: Option<SocketAddr>) -> Option<SocketAddr> {
+    pub fn next_primary(&self, after: Option<&Endpoint>) -> Option<Endpoint> {
         let n = self.primaries.len();
         if n == 0 {
             return None;
@@ -331,7 +331,7 @@ impl Cluster {
             .iter()
             .position(|&p| Some(self.addr(p)) == after)
             .map_or(0, |i| i + 1);
-        Some(self.addr(self.primaries[at % n]))
+        Some(self.addr(self.primaries[at % n]).clone())
     }
 
     /// The node serving `slot`, if known.
@@ -365,7 +365,7 @@ impl Cluster {
         let b = match self.shard_subs.get(&n) {
             Some(&b) => b,
             None if create => {
-                let b = pool.create_node_kind(self.addr(n), super::Kind::Subscriber);
+                let b = pool.create_node_kind(self.addr(n).clone(), super::Kind::Subscriber);
                 self.shard_subs.insert(n, b);
                 return Some(Some(b));
             }
@@ -396,7 +396,7 @@ impl Cluster {
         let b = match node.conns[first] {
             Some(b) => b,
             None => {
-                let b = pool.create_node(node.addr);
+                let b = pool.create_node(node.addr.clone());
                 pool[b].readonly = self.read_replicas;
                 node.conns[first] = Some(b);
                 return Ok(b);
@@ -626,7 +626,7 @@ impl Cluster {
         cmd: &[u8],
     ) -> Result<(BackKey, Option<Instant>), Unreachable> {
         let b = match (node, route) {
-            (Some(n), Route::Blocking) => pool.blocking_for(Some(self.addr(n)), None)?,
+            (Some(n), Route::Blocking) => pool.blocking_for(Some(self.addr(n).clone()), None)?,
             (Some(n), _) => self.conn(pool, n, prefer, None)?,
             (None, _) => pool.pick(route, None, prefer)?,
         };
@@ -665,7 +665,7 @@ impl Cluster {
 
     /// A connection that takes commands, to ask for the map: a known node's in turn (so a
     /// dead node is not asked twice in a row), else a seed connection.
-    pub fn conn_for_map(&mut self, pool: &mut Pool) -> Option<(BackKey, SocketAddr)> {
+    pub fn conn_for_map(&mut self, pool: &mut Pool) -> Option<(BackKey, Endpoint)> {
         let n = self.nodes.len();
         for i in 0..n {
             let idx = (self.ask_turn + i) % n;
@@ -678,7 +678,7 @@ impl Cluster {
                 .find(|&b| pool[b].accepts_commands())
             {
                 self.ask_turn = idx + 1;
-                return Some((b, node.addr));
+                return Some((b, node.addr.clone()));
             }
         }
         // None is up: the next known node's connection, connecting (the ask waits
@@ -688,7 +688,7 @@ impl Cluster {
             let idx = (self.ask_turn + i) % n;
             if let Ok(b) = self.conn(pool, idx as NodeIndex, 0, Some(now)) {
                 self.ask_turn = idx + 1;
-                return Some((b, self.nodes[idx].addr));
+                return Some((b, self.nodes[idx].addr.clone()));
             }
         }
         None
@@ -702,8 +702,8 @@ mod tests {
     use std::sync::atomic::AtomicU64;
     use std::sync::Arc;
 
-    fn sa(s: &str) -> SocketAddr {
-        s.parse().unwrap()
+    fn sa(s: &str) -> Endpoint {
+        Endpoint::Ip(s.parse().unwrap())
     }
 
     fn resp(args: &[&[u8]]) -> Vec<u8> {
@@ -736,7 +736,7 @@ mod tests {
         // foo is slot 12182, bar 5061.
         assert_eq!(c.node_for(&get("foo")), Some(1));
         assert_eq!(c.node_for(&get("bar")), Some(0));
-        assert_eq!(c.addr(1), sa("127.0.0.1:7001"));
+        assert_eq!(c.addr(1), &sa("127.0.0.1:7001"));
         // A MOVED to a new node.
         let n = c.moved(12182, sa("127.0.0.1:7002")).unwrap();
         assert_eq!((n, c.node_count()), (2, 3));
@@ -750,7 +750,7 @@ mod tests {
         // The parse and the map agree.
         let t = parse_slots(
             b"*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:7000\r\n",
-            [127, 0, 0, 1].into(),
+            &sa("127.0.0.1:1"),
         )
         .unwrap();
         assert_eq!(c.install(&t, now), Some(true));

@@ -981,3 +981,111 @@ fn upstash_on_a_cluster() {
     let at = c.owner(key_slot(key.as_bytes())).port;
     assert_eq!(c.node(at).cmd(&["GET", &key]), b"$1\r\n1\r\n", "ran once");
 }
+
+/// Nodes announced by host name (`cluster-announce-hostname localhost`,
+/// `cluster-preferred-endpoint-type hostname`): the seed, `CLUSTER SLOTS` and `MOVED`
+/// name `localhost:port`, looked up by the resolver thread at each connect. Then
+/// `unknown-endpoint`: a `MOVED ?:port` goes to the host of the node that sent it.
+#[test]
+fn nodes_announced_by_host_name() {
+    let c = RedisCluster::start_named();
+    let slots = c.nodes[0].cmd(&["CLUSTER", "SLOTS"]);
+    // The endpoint is the name (the IP is only in the metadata, which is not used).
+    assert!(
+        String::from_utf8_lossy(&slots).contains("$9\r\nlocalhost\r\n:"),
+        "{}",
+        show(&slots)
+    );
+    let gw = gateway(
+        &c,
+        &format!(
+            r#""redis_cluster":{{"nodes":[{}]}}"#,
+            c.seeds_at("localhost", 1)
+        ),
+    );
+    // One key per slot, all 16384, SET then GET, pipelined.
+    let mut keys: Vec<Option<String>> = vec![None; 16384];
+    let mut left = keys.len();
+    for i in 0.. {
+        let k = format!("k{i}");
+        let s = usize::from(key_slot(k.as_bytes()));
+        if keys[s].is_none() {
+            keys[s] = Some(k);
+            left -= 1;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    let keys: Vec<String> = keys.into_iter().flatten().collect();
+    let mut client = gw.connect();
+    for chunk in keys.chunks(512) {
+        let sets: String = chunk
+            .iter()
+            .map(|k| get_req(&format!("/SET/{k}/v{k}")))
+            .collect();
+        client.send(sets.as_bytes());
+        for k in chunk {
+            let r = client.read_response();
+            assert_eq!(r.normalized(), ok_json(r#"{"SET":[true,"OK"]}"#), "SET {k}");
+        }
+        let gets: String = chunk
+            .iter()
+            .map(|k| get_req(&format!("/GET/{k}")))
+            .collect();
+        client.send(gets.as_bytes());
+        for k in chunk {
+            let r = client.read_response();
+            assert_eq!(
+                r.normalized(),
+                ok_json(&format!(r#"{{"GET":"v{k}"}}"#)),
+                "GET {k}"
+            );
+        }
+    }
+    let log = gw.log();
+    assert!(
+        log.contains("cluster: slot map read from localhost:"),
+        "{log}"
+    );
+    assert!(!log.contains("not used"), "{log}");
+    // A slot moves: the gateway's map is stale, the old owner answers MOVED localhost:port.
+    let primaries: Vec<NodeInfo> = c.node_infos().into_iter().filter(|n| n.primary).collect();
+    let move_key = |key: &str| {
+        let slot = key_slot(key.as_bytes());
+        let from = c.owner(slot);
+        let to = primaries.iter().find(|p| p.id != from.id).unwrap().clone();
+        c.move_slot(slot, &to, Duration::ZERO);
+        let moved = c.node(from.port).cmd(&["GET", key]);
+        String::from_utf8_lossy(&moved).into_owned()
+    };
+    let said = move_key("k1");
+    assert!(
+        said.starts_with("-MOVED ") && said.contains(" localhost:"),
+        "{said}"
+    );
+    get_ok(&gw, "/GET/k1", r#"{"GET":"vk1"}"#);
+    get_ok(&gw, "/SET/k1/again", r#"{"SET":[true,"OK"]}"#);
+    // unknown-endpoint: `MOVED <slot> ?:port`, and NULL or empty hosts in CLUSTER SLOTS.
+    for n in &c.nodes {
+        n.cmd(&[
+            "CONFIG",
+            "SET",
+            "cluster-preferred-endpoint-type",
+            "unknown-endpoint",
+        ]);
+    }
+    let said = move_key("k2");
+    // (`?:port` in the docs; 7.0 writes an empty host: both mean "the node you asked".)
+    assert!(
+        said.starts_with("-MOVED ") && (said.contains(" ?:") || said.contains(" :")),
+        "{said}"
+    );
+    get_ok(&gw, "/GET/k2", r#"{"GET":"vk2"}"#);
+    get_ok(&gw, "/GET/k1", r#"{"GET":"again"}"#);
+    // (The gateway's map still had each slot at its old owner: both GETs met MOVED.)
+    let log = gw.log();
+    assert!(!log.contains("giving up"), "{log}");
+    assert!(!log.contains("Cannot connect"), "{log}");
+    assert!(!log.contains("not used"), "{log}");
+}
