@@ -432,6 +432,13 @@ impl Cluster {
         let mut cmd = std::mem::take(&mut self.scratch);
         cmd.clear();
         write(&mut cmd);
+        if let Waiter::Front { frames: 2.., .. } = waiter {
+            if !self.primaries.is_empty() {
+                let sent = self.send_batch(pool, route, prefer, waiter, due, &cmd);
+                self.scratch = cmd;
+                return sent;
+            }
+        }
         // The command line is read once: does it fan out, else where does it go.
         let table = crate::cluster::commands();
         let (fan, at, read) = match route::argv(&cmd) {
@@ -457,6 +464,60 @@ impl Cluster {
         };
         self.scratch = cmd;
         sent
+    }
+
+    /// A batch (Upstash's `/pipeline` or `/multi-exec`: several command lines, one
+    /// waiter answered by `frames` replies). A transaction (its first command `MULTI`)
+    /// goes whole to the owner of the one slot its keys hash to, else is refused
+    /// (`CROSSSLOT`) before anything is sent. A pipeline's commands go each to its own
+    /// slot's node, as parts ([`Merge::Frames`]: the replies back in the client's order),
+    /// each following its own redirects; one that fans out is refused with the batch.
+    fn send_batch(
+        &mut self,
+        pool: &mut Pool,
+        route: Route,
+        prefer: usize,
+        waiter: Waiter,
+        due: Option<Instant>,
+        cmd: &[u8],
+    ) -> Result<(BackKey, Option<Instant>), Unreachable> {
+        let Waiter::Front {
+            key,
+            gen,
+            seq,
+            frames,
+            ..
+        } = waiter
+        else {
+            return Err(Unreachable::Down);
+        };
+        let table = crate::cluster::commands();
+        let lines = route::split_batch(cmd, frames as usize)
+            .filter(|l| l.len() == frames as usize)
+            .ok_or(Unreachable::Down)?;
+        if route::is_transaction(&cmd[lines[0].clone()]) {
+            let inner = lines[1..].iter().map(|r| &cmd[r.clone()]);
+            let at = match route::common_slot(inner, table) {
+                Ok(Some(slot)) => Where::Slot(slot),
+                Ok(None) => Where::Any,
+                Err(route::CrossSlot) => return Err(Unreachable::CrossSlot),
+            };
+            let node = self.node_at(at);
+            return self.queue(pool, node, route, prefer, waiter, due, cmd);
+        }
+        let mut parts = Vec::with_capacity(lines.len());
+        for r in lines {
+            let line = &cmd[r];
+            let argv = route::argv(line).ok_or(Unreachable::Down)?;
+            if route::fan_out(&argv, self.split).is_some() {
+                return Err(Unreachable::FanOutInBatch);
+            }
+            let node = self
+                .node_at(route::locate_argv(&argv, table))
+                .ok_or(Unreachable::Down)?;
+            parts.push((node, line.to_vec()));
+        }
+        self.queue_parts(pool, prefer, (key, gen, seq), due, parts, Merge::Frames)
     }
 
     /// Runs a command as several ([`Fan`]): every part's connection is found first, so

@@ -39,6 +39,12 @@ pub enum Unreachable {
     TooManyBlocking,
     /// A DB prefix in cluster mode (a cluster has one database): 400.
     OneDatabase,
+    /// Cluster mode: a transaction (`/multi-exec`) whose keys are in several slots:
+    /// 400 with Redis's own `CROSSSLOT` message, nothing sent.
+    CrossSlot,
+    /// Cluster mode: a batch (`/pipeline`) with a command that runs on every primary or
+    /// is split per slot (DBSIZE, KEYS, SCAN, FLUSHALL...): 400, nothing sent.
+    FanOutInBatch,
 }
 
 pub struct Pool {
