@@ -247,6 +247,7 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
         );
         connector.target = Target::from(master);
     }
+    check_tls(&connector)?;
     let access_log = match &config.access_log {
         Some(p) => Some(Arc::new(
             AccessFile::open(p).map_err(|e| StartError::AccessLog(p.clone(), e))?,
@@ -316,21 +317,29 @@ fn max_clients(config: &Config) -> usize {
     }
 }
 
-/// Adds TLS to the connector when `ssl` is enabled, and checks it against Redis now:
-/// a certificate problem is a configuration error (exit 1), not a stream of 503s. A
-/// Redis that cannot be reached yet is only a warning, as without TLS.
+/// Adds TLS to the connector when `ssl` is enabled (sentinels use it too, unless
+/// `redis_sentinel.ssl` is false).
 fn with_tls(mut connector: Connector, config: &Config) -> Result<Connector, StartError> {
     let Some(ssl) = &config.ssl else {
         return Ok(connector);
     };
-    if let Target::Unix(_) = connector.target {
+    if let (Target::Unix(_), None) = (&connector.target, &config.redis_sentinel) {
         return Err(StartError::TlsOverUnix);
     }
-    // The address checked: redis_host's, or in cluster mode the first seed's.
-    let addr = connector.target.to_string();
     let tls = tls::client_config(ssl, &config.redis_host).map_err(StartError::TlsConfig)?;
     connector.tls = Some(Arc::new(tls));
-    match probe::check_tls(&connector) {
+    Ok(connector)
+}
+
+/// Checks TLS against Redis now (redis_host, the first seed in cluster mode, the master
+/// a sentinel named): a certificate problem is a configuration error (exit 1), not a
+/// stream of 503s. A Redis that cannot be reached yet is only a warning, as without TLS.
+fn check_tls(connector: &Connector) -> Result<(), StartError> {
+    if connector.tls.is_none() {
+        return Ok(());
+    }
+    let addr = connector.target.to_string();
+    match probe::check_tls(connector) {
         Ok(()) => log!(Level::Info, "TLS to Redis at {addr} checked"),
         Err(ProbeError::Unreachable(e)) => log!(
             Level::Warning,
@@ -338,7 +347,7 @@ fn with_tls(mut connector: Connector, config: &Config) -> Result<Connector, Star
         ),
         Err(e) => return Err(StartError::Tls(addr, e)),
     }
-    Ok(connector)
+    Ok(())
 }
 
 /// Binds and starts the workers in one go.

@@ -21,9 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A connector to sentinel `i` of the config (their own password, no TLS, RESP2); a
-/// sentinel known by name is looked up at each connect (this thread may block).
-fn sentinel(cfg: &SentinelConfig, i: usize) -> Connector {
+/// A connector to sentinel `i` of the config: their own password, RESP2, and Redis's
+/// TLS (`redis.tls`, the top-level `ssl` block: same CA, client certificate and name
+/// checked) unless `redis_sentinel.ssl` is false. A sentinel known by name is looked up
+/// at each connect (this thread may block).
+fn sentinel(cfg: &SentinelConfig, i: usize, redis: &Connector) -> Connector {
     let (host, port) = &cfg.nodes[i % cfg.nodes.len()];
     Connector {
         target: match Endpoint::parse(host.as_bytes(), *port) {
@@ -33,7 +35,10 @@ fn sentinel(cfg: &SentinelConfig, i: usize) -> Connector {
         auth: cfg.auth.clone().map(RedisAuth::Password),
         keep_alive: None,
         protocol: 2,
-        tls: None,
+        tls: match cfg.ssl {
+            Some(false) => None,
+            _ => redis.tls.clone(),
+        },
     }
 }
 
@@ -68,8 +73,8 @@ pub fn is_master_role(reply: &[u8]) -> bool {
 }
 
 /// Asks sentinel `i` for the master.
-fn ask_one(cfg: &SentinelConfig, i: usize) -> Result<Endpoint, String> {
-    let c = sentinel(cfg, i);
+fn ask_one(cfg: &SentinelConfig, i: usize, redis: &Connector) -> Result<Endpoint, String> {
+    let c = sentinel(cfg, i, redis);
     let reply = probe::run(
         &c,
         &[
@@ -101,7 +106,7 @@ pub fn ask_master(cfg: &SentinelConfig, redis: &Connector) -> Result<Endpoint, S
     let mut errors = Vec::new();
     for i in 0..cfg.nodes.len() {
         let (host, port) = &cfg.nodes[i];
-        match ask_one(cfg, i).and_then(|a| check_role(redis, &a).map(|()| a)) {
+        match ask_one(cfg, i, redis).and_then(|a| check_role(redis, &a).map(|()| a)) {
             Ok(a) => return Ok(a),
             Err(e) => errors.push(format!("{host}:{port}: {e}")),
         }
@@ -121,7 +126,7 @@ pub fn watch(
     while !stop.load(Ordering::Relaxed) {
         let i = turn % cfg.nodes.len();
         turn += 1;
-        let sub = subscribe(&cfg, i);
+        let sub = subscribe(&cfg, i, &redis);
         let mut conn = match sub {
             Ok(c) => Some(c),
             Err(e) => {
@@ -157,7 +162,7 @@ pub fn watch(
                 }
             };
             if candidate.is_none() {
-                candidate = ask_one(&cfg, i).ok();
+                candidate = ask_one(&cfg, i, &redis).ok();
             }
             if let Some(a) = candidate.filter(|a| *a != current) {
                 match check_role(&redis, &a) {
@@ -184,8 +189,8 @@ pub fn watch(
 }
 
 /// A connection to sentinel `i` subscribed to `+switch-master`.
-fn subscribe(cfg: &SentinelConfig, i: usize) -> Result<Box<dyn Conn>, String> {
-    let c = sentinel(cfg, i);
+fn subscribe(cfg: &SentinelConfig, i: usize, redis: &Connector) -> Result<Box<dyn Conn>, String> {
+    let c = sentinel(cfg, i, redis);
     let mut conn = probe::connect(&c).map_err(|e| e.to_string())?;
     if let Some(p) = &cfg.auth {
         let r = probe::call(&mut *conn, &[b"AUTH", p.as_bytes()]).map_err(|e| e.to_string())?;
