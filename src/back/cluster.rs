@@ -41,6 +41,11 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
 pub const REFRESH_GAP: Duration = Duration::from_millis(100);
 /// A `CLUSTER SLOTS` unanswered for this long no longer holds the next one back.
 pub const REFRESH_STALE: Duration = Duration::from_secs(3);
+/// A command held while its node is down is tried again this often (and the map is
+/// read again as often, [`REFRESH_GAP`] allowing).
+pub const HOLD_STEP: Duration = Duration::from_millis(100);
+/// Most commands a worker holds (past that, 503 at once).
+pub const MAX_HELD: usize = 4096;
 
 /// The cluster's own requests, in a connection's FIFO.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +125,8 @@ pub struct Cluster {
     pub gathers: std::collections::HashMap<GatherKey, Gather>,
     /// Timer entries to set for connections that parts were queued on.
     pub arms: Vec<(BackKey, Instant)>,
+    /// A command was held by [`Cluster::send`]: the worker sets its cluster timer.
+    pub held_new: bool,
     /// Each node's pub/sub connection for shard channels (SSUBSCRIBE).
     shard_subs: HashMap<NodeIndex, BackKey>,
     /// `read_from_replicas`: read-only commands go to a replica of the slot's primary
@@ -158,6 +165,7 @@ impl Cluster {
             scan_order: Vec::new(),
             gathers: std::collections::HashMap::new(),
             arms: Vec::new(),
+            held_new: false,
             shard_subs: HashMap::new(),
             read_replicas: false,
             replicas: Vec::new(),
@@ -268,6 +276,24 @@ impl Cluster {
             at = at.min(r.at);
         }
         at.max(now)
+    }
+
+    /// Holds the command of `q` (not sent, or sent on a connection that failed before
+    /// writing it) while its node is down: tried again in [`HOLD_STEP`], the map read
+    /// again meanwhile. `Err(q)`: not held, its deadline is near (or there is none) or
+    /// [`MAX_HELD`] are held; the caller answers 503.
+    pub fn hold(&mut self, q: Queued, now: Instant) -> Result<(), Queued> {
+        let at = now + HOLD_STEP;
+        if q.due.is_none_or(|d| at >= d) || self.retries.len() >= MAX_HELD {
+            return Err(q);
+        }
+        self.want_refresh = true;
+        self.push_retry(Retry {
+            at,
+            queued: q,
+            blocking: false,
+        });
+        Ok(())
     }
 
     /// Queues a retry, keeping the queue sorted by time.
@@ -459,7 +485,14 @@ impl Cluster {
                 if let (true, Some(n), Route::Shared) = (read, node, route) {
                     node = Some(self.replica_of(pool, n, prefer));
                 }
-                self.queue(pool, node, route, prefer, waiter, due, &cmd)
+                // A copy in case it is held (no bytes in it yet: cheap).
+                let again = waiter.clone();
+                match self.queue(pool, node, route, prefer, waiter, due, &cmd) {
+                    Err(Unreachable::Down) if node.is_some() && route == Route::Shared => {
+                        self.hold_new(again, due, &cmd)
+                    }
+                    sent => sent,
+                }
             }
         };
         self.scratch = cmd;
@@ -518,6 +551,36 @@ impl Cluster {
             parts.push((node, line.to_vec()));
         }
         self.queue_parts(pool, prefer, (key, gen, seq), due, parts, Merge::Frames)
+    }
+
+    /// A command whose node is down, held ([`Cluster::hold`]) rather than answered 503.
+    fn hold_new(
+        &mut self,
+        mut waiter: Waiter,
+        due: Option<Instant>,
+        cmd: &[u8],
+    ) -> Result<(BackKey, Option<Instant>), Unreachable> {
+        match &mut waiter {
+            Waiter::Front {
+                cmd: kept,
+                frames: 1,
+                part: 0,
+                ..
+            } => *kept = Some(cmd.into()),
+            _ => return Err(Unreachable::Down),
+        }
+        let q = Queued {
+            waiter,
+            due,
+            end: 0,
+        };
+        match self.hold(q, Instant::now()) {
+            Ok(()) => {
+                self.held_new = true;
+                Err(Unreachable::Held)
+            }
+            Err(_) => Err(Unreachable::Down),
+        }
     }
 
     /// Runs a command as several ([`Fan`]): every part's connection is found first, so
@@ -895,6 +958,31 @@ mod tests {
         c.want_refresh = false;
         c.next_refresh = now + REFRESH_EVERY;
         assert_eq!(c.next_wake(now), now + ms(10));
+    }
+}
+
+#[cfg(test)]
+mod hold {
+    use super::*;
+
+    #[test]
+    fn held_within_the_deadline_only() {
+        let now = Instant::now();
+        let mut c = Cluster::new(1, now);
+        c.want_refresh = false;
+        let q = |due: Option<Duration>| Queued {
+            waiter: Waiter::front(crate::key::FrontKey(0), 0, 1),
+            due: due.map(|d| now + d),
+            end: 0,
+        };
+        // No deadline, or one within a step: the caller answers 503.
+        assert!(c.hold(q(None), now).is_err());
+        assert!(c.hold(q(Some(HOLD_STEP)), now).is_err());
+        assert!(!c.want_refresh && c.retries.is_empty());
+        // Else held a step ahead, and the map is wanted.
+        assert!(c.hold(q(Some(Duration::from_secs(3))), now).is_ok());
+        assert!(c.want_refresh);
+        assert_eq!(c.retries.front().map(|r| r.at), Some(now + HOLD_STEP));
     }
 }
 

@@ -45,6 +45,10 @@ pub enum Unreachable {
     /// Cluster mode: a batch (`/pipeline`) with a command that runs on every primary or
     /// is split per slot (DBSIZE, KEYS, SCAN, FLUSHALL...): 400, nothing sent.
     FanOutInBatch,
+    /// Cluster mode: not sent yet but held, its node down: the cluster's queue sends it
+    /// when a map names a node that is up, or answers 503 near its deadline. Not an
+    /// answer: the request waits as if sent.
+    Held,
 }
 
 pub struct Pool {

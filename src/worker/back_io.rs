@@ -414,8 +414,24 @@ impl Worker {
             State::Down { retry_at } => (back.kind, retry_at),
             _ => (back.kind, now),
         };
+        // Cluster mode: a command this connection never wrote never reached Redis; it
+        // waits for its node (or a new owner) instead of a 503.
+        let hold = kind == Kind::Shared && self.backs.cluster_ref().is_some();
         for q in waiters {
-            if let Waiter::Front {
+            let unsent = q.end > written;
+            if hold
+                && unsent
+                && matches!(
+                    q.waiter,
+                    Waiter::Front {
+                        cmd: Some(_),
+                        frames: 1,
+                        ..
+                    }
+                )
+            {
+                self.cluster_hold(q, now);
+            } else if let Waiter::Front {
                 key,
                 gen,
                 seq,

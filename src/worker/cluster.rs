@@ -7,8 +7,11 @@
 //! and asks for the map; `ASK` sends `ASKING` and the command back to back to the node
 //! named; `TRYAGAIN`, `CLUSTERDOWN` and `LOADING` put it in the retry queue (10 ms,
 //! doubling up to 500 ms) as long as its deadline allows. A command also waits in that
-//! queue when its node cannot be reached right now. After [`MAX_HOPS`] redirects and
-//! retries, or past its deadline, the client gets 503. The new waiter takes the old
+//! queue when its node cannot be reached right now: held ([`Cluster::hold`]), tried
+//! again every 100 ms while the map is read again as often, until a map names a node
+//! that is up (a failover) or its deadline is less than a step away (503); a command
+//! queued on a node connection that fails before writing it is held the same way.
+//! After [`MAX_HOPS`] redirects and retries, or past its deadline, the client gets 503. The new waiter takes the old
 //! one's place (same front, request number and deadline), so responses still leave in
 //! request order.
 
@@ -248,6 +251,7 @@ impl Worker {
                 }
                 self.connect_pending_backs();
             }
+            Err(Unreachable::Down) if !blocking => self.cluster_hold(q, now),
             Err(Unreachable::Down) => self.cluster_retry_later(q, blocking, now),
             Err(_) => self.cluster_fail(q),
         }
@@ -328,8 +332,25 @@ impl Worker {
         let Some(c) = self.backs.cluster() else {
             return;
         };
+        let held = std::mem::take(&mut c.held_new);
         for (b, at) in c.arms.drain(..) {
             self.timers.at(at, Timer::Watch(b));
+        }
+        if held {
+            self.cluster_arm(Instant::now());
+        }
+    }
+
+    /// A command that could not be sent (its node down, or its connection failed before
+    /// writing it) waits for a node that is up, or gets 503 near its deadline.
+    pub(super) fn cluster_hold(&mut self, q: Queued, now: Instant) {
+        let Some(c) = self.backs.cluster() else {
+            return;
+        };
+        match c.hold(q, now) {
+            // The map is asked for by the caller's kick (or the timer's).
+            Ok(()) => self.cluster_arm(now),
+            Err(q) => self.cluster_fail(q),
         }
     }
 

@@ -40,6 +40,7 @@ impl Outcome {
     pub(super) fn sent(route: Route, sent: Result<BackKey, Unreachable>) -> Outcome {
         match sent {
             Ok(b) => Outcome::Sent((route == Route::Blocking).then_some(b)),
+            Err(Unreachable::Held) => Outcome::Sent(None),
             Err(e) => Outcome::Now(Now::Unreachable(e)),
         }
     }
@@ -58,9 +59,9 @@ impl Now {
             Now::Unreachable(Unreachable::AuthFailed) => {
                 reply::error_with(out, meta, Status::Unavailable, AUTH_FAILED, date)
             }
-            Now::Unreachable(Unreachable::Down | Unreachable::TooManyBlocking) => {
-                reply::error(out, meta, Status::Unavailable, date)
-            }
+            Now::Unreachable(
+                Unreachable::Down | Unreachable::TooManyBlocking | Unreachable::Held,
+            ) => reply::error(out, meta, Status::Unavailable, date),
             Now::Unreachable(Unreachable::OneDatabase) => {
                 reply::error_with(out, meta, Status::BadRequest, ONE_DATABASE, date)
             }
