@@ -7,17 +7,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[test]
-fn follows_a_failover_under_load() {
-    let mut s = Sentinels::start();
+/// A gateway in front of the sentinels at `nodes` (with `extra` config), once it wrote
+/// `k` = `v1` to the master.
+fn writes_through(s: &Sentinels, nodes: &str, extra: &str) -> Gateway {
     let json = format!(
-        r#""redis_sentinel":{{"master":"{MASTER_NAME}","nodes":[{}]}},"redis_timeout_ms":3000"#,
-        s.nodes()
+        r#""redis_sentinel":{{"master":"{MASTER_NAME}","nodes":[{nodes}]}},"redis_timeout_ms":3000{extra}"#
     );
     let gw = Gateway::start_on(1, &json, &[]);
     gw.wait_for_ping();
     assert_bytes(&gw.get("/SET/k/v1"), &ok_json(r#"{"SET":[true,"OK"]}"#));
     assert_eq!(show(&s.master.cmd(&["GET", "k"])), "$2\\r\\nv1\\r\\n");
+    gw
+}
+
+#[test]
+fn follows_a_failover_under_load() {
+    let mut s = Sentinels::start();
+    let gw = writes_through(&s, &s.nodes(), "");
     // Load: SET then GET in turn; every status seen, with when.
     let stop = Arc::new(AtomicBool::new(false));
     let seen: Arc<Mutex<Vec<(Instant, u16, Duration)>>> = Arc::default();
@@ -113,14 +119,7 @@ fn sentinels_over_tls() {
         r#""ssl":{{"enabled":true,"ca_cert_bundle":"{}"}}"#,
         pki.path("ca.pem")
     );
-    let json = format!(
-        r#""redis_sentinel":{{"master":"{MASTER_NAME}","nodes":[{}]}},{ssl},"redis_timeout_ms":3000"#,
-        s.tls_nodes()
-    );
-    let gw = Gateway::start_on(1, &json, &[]);
-    gw.wait_for_ping();
-    assert_bytes(&gw.get("/SET/k/v1"), &ok_json(r#"{"SET":[true,"OK"]}"#));
-    assert_eq!(show(&s.master.cmd(&["GET", "k"])), "$2\\r\\nv1\\r\\n");
+    let gw = writes_through(&s, &s.tls_nodes(), &format!(",{ssl}"));
     let log = gw.log();
     assert!(log.contains("TLS to Redis at 127.0.0.1:"), "{log}");
     assert!(!log.contains("sentinel 127.0.0.1"), "{log}");
