@@ -75,8 +75,11 @@ pub mod fuzzing {
     pub use crate::cluster::map::parse_slots;
     pub use crate::cluster::merge::{merge, Merge};
     pub use crate::cluster::redirect::{parse as parse_redirect, Redirect};
-    pub use crate::cluster::route::{argv as command_argv, fan_out, locate, Fan};
+    pub use crate::cluster::route::{
+        argv as command_argv, common_slot, fan_out, locate, split_batch, Fan,
+    };
     pub use crate::config::Config;
+    pub use crate::endpoint::Endpoint;
     pub use crate::proto::http::{
         parse as parse_http, parse_resuming as parse_http_resuming, ChunkCursor, Method,
         Status as HttpStatus,
