@@ -498,6 +498,14 @@ impl Config {
             &mut r.warnings,
         )
         .map_err(|e| invalid(Invalid::Cluster(e)))?;
+        if c.ssl.is_none()
+            && c.redis_sentinel
+                .as_ref()
+                .is_some_and(|s| s.ssl == Some(true))
+        {
+            let e = crate::cluster::config::ClusterError::SentinelSsl;
+            return Err(invalid(Invalid::Cluster(e)));
+        }
         if acl_rules.is_some() || !acl_default_allow {
             c.acl = Some(Acl::new(acl_rules.unwrap_or_default(), acl_default_allow));
         }

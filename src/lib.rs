@@ -5,8 +5,9 @@
 //! The folders are the layers, each depending only on those listed before it (front =
 //! the HTTP client side, back = the Redis side):
 //!
-//! * `clock`, `buf`, `key`: leaves. Dates as HTTP and the logs write them, socket
-//!   buffers, the newtype keys of a worker's slabs.
+//! * `clock`, `buf`, `key`, `endpoint`: leaves. Dates as HTTP and the logs write them,
+//!   socket buffers, the newtype keys of a worker's slabs, a Redis node's address (an
+//!   IP or a host name, and a port).
 //! * `proto`: the wire codecs, free of I/O: `http` (requests), `response` (heads),
 //!   `resp` (Redis frames, writers, error classes), `keyspec` (where a command's keys
 //!   are), `ws` (RFC 6455).
@@ -44,6 +45,7 @@ pub(crate) mod buf;
 pub mod cache;
 pub(crate) mod clock;
 pub mod cluster;
+pub mod endpoint;
 pub(crate) mod front;
 pub(crate) mod key;
 pub(crate) mod metrics;
@@ -73,8 +75,11 @@ pub mod fuzzing {
     pub use crate::cluster::map::parse_slots;
     pub use crate::cluster::merge::{merge, Merge};
     pub use crate::cluster::redirect::{parse as parse_redirect, Redirect};
-    pub use crate::cluster::route::{argv as command_argv, fan_out, locate, Fan};
+    pub use crate::cluster::route::{
+        argv as command_argv, common_slot, fan_out, locate, split_batch, Fan,
+    };
     pub use crate::config::Config;
+    pub use crate::endpoint::Endpoint;
     pub use crate::proto::http::{
         parse as parse_http, parse_resuming as parse_http_resuming, ChunkCursor, Method,
         Status as HttpStatus,

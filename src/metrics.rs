@@ -269,7 +269,7 @@ pub struct Gauges {
     pub cluster_nodes: u64,
     /// Cluster mode: the connections to each node, all kinds together, by state
     /// (`BACK_STATES`).
-    pub node_backs: std::collections::BTreeMap<std::net::SocketAddr, [u64; 3]>,
+    pub node_backs: std::collections::BTreeMap<crate::endpoint::Endpoint, [u64; 3]>,
     /// The edge cache: entries stored, and the bytes accounted to them (`max_memory_mb`).
     pub cache_entries: u64,
     pub cache_bytes: u64,
@@ -295,7 +295,7 @@ impl Gauges {
             add_all(a, b);
         }
         for (node, states) in &o.node_backs {
-            add_all(self.node_backs.entry(*node).or_default(), states);
+            add_all(self.node_backs.entry(node.clone()).or_default(), states);
         }
     }
 }

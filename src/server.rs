@@ -112,7 +112,7 @@ pub fn redis_target(host: &str, port: u16) -> Target {
         .unwrap_or(host);
     match literal.parse::<IpAddr>() {
         Ok(ip) => Target::Tcp(SocketAddr::new(ip, port)),
-        Err(_) => Target::Name(host.to_string(), port),
+        Err(_) => Target::Name(host.into(), port),
     }
 }
 
@@ -245,8 +245,9 @@ pub fn bind(config: Config) -> Result<Bound, StartError> {
             "sentinel: the master of {} is at {master}",
             s.master
         );
-        connector.target = Target::Tcp(master);
+        connector.target = Target::from(master);
     }
+    check_tls(&connector)?;
     let access_log = match &config.access_log {
         Some(p) => Some(Arc::new(
             AccessFile::open(p).map_err(|e| StartError::AccessLog(p.clone(), e))?,
@@ -325,20 +326,29 @@ fn max_clients(config: &Config) -> usize {
     }
 }
 
-/// Adds TLS to the connector when `ssl` is enabled, and checks it against Redis now:
-/// a certificate problem is a configuration error (exit 1), not a stream of 503s. A
-/// Redis that cannot be reached yet is only a warning, as without TLS.
+/// Adds TLS to the connector when `ssl` is enabled (sentinels use it too, unless
+/// `redis_sentinel.ssl` is false).
 fn with_tls(mut connector: Connector, config: &Config) -> Result<Connector, StartError> {
     let Some(ssl) = &config.ssl else {
         return Ok(connector);
     };
-    if let Target::Unix(_) = connector.target {
+    if let (Target::Unix(_), None) = (&connector.target, &config.redis_sentinel) {
         return Err(StartError::TlsOverUnix);
     }
-    let addr = format!("{}:{}", config.redis_host, config.redis_port);
     let tls = tls::client_config(ssl, &config.redis_host).map_err(StartError::TlsConfig)?;
     connector.tls = Some(Arc::new(tls));
-    match probe::check_tls(&connector) {
+    Ok(connector)
+}
+
+/// Checks TLS against Redis now (redis_host, the first seed in cluster mode, the master
+/// a sentinel named): a certificate problem is a configuration error (exit 1), not a
+/// stream of 503s. A Redis that cannot be reached yet is only a warning, as without TLS.
+fn check_tls(connector: &Connector) -> Result<(), StartError> {
+    if connector.tls.is_none() {
+        return Ok(());
+    }
+    let addr = connector.target.to_string();
+    match probe::check_tls(connector) {
         Ok(()) => log!(Level::Info, "TLS to Redis at {addr} checked"),
         Err(ProbeError::Unreachable(e)) => log!(
             Level::Warning,
@@ -346,7 +356,7 @@ fn with_tls(mut connector: Connector, config: &Config) -> Result<Connector, Star
         ),
         Err(e) => return Err(StartError::Tls(addr, e)),
     }
-    Ok(connector)
+    Ok(())
 }
 
 /// Binds and starts the workers in one go.
@@ -388,14 +398,19 @@ impl Bound {
             polls.push(poll);
             wakers.push(Arc::new(waker));
         }
-        // A Redis host name is resolved at each connect, by a thread of its own.
-        let mut resolving = match &shared.connector.target {
-            Target::Name(host, port) => names::start(host.clone(), *port, wakers.clone())
+        // Host names (Redis's, cluster nodes', a master's) are resolved at each connect,
+        // by a thread of its own.
+        let names_possible = matches!(shared.connector.target, Target::Name(..))
+            || shared.config.redis_cluster.is_some()
+            || shared.config.redis_sentinel.is_some();
+        let mut resolving = if names_possible {
+            names::start(wakers.clone())
                 .map_err(StartError::Io)?
                 .into_iter()
                 .map(Some)
-                .collect(),
-            _ => Vec::new(),
+                .collect()
+        } else {
+            Vec::new()
         };
         resolving.resize_with(threads, || None);
         let mut workers = Vec::with_capacity(threads);
@@ -415,17 +430,16 @@ impl Bound {
             links.push(Link::new(tx, waker));
         }
         let links: Arc<[Link]> = links.into();
-        if let (Some(cfg), Target::Tcp(master)) =
-            (&shared.config.redis_sentinel, &shared.connector.target)
-        {
-            let (cfg, master, links2) = (cfg.clone(), *master, links.clone());
+        let master = shared.connector.target.endpoint();
+        if let (Some(cfg), Some(master)) = (&shared.config.redis_sentinel, master) {
+            let (cfg, links2) = (cfg.clone(), links.clone());
             let (redis, stop) = (shared.connector.clone(), shared.stop.clone());
             std::thread::Builder::new()
                 .name("sentinel".into())
                 .spawn(move || {
                     crate::back::sentinel::watch(cfg, redis, master, stop, |addr| {
                         for l in links2.iter() {
-                            l.send(crate::worker::Control::Master(addr));
+                            l.send(crate::worker::Control::Master(addr.clone()));
                         }
                     })
                 })

@@ -1,20 +1,19 @@
 //! What the cluster and Sentinel code reads from Redis: `CLUSTER SLOTS` replies, error
 //! replies that may be redirects, the replies of a command's parts merged, `unsubscribe`
-//! pushes, sentinels' answers; and command lines routed by slot. No panic; a map used
-//! covers every slot with a known primary; a redirect names a slot below 16384.
+//! pushes, sentinels' answers; and command lines routed by slot, batches split into
+//! their commands. No panic; a map used covers every slot with a known primary; a
+//! redirect names a slot below 16384; a batch's commands cover it exactly.
 //!
 //! Input: the first byte picks a merge kind; the rest is a sequence of RESP frames
 //! (each frame the scanner accepts is one part, and is also tried alone everywhere).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use std::net::{IpAddr, Ipv4Addr};
 use webdis_rs::fuzzing::{
-    classify_unsubscribe, command_argv, fan_out, is_master_role, locate, merge, parse_master_addr,
-    parse_redirect, parse_slots, switch_master, FrameScanner, Merge, Redirect,
+    classify_unsubscribe, command_argv, common_slot, fan_out, is_master_role, locate, merge,
+    parse_master_addr, parse_redirect, parse_slots, split_batch, switch_master, Endpoint,
+    FrameScanner, Merge, Redirect,
 };
-
-const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, mut rest)) = data.split_first() else {
@@ -30,13 +29,19 @@ fuzz_target!(|data: &[u8]| {
             _ => break,
         }
     }
+    // The node asked: by IP or by name (an empty or `?` host in a reply is this one).
+    let from = if pick & 1 == 0 {
+        Endpoint::Ip("10.1.2.3:7000".parse().unwrap())
+    } else {
+        Endpoint::parse(b"redis-0.example", 7000).unwrap()
+    };
     for frame in &parts {
-        if let Ok(t) = parse_slots(frame, FROM) {
+        if let Ok(t) = parse_slots(frame, &from) {
             assert_eq!(t.owner.len(), 16384);
             assert!(t.owner.iter().all(|&o| usize::from(o) < t.primaries.len()));
             assert_eq!(t.replicas.len(), t.primaries.len());
         }
-        match parse_redirect(frame, FROM) {
+        match parse_redirect(frame, &from) {
             Some(Redirect::Moved { slot, .. } | Redirect::Ask { slot, .. }) => {
                 assert!(slot < 16384)
             }
@@ -51,6 +56,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = switch_master(rest, "mymaster");
+    // The input after the first byte as a batch of command lines.
+    if let Some(lines) = split_batch(&data[1..], 64) {
+        assert_eq!(lines.iter().map(|r| r.len()).sum::<usize>(), data.len() - 1);
+        let _ = common_slot(lines.iter().map(|r| &data[1 + r.start..1 + r.end]), None);
+    }
     if parts.is_empty() {
         return;
     }

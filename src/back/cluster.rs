@@ -22,11 +22,11 @@ use crate::cluster::map::{NodeIndex, Topology};
 use crate::cluster::merge::Merge;
 use crate::cluster::route::{self, Fan, Where};
 use crate::cluster::slot::SLOTS;
+use crate::endpoint::Endpoint;
 use crate::key::BackKey;
 use crate::proto::resp::write_argv;
 use crate::proto::response::Status;
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Most nodes a worker knows (a cluster has at most about 1,000).
@@ -41,6 +41,11 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
 pub const REFRESH_GAP: Duration = Duration::from_millis(100);
 /// A `CLUSTER SLOTS` unanswered for this long no longer holds the next one back.
 pub const REFRESH_STALE: Duration = Duration::from_secs(3);
+/// A command held while its node is down is tried again this often (and the map is
+/// read again as often, [`REFRESH_GAP`] allowing).
+pub const HOLD_STEP: Duration = Duration::from_millis(100);
+/// Most commands a worker holds (past that, 503 at once).
+pub const MAX_HELD: usize = 4096;
 
 /// The cluster's own requests, in a connection's FIFO.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,11 +54,11 @@ pub enum Ask {
     /// nobody's.
     Asking,
     /// `CLUSTER SLOTS`, asked of the node at this address.
-    Slots(SocketAddr),
+    Slots(Endpoint),
 }
 
 struct Node {
-    addr: SocketAddr,
+    addr: Endpoint,
     /// `pool_size` entries, each created on first use.
     conns: Vec<Option<BackKey>>,
 }
@@ -81,7 +86,7 @@ pub type GatherKey = (usize, u32, u64);
 /// A worker's view of the cluster.
 pub struct Cluster {
     nodes: Vec<Node>,
-    by_addr: HashMap<SocketAddr, NodeIndex>,
+    by_addr: HashMap<Endpoint, NodeIndex>,
     /// The node serving each slot (`NONE`: unknown, use the seeds).
     owner: Box<[NodeIndex]>,
     /// The primaries of the current map (for keyless commands).
@@ -120,6 +125,8 @@ pub struct Cluster {
     pub gathers: std::collections::HashMap<GatherKey, Gather>,
     /// Timer entries to set for connections that parts were queued on.
     pub arms: Vec<(BackKey, Instant)>,
+    /// A command was held by [`Cluster::send`]: the worker sets its cluster timer.
+    pub held_new: bool,
     /// Each node's pub/sub connection for shard channels (SSUBSCRIBE).
     shard_subs: HashMap<NodeIndex, BackKey>,
     /// `read_from_replicas`: read-only commands go to a replica of the slot's primary
@@ -158,6 +165,7 @@ impl Cluster {
             scan_order: Vec::new(),
             gathers: std::collections::HashMap::new(),
             arms: Vec::new(),
+            held_new: false,
             shard_subs: HashMap::new(),
             read_replicas: false,
             replicas: Vec::new(),
@@ -166,7 +174,7 @@ impl Cluster {
 
     /// The index of the node at `addr`, known from now on; `None` past [`MAX_NODES`]
     /// (addresses come from Redis: their number is bounded).
-    pub fn node(&mut self, addr: SocketAddr) -> Option<NodeIndex> {
+    pub fn node(&mut self, addr: Endpoint) -> Option<NodeIndex> {
         if let Some(&i) = self.by_addr.get(&addr) {
             return Some(i);
         }
@@ -175,15 +183,15 @@ impl Cluster {
         }
         let i = self.nodes.len() as NodeIndex;
         self.nodes.push(Node {
-            addr,
+            addr: addr.clone(),
             conns: vec![None; self.pool_size],
         });
         self.by_addr.insert(addr, i);
         Some(i)
     }
 
-    pub fn addr(&self, n: NodeIndex) -> SocketAddr {
-        self.nodes[usize::from(n)].addr
+    pub fn addr(&self, n: NodeIndex) -> &Endpoint {
+        &self.nodes[usize::from(n)].addr
     }
 
     /// How many nodes are known.
@@ -198,7 +206,7 @@ impl Cluster {
     }
 
     /// A `MOVED`: `slot` is served by `to` from now on.
-    pub fn moved(&mut self, slot: u16, to: SocketAddr) -> Option<NodeIndex> {
+    pub fn moved(&mut self, slot: u16, to: Endpoint) -> Option<NodeIndex> {
         let n = self.node(to)?;
         self.owner[usize::from(slot) % SLOTS] = n;
         self.moved += 1;
@@ -211,7 +219,7 @@ impl Cluster {
         let idx: Vec<NodeIndex> = t
             .primaries
             .iter()
-            .map(|&a| self.node(a))
+            .map(|a| self.node(a.clone()))
             .collect::<Option<_>>()?;
         let mut changed = self.map_at.is_none() || idx != self.primaries;
         for (slot, &o) in t.owner.iter().enumerate() {
@@ -221,14 +229,14 @@ impl Cluster {
         }
         let mut replicas = vec![Vec::new(); MAX_NODES.min(self.nodes.len() + 64)];
         for (i, list) in t.replicas.iter().enumerate() {
-            let reps: Vec<NodeIndex> = list.iter().filter_map(|&a| self.node(a)).collect();
+            let reps: Vec<NodeIndex> = list.iter().filter_map(|a| self.node(a.clone())).collect();
             if let Some(slot) = replicas.get_mut(usize::from(idx[i])) {
                 *slot = reps;
             }
         }
         self.replicas = replicas;
         let mut order = idx.clone();
-        order.sort_by_key(|&n| self.nodes[usize::from(n)].addr);
+        order.sort_by(|&a, &b| self.addr(a).cmp(self.addr(b)));
         self.scan_order = order;
         self.primaries = idx;
         self.map_at = Some(now);
@@ -268,6 +276,24 @@ impl Cluster {
             at = at.min(r.at);
         }
         at.max(now)
+    }
+
+    /// Holds the command of `q` (not sent, or sent on a connection that failed before
+    /// writing it) while its node is down: tried again in [`HOLD_STEP`], the map read
+    /// again meanwhile. `Err(q)`: not held, its deadline is near (or there is none) or
+    /// [`MAX_HELD`] are held; the caller answers 503.
+    pub fn hold(&mut self, q: Queued, now: Instant) -> Result<(), Queued> {
+        let at = now + HOLD_STEP;
+        if q.due.is_none_or(|d| at >= d) || self.retries.len() >= MAX_HELD {
+            return Err(q);
+        }
+        self.want_refresh = true;
+        self.push_retry(Retry {
+            at,
+            queued: q,
+            blocking: false,
+        });
+        Ok(())
     }
 
     /// Queues a retry, keeping the queue sorted by time.
@@ -321,7 +347,7 @@ impl Cluster {
 
     /// The address of the primary after the one at `after` in the map (the first if
     /// `after` is none of them); `None` without a map.
-    pub fn next_primary(&self, after: Option<SocketAddr>) -> Option<SocketAddr> {
+    pub fn next_primary(&self, after: Option<&Endpoint>) -> Option<Endpoint> {
         let n = self.primaries.len();
         if n == 0 {
             return None;
@@ -331,7 +357,7 @@ impl Cluster {
             .iter()
             .position(|&p| Some(self.addr(p)) == after)
             .map_or(0, |i| i + 1);
-        Some(self.addr(self.primaries[at % n]))
+        Some(self.addr(self.primaries[at % n]).clone())
     }
 
     /// The node serving `slot`, if known.
@@ -365,7 +391,7 @@ impl Cluster {
         let b = match self.shard_subs.get(&n) {
             Some(&b) => b,
             None if create => {
-                let b = pool.create_node_kind(self.addr(n), super::Kind::Subscriber);
+                let b = pool.create_node_kind(self.addr(n).clone(), super::Kind::Subscriber);
                 self.shard_subs.insert(n, b);
                 return Some(Some(b));
             }
@@ -396,7 +422,7 @@ impl Cluster {
         let b = match node.conns[first] {
             Some(b) => b,
             None => {
-                let b = pool.create_node(node.addr);
+                let b = pool.create_node(node.addr.clone());
                 pool[b].readonly = self.read_replicas;
                 node.conns[first] = Some(b);
                 return Ok(b);
@@ -432,6 +458,13 @@ impl Cluster {
         let mut cmd = std::mem::take(&mut self.scratch);
         cmd.clear();
         write(&mut cmd);
+        if let Waiter::Front { frames: 2.., .. } = waiter {
+            if !self.primaries.is_empty() {
+                let sent = self.send_batch(pool, route, prefer, waiter, due, &cmd);
+                self.scratch = cmd;
+                return sent;
+            }
+        }
         // The command line is read once: does it fan out, else where does it go.
         let table = crate::cluster::commands();
         let (fan, at, read) = match route::argv(&cmd) {
@@ -452,11 +485,102 @@ impl Cluster {
                 if let (true, Some(n), Route::Shared) = (read, node, route) {
                     node = Some(self.replica_of(pool, n, prefer));
                 }
-                self.queue(pool, node, route, prefer, waiter, due, &cmd)
+                // A copy in case it is held (no bytes in it yet: cheap).
+                let again = waiter.clone();
+                match self.queue(pool, node, route, prefer, waiter, due, &cmd) {
+                    Err(Unreachable::Down) if node.is_some() && route == Route::Shared => {
+                        self.hold_new(again, due, &cmd)
+                    }
+                    sent => sent,
+                }
             }
         };
         self.scratch = cmd;
         sent
+    }
+
+    /// A batch (Upstash's `/pipeline` or `/multi-exec`: several command lines, one
+    /// waiter answered by `frames` replies). A transaction (its first command `MULTI`)
+    /// goes whole to the owner of the one slot its keys hash to, else is refused
+    /// (`CROSSSLOT`) before anything is sent. A pipeline's commands go each to its own
+    /// slot's node, as parts ([`Merge::Frames`]: the replies back in the client's order),
+    /// each following its own redirects; one that fans out is refused with the batch.
+    fn send_batch(
+        &mut self,
+        pool: &mut Pool,
+        route: Route,
+        prefer: usize,
+        waiter: Waiter,
+        due: Option<Instant>,
+        cmd: &[u8],
+    ) -> Result<(BackKey, Option<Instant>), Unreachable> {
+        let Waiter::Front {
+            key,
+            gen,
+            seq,
+            frames,
+            ..
+        } = waiter
+        else {
+            return Err(Unreachable::Down);
+        };
+        let table = crate::cluster::commands();
+        let lines = route::split_batch(cmd, frames as usize)
+            .filter(|l| l.len() == frames as usize)
+            .ok_or(Unreachable::Down)?;
+        if route::is_transaction(&cmd[lines[0].clone()]) {
+            let inner = lines[1..].iter().map(|r| &cmd[r.clone()]);
+            let at = match route::common_slot(inner, table) {
+                Ok(Some(slot)) => Where::Slot(slot),
+                Ok(None) => Where::Any,
+                Err(route::CrossSlot) => return Err(Unreachable::CrossSlot),
+            };
+            let node = self.node_at(at);
+            return self.queue(pool, node, route, prefer, waiter, due, cmd);
+        }
+        let mut parts = Vec::with_capacity(lines.len());
+        for r in lines {
+            let line = &cmd[r];
+            let argv = route::argv(line).ok_or(Unreachable::Down)?;
+            if route::fan_out(&argv, self.split).is_some() {
+                return Err(Unreachable::FanOutInBatch);
+            }
+            let node = self
+                .node_at(route::locate_argv(&argv, table))
+                .ok_or(Unreachable::Down)?;
+            parts.push((node, line.to_vec()));
+        }
+        self.queue_parts(pool, prefer, (key, gen, seq), due, parts, Merge::Frames)
+    }
+
+    /// A command whose node is down, held ([`Cluster::hold`]) rather than answered 503.
+    fn hold_new(
+        &mut self,
+        mut waiter: Waiter,
+        due: Option<Instant>,
+        cmd: &[u8],
+    ) -> Result<(BackKey, Option<Instant>), Unreachable> {
+        match &mut waiter {
+            Waiter::Front {
+                cmd: kept,
+                frames: 1,
+                part: 0,
+                ..
+            } => *kept = Some(cmd.into()),
+            _ => return Err(Unreachable::Down),
+        }
+        let q = Queued {
+            waiter,
+            due,
+            end: 0,
+        };
+        match self.hold(q, Instant::now()) {
+            Ok(()) => {
+                self.held_new = true;
+                Err(Unreachable::Held)
+            }
+            Err(_) => Err(Unreachable::Down),
+        }
     }
 
     /// Runs a command as several ([`Fan`]): every part's connection is found first, so
@@ -626,7 +750,7 @@ impl Cluster {
         cmd: &[u8],
     ) -> Result<(BackKey, Option<Instant>), Unreachable> {
         let b = match (node, route) {
-            (Some(n), Route::Blocking) => pool.blocking_for(Some(self.addr(n)), None)?,
+            (Some(n), Route::Blocking) => pool.blocking_for(Some(self.addr(n).clone()), None)?,
             (Some(n), _) => self.conn(pool, n, prefer, None)?,
             (None, _) => pool.pick(route, None, prefer)?,
         };
@@ -665,7 +789,7 @@ impl Cluster {
 
     /// A connection that takes commands, to ask for the map: a known node's in turn (so a
     /// dead node is not asked twice in a row), else a seed connection.
-    pub fn conn_for_map(&mut self, pool: &mut Pool) -> Option<(BackKey, SocketAddr)> {
+    pub fn conn_for_map(&mut self, pool: &mut Pool) -> Option<(BackKey, Endpoint)> {
         let n = self.nodes.len();
         for i in 0..n {
             let idx = (self.ask_turn + i) % n;
@@ -678,7 +802,7 @@ impl Cluster {
                 .find(|&b| pool[b].accepts_commands())
             {
                 self.ask_turn = idx + 1;
-                return Some((b, node.addr));
+                return Some((b, node.addr.clone()));
             }
         }
         // None is up: the next known node's connection, connecting (the ask waits
@@ -688,7 +812,7 @@ impl Cluster {
             let idx = (self.ask_turn + i) % n;
             if let Ok(b) = self.conn(pool, idx as NodeIndex, 0, Some(now)) {
                 self.ask_turn = idx + 1;
-                return Some((b, self.nodes[idx].addr));
+                return Some((b, self.nodes[idx].addr.clone()));
             }
         }
         None
@@ -702,8 +826,8 @@ mod tests {
     use std::sync::atomic::AtomicU64;
     use std::sync::Arc;
 
-    fn sa(s: &str) -> SocketAddr {
-        s.parse().unwrap()
+    fn sa(s: &str) -> Endpoint {
+        Endpoint::Ip(s.parse().unwrap())
     }
 
     fn resp(args: &[&[u8]]) -> Vec<u8> {
@@ -736,7 +860,7 @@ mod tests {
         // foo is slot 12182, bar 5061.
         assert_eq!(c.node_for(&get("foo")), Some(1));
         assert_eq!(c.node_for(&get("bar")), Some(0));
-        assert_eq!(c.addr(1), sa("127.0.0.1:7001"));
+        assert_eq!(c.addr(1), &sa("127.0.0.1:7001"));
         // A MOVED to a new node.
         let n = c.moved(12182, sa("127.0.0.1:7002")).unwrap();
         assert_eq!((n, c.node_count()), (2, 3));
@@ -750,7 +874,7 @@ mod tests {
         // The parse and the map agree.
         let t = parse_slots(
             b"*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:7000\r\n",
-            [127, 0, 0, 1].into(),
+            &sa("127.0.0.1:1"),
         )
         .unwrap();
         assert_eq!(c.install(&t, now), Some(true));
@@ -834,6 +958,31 @@ mod tests {
         c.want_refresh = false;
         c.next_refresh = now + REFRESH_EVERY;
         assert_eq!(c.next_wake(now), now + ms(10));
+    }
+}
+
+#[cfg(test)]
+mod hold {
+    use super::*;
+
+    #[test]
+    fn held_within_the_deadline_only() {
+        let now = Instant::now();
+        let mut c = Cluster::new(1, now);
+        c.want_refresh = false;
+        let q = |due: Option<Duration>| Queued {
+            waiter: Waiter::front(crate::key::FrontKey(0), 0, 1),
+            due: due.map(|d| now + d),
+            end: 0,
+        };
+        // No deadline, or one within a step: the caller answers 503.
+        assert!(c.hold(q(None), now).is_err());
+        assert!(c.hold(q(Some(HOLD_STEP)), now).is_err());
+        assert!(!c.want_refresh && c.retries.is_empty());
+        // Else held a step ahead, and the map is wanted.
+        assert!(c.hold(q(Some(Duration::from_secs(3))), now).is_ok());
+        assert!(c.want_refresh);
+        assert_eq!(c.retries.front().map(|r| r.at), Some(now + HOLD_STEP));
     }
 }
 

@@ -47,8 +47,38 @@ pub enum Target {
     /// An IP address: connected to as it is.
     Tcp(SocketAddr),
     /// A host name and port: resolved again for every connect (`resolve`).
-    Name(String, u16),
+    Name(Arc<str>, u16),
     Unix(std::path::PathBuf),
+}
+
+impl From<crate::endpoint::Endpoint> for Target {
+    fn from(e: crate::endpoint::Endpoint) -> Target {
+        match e {
+            crate::endpoint::Endpoint::Ip(a) => Target::Tcp(a),
+            crate::endpoint::Endpoint::Name(h, p) => Target::Name(h, p),
+        }
+    }
+}
+
+impl Target {
+    /// The endpoint of a TCP target (`None` for a unix socket).
+    pub fn endpoint(&self) -> Option<crate::endpoint::Endpoint> {
+        match self {
+            Target::Tcp(a) => Some(crate::endpoint::Endpoint::Ip(*a)),
+            Target::Name(h, p) => Some(crate::endpoint::Endpoint::Name(h.clone(), *p)),
+            Target::Unix(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp(a) => a.fmt(f),
+            Target::Name(h, p) => write!(f, "{h}:{p}"),
+            Target::Unix(p) => p.display().fmt(f),
+        }
+    }
 }
 
 /// What is needed to open a back connection.
@@ -198,7 +228,7 @@ pub struct Back {
     pub stream: Option<Stream>,
     pub kind: Kind,
     /// A cluster node's address: connected to instead of the configured Redis.
-    pub node: Option<SocketAddr>,
+    pub node: Option<crate::endpoint::Endpoint>,
     /// Cluster mode, a replica's connection: `READONLY` in the handshake, so that it
     /// serves reads of its primary's slots (`read_from_replicas`).
     pub readonly: bool,

@@ -13,12 +13,12 @@
 use super::cluster::Cluster;
 use super::{Back, Kind, Queued, State, Waiter};
 use crate::api::command::Route;
+use crate::endpoint::Endpoint;
 use crate::key::BackKey;
 use crate::log;
 use crate::log::Level;
 use slab::Slab;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +39,16 @@ pub enum Unreachable {
     TooManyBlocking,
     /// A DB prefix in cluster mode (a cluster has one database): 400.
     OneDatabase,
+    /// Cluster mode: a transaction (`/multi-exec`) whose keys are in several slots:
+    /// 400 with Redis's own `CROSSSLOT` message, nothing sent.
+    CrossSlot,
+    /// Cluster mode: a batch (`/pipeline`) with a command that runs on every primary or
+    /// is split per slot (DBSIZE, KEYS, SCAN, FLUSHALL...): 400, nothing sent.
+    FanOutInBatch,
+    /// Cluster mode: not sent yet but held, its node down: the cluster's queue sends it
+    /// when a map names a node that is up, or answers 503 near its deadline. Not an
+    /// answer: the request waits as if sent.
+    Held,
 }
 
 pub struct Pool {
@@ -63,7 +73,7 @@ pub struct Pool {
     cluster: Option<Box<Cluster>>,
     /// Sentinel mode, after a failover: the master every connection goes to (instead
     /// of the configured address).
-    default_node: Option<SocketAddr>,
+    default_node: Option<Endpoint>,
 }
 
 impl Pool {
@@ -233,14 +243,14 @@ impl Pool {
 
     /// A connection of `kind` (shared or subscriber) to the cluster node at `addr`,
     /// listed to connect.
-    pub fn create_node_kind(&mut self, addr: SocketAddr, kind: Kind) -> BackKey {
+    pub fn create_node_kind(&mut self, addr: Endpoint, kind: Kind) -> BackKey {
         let b = self.create_node(addr);
         self.slab[b.0].kind = kind;
         b
     }
 
     /// A shared connection to the cluster node at `addr`, listed to connect.
-    pub fn create_node(&mut self, addr: SocketAddr) -> BackKey {
+    pub fn create_node(&mut self, addr: Endpoint) -> BackKey {
         let mut back = Back::new(Kind::Shared, 0);
         back.node = Some(addr);
         let b = BackKey(self.slab.insert(back));
@@ -336,10 +346,10 @@ impl Pool {
     /// configured Redis: an idle one to the same place, or a new one.
     pub fn blocking_for(
         &mut self,
-        node: Option<SocketAddr>,
+        node: Option<Endpoint>,
         db: Option<u32>,
     ) -> Result<BackKey, Unreachable> {
-        let node = node.or(self.default_node);
+        let node = node.or_else(|| self.default_node.clone());
         let slab = &self.slab;
         if let Some(i) = self
             .idle_blocking
@@ -395,16 +405,16 @@ impl Pool {
 
     /// Sentinel mode: every connection, those to come included, goes to `addr` from
     /// now on (the caller closes those that are up).
-    pub fn set_default_node(&mut self, addr: SocketAddr) {
-        self.default_node = Some(addr);
+    pub fn set_default_node(&mut self, addr: Endpoint) {
         for (_, back) in self.slab.iter_mut() {
-            back.node = Some(addr);
+            back.node = Some(addr.clone());
         }
+        self.default_node = Some(addr);
     }
 
     fn create(&mut self, kind: Kind, db: u32) -> BackKey {
         let mut back = Back::new(kind, db);
-        back.node = self.default_node;
+        back.node = self.default_node.clone();
         let b = BackKey(self.slab.insert(back));
         self.to_connect.push(b);
         b

@@ -1,21 +1,24 @@
-//! Redis's host name, resolved at each connect and never on a worker's thread.
+//! Redis's host names, resolved at each connect and never on a worker's thread.
 //!
-//! A `redis_host` that is a name (not an IP literal, not a unix socket path) is looked
-//! up again for every connect attempt, so a name that moves (a Kubernetes service, a
-//! managed Redis failing over) is followed on the next reconnect. `getaddrinfo` blocks,
-//! for as long as the resolver's timeouts allow (5 s per try by default), so it never
-//! runs on a worker: one `resolver` thread per process does the lookups. A worker that
-//! needs an address sends its id down a channel and goes on serving; the thread
-//! answers on that worker's own channel and wakes its `poll` through its `mio::Waker`.
-//! The worker's connect timeout runs from the moment it asked, so a lookup that hangs
-//! is a failed connect like any other (logged once per series, retried with the
-//! backoff). Lookups are coalesced: the asks that queued up while the thread was busy
-//! are answered by one fresh lookup, and a worker asks once for all its connections
-//! waiting for an address.
+//! A `redis_host` that is a name (not an IP literal, not a unix socket path), a cluster
+//! node known by name (a seed in `redis_cluster.nodes`, a `CLUSTER SLOTS` entry or a
+//! `MOVED`/`ASK` with `cluster-preferred-endpoint-type hostname`) or a master a sentinel
+//! names by host name is looked up again for every connect attempt, so a name that moves
+//! (a Kubernetes service, a managed Redis failing over) is followed on the next
+//! reconnect. `getaddrinfo` blocks, for as long as the resolver's timeouts allow (5 s
+//! per try by default), so it never runs on a worker: one `resolver` thread per process
+//! does the lookups. A worker that needs an address sends its id and the name down a
+//! channel and goes on serving; the thread answers on that worker's own channel and
+//! wakes its `poll` through its `mio::Waker`. The worker's connect timeout runs from
+//! the moment it asked, so a lookup that hangs is a failed connect like any other
+//! (logged once per series, retried with the backoff). Lookups are coalesced: the asks
+//! that queued up while the thread was busy are answered by one fresh lookup per name,
+//! and a worker asks once per name for all its connections waiting for it.
 
 use crate::key::BackKey;
 use crate::log;
 use crate::log::Level;
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -23,6 +26,12 @@ use std::sync::Arc;
 
 /// What one lookup gave: the address to connect to, or why there is none.
 pub type Answer = Result<SocketAddr, Arc<str>>;
+
+/// A name to look up, and the port to connect to.
+pub type Name = (Arc<str>, u16);
+
+/// Most names whose last address the thread remembers (for its log lines).
+const MAX_REMEMBERED: usize = 4096;
 
 /// Every address `host` has, in `getaddrinfo`'s order (blocking).
 pub fn lookup_all(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
@@ -45,44 +54,44 @@ pub fn failure(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::HostUnreachable, msg)
 }
 
-/// A worker's side of the resolver: the connections waiting for an address, and
-/// whether a lookup was asked for them.
+/// A worker's side of the resolver: the connections waiting for an address, and the
+/// names a lookup was asked for.
 pub struct Resolving {
     id: usize,
-    ask: Sender<usize>,
-    answers: Receiver<Answer>,
-    /// Connections waiting for the next answer (a key may be listed twice, or name a
-    /// connection that gave up meanwhile: the worker checks each one).
-    pending: Vec<BackKey>,
-    asked: bool,
+    ask: Sender<(usize, Name)>,
+    answers: Receiver<(Name, Answer)>,
+    /// Connections waiting for each name's next answer (a key may be listed twice, or
+    /// name a connection that gave up meanwhile: the worker checks each one).
+    pending: HashMap<Name, Vec<BackKey>>,
 }
 
 impl Resolving {
-    /// Lists `b` for the next answer, asking for a lookup unless one is on its way.
-    /// `false`: the resolver thread is gone (it never ends while workers run).
-    pub fn ask(&mut self, b: BackKey) -> bool {
-        if !self.asked {
-            if self.ask.send(self.id).is_err() {
-                return false;
+    /// Lists `b` for `name`'s next answer, asking for a lookup unless one is on its
+    /// way. `false`: the resolver thread is gone (it never ends while workers run).
+    pub fn ask(&mut self, name: &Name, b: BackKey) -> bool {
+        match self.pending.get_mut(name) {
+            Some(waiting) => waiting.push(b),
+            None => {
+                if self.ask.send((self.id, name.clone())).is_err() {
+                    return false;
+                }
+                self.pending.insert(name.clone(), vec![b]);
             }
-            self.asked = true;
         }
-        self.pending.push(b);
         true
     }
 
     /// An answer that arrived, with the connections that were waiting for it.
     pub fn answer(&mut self) -> Option<(Answer, Vec<BackKey>)> {
-        let a = self.answers.try_recv().ok()?;
-        self.asked = false;
-        Some((a, std::mem::take(&mut self.pending)))
+        let (name, a) = self.answers.try_recv().ok()?;
+        Some((a, self.pending.remove(&name).unwrap_or_default()))
     }
 }
 
-/// Starts the resolver thread for `host:port`; one [`Resolving`] per worker, woken
-/// through its waker when its answer is there.
-pub fn start(host: String, port: u16, wakers: Vec<Arc<mio::Waker>>) -> io::Result<Vec<Resolving>> {
-    let (ask_tx, ask_rx) = mpsc::channel::<usize>();
+/// Starts the resolver thread; one [`Resolving`] per worker, woken through its waker
+/// when an answer is there.
+pub fn start(wakers: Vec<Arc<mio::Waker>>) -> io::Result<Vec<Resolving>> {
+    let (ask_tx, ask_rx) = mpsc::channel();
     let mut workers = Vec::with_capacity(wakers.len());
     let mut answer_txs = Vec::with_capacity(wakers.len());
     for id in 0..wakers.len() {
@@ -92,50 +101,60 @@ pub fn start(host: String, port: u16, wakers: Vec<Arc<mio::Waker>>) -> io::Resul
             id,
             ask: ask_tx.clone(),
             answers: rx,
-            pending: Vec::new(),
-            asked: false,
+            pending: HashMap::new(),
         });
     }
     std::thread::Builder::new()
         .name("resolver".into())
-        .spawn(move || serve(&host, port, &ask_rx, &answer_txs, &wakers))?;
+        .spawn(move || serve(&ask_rx, &answer_txs, &wakers))?;
     Ok(workers)
 }
 
-/// The thread: one lookup for every batch of asks, answered to each worker that asked.
-/// Ends when every worker is gone.
+/// The thread: one lookup per name for every batch of asks, answered to each worker
+/// that asked. Ends when every worker is gone.
 fn serve(
-    host: &str,
-    port: u16,
-    asks: &Receiver<usize>,
-    answers: &[Sender<Answer>],
+    asks: &Receiver<(usize, Name)>,
+    answers: &[Sender<(Name, Answer)>],
     wakers: &[Arc<mio::Waker>],
 ) {
-    let mut last: Option<SocketAddr> = None;
-    let mut asked = vec![false; answers.len()];
+    let mut last: HashMap<Name, SocketAddr> = HashMap::new();
     while let Ok(first) = asks.recv() {
-        asked[first] = true;
-        while let Ok(id) = asks.try_recv() {
-            asked[id] = true;
-        }
-        let answer: Answer = match lookup(host, port) {
-            Ok(addr) => {
-                match last {
-                    Some(prev) if prev != addr => log!(
-                        Level::Notice,
-                        "Redis host {host} now resolves to {addr} (was {prev})"
-                    ),
-                    None => log!(Level::Info, "Redis host {host} resolves to {addr}"),
-                    _ => {}
-                }
-                last = Some(addr);
-                Ok(addr)
+        // name → the workers that asked for it.
+        let mut batch: HashMap<Name, Vec<usize>> = HashMap::new();
+        for (id, name) in std::iter::once(first).chain(std::iter::from_fn(|| asks.try_recv().ok()))
+        {
+            let ids = batch.entry(name).or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
             }
-            Err(e) => Err(format!("cannot resolve {host}: {e}").into()),
-        };
-        for (id, flag) in asked.iter_mut().enumerate() {
-            if std::mem::take(flag) && answers[id].send(answer.clone()).is_ok() {
-                let _ = wakers[id].wake();
+        }
+        for (name, ids) in batch {
+            let (host, port) = (&*name.0, name.1);
+            let answer: Answer = match lookup(host, port) {
+                Ok(addr) => {
+                    match last.get(&name) {
+                        Some(&prev) if prev != addr => log!(
+                            Level::Notice,
+                            "Redis host {host} now resolves to {addr} (was {prev})"
+                        ),
+                        None => log!(Level::Info, "Redis host {host} resolves to {addr}"),
+                        _ => {}
+                    }
+                    if last.len() >= MAX_REMEMBERED {
+                        last.clear();
+                    }
+                    last.insert(name.clone(), addr);
+                    Ok(addr)
+                }
+                Err(e) => Err(format!("cannot resolve {host}: {e}").into()),
+            };
+            for id in ids {
+                let sent = answers
+                    .get(id)
+                    .is_some_and(|tx| tx.send((name.clone(), answer.clone())).is_ok());
+                if sent {
+                    let _ = wakers[id].wake();
+                }
             }
         }
     }
@@ -166,10 +185,11 @@ mod tests {
             .iter()
             .map(|p| Arc::new(mio::Waker::new(p.registry(), mio::Token(7)).unwrap()))
             .collect();
-        let mut ws = start("127.0.0.3".into(), 6380, wakers).unwrap();
+        let mut ws = start(wakers).unwrap();
         // Worker 1 asks for two connections: one lookup, one answer for both.
-        assert!(ws[1].ask(BackKey(4)));
-        assert!(ws[1].ask(BackKey(9)));
+        let name: Name = ("127.0.0.3".into(), 6380);
+        assert!(ws[1].ask(&name, BackKey(4)));
+        assert!(ws[1].ask(&name, BackKey(9)));
         let mut events = mio::Events::with_capacity(4);
         polls[1]
             .poll(&mut events, Some(Duration::from_secs(5)))

@@ -12,32 +12,39 @@ use super::probe::{self, Conn};
 use super::{Connector, Target};
 use crate::cluster::config::SentinelConfig;
 use crate::config::RedisAuth;
+use crate::endpoint::Endpoint;
 use crate::log;
 use crate::log::Level;
 use crate::proto::resp::{FrameScanner, Item, Reader};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A connector to sentinel `i` of the config (their own password, no TLS, RESP2).
-fn sentinel(cfg: &SentinelConfig, i: usize) -> Connector {
+/// A connector to sentinel `i` of the config: their own password, RESP2, and Redis's
+/// TLS (`redis.tls`, the top-level `ssl` block: same CA, client certificate and name
+/// checked) unless `redis_sentinel.ssl` is false. A sentinel known by name is looked up
+/// at each connect (this thread may block).
+fn sentinel(cfg: &SentinelConfig, i: usize, redis: &Connector) -> Connector {
     let (host, port) = &cfg.nodes[i % cfg.nodes.len()];
     Connector {
-        target: match host.parse::<IpAddr>() {
-            Ok(ip) => Target::Tcp(SocketAddr::new(ip, *port)),
-            Err(_) => Target::Name(host.clone(), *port),
+        target: match Endpoint::parse(host.as_bytes(), *port) {
+            Some(e) => Target::from(e),
+            None => Target::Name(host.as_str().into(), *port),
         },
         auth: cfg.auth.clone().map(RedisAuth::Password),
         keep_alive: None,
         protocol: 2,
-        tls: None,
+        tls: match cfg.ssl {
+            Some(false) => None,
+            _ => redis.tls.clone(),
+        },
     }
 }
 
-/// The master's address in a `GET-MASTER-ADDR-BY-NAME` reply (`[ip, port]`).
-pub fn parse_master_addr(reply: &[u8]) -> Result<SocketAddr, String> {
+/// The master's address in a `GET-MASTER-ADDR-BY-NAME` reply (`[ip, port]`; the "ip"
+/// is a host name with `resolve-hostnames yes` and `announce-hostnames yes`).
+pub fn parse_master_addr(reply: &[u8]) -> Result<Endpoint, String> {
     let mut r = Reader::new(reply);
     match r.next() {
         Some(Item::Array(2)) => {}
@@ -50,16 +57,12 @@ pub fn parse_master_addr(reply: &[u8]) -> Result<SocketAddr, String> {
     let (Some(Item::Bulk(ip)), Some(Item::Bulk(port))) = (r.next(), r.next()) else {
         return Err("unexpected reply".into());
     };
-    let ip: IpAddr = std::str::from_utf8(ip)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or("the master's address is not an IP address")?;
     let port: u16 = std::str::from_utf8(port)
         .ok()
         .and_then(|s| s.parse().ok())
         .filter(|&p| p > 0)
         .ok_or("the master's port is not a port")?;
-    Ok(SocketAddr::new(ip, port))
+    Endpoint::parse(ip, port).ok_or_else(|| "the master's address is not a host".into())
 }
 
 /// Whether a `ROLE` reply says master.
@@ -70,8 +73,8 @@ pub fn is_master_role(reply: &[u8]) -> bool {
 }
 
 /// Asks sentinel `i` for the master.
-fn ask_one(cfg: &SentinelConfig, i: usize) -> Result<SocketAddr, String> {
-    let c = sentinel(cfg, i);
+fn ask_one(cfg: &SentinelConfig, i: usize, redis: &Connector) -> Result<Endpoint, String> {
+    let c = sentinel(cfg, i, redis);
     let reply = probe::run(
         &c,
         &[
@@ -85,9 +88,9 @@ fn ask_one(cfg: &SentinelConfig, i: usize) -> Result<SocketAddr, String> {
 }
 
 /// Whether the node at `addr` says it is a master (`redis` gives the credentials and TLS).
-pub fn check_role(redis: &Connector, addr: SocketAddr) -> Result<(), String> {
+pub fn check_role(redis: &Connector, addr: &Endpoint) -> Result<(), String> {
     let c = Connector {
-        target: Target::Tcp(addr),
+        target: Target::from(addr.clone()),
         ..redis.clone()
     };
     let reply = probe::run(&c, &[b"ROLE"]).map_err(|e| e.to_string())?;
@@ -99,11 +102,11 @@ pub fn check_role(redis: &Connector, addr: SocketAddr) -> Result<(), String> {
 }
 
 /// The master, from the first sentinel that knows it, checked with `ROLE`.
-pub fn ask_master(cfg: &SentinelConfig, redis: &Connector) -> Result<SocketAddr, String> {
+pub fn ask_master(cfg: &SentinelConfig, redis: &Connector) -> Result<Endpoint, String> {
     let mut errors = Vec::new();
     for i in 0..cfg.nodes.len() {
         let (host, port) = &cfg.nodes[i];
-        match ask_one(cfg, i).and_then(|a| check_role(redis, a).map(|()| a)) {
+        match ask_one(cfg, i, redis).and_then(|a| check_role(redis, &a).map(|()| a)) {
             Ok(a) => return Ok(a),
             Err(e) => errors.push(format!("{host}:{port}: {e}")),
         }
@@ -115,15 +118,15 @@ pub fn ask_master(cfg: &SentinelConfig, redis: &Connector) -> Result<SocketAddr,
 pub fn watch(
     cfg: SentinelConfig,
     redis: Connector,
-    mut current: SocketAddr,
+    mut current: Endpoint,
     stop: Arc<AtomicBool>,
-    switch: impl Fn(SocketAddr),
+    switch: impl Fn(Endpoint),
 ) {
     let mut turn = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let i = turn % cfg.nodes.len();
         turn += 1;
-        let sub = subscribe(&cfg, i);
+        let sub = subscribe(&cfg, i, &redis);
         let mut conn = match sub {
             Ok(c) => Some(c),
             Err(e) => {
@@ -159,17 +162,17 @@ pub fn watch(
                 }
             };
             if candidate.is_none() {
-                candidate = ask_one(&cfg, i).ok();
+                candidate = ask_one(&cfg, i, &redis).ok();
             }
-            if let Some(a) = candidate.filter(|&a| a != current) {
-                match check_role(&redis, a) {
+            if let Some(a) = candidate.filter(|a| *a != current) {
+                match check_role(&redis, &a) {
                     Ok(()) => {
                         log!(
                             Level::Notice,
                             "sentinel: the master of {} is now {a} (was {current})",
                             cfg.master
                         );
-                        current = a;
+                        current = a.clone();
                         switch(a);
                     }
                     Err(e) => log!(
@@ -186,8 +189,8 @@ pub fn watch(
 }
 
 /// A connection to sentinel `i` subscribed to `+switch-master`.
-fn subscribe(cfg: &SentinelConfig, i: usize) -> Result<Box<dyn Conn>, String> {
-    let c = sentinel(cfg, i);
+fn subscribe(cfg: &SentinelConfig, i: usize, redis: &Connector) -> Result<Box<dyn Conn>, String> {
+    let c = sentinel(cfg, i, redis);
     let mut conn = probe::connect(&c).map_err(|e| e.to_string())?;
     if let Some(p) = &cfg.auth {
         let r = probe::call(&mut *conn, &[b"AUTH", p.as_bytes()]).map_err(|e| e.to_string())?;
@@ -252,16 +255,13 @@ fn read_message(
 
 /// The new master in a `+switch-master` payload (`name old-ip old-port new-ip
 /// new-port`) for master `name`.
-pub fn switch_master(payload: &[u8], name: &str) -> Option<SocketAddr> {
+pub fn switch_master(payload: &[u8], name: &str) -> Option<Endpoint> {
     let text = std::str::from_utf8(payload).ok()?;
     let f: Vec<&str> = text.split(' ').collect();
     if f.len() != 5 || f[0] != name {
         return None;
     }
-    Some(SocketAddr::new(
-        f[3].parse().ok()?,
-        f[4].parse().ok().filter(|&p| p > 0)?,
-    ))
+    Endpoint::parse(f[3].as_bytes(), f[4].parse().ok()?)
 }
 
 #[cfg(test)]
@@ -272,15 +272,19 @@ mod tests {
     fn replies() {
         assert_eq!(
             parse_master_addr(b"*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6380\r\n"),
-            Ok("127.0.0.1:6380".parse().unwrap())
+            Ok(Endpoint::Ip("127.0.0.1:6380".parse().unwrap()))
         );
         assert_eq!(
             parse_master_addr(b"*-1\r\n"),
             Err("the sentinel does not know this master".into())
         );
         assert_eq!(
-            parse_master_addr(b"*2\r\n$4\r\nhost\r\n$4\r\n6380\r\n"),
-            Err("the master's address is not an IP address".into())
+            parse_master_addr(b"*2\r\n$9\r\nlocalhost\r\n$4\r\n6380\r\n"),
+            Ok(Endpoint::parse(b"localhost", 6380).unwrap())
+        );
+        assert_eq!(
+            parse_master_addr(b"*2\r\n$3\r\na b\r\n$4\r\n6380\r\n"),
+            Err("the master's address is not a host".into())
         );
         assert_eq!(
             parse_master_addr(b"*2\r\n$9\r\n127.0.0.1\r\n$1\r\n0\r\n"),
@@ -294,7 +298,7 @@ mod tests {
         assert!(!is_master_role(b"-NOAUTH\r\n"));
         assert_eq!(
             switch_master(b"mymaster 127.0.0.1 6379 127.0.0.1 6380", "mymaster"),
-            Some("127.0.0.1:6380".parse().unwrap())
+            Some(Endpoint::Ip("127.0.0.1:6380".parse().unwrap()))
         );
         assert_eq!(
             switch_master(b"other 127.0.0.1 6379 127.0.0.1 6380", "mymaster"),

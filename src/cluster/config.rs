@@ -22,6 +22,9 @@ pub struct SentinelConfig {
     pub nodes: Vec<(String, u16)>,
     /// The sentinels' own password, if they require one.
     pub auth: Option<String>,
+    /// TLS to the sentinels: `None` (not said) follows the top-level `ssl` block,
+    /// `false` is plain TCP even with one, `true` requires one.
+    pub ssl: Option<bool>,
 }
 
 /// What is wrong with a `redis_cluster` or `redis_sentinel` block.
@@ -47,6 +50,8 @@ pub enum ClusterError {
     Both,
     #[error("'database' must be 0 with 'redis_cluster' (a cluster has one database)")]
     Database,
+    #[error("'redis_sentinel.ssl' is true but there is no 'ssl' block (with \"enabled\": true) to take the certificates from")]
+    SentinelSsl,
 }
 
 const CLUSTER: &str = "redis_cluster";
@@ -96,6 +101,7 @@ pub fn parse_sentinel(v: &Value) -> Result<SentinelConfig, ClusterError> {
     let mut master = None;
     let mut list = None;
     let mut auth = None;
+    let mut ssl = None;
     for (k, v) in map {
         match k.as_str() {
             "master" => match v.as_str() {
@@ -108,6 +114,7 @@ pub fn parse_sentinel(v: &Value) -> Result<SentinelConfig, ClusterError> {
                 Value::Null => auth = None,
                 _ => return Err(ClusterError::Auth(SENTINEL)),
             },
+            "ssl" => ssl = Some(boolean(SENTINEL, k, v)?),
             _ => {
                 return Err(ClusterError::UnknownKey {
                     block: SENTINEL,
@@ -120,6 +127,7 @@ pub fn parse_sentinel(v: &Value) -> Result<SentinelConfig, ClusterError> {
         master: master.ok_or(ClusterError::Master(SENTINEL))?,
         nodes: list.ok_or(ClusterError::Nodes(SENTINEL))?,
         auth,
+        ssl,
     })
 }
 

@@ -7,12 +7,14 @@
 //! Cluster, while SHARDS (7.0+) has had bugs (empty slot lists while a primary is down,
 //! slot numbers as strings in 7.0.14, a crash in mixed 7.0/7.2 clusters, unstable order).
 //! In a SLOTS entry an empty or NULL endpoint means "the host you asked" (the node does
-//! not know its own address) and `?` an unknown one (after `CLUSTER FORGET`): a primary
-//! with `?` makes the map unusable; a replica with `?` is left out.
+//! not know its own address) and `?` an unknown one (after `CLUSTER FORGET`, or a
+//! hostname preferred but not set): a primary with `?` makes the map unusable; a replica
+//! with `?` is left out. A host name (`cluster-preferred-endpoint-type hostname`) is an
+//! [`Endpoint::Name`], looked up when a connection to it is made.
 
 use super::slot::SLOTS;
+use crate::endpoint::Endpoint;
 use crate::proto::resp::{Item, Reader};
-use std::net::{IpAddr, SocketAddr};
 
 /// A node index in [`Topology::primaries`].
 pub type NodeIndex = u16;
@@ -21,9 +23,9 @@ pub type NodeIndex = u16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     /// The primaries, in the order the reply names them first.
-    pub primaries: Vec<SocketAddr>,
+    pub primaries: Vec<Endpoint>,
     /// The replicas of each primary (same index), those with a usable address.
-    pub replicas: Vec<Vec<SocketAddr>>,
+    pub replicas: Vec<Vec<Endpoint>>,
     /// The primary of each slot (an index in `primaries`), `SLOTS` entries.
     pub owner: Box<[NodeIndex]>,
 }
@@ -50,7 +52,7 @@ pub enum MapError {
 const NONE: NodeIndex = NodeIndex::MAX;
 
 /// Parses and checks a whole `CLUSTER SLOTS` reply, asked of a node at `asked`.
-pub fn parse_slots(frame: &[u8], asked: IpAddr) -> Result<Topology, MapError> {
+pub fn parse_slots(frame: &[u8], asked: &Endpoint) -> Result<Topology, MapError> {
     let mut r = Reader::new(frame);
     let n = match r.next() {
         Some(Item::Array(n) | Item::Set(n)) => n,
@@ -79,7 +81,7 @@ pub fn parse_slots(frame: &[u8], asked: IpAddr) -> Result<Topology, MapError> {
             Some(addr) => addr,
             None => return Err(MapError::BadPrimary(entry)),
         };
-        let idx = match t.primaries.iter().position(|&p| p == primary) {
+        let idx = match t.primaries.iter().position(|p| *p == primary) {
             Some(i) => i,
             None => {
                 if t.primaries.len() >= SLOTS {
@@ -116,7 +118,7 @@ pub fn parse_slots(frame: &[u8], asked: IpAddr) -> Result<Topology, MapError> {
 
 /// One node of an entry: `[ip, port, id, metadata...]`. `None`: malformed;
 /// `Some(None)`: an unknown endpoint (`?`).
-fn node(r: &mut Reader<'_>, asked: IpAddr) -> Option<Option<SocketAddr>> {
+fn node(r: &mut Reader<'_>, asked: &Endpoint) -> Option<Option<Endpoint>> {
     let parts = match r.next()? {
         Item::Array(m) if m >= 2 => m,
         _ => return None,
@@ -133,26 +135,23 @@ fn node(r: &mut Reader<'_>, asked: IpAddr) -> Option<Option<SocketAddr>> {
     for _ in 2..parts {
         r.skip();
     }
-    let ip = match host {
-        None | Some(b"") => asked,
-        Some(b"?") => return Some(None),
-        Some(h) => match std::str::from_utf8(h).ok()?.parse::<IpAddr>() {
-            Ok(ip) => ip,
-            // A host name (cluster-preferred-endpoint-type hostname) is not followed.
-            Err(_) => return Some(None),
-        },
-    };
-    Some(Some(SocketAddr::new(ip, port)))
+    Some(match host {
+        None | Some(b"") => Some(asked.with_port(port)),
+        // `?`, or bytes that are no host: unusable.
+        Some(h) => Endpoint::parse(h, port),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const ASKED: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    fn asked() -> Endpoint {
+        Endpoint::Ip("10.0.0.1:1".parse().unwrap())
+    }
 
-    fn sa(s: &str) -> SocketAddr {
-        s.parse().unwrap()
+    fn sa(s: &str) -> Endpoint {
+        Endpoint::Ip(s.parse().unwrap())
     }
 
     /// A node as Redis 7 writes it: ip, port, id, metadata.
@@ -191,7 +190,7 @@ mod tests {
             ),
             entry(10923, 16383, &[node(Some("127.0.0.1"), 7002)]),
         ]);
-        let t = parse_slots(&r, ASKED).unwrap();
+        let t = parse_slots(&r, &asked()).unwrap();
         assert_eq!(
             t.primaries,
             [
@@ -215,7 +214,7 @@ mod tests {
             entry(100, 200, &[node(Some("::1"), 7001)]),
             entry(201, 16383, &[node(None, 7000)]),
         ]);
-        let t = parse_slots(&r, ASKED).unwrap();
+        let t = parse_slots(&r, &asked()).unwrap();
         assert_eq!(t.primaries, [sa("10.0.0.1:7000"), sa("[::1]:7001")]);
         assert_eq!(t.replicas, [vec![], vec![]]);
         assert_eq!((t.owner[99], t.owner[100], t.owner[201]), (0, 1, 0));
@@ -270,7 +269,7 @@ mod tests {
                 MapError::BadPrimary(0),
             ),
             (
-                reply(&[full(&[node(Some("redis.example"), 7000)])]),
+                reply(&[full(&[node(Some("not a host"), 7000)])]),
                 MapError::BadPrimary(0),
             ),
             (
@@ -281,7 +280,7 @@ mod tests {
         ];
         for (r, want) in cases {
             assert_eq!(
-                parse_slots(&r, ASKED),
+                parse_slots(&r, &asked()),
                 Err(want.clone()),
                 "{}",
                 r.escape_ascii()
@@ -290,10 +289,41 @@ mod tests {
     }
 
     #[test]
+    fn host_names() {
+        // cluster-preferred-endpoint-type hostname: names, looked up at connect.
+        let r = reply(&[
+            entry(
+                0,
+                99,
+                &[
+                    node(Some("redis-0.example"), 7000),
+                    node(Some("localhost"), 7003),
+                ],
+            ),
+            entry(
+                100,
+                16383,
+                &[node(Some("localhost"), 7001), node(Some("?"), 7004)],
+            ),
+        ]);
+        let t = parse_slots(&r, &Endpoint::parse(b"seed.example", 1).unwrap()).unwrap();
+        let name = |h: &str, p| Endpoint::parse(h.as_bytes(), p).unwrap();
+        assert_eq!(
+            t.primaries,
+            [name("redis-0.example", 7000), name("localhost", 7001)]
+        );
+        assert_eq!(t.replicas, [vec![name("localhost", 7003)], vec![]]);
+        // An empty host is the host asked, a name too.
+        let r = reply(&[entry(0, 16383, &[node(Some(""), 7000)])]);
+        let t = parse_slots(&r, &Endpoint::parse(b"seed.example", 1).unwrap()).unwrap();
+        assert_eq!(t.primaries, [name("seed.example", 7000)]);
+    }
+
+    #[test]
     fn real_reply_shape() {
         // Bytes as Redis 7.0 sends them (RESP2), one primary with one replica.
         let r = b"*1\r\n*4\r\n:0\r\n:16383\r\n*4\r\n$9\r\n127.0.0.1\r\n:30001\r\n$40\r\n0123456789012345678901234567890123456789\r\n*0\r\n*4\r\n$9\r\n127.0.0.1\r\n:30004\r\n$40\r\n9876543210987654321098765432109876543210\r\n*2\r\n$8\r\nhostname\r\n$0\r\n\r\n";
-        let t = parse_slots(r, ASKED).unwrap();
+        let t = parse_slots(r, &asked()).unwrap();
         assert_eq!(t.primaries, [sa("127.0.0.1:30001")]);
         assert_eq!(t.replicas, [vec![sa("127.0.0.1:30004")]]);
         assert!(t.owner.iter().all(|&o| o == 0));

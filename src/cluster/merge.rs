@@ -20,12 +20,18 @@ pub enum Merge {
     Mget(Vec<(u16, u32)>),
     /// SCAN on primary `node` of `count`: the cursor made the gateway's.
     Scan { node: usize, count: usize },
+    /// A batch's commands (Upstash's `/pipeline`), each run where its key is: every
+    /// reply, errors included, back to back in the client's order.
+    Frames,
 }
 
 const UNEXPECTED: &[u8] = b"-ERR webdis-rs: unexpected reply from a cluster node\r\n";
 
 /// The merged reply of `parts` (in part order).
 pub fn merge(m: &Merge, parts: &[Vec<u8>]) -> Vec<u8> {
+    if *m == Merge::Frames {
+        return parts.concat();
+    }
     if let Some(e) = parts
         .iter()
         .find(|p| matches!(p.first(), Some(b'-' | b'!')))
@@ -65,6 +71,7 @@ fn merged(m: &Merge, parts: &[Vec<u8>]) -> Option<Vec<u8>> {
             out.extend_from_slice(&body);
         }
         Merge::Same => out = parts.first()?.clone(),
+        Merge::Frames => out = parts.concat(),
         Merge::Mget(order) => {
             let elements: Vec<Vec<&[u8]>> =
                 parts.iter().map(|p| elements(p)).collect::<Option<_>>()?;
@@ -165,6 +172,14 @@ mod tests {
             b"-ERR x\r\n"
         );
         assert_eq!(merge(&Merge::Sum, &v(&[b"+OK\r\n"])), UNEXPECTED);
+        // A batch's replies stay as they are, errors included, in order.
+        assert_eq!(
+            merge(
+                &Merge::Frames,
+                &v(&[b":1\r\n", b"-MOVED 1 x:1\r\n", b"$1\r\na\r\n"])
+            ),
+            b":1\r\n-MOVED 1 x:1\r\n$1\r\na\r\n"
+        );
         assert_eq!(
             merge(&Merge::Sum, &v(&[b":9223372036854775807\r\n", b":1\r\n"])),
             UNEXPECTED

@@ -2,31 +2,32 @@
 //! has a new owner: update the map, send the command there, refresh the map) or an `ASK`
 //! (this one command goes to that node, after `ASKING`), or retry later (`TRYAGAIN`,
 //! `CLUSTERDOWN`, `LOADING`). Built on `proto::resp::classify_error`, which checks the
-//! shape; here the address is turned into a socket address: an IP and a port, the IP
-//! of the node that answered when the host is empty or `?`. A host name in a redirect is
-//! not followed (the reply goes to the client as it is).
+//! shape; here the address is turned into an [`Endpoint`]: an IP or a host name
+//! (`cluster-preferred-endpoint-type hostname`, looked up when a connection to it is
+//! made) and a port; the host of the node that answered when the host is empty or `?`
+//! (`unknown-endpoint`).
 
+use crate::endpoint::Endpoint;
 use crate::proto::resp::{classify_error, ServerError};
-use std::net::{IpAddr, SocketAddr};
 
 /// A redirect or a retry, owned (the reply's bytes are consumed right after).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redirect {
     Moved {
         slot: u16,
-        to: SocketAddr,
+        to: Endpoint,
     },
     Ask {
         slot: u16,
-        to: SocketAddr,
+        to: Endpoint,
     },
     /// `TRYAGAIN`, `CLUSTERDOWN` or `LOADING`: the same command, later.
     Retry,
 }
 
 /// The redirect in `frame`, a whole reply read from the node at `from`; `None` when the
-/// reply is anything else (a malformed or host-named redirect included).
-pub fn parse(frame: &[u8], from: IpAddr) -> Option<Redirect> {
+/// reply is anything else (a malformed redirect included).
+pub fn parse(frame: &[u8], from: &Endpoint) -> Option<Redirect> {
     // Cheap test first: every reply goes through here in cluster mode.
     if !matches!(frame.first(), Some(b'-' | b'!')) {
         return None;
@@ -48,36 +49,26 @@ pub fn parse(frame: &[u8], from: IpAddr) -> Option<Redirect> {
 }
 
 /// `host:port` (already checked by `classify_error`: a port in 1..=65535 after the last
-/// `:`) as a socket address; an empty or `?` host is `from`.
-pub fn address(addr: &[u8], from: IpAddr) -> Option<SocketAddr> {
+/// `:`) as an endpoint; an empty or `?` host is `from`'s host.
+pub fn address(addr: &[u8], from: &Endpoint) -> Option<Endpoint> {
     let colon = addr.iter().rposition(|&b| b == b':')?;
     let (host, port) = (&addr[..colon], &addr[colon + 1..]);
     let port: u16 = std::str::from_utf8(port).ok()?.parse().ok()?;
     if port == 0 {
         return None;
     }
-    let ip = match host {
-        b"" | b"?" => from,
-        _ => {
-            let host = std::str::from_utf8(host).ok()?;
-            let host = host
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(host);
-            host.parse().ok()?
-        }
-    };
-    Some(SocketAddr::new(ip, port))
+    match host {
+        b"" | b"?" => Some(from.with_port(port)),
+        _ => Endpoint::parse(host, port),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9));
-
-    fn sa(s: &str) -> SocketAddr {
-        s.parse().unwrap()
+    fn sa(s: &str) -> Endpoint {
+        Endpoint::Ip(s.parse().unwrap())
     }
 
     #[test]
@@ -141,7 +132,14 @@ mod tests {
             (b"-MOVED 16384 127.0.0.1:6381\r\n", None),
             (b"-MOVED 1 127.0.0.1:0\r\n", None),
             (b"-MOVED 1 127.0.0.1:65536\r\n", None),
-            (b"-MOVED 1 redis-1.example:6379\r\n", None),
+            (
+                b"-MOVED 1 redis-1.example:6379\r\n",
+                Some(Redirect::Moved {
+                    slot: 1,
+                    to: Endpoint::parse(b"redis-1.example", 6379).unwrap(),
+                }),
+            ),
+            (b"-MOVED 1 bad host:6379\r\n", None),
             (b"-MOVED 1 127.0.0.1:6379 extra\r\n", None),
             (b"-MOVED\r\n", None),
             (b"-ASK x 127.0.0.1:1\r\n", None),
@@ -154,8 +152,18 @@ mod tests {
             (b"$5\r\nMOVED\r\n", None),
             (b"", None),
         ];
+        let local = sa("10.0.0.9:1");
         for (frame, want) in cases {
-            assert_eq!(parse(frame, LOCAL), *want, "{}", frame.escape_ascii());
+            assert_eq!(parse(frame, &local), *want, "{}", frame.escape_ascii());
         }
+        // unknown-endpoint (`?`) from a node known by name: that name.
+        let named = Endpoint::parse(b"localhost", 7000).unwrap();
+        assert_eq!(
+            parse(b"-ASK 7 ?:7002\r\n", &named),
+            Some(Redirect::Ask {
+                slot: 7,
+                to: Endpoint::parse(b"localhost", 7002).unwrap()
+            })
+        );
     }
 }

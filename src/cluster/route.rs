@@ -82,6 +82,81 @@ fn takes_numkeys(name: &[u8]) -> bool {
     NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
+/// The command lines of a batch (Upstash's `/pipeline` and `/multi-exec`: RESP arrays
+/// of bulk strings back to back), as byte ranges of `batch`; `None` if one is not such
+/// an array or bytes are left over. At most `max` commands.
+pub fn split_batch(batch: &[u8], max: usize) -> Option<Vec<std::ops::Range<usize>>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < batch.len() {
+        if out.len() >= max {
+            return None;
+        }
+        let mut r = Reader::new(&batch[at..]);
+        let n = match r.next()? {
+            Item::Array(n) => n,
+            _ => return None,
+        };
+        for _ in 0..n {
+            if !matches!(r.next()?, Item::Bulk(_)) {
+                return None;
+            }
+        }
+        let end = at + r.position();
+        out.push(at..end);
+        at = end;
+    }
+    Some(out)
+}
+
+/// Whether the batch's first command is `MULTI` (a transaction: `/multi-exec`, or a
+/// `/pipeline` that spells one out).
+pub fn is_transaction(first: &[u8]) -> bool {
+    argv(first).is_some_and(|a| a.first().is_some_and(|n| n.eq_ignore_ascii_case(b"MULTI")))
+}
+
+/// The slot of every key of a command line, as [`locate_argv`] finds them.
+fn key_slots(argv: &[&[u8]], table: Option<&CommandTable>) -> SmallVec<[u16; 4]> {
+    let mut out = SmallVec::new();
+    if argv.is_empty() {
+        return out;
+    }
+    if argv[0].eq_ignore_ascii_case(b"SPUBLISH") {
+        out.extend(argv.get(1).map(|c| key_slot(c)));
+        return out;
+    }
+    match table.and_then(|t| t.keys(argv)) {
+        Some(pos) => out.extend(pos.iter().filter_map(|&i| argv.get(i)).map(|k| key_slot(k))),
+        None if takes_numkeys(argv[0]) => {}
+        None => out.extend(argv.get(1).map(|k| key_slot(k))),
+    }
+    out
+}
+
+/// Keys in two slots (Redis's `CROSSSLOT`), or a line that is not a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrossSlot;
+
+/// The one slot every key of the command lines `cmds` hashes to (`Ok(None)`: no key at
+/// all).
+pub fn common_slot<'a>(
+    cmds: impl IntoIterator<Item = &'a [u8]>,
+    table: Option<&CommandTable>,
+) -> Result<Option<u16>, CrossSlot> {
+    let mut slot = None;
+    for cmd in cmds {
+        let argv = argv(cmd).ok_or(CrossSlot)?;
+        for s in key_slots(&argv, table) {
+            match slot {
+                None => slot = Some(s),
+                Some(t) if t != s => return Err(CrossSlot),
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(slot)
+}
+
 /// Every key's slot is `slot`'s (for tests and the split of multi-key commands).
 pub fn slots_of(argv: &[&[u8]], table: &CommandTable) -> Option<SmallVec<[(usize, u16); 8]>> {
     let pos = table.keys(argv)?;
@@ -95,6 +170,38 @@ pub fn slots_of(argv: &[&[u8]], table: &CommandTable) -> Option<SmallVec<[(usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches() {
+        let cmds = [
+            resp(&["MULTI"]),
+            resp(&["SET", "{u}a", "1"]),
+            resp(&["INCR", "{u}b"]),
+            resp(&["PING"]),
+            resp(&["EXEC"]),
+        ];
+        let batch = cmds.concat();
+        let ranges = split_batch(&batch, 100).unwrap();
+        assert_eq!(ranges.len(), 5);
+        assert_eq!(&batch[ranges[1].clone()], &cmds[1][..]);
+        assert!(is_transaction(&batch[ranges[0].clone()]));
+        assert!(!is_transaction(&batch[ranges[1].clone()]));
+        assert_eq!(split_batch(&batch, 4), None);
+        assert_eq!(split_batch(&batch[..batch.len() - 1], 100), None);
+        assert_eq!(split_batch(b"+OK\r\n", 100), None);
+        assert_eq!(split_batch(b"", 100), Some(vec![]));
+        let slot = key_slot(b"u");
+        let lines = ranges.iter().map(|r| &batch[r.clone()]);
+        assert_eq!(common_slot(lines, None), Ok(Some(slot)));
+        let other = [resp(&["SET", "{u}a", "1"]), resp(&["GET", "{v}a"])];
+        assert_eq!(
+            common_slot(other.iter().map(|c| &c[..]), None),
+            Err(CrossSlot)
+        );
+        let keyless = [resp(&["PING"]), resp(&["EVAL", "return 1", "0"])];
+        assert_eq!(common_slot(keyless.iter().map(|c| &c[..]), None), Ok(None));
+        assert_eq!(common_slot([&b"*1\r\n:1\r\n"[..]], None), Err(CrossSlot));
+    }
 
     fn resp(args: &[&str]) -> Vec<u8> {
         let mut v = Vec::new();

@@ -33,26 +33,28 @@ impl Worker {
         else {
             return;
         };
-        if let Some(addr) = back.node {
-            // A cluster node: its address is known.
-            return self.open_back(b, &Target::Tcp(addr), now);
+        // A cluster node or the master a sentinel named, else the configured Redis.
+        let target = match &back.node {
+            Some(node) => Target::from(node.clone()),
+            None => self.shared.connector.target.clone(),
+        };
+        let Target::Name(host, port) = target else {
+            return self.open_back(b, &target, now);
+        };
+        // The address comes from the resolver thread (`resolved`); the connect timeout
+        // covers the lookup too.
+        back.resolving(now);
+        if self
+            .resolve
+            .as_mut()
+            .is_some_and(|r| r.ask(&(host, port), b))
+        {
+            self.timers
+                .at(now + CONNECT_TIMEOUT, Timer::ConnectTimeout(b));
+        } else {
+            let e = resolve::failure("the resolver thread is gone");
+            self.connect_failed(b, &e, now);
         }
-        let connector = &self.shared.connector;
-        if let (Target::Name(..), Some(r)) = (&connector.target, &mut self.resolve) {
-            // The address comes from the resolver thread (`resolved`); the connect
-            // timeout covers the lookup too.
-            back.resolving(now);
-            if r.ask(b) {
-                self.timers
-                    .at(now + CONNECT_TIMEOUT, Timer::ConnectTimeout(b));
-            } else {
-                let e = resolve::failure("the resolver thread is gone");
-                self.connect_failed(b, &e, now);
-            }
-            return;
-        }
-        let shared = self.shared.clone();
-        self.open_back(b, &shared.connector.target, now);
     }
 
     /// The resolver's answers: the connections waiting for them connect, or fail.
@@ -338,7 +340,7 @@ impl Worker {
             .get_mut(b)
             .is_some_and(|x| x.note_failure(e.kind()))
         {
-            match self.backs.get(b).and_then(|x| x.node) {
+            match self.backs.get(b).and_then(|x| x.node.as_ref()) {
                 // A cluster node, or the master a sentinel named.
                 Some(at) => log!(
                     Level::Error,
@@ -412,8 +414,24 @@ impl Worker {
             State::Down { retry_at } => (back.kind, retry_at),
             _ => (back.kind, now),
         };
+        // Cluster mode: a command this connection never wrote never reached Redis; it
+        // waits for its node (or a new owner) instead of a 503.
+        let hold = kind == Kind::Shared && self.backs.cluster_ref().is_some();
         for q in waiters {
-            if let Waiter::Front {
+            let unsent = q.end > written;
+            if hold
+                && unsent
+                && matches!(
+                    q.waiter,
+                    Waiter::Front {
+                        cmd: Some(_),
+                        frames: 1,
+                        ..
+                    }
+                )
+            {
+                self.cluster_hold(q, now);
+            } else if let Waiter::Front {
                 key,
                 gen,
                 seq,

@@ -7,8 +7,11 @@
 //! and asks for the map; `ASK` sends `ASKING` and the command back to back to the node
 //! named; `TRYAGAIN`, `CLUSTERDOWN` and `LOADING` put it in the retry queue (10 ms,
 //! doubling up to 500 ms) as long as its deadline allows. A command also waits in that
-//! queue when its node cannot be reached right now. After [`MAX_HOPS`] redirects and
-//! retries, or past its deadline, the client gets 503. The new waiter takes the old
+//! queue when its node cannot be reached right now: held ([`Cluster::hold`]), tried
+//! again every 100 ms while the map is read again as often, until a map names a node
+//! that is up (a failover) or its deadline is less than a step away (503); a command
+//! queued on a node connection that fails before writing it is held the same way.
+//! After [`MAX_HOPS`] redirects and retries, or past its deadline, the client gets 503. The new waiter takes the old
 //! one's place (same front, request number and deadline), so responses still leave in
 //! request order.
 
@@ -17,16 +20,17 @@ use super::{deliver, Answer, Worker};
 use crate::api::command::Route;
 use crate::back::cluster::{Ask, Cluster, Retry, MAX_HOPS};
 use crate::back::pool::Unreachable;
-use crate::back::{Kind, Queued, Target, Waiter};
+use crate::back::{Kind, Queued, Waiter};
 use crate::cluster::map::{parse_slots, NodeIndex};
 use crate::cluster::redirect::{self, Redirect};
+use crate::endpoint::Endpoint;
 use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
 use crate::proto::response::Status;
 use crate::pubsub::{self, TopicKind};
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// The message of the 503 a command gets when the cluster could not serve it in time.
@@ -49,36 +53,50 @@ impl Worker {
         c.read_replicas = cfg.read_from_replicas;
         c.refresh_every = Duration::from_secs(cfg.refresh_sec);
         c.next_refresh = now + c.refresh_every;
+        // A seed known by name is looked up at each connect (the resolver thread).
         for (host, port) in &cfg.nodes {
-            match (host.as_str(), *port).to_socket_addrs() {
-                Ok(addrs) => {
-                    for a in addrs.take(1) {
-                        c.node(a);
-                    }
+            match Endpoint::parse(host.as_bytes(), *port) {
+                Some(e) => {
+                    c.node(e);
                 }
-                Err(e) => log!(Level::Warning, "cluster seed {host}:{port}: {e}"),
+                None => log!(Level::Warning, "cluster seed {host}:{port}: not a host"),
             }
         }
         self.backs.enable_cluster(c);
         self.cluster_kick(now);
     }
 
-    /// The IP a node connection talks to (for a redirect's or a map's empty host).
-    fn node_ip(&self, b: BackKey) -> IpAddr {
-        if let Some(a) = self.backs.get(b).and_then(|x| x.node) {
-            return a.ip();
+    /// Where a node connection goes (for a redirect's or a map's empty or `?` host).
+    fn node_endpoint(&self, b: BackKey) -> Endpoint {
+        match self.backs.get(b).and_then(|x| x.node.clone()) {
+            Some(e) => e,
+            None => self.seed_endpoint(),
         }
-        match &self.shared.connector.target {
-            Target::Tcp(a) => a.ip(),
-            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        }
+    }
+
+    /// Where the pool's own connections go: the first seed (in cluster mode the
+    /// configured target is never a unix socket).
+    fn seed_endpoint(&self) -> Endpoint {
+        self.shared
+            .connector
+            .target
+            .endpoint()
+            .unwrap_or_else(|| Endpoint::Ip(SocketAddr::from(([127, 0, 0, 1], 6379))))
     }
 
     /// Checks the reply at the head of `b`'s read buffer (`n` bytes) for a redirect to
     /// follow; `true` when it was one (the reply consumed, the command sent on or
     /// queued for a retry), `false` when it is to be delivered as usual.
     pub(super) fn cluster_redirect(&mut self, b: BackKey, n: usize) -> bool {
-        let from = self.node_ip(b);
+        // Cheap test first: every reply comes here in cluster mode.
+        let error = self
+            .backs
+            .get(b)
+            .is_some_and(|x| matches!(x.rbuf.bytes().first(), Some(b'-' | b'!')));
+        if !error {
+            return false;
+        }
+        let from = self.node_endpoint(b);
         let Some(back) = self.backs.get_mut(b) else {
             return false;
         };
@@ -96,7 +114,7 @@ impl Worker {
         if !keeps {
             return false;
         }
-        let Some(r) = redirect::parse(&back.rbuf.bytes()[..n], from) else {
+        let Some(r) = redirect::parse(&back.rbuf.bytes()[..n], &from) else {
             return false;
         };
         let q = back.waiters.pop_front().expect("checked above");
@@ -233,6 +251,7 @@ impl Worker {
                 }
                 self.connect_pending_backs();
             }
+            Err(Unreachable::Down) if !blocking => self.cluster_hold(q, now),
             Err(Unreachable::Down) => self.cluster_retry_later(q, blocking, now),
             Err(_) => self.cluster_fail(q),
         }
@@ -313,8 +332,25 @@ impl Worker {
         let Some(c) = self.backs.cluster() else {
             return;
         };
+        let held = std::mem::take(&mut c.held_new);
         for (b, at) in c.arms.drain(..) {
             self.timers.at(at, Timer::Watch(b));
+        }
+        if held {
+            self.cluster_arm(Instant::now());
+        }
+    }
+
+    /// A command that could not be sent (its node down, or its connection failed before
+    /// writing it) waits for a node that is up, or gets 503 near its deadline.
+    pub(super) fn cluster_hold(&mut self, q: Queued, now: Instant) {
+        let Some(c) = self.backs.cluster() else {
+            return;
+        };
+        match c.hold(q, now) {
+            // The map is asked for by the caller's kick (or the timer's).
+            Ok(()) => self.cluster_arm(now),
+            Err(q) => self.cluster_fail(q),
         }
     }
 
@@ -352,11 +388,7 @@ impl Worker {
                     // Nothing up: a seed connection (connecting or retried now).
                     let seed = self.backs.pick(Route::Shared, None, c.ask_turn);
                     c.ask_turn = c.ask_turn.wrapping_add(1);
-                    let addr = match &self.shared.connector.target {
-                        Target::Tcp(a) => *a,
-                        _ => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
-                    };
-                    seed.ok().map(|b| (b, addr))
+                    seed.ok().map(|b| (b, self.node_endpoint(b)))
                 }
             };
             if let Some((b, addr)) = to {
@@ -398,13 +430,10 @@ impl Worker {
             return; // ASKING's +OK (or error: the command after it says what matters).
         };
         let now = Instant::now();
-        let ip = if asked.port() == 0 {
-            self.node_ip(b)
-        } else {
-            asked.ip()
-        };
+        // Where the connection really goes (a seed connection may have moved since).
+        let from = self.node_endpoint(b);
         let parsed = match self.backs.get(b) {
-            Some(back) => parse_slots(&back.rbuf.bytes()[..n], ip),
+            Some(back) => parse_slots(&back.rbuf.bytes()[..n], &from),
             None => return,
         };
         let Some(c) = self.backs.cluster() else {
@@ -489,13 +518,13 @@ impl Worker {
     /// an `SSUBSCRIBE` sent to a node that no longer owns the slot: followed). `true`:
     /// handled and consumed.
     pub(super) fn cluster_sub_frame(&mut self, b: BackKey, n: usize) -> bool {
-        let from = self.node_ip(b);
+        let from = self.node_endpoint(b);
         let Some(back) = self.backs.get(b) else {
             return false;
         };
         let frame = &back.rbuf.bytes()[..n];
         if matches!(frame.first(), Some(b'-' | b'!')) {
-            let r = redirect::parse(frame, from);
+            let r = redirect::parse(frame, &from);
             log!(
                 Level::Notice,
                 "cluster: pub/sub connection got {}",
@@ -605,10 +634,10 @@ impl Worker {
         // seed that died (failed over) does not keep them, and the SUBSCRIBEs on the
         // pub/sub connection, down for ever.
         if !c.owns(b) {
-            let now_at = self.backs.get(b).and_then(|x| x.node);
+            let now_at = self.backs.get(b).and_then(|x| x.node.as_ref());
             if let Some(addr) = c.next_primary(now_at) {
                 if let Some(back) = self.backs.get_mut(b) {
-                    if back.node != Some(addr) {
+                    if back.node.as_ref() != Some(&addr) {
                         log!(
                             Level::Info,
                             "cluster: a connection of the pool reconnects to {addr}"
@@ -627,7 +656,7 @@ impl Worker {
     /// Sentinel mode: the master moved to `addr`. Every connection goes there from now
     /// on; those up or connecting are closed (their requests get 503: none is sent to
     /// the old master, which may be a replica now) and connect again at once.
-    pub(super) fn sentinel_switch(&mut self, addr: SocketAddr) {
+    pub(super) fn sentinel_switch(&mut self, addr: Endpoint) {
         log!(Level::Notice, "sentinel: switching to the master at {addr}");
         self.backs.set_default_node(addr);
         let now = Instant::now();

@@ -22,7 +22,7 @@ pub enum Control {
     /// Put this configuration in force; the worker's id goes back once it is.
     Reload(Arc<Shared>, Sender<usize>),
     /// Sentinel mode: Redis's master is now at this address.
-    Master(std::net::SocketAddr),
+    Master(crate::endpoint::Endpoint),
 }
 
 /// The server's end of a worker's channel: the sender and the worker's waker.
@@ -115,8 +115,8 @@ impl Worker {
                 State::Down { .. } => 2,
             };
             g.backs[kind_index(back.kind)][state] += 1;
-            if let Some(node) = back.node {
-                g.node_backs.entry(node).or_default()[state] += 1;
+            if let Some(node) = &back.node {
+                g.node_backs.entry(node.clone()).or_default()[state] += 1;
             }
         }
         if let Some(c) = self.cache.as_deref() {

@@ -16,6 +16,11 @@ use crate::reply::{self, Meta};
 
 /// The body of the 400 for a DB prefix in cluster mode.
 const ONE_DATABASE: &[u8] = b"a Redis Cluster has one database: no DB prefix";
+/// Redis's own words for keys in several slots (a `/multi-exec` refused before sending).
+const CROSSSLOT: &[u8] = b"CROSSSLOT Keys in request don't hash to the same slot";
+const FAN_OUT_IN_BATCH: &[u8] = b"ERR a command that runs on every primary of a Redis Cluster \
+or is split per slot (DBSIZE, KEYS, SCAN, FLUSHALL, FLUSHDB, SCRIPT, FUNCTION; MGET, DEL... \
+with split_multi_key) cannot be part of a batch";
 
 /// What became of a request.
 pub(super) enum Outcome {
@@ -35,6 +40,7 @@ impl Outcome {
     pub(super) fn sent(route: Route, sent: Result<BackKey, Unreachable>) -> Outcome {
         match sent {
             Ok(b) => Outcome::Sent((route == Route::Blocking).then_some(b)),
+            Err(Unreachable::Held) => Outcome::Sent(None),
             Err(e) => Outcome::Now(Now::Unreachable(e)),
         }
     }
@@ -53,11 +59,17 @@ impl Now {
             Now::Unreachable(Unreachable::AuthFailed) => {
                 reply::error_with(out, meta, Status::Unavailable, AUTH_FAILED, date)
             }
-            Now::Unreachable(Unreachable::Down | Unreachable::TooManyBlocking) => {
-                reply::error(out, meta, Status::Unavailable, date)
-            }
+            Now::Unreachable(
+                Unreachable::Down | Unreachable::TooManyBlocking | Unreachable::Held,
+            ) => reply::error(out, meta, Status::Unavailable, date),
             Now::Unreachable(Unreachable::OneDatabase) => {
                 reply::error_with(out, meta, Status::BadRequest, ONE_DATABASE, date)
+            }
+            Now::Unreachable(Unreachable::CrossSlot) => {
+                reply::error_with(out, meta, Status::BadRequest, CROSSSLOT, date)
+            }
+            Now::Unreachable(Unreachable::FanOutInBatch) => {
+                reply::error_with(out, meta, Status::BadRequest, FAN_OUT_IN_BATCH, date)
             }
         }
     }

@@ -34,12 +34,29 @@ impl RedisCluster {
     /// Starts 6 nodes and joins them; panics (clearly) if redis-server or redis-cli is
     /// missing or the cluster does not come up within 30 s.
     pub fn start() -> RedisCluster {
+        Self::start_with(&[])
+    }
+
+    /// A cluster whose nodes announce the host name `localhost` instead of an IP
+    /// (`cluster-announce-hostname`, `cluster-preferred-endpoint-type hostname`, Redis
+    /// 7): `CLUSTER SLOTS`, `MOVED` and `ASK` name `localhost:port`.
+    pub fn start_named() -> RedisCluster {
+        Self::start_with(&[
+            "--cluster-announce-hostname",
+            "localhost",
+            "--cluster-preferred-endpoint-type",
+            "hostname",
+        ])
+    }
+
+    /// Starts 6 nodes with `extra` arguments each, and joins them.
+    pub fn start_with(extra: &[&str]) -> RedisCluster {
         // A test that failed holding it poisons it: the next one may go on.
         let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let nodes: Vec<Redis> = (0..6)
             .map(|_| {
                 let bus = free_port().to_string();
-                Redis::start_with(&[
+                let mut args = vec![
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -50,7 +67,9 @@ impl RedisCluster {
                     &bus,
                     "--repl-diskless-sync-delay",
                     "0",
-                ])
+                ];
+                args.extend_from_slice(extra);
+                Redis::start_with(&args)
             })
             .collect();
         let mut create = Command::new("redis-cli");
@@ -96,9 +115,14 @@ impl RedisCluster {
 
     /// `"127.0.0.1:port"` of every node, for the gateway's `redis_cluster.nodes`.
     pub fn seeds(&self, how_many: usize) -> String {
+        self.seeds_at("127.0.0.1", how_many)
+    }
+
+    /// `"host:port"` of the first `how_many` nodes.
+    pub fn seeds_at(&self, host: &str, how_many: usize) -> String {
         let list: Vec<String> = self.nodes[..how_many]
             .iter()
-            .map(|n| format!("\"127.0.0.1:{}\"", n.port))
+            .map(|n| format!("\"{host}:{}\"", n.port))
             .collect();
         list.join(",")
     }

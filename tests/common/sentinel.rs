@@ -9,7 +9,10 @@ use std::time::Duration;
 pub struct Sentinels {
     pub master: Redis,
     pub replica: Redis,
+    /// The sentinels' plain ports (the harness talks there).
     pub ports: Vec<u16>,
+    /// Their TLS ports (`start_tls`), for the gateway.
+    pub tls_ports: Vec<u16>,
     children: Vec<Option<Child>>,
     _dirs: Vec<TempDir>,
 }
@@ -18,14 +21,45 @@ pub const MASTER_NAME: &str = "mymaster";
 
 impl Sentinels {
     pub fn start() -> Sentinels {
-        let master = Redis::start_with(&["--repl-diskless-sync-delay", "0"]);
-        let replica = Redis::start_with(&[
-            "--replicaof",
-            "127.0.0.1",
-            &master.port.to_string(),
-            "--repl-diskless-sync-delay",
-            "0",
-        ]);
+        Self::start_with(None)
+    }
+
+    /// Everything over TLS: the master and the replica serve TLS only (replication over
+    /// TLS), the sentinels have a `tls-port` besides their plain one and reach the
+    /// master and each other over TLS. `tls_args`: the `--tls-*` arguments (certificate
+    /// files) as redis-server takes them.
+    pub fn start_tls(tls_args: &[&str]) -> Sentinels {
+        Self::start_with(Some(tls_args))
+    }
+
+    fn start_with(tls: Option<&[&str]>) -> Sentinels {
+        let (master, replica) = match tls {
+            None => {
+                let master = Redis::start_with(&["--repl-diskless-sync-delay", "0"]);
+                let replica = Redis::start_with(&[
+                    "--replicaof",
+                    "127.0.0.1",
+                    &master.port.to_string(),
+                    "--repl-diskless-sync-delay",
+                    "0",
+                ]);
+                (master, replica)
+            }
+            Some(t) => {
+                let mut args = t.to_vec();
+                args.extend([
+                    "--tls-replication",
+                    "yes",
+                    "--repl-diskless-sync-delay",
+                    "0",
+                ]);
+                let master = Redis::start_tls(&args);
+                let port = master.port.to_string();
+                args.extend(["--replicaof", "127.0.0.1", &port]);
+                let replica = Redis::start_tls(&args);
+                (master, replica)
+            }
+        };
         assert!(
             eventually(Duration::from_secs(10), || {
                 let info = master.cmd(&["INFO", "replication"]);
@@ -37,6 +71,7 @@ impl Sentinels {
             master,
             replica,
             ports: Vec::new(),
+            tls_ports: Vec::new(),
             children: Vec::new(),
             _dirs: Vec::new(),
         };
@@ -44,10 +79,23 @@ impl Sentinels {
             let dir = TempDir::new("sentinel");
             let port = free_port();
             let conf = dir.join("sentinel.conf");
+            // `tls-* file` lines from the `--tls-*` arguments, and a TLS port.
+            let tls_conf = match tls {
+                None => String::new(),
+                Some(t) => {
+                    let tport = free_port();
+                    s.tls_ports.push(tport);
+                    let lines: String = t
+                        .chunks(2)
+                        .map(|kv| format!("{} {}\n", kv[0].trim_start_matches('-'), kv[1]))
+                        .collect();
+                    format!("tls-port {tport}\ntls-replication yes\n{lines}")
+                }
+            };
             std::fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {}\n\
+                    "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {}\n{tls_conf}\
                      sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
                      sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
                      sentinel failover-timeout {MASTER_NAME} 5000\n\
@@ -83,11 +131,16 @@ impl Sentinels {
 
     /// `"127.0.0.1:port"` of each sentinel.
     pub fn nodes(&self) -> String {
-        let list: Vec<String> = self
-            .ports
-            .iter()
-            .map(|p| format!("\"127.0.0.1:{p}\""))
-            .collect();
+        Self::list(&self.ports)
+    }
+
+    /// `"127.0.0.1:tls-port"` of each sentinel.
+    pub fn tls_nodes(&self) -> String {
+        Self::list(&self.tls_ports)
+    }
+
+    fn list(ports: &[u16]) -> String {
+        let list: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
         list.join(",")
     }
 

@@ -934,9 +934,9 @@ fn upstash_post(gw: &Gateway, path: &str, body: &str) -> Response {
 }
 
 /// Upstash's REST surface on a cluster: a single command is routed by its key (and
-/// redirected); a batch goes whole to its first command's node and is never sent
-/// again (a command in another slot answers MOVED inside the results, and nothing
-/// runs twice).
+/// redirected); a `/pipeline`'s commands each go to their own slot's node (and follow
+/// their own MOVED), the results in the client's order; a `/multi-exec` goes whole to
+/// the owner of its one slot, or is refused (CROSSSLOT, 400) before anything runs.
 #[test]
 fn upstash_on_a_cluster() {
     let c = RedisCluster::start();
@@ -962,22 +962,197 @@ fn upstash_on_a_cluster() {
         r.body_str(),
         r#"[{"result":1},{"result":1},{"result":"1"}]"#
     );
-    // Two tags on two primaries.
-    let tags: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
-    let first = &tags[0];
-    let owner = c.owner(key_slot(format!("{{{first}}}").as_bytes())).id;
-    let other = tags
+    // Keys over the three primaries, an error among them: every result, in order.
+    let keys: Vec<String> = (0..30).map(|i| format!("pipe:{i}")).collect();
+    let owners: std::collections::HashSet<u16> = keys
         .iter()
-        .find(|t| c.owner(key_slot(format!("{{{t}}}").as_bytes())).id != owner)
-        .unwrap();
-    let body = format!(r#"[["INCR","{{{first}}}x"],["INCR","{{{other}}}y"]]"#);
-    let r = upstash_post(&gw, "/pipeline", &body);
-    let text = r.body_str();
-    assert!(
-        text.starts_with(r#"[{"result":1},{"error":"MOVED "#),
-        "{text}"
+        .map(|k| c.owner(key_slot(k.as_bytes())).port)
+        .collect();
+    assert_eq!(owners.len(), 3);
+    let mut body: Vec<String> = keys
+        .iter()
+        .map(|k| format!(r#"["SET","{k}","{k}"]"#))
+        .collect();
+    body.push(r#"["LPUSH","up:3","x"]"#.into());
+    body.extend(keys.iter().map(|k| format!(r#"["GET","{k}"]"#)));
+    body.push(r#"["PING"]"#.into());
+    let r = upstash_post(&gw, "/pipeline", &format!("[{}]", body.join(",")));
+    let mut want: Vec<String> = keys
+        .iter()
+        .map(|_| r#"{"result":"OK"}"#.to_string())
+        .collect();
+    want.push(
+        r#"{"error":"WRONGTYPE Operation against a key holding the wrong kind of value"}"#.into(),
     );
-    let key = format!("{{{first}}}x");
-    let at = c.owner(key_slot(key.as_bytes())).port;
-    assert_eq!(c.node(at).cmd(&["GET", &key]), b"$1\r\n1\r\n", "ran once");
+    want.extend(keys.iter().map(|k| format!(r#"{{"result":"{k}"}}"#)));
+    want.push(r#"{"result":"PONG"}"#.into());
+    assert_eq!(
+        (r.status(), r.body_str()),
+        (200, format!("[{}]", want.join(",")))
+    );
+    // A slot moves: the gateway's map is stale, that command follows MOVED, the others
+    // run once.
+    let slot = key_slot(b"pipe:0");
+    let from = c.owner(slot);
+    let to = c
+        .node_infos()
+        .into_iter()
+        .find(|n| n.primary && n.id != from.id)
+        .unwrap();
+    c.move_slot(slot, &to, Duration::ZERO);
+    let r = upstash_post(
+        &gw,
+        "/pipeline",
+        r#"[["INCR","n:{pipe:0}"],["GET","pipe:0"],["INCR","n:{pipe:1}"]]"#,
+    );
+    assert_eq!(
+        r.body_str(),
+        r#"[{"result":1},{"result":"pipe:0"},{"result":1}]"#
+    );
+    // webdis's shape (no token) takes the same route.
+    let r = gw.post(
+        "/pipeline",
+        br#"[["GET","pipe:1"],["GET","pipe:2"],["GET","pipe:0"]]"#,
+    );
+    assert_bytes(
+        &r,
+        &ok_json(r#"[{"GET":"pipe:1"},{"GET":"pipe:2"},{"GET":"pipe:0"}]"#),
+    );
+    // A transaction in one slot: its owner.
+    let r = upstash_post(
+        &gw,
+        "/multi-exec",
+        r#"[["INCR","{u}a"],["INCR","{u}b"],["PING"],["GET","{u}a"]]"#,
+    );
+    assert_eq!(
+        r.body_str(),
+        r#"[{"result":2},{"result":2},{"result":"PONG"},{"result":"2"}]"#
+    );
+    // Across slots: refused before sending, Redis's own words.
+    let r = upstash_post(&gw, "/multi-exec", r#"[["INCR","{u}a"],["INCR","{v}a"]]"#);
+    assert_eq!(
+        (r.status(), r.body_str()),
+        (
+            400,
+            r#"{"error":"CROSSSLOT Keys in request don't hash to the same slot"}"#.into()
+        )
+    );
+    let at = c.owner(key_slot(b"u")).port;
+    assert_eq!(c.node(at).cmd(&["GET", "{u}a"]), b"$1\r\n2\r\n", "not run");
+    // A command that fans out cannot be part of a batch.
+    let r = upstash_post(&gw, "/pipeline", r#"[["GET","up:1"],["DBSIZE"]]"#);
+    assert_eq!(r.status(), 400, "{}", r.body_str());
+    assert!(
+        r.body_str().contains("cannot be part of a batch"),
+        "{}",
+        r.body_str()
+    );
+}
+
+/// Nodes announced by host name (`cluster-announce-hostname localhost`,
+/// `cluster-preferred-endpoint-type hostname`): the seed, `CLUSTER SLOTS` and `MOVED`
+/// name `localhost:port`, looked up by the resolver thread at each connect. Then
+/// `unknown-endpoint`: a `MOVED ?:port` goes to the host of the node that sent it.
+#[test]
+fn nodes_announced_by_host_name() {
+    let c = RedisCluster::start_named();
+    let slots = c.nodes[0].cmd(&["CLUSTER", "SLOTS"]);
+    // The endpoint is the name (the IP is only in the metadata, which is not used).
+    assert!(
+        String::from_utf8_lossy(&slots).contains("$9\r\nlocalhost\r\n:"),
+        "{}",
+        show(&slots)
+    );
+    let gw = gateway(
+        &c,
+        &format!(
+            r#""redis_cluster":{{"nodes":[{}]}}"#,
+            c.seeds_at("localhost", 1)
+        ),
+    );
+    // One key per slot, all 16384, SET then GET, pipelined.
+    let mut keys: Vec<Option<String>> = vec![None; 16384];
+    let mut left = keys.len();
+    for i in 0.. {
+        let k = format!("k{i}");
+        let s = usize::from(key_slot(k.as_bytes()));
+        if keys[s].is_none() {
+            keys[s] = Some(k);
+            left -= 1;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    let keys: Vec<String> = keys.into_iter().flatten().collect();
+    let mut client = gw.connect();
+    for chunk in keys.chunks(512) {
+        let sets: String = chunk
+            .iter()
+            .map(|k| get_req(&format!("/SET/{k}/v{k}")))
+            .collect();
+        client.send(sets.as_bytes());
+        for k in chunk {
+            let r = client.read_response();
+            assert_eq!(r.normalized(), ok_json(r#"{"SET":[true,"OK"]}"#), "SET {k}");
+        }
+        let gets: String = chunk
+            .iter()
+            .map(|k| get_req(&format!("/GET/{k}")))
+            .collect();
+        client.send(gets.as_bytes());
+        for k in chunk {
+            let r = client.read_response();
+            assert_eq!(
+                r.normalized(),
+                ok_json(&format!(r#"{{"GET":"v{k}"}}"#)),
+                "GET {k}"
+            );
+        }
+    }
+    let log = gw.log();
+    assert!(
+        log.contains("cluster: slot map read from localhost:"),
+        "{log}"
+    );
+    assert!(!log.contains("not used"), "{log}");
+    // A slot moves: the gateway's map is stale, the old owner answers MOVED localhost:port.
+    let primaries: Vec<NodeInfo> = c.node_infos().into_iter().filter(|n| n.primary).collect();
+    let move_key = |key: &str| {
+        let slot = key_slot(key.as_bytes());
+        let from = c.owner(slot);
+        let to = primaries.iter().find(|p| p.id != from.id).unwrap().clone();
+        c.move_slot(slot, &to, Duration::ZERO);
+        let moved = c.node(from.port).cmd(&["GET", key]);
+        String::from_utf8_lossy(&moved).into_owned()
+    };
+    let said = move_key("k1");
+    assert!(
+        said.starts_with("-MOVED ") && said.contains(" localhost:"),
+        "{said}"
+    );
+    get_ok(&gw, "/GET/k1", r#"{"GET":"vk1"}"#);
+    get_ok(&gw, "/SET/k1/again", r#"{"SET":[true,"OK"]}"#);
+    // unknown-endpoint: `MOVED <slot> ?:port`, and NULL or empty hosts in CLUSTER SLOTS.
+    for n in &c.nodes {
+        n.cmd(&[
+            "CONFIG",
+            "SET",
+            "cluster-preferred-endpoint-type",
+            "unknown-endpoint",
+        ]);
+    }
+    let said = move_key("k2");
+    // (`?:port` in the docs; 7.0 writes an empty host: both mean "the node you asked".)
+    assert!(
+        said.starts_with("-MOVED ") && (said.contains(" ?:") || said.contains(" :")),
+        "{said}"
+    );
+    get_ok(&gw, "/GET/k2", r#"{"GET":"vk2"}"#);
+    get_ok(&gw, "/GET/k1", r#"{"GET":"again"}"#);
+    // (The gateway's map still had each slot at its old owner: both GETs met MOVED.)
+    let log = gw.log();
+    assert!(!log.contains("giving up"), "{log}");
+    assert!(!log.contains("Cannot connect"), "{log}");
+    assert!(!log.contains("not used"), "{log}");
 }

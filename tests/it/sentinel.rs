@@ -7,17 +7,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[test]
-fn follows_a_failover_under_load() {
-    let mut s = Sentinels::start();
+/// A gateway in front of the sentinels at `nodes` (with `extra` config), once it wrote
+/// `k` = `v1` to the master.
+fn writes_through(s: &Sentinels, nodes: &str, extra: &str) -> Gateway {
     let json = format!(
-        r#""redis_sentinel":{{"master":"{MASTER_NAME}","nodes":[{}]}},"redis_timeout_ms":3000"#,
-        s.nodes()
+        r#""redis_sentinel":{{"master":"{MASTER_NAME}","nodes":[{nodes}]}},"redis_timeout_ms":3000{extra}"#
     );
     let gw = Gateway::start_on(1, &json, &[]);
     gw.wait_for_ping();
     assert_bytes(&gw.get("/SET/k/v1"), &ok_json(r#"{"SET":[true,"OK"]}"#));
     assert_eq!(show(&s.master.cmd(&["GET", "k"])), "$2\\r\\nv1\\r\\n");
+    gw
+}
+
+#[test]
+fn follows_a_failover_under_load() {
+    let mut s = Sentinels::start();
+    let gw = writes_through(&s, &s.nodes(), "");
     // Load: SET then GET in turn; every status seen, with when.
     let stop = Arc::new(AtomicBool::new(false));
     let seen: Arc<Mutex<Vec<(Instant, u16, Duration)>>> = Arc::default();
@@ -95,6 +101,62 @@ fn no_sentinel_no_start() {
     let err = start_fails(&dir, &config);
     assert!(
         err.contains("redis_sentinel: no sentinel gives the master of m: 127.0.0.1:"),
+        "{err}"
+    );
+}
+
+/// TLS to the sentinels: the top-level `ssl` block applies to them as to Redis. Master
+/// and replica serve TLS only, the sentinels on a `tls-port`: the gateway finds the
+/// master, writes, and follows a failover; with `"ssl": false` in `redis_sentinel` it
+/// speaks plain TCP to those TLS ports, and the start fails naming each sentinel.
+#[test]
+fn sentinels_over_tls() {
+    let pki = crate::tls::Pki::new();
+    let args = pki.redis_args(false);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut s = Sentinels::start_tls(&args);
+    let ssl = format!(
+        r#""ssl":{{"enabled":true,"ca_cert_bundle":"{}"}}"#,
+        pki.path("ca.pem")
+    );
+    let gw = writes_through(&s, &s.tls_nodes(), &format!(",{ssl}"));
+    let log = gw.log();
+    assert!(log.contains("TLS to Redis at 127.0.0.1:"), "{log}");
+    assert!(!log.contains("sentinel 127.0.0.1"), "{log}");
+    // A failover, seen over TLS.
+    s.master.stop();
+    let replica = s.replica.port;
+    assert!(
+        eventually(Duration::from_secs(30), || s.master_port() == Some(replica)),
+        "the sentinels promoted the replica"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || gw.get("/SET/k/v2").status()
+            == 200),
+        "the gateway writes to the new master; log:\n{}",
+        gw.log()
+    );
+    assert_eq!(show(&s.replica.cmd(&["GET", "k"])), "$2\\r\\nv2\\r\\n");
+    // Plain TCP to the sentinels' TLS ports: no sentinel answers.
+    let dir = TempDir::new("sentinel-plain");
+    let config = format!(
+        r#"{{"http_port":{},"redis_sentinel":{{"master":"{MASTER_NAME}","nodes":[{}],"ssl":false}},{ssl}}}"#,
+        free_port(),
+        s.tls_nodes()
+    );
+    let err = start_fails(&dir, &config);
+    assert!(
+        err.contains("no sentinel gives the master of mymaster"),
+        "{err}"
+    );
+    // ssl: true needs an ssl block.
+    let config = format!(
+        r#"{{"http_port":{},"redis_sentinel":{{"master":"m","nodes":["127.0.0.1:1"],"ssl":true}}}}"#,
+        free_port()
+    );
+    let err = start_fails(&dir, &config);
+    assert!(
+        err.contains("'redis_sentinel.ssl' is true but there is no 'ssl' block"),
         "{err}"
     );
 }

@@ -13,7 +13,7 @@ use rcgen::{
 use std::time::Duration;
 
 /// Certificate files written into a temp dir.
-struct Pki {
+pub(crate) struct Pki {
     dir: TempDir,
 }
 
@@ -21,7 +21,7 @@ impl Pki {
     /// A CA (`ca.pem`), a server certificate for `localhost` and `127.0.0.1` signed by
     /// it (`server.pem`, `server.key`), a client certificate (`client.pem`,
     /// `client.key`), and a second, unrelated CA (`other-ca.pem`).
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let dir = TempDir::new("pki");
         let (other, _) = new_ca("some other CA");
         let (ca, ca_key) = new_ca("webdis-rs test CA");
@@ -50,12 +50,12 @@ impl Pki {
         Pki { dir }
     }
 
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         self.dir.join(name).to_str().unwrap().to_string()
     }
 
     /// redis-server's TLS arguments.
-    fn redis_args(&self, auth_clients: bool) -> Vec<String> {
+    pub(crate) fn redis_args(&self, auth_clients: bool) -> Vec<String> {
         vec![
             "--tls-cert-file".into(),
             self.path("server.pem"),

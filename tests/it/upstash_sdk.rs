@@ -53,19 +53,53 @@ fn node_sdk() {
         sdk.display()
     );
     let (_redis, gw) = gateway();
-    let run = run_bounded(
-        Command::new("node")
-            .args(["--test", "--test-reporter=spec"])
-            .arg(dir.join("sdk.test.mjs"))
-            .current_dir(&dir)
-            .env("UPSTASH_URL", format!("http://127.0.0.1:{}", gw.port))
-            .env("UPSTASH_TOKEN", TOKEN)
-            .env("UPSTASH_RO_TOKEN", "read-only-token"),
-        Duration::from_secs(180),
-        "node is missing: run `make test`, which installs nodejs with apt-get",
-    );
+    let run = node_suite(&gw, &[]);
     check(&run, "the @upstash/redis suite", &gw);
     assert!(run.stdout.contains("fail 0"), "{}", run.stdout);
+}
+
+/// Runs `tests/upstash/sdk.test.mjs` against `gw` with node's `extra` arguments (and
+/// `UPSTASH_SUBSET` when there are any: a part of the suite).
+fn node_suite(gw: &Gateway, extra: &[&str]) -> Finished {
+    let dir = root().join("tests/upstash");
+    let mut cmd = Command::new("node");
+    cmd.args(["--test", "--test-reporter=spec"])
+        .args(extra)
+        .arg(dir.join("sdk.test.mjs"))
+        .current_dir(&dir)
+        .env("UPSTASH_URL", format!("http://127.0.0.1:{}", gw.port))
+        .env("UPSTASH_TOKEN", TOKEN)
+        .env("UPSTASH_RO_TOKEN", "read-only-token");
+    if !extra.is_empty() {
+        cmd.env("UPSTASH_SUBSET", "1");
+    }
+    run_bounded(
+        &mut cmd,
+        Duration::from_secs(180),
+        "node is missing: run `make test`, which installs nodejs with apt-get",
+    )
+}
+
+/// The SDK's pipelines (explicit and automatic: commands on the three primaries in one
+/// `/pipeline`) and transactions (one key each) against a Redis Cluster
+/// (`common::cluster`), the rest of the suite left out (it uses commands across slots).
+#[test]
+fn node_sdk_pipelines_on_a_cluster() {
+    let dir = root().join("tests/upstash");
+    let sdk = dir.join("node_modules/@upstash/redis/package.json");
+    assert!(
+        sdk.exists(),
+        "the Upstash SDK test needs {}: run `make test` (or `make deps-test`)",
+        sdk.display()
+    );
+    let c = RedisCluster::start();
+    let json = format!(r#""redis_cluster":{{"nodes":[{}]}},{CONFIG}"#, c.seeds(1));
+    let gw = Gateway::start_on(1, &json, &[("UPSTASH_TEST_TOKEN", TOKEN)]);
+    gw.wait_for_ping();
+    let run = node_suite(&gw, &["--test-name-pattern=pipeline|transactions"]);
+    check(&run, "the @upstash/redis pipelines on a cluster", &gw);
+    assert!(run.stdout.contains("fail 0"), "{}", run.stdout);
+    assert!(run.stdout.contains("pass 3"), "{}", run.stdout);
 }
 
 /// The venv's Python (`WSCLIENT_PYTHON` overrides it, as for the other Python tests).

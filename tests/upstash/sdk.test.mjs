@@ -27,6 +27,8 @@ const commandsRun = new Set();
 const ran = (...names) => names.forEach((n) => commandsRun.add(n));
 
 after(() => {
+  // A part of the suite (UPSTASH_SUBSET, with --test-name-pattern) drives fewer.
+  if (process.env.UPSTASH_SUBSET) return;
   assert.ok(commandsRun.size >= 80, `only ${commandsRun.size} commands driven: ${[...commandsRun].join(" ")}`);
   console.log(`# ${commandsRun.size} distinct SDK commands driven`);
 });
