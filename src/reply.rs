@@ -76,8 +76,8 @@ impl Meta {
     /// The command this reply answers: its name (the JSON key), its output format and
     /// the reshaping its JSON or MessagePack gets.
     pub fn set_command(&mut self, name: &[u8], output: Output) {
-        self.name.clear();
-        self.name.extend_from_slice(name);
+        // One copy (SmallVec's extend_from_slice is an insert: two).
+        self.name = SmallVec::from_slice(name);
         self.output = output;
         self.shape = match output {
             Output::Json | Output::Msgpack => Shape::for_command(name),

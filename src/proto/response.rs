@@ -238,7 +238,13 @@ fn open_inner(
         out.extend_from_slice(date.usual_head());
         let width = digits(body_hint);
         let digits_at = out.len();
-        out.extend_from_slice(&DIGITS_ROOM[MAX_DIGITS - width..]);
+        // Fixed-size copies for the usual widths (a call to memcpy otherwise).
+        match width {
+            1 => out.extend_from_slice(b" \r\n\r\n"),
+            2 => out.extend_from_slice(b"  \r\n\r\n"),
+            3 => out.extend_from_slice(b"   \r\n\r\n"),
+            _ => out.extend_from_slice(&DIGITS_ROOM[MAX_DIGITS - width..]),
+        }
         return Open {
             digits_at,
             width,
