@@ -136,13 +136,26 @@ pub type Span = (u32, u32);
 /// gateway writes it), and where the array ends. `None`: not such an array (never
 /// panics, whatever the bytes).
 pub fn parse_command(buf: &[u8], at: usize) -> Option<(SmallVec<[Span; 8]>, usize)> {
+    /// `tag`, decimal digits (at least one, no sign), CRLF: the number and what follows.
+    /// Digit by digit (every request goes through here when a cache is configured).
     fn line(buf: &[u8], at: usize, tag: u8) -> Option<(usize, usize)> {
         if *buf.get(at)? != tag {
             return None;
         }
-        let end = at + 1 + memchr::memchr(b'\r', buf.get(at + 1..)?)?;
-        let n = std::str::from_utf8(&buf[at + 1..end]).ok()?.parse().ok()?;
-        Some((n, end + 2))
+        let mut i = at + 1;
+        let mut n: usize = 0;
+        loop {
+            let d = buf.get(i)?.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            n = n.checked_mul(10)?.checked_add(usize::from(d))?;
+            i += 1;
+        }
+        if i == at + 1 || buf.get(i..i + 2)? != b"\r\n" {
+            return None;
+        }
+        Some((n, i + 2))
     }
     let (n, mut at) = line(buf, at, b'*')?;
     let mut args = SmallVec::new();
@@ -218,7 +231,7 @@ const NIL: u32 = u32::MAX;
 /// What an entry costs besides its bytes (the slot, the map entries, allocator slack).
 const OVERHEAD: usize = 128;
 
-struct Slot {
+struct Slot<M> {
     /// The cache key: the database (4 bytes, little endian), then the command line.
     key: Box<[u8]>,
     /// The key names in `key` (spans).
@@ -227,11 +240,14 @@ struct Slot {
     born_ms: u64,
     prev: u32,
     next: u32,
+    /// What the caller keeps beside the entry (the worker: the ETag of the response
+    /// last rendered from it), reset when the entry is stored.
+    memo: M,
 }
 
-impl Slot {
+impl<M> Slot<M> {
     fn cost(&self) -> usize {
-        self.key.len() + self.value.len() + OVERHEAD
+        self.key.len() + self.value.len() + OVERHEAD + std::mem::size_of::<M>()
     }
 }
 
@@ -249,10 +265,11 @@ pub struct Effect {
     pub evicted: u64,
 }
 
-/// One worker's cache.
-pub struct Store {
+/// One worker's cache. `M`: a value kept beside each entry for the caller
+/// ([`Store::hit`]), `M::default()` when the entry is stored; inline (no allocation).
+pub struct Store<M = ()> {
     map: HashMap<Box<[u8]>, u32>,
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Option<Slot<M>>>,
     free: Vec<u32>,
     /// Key name → the entries that read it (any database).
     names: HashMap<Box<[u8]>, SmallVec<[u32; 2]>>,
@@ -270,8 +287,8 @@ pub struct Store {
     pub evictions: u64,
 }
 
-impl Store {
-    pub fn new(s: &Settings) -> Store {
+impl<M: Default> Store<M> {
+    pub fn new(s: &Settings) -> Store<M> {
         Store {
             map: HashMap::new(),
             slots: Vec::new(),
@@ -320,6 +337,14 @@ impl Store {
     /// The reply bytes of entry `i` (from [`Store::get`]).
     pub fn value(&self, i: u32) -> Option<&[u8]> {
         self.slots.get(i as usize)?.as_ref().map(|s| &*s.value)
+    }
+
+    /// The reply bytes of entry `i` and the caller's memo beside them.
+    pub fn hit(&mut self, i: u32) -> Option<(&[u8], &mut M)> {
+        self.slots
+            .get_mut(i as usize)?
+            .as_mut()
+            .map(|s| (&*s.value, &mut s.memo))
     }
 
     /// A miss (or a write) on `names` is about to be queued: its ticket.
@@ -374,6 +399,7 @@ impl Store {
             born_ms: now_ms,
             prev: NIL,
             next: NIL,
+            memo: M::default(),
         };
         let cost = slot.cost();
         if cost > self.max {
@@ -610,7 +636,7 @@ mod tests {
 
     #[test]
     fn a_reply_after_its_invalidation_is_not_stored() {
-        let mut s = Store::new(&settings(1));
+        let mut s: Store = Store::new(&settings(1));
         let (k, names) = key(b"flag:a");
         let name = &b"flag:a"[..];
         let t = s.ticket([name].into_iter());
@@ -631,7 +657,7 @@ mod tests {
 
     #[test]
     fn a_flush_voids_tickets_and_max_age_applies() {
-        let mut s = Store::new(&Settings {
+        let mut s: Store = Store::new(&Settings {
             max_ttl_ms: 10,
             ..settings(1)
         });
@@ -648,7 +674,7 @@ mod tests {
 
     #[test]
     fn lru_keeps_memory_bounded() {
-        let mut s = Store::new(&settings(1));
+        let mut s: Store = Store::new(&settings(1));
         let value = vec![b'x'; 10_000];
         for n in 0..1000 {
             let name = format!("flag:{n}");

@@ -21,7 +21,7 @@ use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
 use crate::metrics::Counters;
-use crate::reply::{Meta, CACHE_HIT, CACHE_MISS};
+use crate::reply::{EtagMemo, Meta, CACHE_HIT, CACHE_MISS};
 use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -49,22 +49,30 @@ struct Inflight {
 /// A worker's edge cache.
 pub(super) struct EdgeCache {
     settings: Settings,
-    store: Store,
+    /// Each entry with the ETag of the response last rendered from it.
+    store: Store<EtagMemo>,
     /// The tracking connection's handshake passed: hits may be served, replies stored.
     up: bool,
     tracking: BackKey,
     /// Requests on cached keys in flight, by (front, generation, request number).
     inflight: HashMap<(FrontKey, u32, u64), Inflight>,
-    /// The cache key of the request being dispatched.
+    /// The cache key of the request being dispatched: its database (4 bytes), then its
+    /// command as RESP, which then goes to the back as it is ([`EdgeCache::resp`]).
     scratch: Vec<u8>,
     /// The clock of `max_ttl_ms`.
     epoch: Instant,
 }
 
 impl EdgeCache {
-    /// The stored reply `i` ([`EdgeCache::before`]'s hit).
-    pub(super) fn value(&self, i: u32) -> Option<&[u8]> {
-        self.store.value(i)
+    /// The stored reply `i` ([`EdgeCache::before`]'s hit) and its ETag memo.
+    pub(super) fn hit(&mut self, i: u32) -> Option<(&[u8], &mut EtagMemo)> {
+        self.store.hit(i)
+    }
+
+    /// The command [`EdgeCache::before`] last saw, as RESP: what goes to Redis when it
+    /// was not a hit (written once, for the cache key and the back).
+    pub(super) fn resp(&self) -> &[u8] {
+        self.scratch.get(4..).unwrap_or_default()
     }
 
     /// Entries stored, and their bytes (the gauges).
@@ -203,6 +211,10 @@ impl EdgeCache {
         now: Instant,
         stats: &mut Counters,
     ) {
+        // Most replies are of requests the cache left alone: no hashing for them.
+        if self.inflight.is_empty() {
+            return;
+        }
         let Some(f) = self.inflight.remove(&id) else {
             return;
         };
