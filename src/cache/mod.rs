@@ -132,43 +132,65 @@ impl Settings {
 /// A span of a command line's bytes: an argument.
 pub type Span = (u32, u32);
 
+/// `tag`, decimal digits (at least one, no sign), CRLF at `buf[at..]`: the number and
+/// where what follows starts. Digit by digit (every request goes through here when a
+/// cache is configured).
+fn line(buf: &[u8], at: usize, tag: u8) -> Option<(usize, usize)> {
+    if *buf.get(at)? != tag {
+        return None;
+    }
+    let mut i = at + 1;
+    let mut n: usize = 0;
+    loop {
+        let d = buf.get(i)?.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        n = n.checked_mul(10)?.checked_add(usize::from(d))?;
+        i += 1;
+    }
+    // (Byte by byte: a slice comparison here is a call to memcmp.)
+    if i == at + 1 || *buf.get(i)? != b'\r' || *buf.get(i + 1)? != b'\n' {
+        return None;
+    }
+    Some((n, i + 2))
+}
+
+/// The bulk string at `buf[at..]`: its span, and where what follows starts.
+fn bulk(buf: &[u8], at: usize) -> Option<(Span, usize)> {
+    let (len, start) = line(buf, at, b'$')?;
+    let end = start.checked_add(len)?;
+    if end.checked_add(2)? > buf.len() || u32::try_from(end).is_err() {
+        return None;
+    }
+    Some(((start as u32, end as u32), end + 2))
+}
+
 /// The arguments of the RESP array of bulk strings at `buf[at..]` (a command as the
 /// gateway writes it), and where the array ends. `None`: not such an array (never
 /// panics, whatever the bytes).
 pub fn parse_command(buf: &[u8], at: usize) -> Option<(SmallVec<[Span; 8]>, usize)> {
-    /// `tag`, decimal digits (at least one, no sign), CRLF: the number and what follows.
-    /// Digit by digit (every request goes through here when a cache is configured).
-    fn line(buf: &[u8], at: usize, tag: u8) -> Option<(usize, usize)> {
-        if *buf.get(at)? != tag {
-            return None;
-        }
-        let mut i = at + 1;
-        let mut n: usize = 0;
-        loop {
-            let d = buf.get(i)?.wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            n = n.checked_mul(10)?.checked_add(usize::from(d))?;
-            i += 1;
-        }
-        if i == at + 1 || buf.get(i..i + 2)? != b"\r\n" {
-            return None;
-        }
-        Some((n, i + 2))
-    }
     let (n, mut at) = line(buf, at, b'*')?;
     let mut args = SmallVec::new();
     for _ in 0..n {
-        let (len, start): (usize, usize) = line(buf, at, b'$')?;
-        let end = start.checked_add(len)?;
-        if end.checked_add(2)? > buf.len() || u32::try_from(end).is_err() {
-            return None;
-        }
-        args.push((start as u32, end as u32));
-        at = end + 2;
+        let (span, next) = bulk(buf, at)?;
+        args.push(span);
+        at = next;
     }
     Some((args, at))
+}
+
+/// Argument `i` (0: the name) of the command at `buf[at..]`, reading no further than
+/// it: what a read of one key needs.
+pub fn nth_arg(buf: &[u8], at: usize, i: usize) -> Option<Span> {
+    let (n, mut at) = line(buf, at, b'*')?;
+    if i >= n {
+        return None;
+    }
+    for _ in 0..i {
+        at = bulk(buf, at)?.1;
+    }
+    Some(bulk(buf, at)?.0)
 }
 
 /// What an `invalidate` push says.
@@ -609,6 +631,12 @@ mod tests {
         }
         assert!(parse_command(b"*1\r\n$99999999999999999999\r\n", 0).is_none());
         assert!(parse_command(b"*1\r\n$-1\r\n", 0).is_none());
+        assert_eq!(nth_arg(&buf, 0, 2), Some(args[2]));
+        assert_eq!(nth_arg(&buf, 0, 1), Some(args[1]));
+        assert_eq!(nth_arg(&buf, 0, 3), None);
+        for cut in 0..buf.len() {
+            assert!(nth_arg(&buf[..cut], 0, 2).is_none());
+        }
     }
 
     #[test]

@@ -99,11 +99,15 @@ impl EdgeCache {
         self.scratch.extend_from_slice(&db.to_le_bytes());
         cmd.write_resp(&mut self.scratch);
         let buf = &self.scratch;
-        let (args, end) = cache::parse_command(buf, 4)?;
-        let name = span(buf, *args.first()?);
-        if end == buf.len() {
-            if let Some(keys) = table::lookup(name) {
-                return self.read(keys, &args, id, now, meta, stats);
+        // One command (not a batch): a cacheable read needs its keys only, and one key
+        // is read without parsing the rest.
+        if !matches!(cmd, Cmd::Batch { .. }) {
+            if let Some(keys) = table::lookup(cmd.name()) {
+                let names: SmallVec<[Span; 2]> = match keys {
+                    table::Keys::First => smallvec::smallvec![cache::nth_arg(buf, 4, 1)?],
+                    table::Keys::All => cache::parse_command(buf, 4)?.0.get(1..)?.into(),
+                };
+                return self.read(names, id, now, meta, stats);
             }
         }
         // Anything else that names a key under a cached prefix may write it: evict
@@ -156,18 +160,13 @@ impl EdgeCache {
     /// its keys is not under a cached prefix (untouched).
     fn read(
         &mut self,
-        keys: table::Keys,
-        args: &[Span],
+        names: SmallVec<[Span; 2]>,
         id: (FrontKey, u32, u64),
         now: Instant,
         meta: &mut Meta,
         stats: &mut Counters,
     ) -> Option<u32> {
         let buf = &self.scratch;
-        let names: SmallVec<[Span; 2]> = match keys {
-            table::Keys::First => args.get(1..2)?.into(),
-            table::Keys::All => args.get(1..)?.into(),
-        };
         let mut max_age = u16::MAX;
         for &s in &names {
             max_age = max_age.min(self.settings.prefix_of(span(buf, s))?.max_age);
