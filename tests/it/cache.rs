@@ -695,7 +695,7 @@ fn cache_skewed_workload_stays_bounded() {
         "skewed workload: {READS} reads of {distinct} distinct keys (2 KB values, {} MB \
          read), hit rate {:.1} %, {entries} entries of {bytes} bytes (bound {}), {evictions} \
          LRU evictions, RSS {before} kB -> {after} kB",
-        distinct * 2000 >> 20,
+        (distinct * 2000) >> 20,
         rate * 100.0,
         2 << 20
     );
