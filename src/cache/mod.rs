@@ -36,6 +36,9 @@ pub struct Settings {
     pub max_value: usize,
     /// `X-Cache: HIT|MISS` on cached prefixes.
     pub header: bool,
+    /// Without a metrics listener, each worker logs its counters at INFO this often
+    /// (seconds; 0: never).
+    pub log_sec: u64,
 }
 
 impl Settings {
@@ -48,6 +51,7 @@ impl Settings {
             max_ttl_ms: 60_000,
             max_value: 256 << 10,
             header: false,
+            log_sec: 60,
         };
         let num = |v: &serde_json::Value, what: &str| {
             v.as_u64()
@@ -96,6 +100,7 @@ impl Settings {
                     s.max_value = (kb as usize) << 10;
                 }
                 "header" => s.header = v.as_bool().ok_or("'header' must be a boolean")?,
+                "log_sec" => s.log_sec = num(v, k)?,
                 other => return Err(format!("unknown setting '{other}'")),
             }
         }

@@ -14,6 +14,7 @@
 //! Without a `cache` block `Worker::cache` is `None`: dispatch and back_io test it
 //! once and nothing else happens.
 
+use super::timers::Timer;
 use super::Worker;
 use crate::api::plan::Cmd;
 use crate::cache::{self, table, Invalidation, Settings, Span, Store};
@@ -24,7 +25,7 @@ use crate::metrics::Counters;
 use crate::reply::{EtagMemo, Meta, CACHE_HIT, CACHE_MISS};
 use smallvec::SmallVec;
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a request in flight on cached keys does with its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,9 @@ pub(super) struct EdgeCache {
     scratch: Vec<u8>,
     /// The clock of `max_ttl_ms`.
     epoch: Instant,
+    /// The counters at the last log line (`log_sec`): hits, misses, evictions,
+    /// invalidations, flushes.
+    logged: [u64; 5],
 }
 
 impl EdgeCache {
@@ -293,7 +297,54 @@ impl Worker {
             inflight: HashMap::new(),
             scratch: Vec::new(),
             epoch: Instant::now(),
+            logged: [0; 5],
         }));
+        // Without a metrics listener the counters go to the log.
+        if cfg.metrics_listen.is_none() && s.log_sec > 0 {
+            let at = Instant::now() + Duration::from_secs(s.log_sec);
+            self.timers.at(at, Timer::CacheLog);
+        }
+    }
+
+    /// Every `log_sec` without a metrics listener: this worker's counters over the
+    /// period, and its store's size, at INFO.
+    pub(super) fn cache_log(&mut self, now: Instant) {
+        let Some(c) = self.cache.as_deref_mut() else {
+            return;
+        };
+        let s = &self.stats;
+        let counters = [
+            s.cache_hits,
+            s.cache_misses,
+            s.cache_evictions,
+            s.cache_invalidations,
+            s.cache_flushes,
+        ];
+        let d: [u64; 5] = std::array::from_fn(|i| counters[i].wrapping_sub(c.logged[i]));
+        c.logged = counters;
+        let reads = d[0] + d[1];
+        let rate = if reads > 0 { d[0] * 100 / reads } else { 0 };
+        log!(
+            Level::Info,
+            "edge cache, worker {}, last {} s: {} hits, {} misses ({rate} % hits), {} \
+             evictions, {} invalidations, {} flushes; {} entries, {} bytes{}",
+            self.id,
+            c.settings.log_sec,
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            d[4],
+            c.store.len(),
+            c.store.used(),
+            if c.up {
+                ""
+            } else {
+                " (bypassed: tracking down)"
+            }
+        );
+        let at = now + Duration::from_secs(c.settings.log_sec);
+        self.timers.at(at, Timer::CacheLog);
     }
 
     /// Back `b` passed its handshake: if it is the tracking connection, the cache is on

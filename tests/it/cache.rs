@@ -714,3 +714,43 @@ fn cache_skewed_workload_stays_bounded() {
     // Zipf(1) over 20,000 keys with ~900 entries: the head holds most reads.
     assert!(rate > 0.4, "hit rate {:.1} %", rate * 100.0);
 }
+
+/// Without a metrics listener each worker logs its counters every `log_sec` (60 by
+/// default) at INFO: the period's hits, misses and the rest, and the store's size.
+/// With a listener, nothing (the counters are in `/metrics`).
+#[test]
+fn cache_counters_in_the_log_without_metrics() {
+    let (redis, gw) = cached(r#", "verbosity": 3, "cache": {"prefixes": ["flag:"], "log_sec": 1}"#);
+    redis.cmd(&["SET", "flag:l", "1"]);
+    gw.get("/GET/flag:l");
+    gw.get("/GET/flag:l");
+    gw.get("/GET/flag:l");
+    gw.wait_for_log("edge cache, worker 0, last 1 s:");
+    thread::sleep(Duration::from_millis(1100));
+    let log = gw.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("edge cache, worker 0, last 1 s:"))
+        .collect();
+    let sum = |what: &str| -> u64 {
+        lines
+            .iter()
+            .filter_map(|l| {
+                let at = l.find(&format!(" {what}"))?;
+                l[..at].rsplit(' ').next()?.parse::<u64>().ok()
+            })
+            .sum()
+    };
+    assert_eq!((sum("hits,"), sum("misses")), (2, 1), "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains("entries")), "{lines:?}");
+    assert!(lines.last().unwrap().contains(" 1 entries"), "{lines:?}");
+
+    let mport = free_port();
+    let (_redis, gw) = cached(&format!(
+        r#", "verbosity": 3, "cache": {{"prefixes": ["flag:"], "log_sec": 1}},
+           "metrics": {{"listen": "127.0.0.1:{mport}"}}"#
+    ));
+    gw.get("/GET/flag:l");
+    thread::sleep(Duration::from_millis(1500));
+    assert!(!gw.log().contains("edge cache, worker"), "{}", gw.log());
+}
