@@ -323,7 +323,7 @@ impl Worker {
         let d: [u64; 5] = std::array::from_fn(|i| counters[i].wrapping_sub(c.logged[i]));
         c.logged = counters;
         let reads = d[0] + d[1];
-        let rate = if reads > 0 { d[0] * 100 / reads } else { 0 };
+        let rate = (d[0] * 100).checked_div(reads).unwrap_or(0);
         log!(
             Level::Info,
             "edge cache, worker {}, last {} s: {} hits, {} misses ({rate} % hits), {} \
