@@ -374,6 +374,17 @@ impl<M: Default> Store<M> {
             .map(|s| (&*s.value, &mut s.memo))
     }
 
+    /// A reload's limits: `max_memory_mb` (entries go, least recently used first, until
+    /// the store fits), `max_value_kb` (for the replies stored from now on) and
+    /// `max_ttl_ms` (for every entry from now on).
+    pub fn set_limits(&mut self, s: &Settings) {
+        (self.max, self.max_value, self.max_age_ms) = (s.max_memory, s.max_value, s.max_ttl_ms);
+        while self.used > self.max && self.tail != NIL {
+            self.remove(self.tail);
+            self.evictions += 1;
+        }
+    }
+
     /// A miss (or a write) on `names` is about to be queued: its ticket.
     pub fn ticket<'a>(&mut self, names: impl Iterator<Item = &'a [u8]>) -> u64 {
         for n in names {
@@ -721,6 +732,15 @@ mod tests {
         }
         assert!(s.evictions > 800);
         assert_eq!(s.len() as u64 + s.evictions, 1000);
+        // A reload's smaller bound evicts at once, the hot key last.
+        let before = s.evictions;
+        s.set_limits(&Settings {
+            max_memory: 100_000,
+            ..settings(1)
+        });
+        assert!(s.used() <= 100_000 && s.evictions > before);
+        let (k0, _) = key(b"flag:0");
+        assert!(s.get(&k0, 0).is_some());
         // Invalidation still finds the survivors.
         assert_eq!(s.invalidate(b"flag:0"), 1);
     }

@@ -306,6 +306,56 @@ impl Worker {
         }
     }
 
+    /// A reload's `cache` block (the server kept whether there is one: that needs a
+    /// restart). Limits, `header`, `max_age` and `log_sec` apply from the next request
+    /// (a smaller `max_memory_mb` evicts now); new prefixes flush the store and
+    /// reconnect the tracking connection, whose handshake then asks Redis to track
+    /// them: the cache is bypassed until it is back, as after any loss.
+    pub(super) fn cache_reload(&mut self) {
+        let cfg = &self.shared.config;
+        let (Some(c), Some(new)) = (self.cache.as_deref_mut(), cfg.cache.as_ref()) else {
+            return;
+        };
+        if *new == c.settings {
+            return;
+        }
+        let same_prefixes = c
+            .settings
+            .prefixes
+            .iter()
+            .map(|p| &p.prefix)
+            .eq(new.prefixes.iter().map(|p| &p.prefix));
+        let arm_log = c.settings.log_sec == 0 && new.log_sec > 0 && cfg.metrics_listen.is_none();
+        c.store.set_limits(new);
+        self.stats.cache_evictions += std::mem::take(&mut c.store.evictions);
+        c.settings = new.clone();
+        if arm_log {
+            let at = Instant::now() + Duration::from_secs(new.log_sec);
+            self.timers.at(at, Timer::CacheLog);
+        }
+        if same_prefixes {
+            log!(Level::Info, "edge cache: new settings from the reload");
+            return;
+        }
+        log!(
+            Level::Info,
+            "edge cache: new prefixes from the reload; flushed, tracking them from a new connection"
+        );
+        // Nothing stored under the old prefixes may stay (no more invalidations for them).
+        c.store.flush();
+        self.stats.cache_flushes += 1;
+        // Bypassed until the new tracking is accepted (and `cache_lost`, below, then
+        // neither warns nor counts another flush).
+        c.up = false;
+        let b = c.tracking;
+        let cmd = new.tracking_command().into_boxed_slice();
+        if self.backs.set_tracking(b, cmd) {
+            // Closed and reconnected (with the backoff's first delay): `cache_lost`
+            // bypasses the cache meanwhile, `cache_up` turns it on again.
+            self.back_failed(b, Instant::now());
+        }
+    }
+
     /// Every `log_sec` without a metrics listener: this worker's counters over the
     /// period, and its store's size, at INFO.
     pub(super) fn cache_log(&mut self, now: Instant) {

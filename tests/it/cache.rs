@@ -754,3 +754,63 @@ fn cache_counters_in_the_log_without_metrics() {
     thread::sleep(Duration::from_millis(1500));
     assert!(!gw.log().contains("edge cache, worker"), "{}", gw.log());
 }
+
+/// Rewrites the gateway's config file with `change` applied, and sends SIGHUP.
+fn reload(gw: &Gateway, change: impl FnOnce(&mut serde_json::Value)) {
+    let path = gw.dir.join("webdis.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    change(&mut config);
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    gw.signal(libc::SIGHUP);
+}
+
+/// SIGHUP applies a new `cache` block: `header` and the limits from the next request;
+/// new prefixes flush, track the new ones (a new tracking connection), and cache them;
+/// removing the block needs a restart (logged, the running cache stays).
+#[test]
+fn cache_reload_applies_new_settings() {
+    let (redis, gw) = cached("");
+    redis.cmd(&["SET", "flag:a", "1"]);
+    redis.cmd(&["SET", "new:a", "2"]);
+    gw.get("/GET/flag:a");
+    assert_bytes(&gw.get("/GET/flag:a"), &hit(r#"{"GET":"1"}"#));
+    let before = tracking_clients(&redis);
+    // `header` off: the same entry, no X-Cache.
+    reload(&gw, |c| c["cache"]["header"] = false.into());
+    gw.wait_for_log("edge cache: new settings from the reload");
+    assert_bytes(&gw.get("/GET/flag:a"), &ok_json(r#"{"GET":"1"}"#));
+    assert_eq!(
+        tracking_clients(&redis),
+        before,
+        "no new tracking connection"
+    );
+    // New prefixes: flag: is no longer cached, new: is, and Redis tracks new:.
+    reload(&gw, |c| {
+        c["cache"]["prefixes"] = serde_json::json!(["new:"]);
+        c["cache"]["header"] = true.into();
+    });
+    gw.wait_for_log("edge cache: new prefixes from the reload");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.get("/GET/new:a").header("X-Cache") != Some("HIT") {
+        assert!(Instant::now() < deadline, "no hit on new: after the reload");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_bytes(&gw.get("/GET/flag:a"), &ok_json(r#"{"GET":"1"}"#));
+    let after = tracking_clients(&redis);
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "the tracking connection was not replaced");
+    // Redis's invalidations for the new prefix reach it.
+    redis.cmd(&["SET", "new:a", "3"]);
+    gw.eventually_ok_header("/GET/new:a", r#"{"GET":"3"}"#);
+    // And flag: is not cached: a write in Redis is seen at once.
+    redis.cmd(&["SET", "flag:a", "4"]);
+    assert_bytes(&gw.get("/GET/flag:a"), &ok_json(r#"{"GET":"4"}"#));
+    // Removing the block: a restart is needed, the cache stays.
+    reload(&gw, |c| {
+        c.as_object_mut().unwrap().remove("cache");
+    });
+    gw.wait_for_log("'cache' changed");
+    gw.get("/GET/new:a");
+    assert_eq!(gw.get("/GET/new:a").header("X-Cache"), Some("HIT"));
+}
