@@ -814,3 +814,48 @@ fn cache_reload_applies_new_settings() {
     gw.get("/GET/new:a");
     assert_eq!(gw.get("/GET/new:a").header("X-Cache"), Some("HIT"));
 }
+
+/// How many GETs Redis has run (`INFO commandstats`).
+fn redis_gets(redis: &Redis) -> u64 {
+    let info = String::from_utf8_lossy(&redis.cmd(&["INFO", "commandstats"])).into_owned();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|v| v.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// WebSocket commands go through the cache like HTTP requests: hits answered from
+/// memory (Redis runs one GET for three), writes evict (read-your-writes on the
+/// socket), Redis's invalidations apply.
+#[test]
+fn cache_websocket_commands() {
+    let (redis, gw) = cached(r#", "websockets": true"#);
+    redis.cmd(&["SET", "flag:ws", "1"]);
+    let mut ws = WsClient::connect(gw.port, "/");
+    let gets = redis_gets(&redis);
+    for _ in 0..3 {
+        ws.call(r#"["GET","flag:ws"]"#, r#"{"GET":"1"}"#);
+    }
+    assert_eq!(
+        redis_gets(&redis) - gets,
+        1,
+        "the second and third were hits"
+    );
+    // An HTTP request shares the entry (same command line).
+    assert_bytes(&gw.get("/GET/flag:ws"), &hit(r#"{"GET":"1"}"#));
+    // A write on the socket, then a read on it: the new value.
+    ws.call(r#"["SET","flag:ws","2"]"#, r#"{"SET":[true,"OK"]}"#);
+    ws.call(r#"["GET","flag:ws"]"#, r#"{"GET":"2"}"#);
+    // A write in Redis: its invalidation reaches the socket's reads too.
+    redis.cmd(&["SET", "flag:ws", "3"]);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        ws.send_text(r#"["GET","flag:ws"]"#);
+        let f = ws.read_frame();
+        if f.payload == br#"{"GET":"3"}"# {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {:?}", show(&f.payload));
+        thread::sleep(Duration::from_millis(5));
+    }
+}
