@@ -134,16 +134,18 @@ impl EtagMemo {
             .then_some(self.hex)
     }
 
-    fn keep(&mut self, meta: &Meta, hex: [u8; 32]) {
-        if meta.name.len() <= self.name.inline_size() {
+    fn keep(&mut self, meta: &Meta, hex: &[u8]) {
+        if meta.name.len() <= self.name.inline_size() && hex.len() == 32 {
             self.name.clear();
             self.name.extend_from_slice(&meta.name);
-            (self.filled, self.output, self.shape, self.hex) = (true, meta.output, meta.shape, hex);
+            (self.filled, self.output, self.shape) = (true, meta.output, meta.shape);
+            self.hex.copy_from_slice(hex);
         }
     }
 }
 
 /// The response to a request whose command produced `frame`.
+#[inline]
 pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     write_memo(out, meta, frame, date, None)
 }
@@ -159,6 +161,7 @@ pub fn write_cached(
     write_memo(out, meta, frame, date, Some(memo))
 }
 
+#[inline]
 fn write_memo(
     out: &mut Vec<u8>,
     meta: &Meta,
@@ -251,7 +254,10 @@ fn write_reply(
     let sep = extra.and_then(|e| e.sep.as_deref());
     // The memo serves bodies that depend on the frame, output, shape and name only.
     let memo = memo.filter(|_| jsonp.is_none() && sep.is_none());
-    let known = memo.as_deref().and_then(|m| m.known(meta));
+    let known = match &memo {
+        Some(m) => m.known(meta),
+        None => None,
+    };
     let sep = sep.unwrap_or(b"");
     match render::body(out, meta.output, &meta.name, meta.shape, frame, jsonp, sep) {
         Custom::Body => {}
@@ -271,9 +277,9 @@ fn write_reply(
             return error(out, meta, Status::BadRequest, date);
         }
     }
-    let written = response::close_known(out, opened, meta.head_only, known);
-    if let (Some(m), Some(hex), None) = (memo, written, known) {
-        m.keep(meta, hex);
+    response::close_known(out, opened, meta.head_only, known.as_ref());
+    if let (Some(m), None, Some(at)) = (memo, known, opened.etag_at()) {
+        m.keep(meta, &out[at..at + 32]);
     }
     if let (Some(at), Some(inm)) = (
         opened.etag_at(),

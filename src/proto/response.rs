@@ -326,44 +326,38 @@ static CLOSE_TAIL: [u8; CLOSE.len() + MAX_DIGITS] = with_digit_room(CLOSE);
 
 /// Fills in the Content-Length for the body appended since [`open`]; with `drop_body`
 /// (HEAD) the body is then removed.
+#[inline]
 pub fn close(out: &mut Vec<u8>, open: Open, drop_body: bool) {
     close_known(out, open, drop_body, None);
 }
 
 /// [`close`], with the ETag's hex digits given when the caller knows them already
-/// (`known`: the edge cache's memo of the same body); returns the digits written, if
-/// the head has an ETag.
-pub fn close_known(
-    out: &mut Vec<u8>,
-    open: Open,
-    drop_body: bool,
-    known: Option<[u8; 32]>,
-) -> Option<[u8; 32]> {
+/// (`known`: the edge cache's memo of the same body); they are then at
+/// [`Open::etag_at`].
+pub fn close_known(out: &mut Vec<u8>, open: Open, drop_body: bool, known: Option<&[u8; 32]>) {
     let body_len = out.len() - open.body_at;
     let mut itoa = itoa::Buffer::new();
     let text = itoa.format(body_len).as_bytes();
     fill_in(out, open.digits_at, open.width, text);
     let body_at = open.body_at + text.len() - open.width;
-    let written = open.etag_at.map(|at| {
-        let hex = known.unwrap_or_else(|| {
-            let mut hex = [0; 32];
-            super::etag::md5_hex(&out[body_at..], &mut hex);
-            hex
-        });
-        debug_assert!(
-            known.is_none() || {
-                let mut check = [0; 32];
-                super::etag::md5_hex(&out[body_at..], &mut check);
-                check == hex
+    if let Some(at) = open.etag_at {
+        let mut hex = [0; 32];
+        match known {
+            Some(known) => {
+                hex = *known;
+                debug_assert!({
+                    let mut check = [0; 32];
+                    super::etag::md5_hex(&out[body_at..], &mut check);
+                    check == hex
+                });
             }
-        );
+            None => super::etag::md5_hex(&out[body_at..], &mut hex),
+        }
         out[at..at + 32].copy_from_slice(&hex);
-        hex
-    });
+    }
     if drop_body {
         out.truncate(body_at);
     }
-    written
 }
 
 /// Writes a length's `digits` over the `width` bytes left for them at `at`, moving
