@@ -755,16 +755,6 @@ fn cache_counters_in_the_log_without_metrics() {
     assert!(!gw.log().contains("edge cache, worker"), "{}", gw.log());
 }
 
-/// Rewrites the gateway's config file with `change` applied, and sends SIGHUP.
-fn reload(gw: &Gateway, change: impl FnOnce(&mut serde_json::Value)) {
-    let path = gw.dir.join("webdis.json");
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    change(&mut config);
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    gw.signal(libc::SIGHUP);
-}
-
 /// SIGHUP applies a new `cache` block: `header` and the limits from the next request;
 /// new prefixes flush, track the new ones (a new tracking connection), and cache them;
 /// removing the block needs a restart (logged, the running cache stays).
