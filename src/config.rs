@@ -310,6 +310,12 @@ impl Config {
             metrics_listen => "metrics",
             max_clients => "max_clients",
         );
+        // The edge cache's settings change live (`worker::cache`), but not whether
+        // there is one: its tracking connections are made at start-up.
+        if self.cache.is_some() != running.cache.is_some() {
+            changed.push("cache");
+            self.cache = running.cache.clone();
+        }
         changed
     }
 

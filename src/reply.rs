@@ -109,13 +109,71 @@ pub struct Extra {
 /// left out. Up to it, the MD5 takes at most about 0.4 ms.
 pub const ETAG_MAX_REPLY: usize = 256 * 1024;
 
+/// The ETag of the response last rendered from one stored reply (the edge cache keeps
+/// one beside each entry): without `jsonp` or `sep`, the body is a function of the
+/// frame, the output format, the reshaping and the command name, so the same four give
+/// the same body and its MD5 need not be computed again (a hit of a key among more hot
+/// keys than `proto::etag`'s per-thread memo holds would otherwise hash every time).
+/// Inline: filling it allocates nothing (a name longer than 24 bytes is not kept).
+#[derive(Debug, Clone, Default)]
+pub struct EtagMemo {
+    filled: bool,
+    output: Output,
+    shape: Shape,
+    name: SmallVec<[u8; 24]>,
+    hex: [u8; 32],
+}
+
+impl EtagMemo {
+    /// The ETag, when the memo holds the one of the body `meta` renders.
+    fn known(&self, meta: &Meta) -> Option<[u8; 32]> {
+        (self.filled
+            && self.output == meta.output
+            && self.shape == meta.shape
+            && self.name == meta.name)
+            .then_some(self.hex)
+    }
+
+    fn keep(&mut self, meta: &Meta, hex: &[u8]) {
+        if meta.name.len() <= self.name.inline_size() && hex.len() == 32 {
+            self.name.clear();
+            self.name.extend_from_slice(&meta.name);
+            (self.filled, self.output, self.shape) = (true, meta.output, meta.shape);
+            self.hex.copy_from_slice(hex);
+        }
+    }
+}
+
 /// The response to a request whose command produced `frame`.
+#[inline]
 pub fn write(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
+    write_memo(out, meta, frame, date, None)
+}
+
+/// [`write`] from a stored reply (the edge cache's hit), with its [`EtagMemo`].
+pub fn write_cached(
+    out: &mut Vec<u8>,
+    meta: &Meta,
+    frame: &[u8],
+    date: &DateCache,
+    memo: &mut EtagMemo,
+) {
+    write_memo(out, meta, frame, date, Some(memo))
+}
+
+#[inline]
+fn write_memo(
+    out: &mut Vec<u8>,
+    meta: &Meta,
+    frame: &[u8],
+    date: &DateCache,
+    memo: Option<&mut EtagMemo>,
+) {
     if meta.cache == 0 && meta.max_age == 0 {
-        return write_reply(out, meta, frame, date);
+        return write_reply(out, meta, frame, date, memo);
     }
     let start = out.len();
-    write_reply(out, meta, frame, date);
+    write_reply(out, meta, frame, date, memo);
     if !meta.ws && !meta.upstash.is_some() {
         cache_headers(out, start, meta);
     }
@@ -142,7 +200,13 @@ fn cache_headers(out: &mut Vec<u8>, start: usize, meta: &Meta) {
     out.splice(at..at, lines.iter().copied());
 }
 
-fn write_reply(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
+fn write_reply(
+    out: &mut Vec<u8>,
+    meta: &Meta,
+    frame: &[u8],
+    date: &DateCache,
+    memo: Option<&mut EtagMemo>,
+) {
     if meta.ws {
         return ws_write(out, meta, frame);
     }
@@ -187,7 +251,14 @@ fn write_reply(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
     out.reserve(hint + HEAD_ROOM);
     let opened = response::open(out, &head, date, hint);
     let jsonp = extra.and_then(|e| e.jsonp.as_deref());
-    let sep = extra.and_then(|e| e.sep.as_deref()).unwrap_or(b"");
+    let sep = extra.and_then(|e| e.sep.as_deref());
+    // The memo serves bodies that depend on the frame, output, shape and name only.
+    let memo = memo.filter(|_| jsonp.is_none() && sep.is_none());
+    let known = match &memo {
+        Some(m) => m.known(meta),
+        None => None,
+    };
+    let sep = sep.unwrap_or(b"");
     match render::body(out, meta.output, &meta.name, meta.shape, frame, jsonp, sep) {
         Custom::Body => {}
         Custom::NotFound => {
@@ -206,7 +277,10 @@ fn write_reply(out: &mut Vec<u8>, meta: &Meta, frame: &[u8], date: &DateCache) {
             return error(out, meta, Status::BadRequest, date);
         }
     }
-    response::close(out, opened, meta.head_only);
+    response::close_known(out, opened, meta.head_only, known.as_ref());
+    if let (Some(m), None, Some(at)) = (memo, known, opened.etag_at()) {
+        m.keep(meta, &out[at..at + 32]);
+    }
     if let (Some(at), Some(inm)) = (
         opened.etag_at(),
         extra.and_then(|e| e.if_none_match.as_deref()),
@@ -413,6 +487,49 @@ mod tests {
         let mut out = Vec::new();
         ws_error_frame(&mut out, Output::Raw, Status::BadRequest, b"bad \xff");
         assert_eq!(out, b"\x82\x0c-ERR bad \xff\r\n");
+    }
+
+    /// A stored reply rendered again through its memo gives the bytes a fresh render
+    /// gives, whatever the format asked (`close_known` also checks the digits in debug
+    /// builds); the memo's size is what `tests/it/cache.rs` counts per entry.
+    #[test]
+    fn etag_memo_gives_the_same_response() {
+        assert_eq!(std::mem::size_of::<EtagMemo>(), 72);
+        let date = DateCache::default();
+        let frame = b"$5\r\nworld\r\n";
+        let mut memo = EtagMemo::default();
+        let mut meta = Meta {
+            etag: true,
+            keep_alive: true,
+            minor: 1,
+            ..Meta::default()
+        };
+        for (name, output) in [
+            (&b"GET"[..], Output::Json),
+            (b"GET", Output::Json),
+            (b"GET", Output::Raw),
+            (b"get", Output::Json),
+            (b"GET", Output::Msgpack),
+            (b"GET", Output::Msgpack),
+        ] {
+            meta.set_command(name, output);
+            let (mut fresh, mut cached) = (Vec::new(), Vec::new());
+            write(&mut fresh, &meta, frame, &date);
+            write_cached(&mut cached, &meta, frame, &date, &mut memo);
+            assert_eq!(fresh, cached);
+            assert!(memo.filled && memo.output == output && memo.name[..] == *name);
+        }
+        // `?jsonp=` changes the body: the memo is neither used nor changed.
+        meta.set_command(b"GET", Output::Json);
+        meta.extra = Some(Box::new(Extra {
+            jsonp: Some(b"cb".to_vec()),
+            ..Extra::default()
+        }));
+        let (mut fresh, mut cached) = (Vec::new(), Vec::new());
+        write(&mut fresh, &meta, frame, &date);
+        write_cached(&mut cached, &meta, frame, &date, &mut memo);
+        assert_eq!(fresh, cached);
+        assert_eq!(memo.output, Output::Msgpack);
     }
 
     #[test]

@@ -12,6 +12,10 @@
 --   5: the body, sent as JSON with the Upstash SDK's headers (a Bearer token and
 --      `Upstash-Encoding: base64`): the SDK-shaped cells
 --
+-- With LOADTEST_KEYS=N in the environment, the path is a format string (`%03d`)
+-- filled with 0..N-1 in turn: request after request (and within a pipelined batch)
+-- cycles through N keys, as the edge cache's `hot` cells do.
+--
 -- With depth > 1, init() builds `depth` copies with wrk.format and request()
 -- returns them concatenated, as wrk's scripts/pipeline.lua does; wrk counts the
 -- copies and expects that many responses per write.
@@ -40,18 +44,35 @@ function init(args)
                  ["Authorization"] = "Bearer loadtest",
                  ["Upstash-Encoding"] = "base64"}
    end
-   local r = {}
-   for i = 1, depth do
-      r[i] = wrk.format(method, path, headers, body)
+   local keys = tonumber(os.getenv("LOADTEST_KEYS") or "0")
+   batches = {}
+   if keys > 0 then
+      -- batch j holds keys j*depth .. j*depth+depth-1 (mod N): N batches cover them all
+      for j = 0, keys - 1 do
+         local r = {}
+         for i = 1, depth do
+            local p = string.format(path, (j * depth + i - 1) % keys)
+            r[i] = wrk.format(method, p, headers, body)
+         end
+         batches[j + 1] = table.concat(r)
+      end
+   else
+      local r = {}
+      for i = 1, depth do
+         r[i] = wrk.format(method, path, headers, body)
+      end
+      batches[1] = table.concat(r)
    end
-   req = table.concat(r)
+   nbatch = #batches
+   turn = 0
    responses = 0
    non200 = 0
    badbody = 0
 end
 
 function request()
-   return req
+   turn = turn % nbatch + 1
+   return batches[turn]
 end
 
 -- The response() hook makes wrk hand every response to Lua, which costs wrk about

@@ -397,6 +397,16 @@ impl Pool {
         b
     }
 
+    /// The tracking connection `b` ends its next handshakes with `cmd` (a reload's new
+    /// prefixes); whether it is connected now.
+    pub fn set_tracking(&mut self, b: BackKey, cmd: Box<[u8]>) -> bool {
+        let Some(back) = self.slab.get_mut(b.0) else {
+            return false;
+        };
+        back.tracking = Some(cmd);
+        !matches!(back.state, super::State::Down { .. })
+    }
+
     /// The pub/sub connection if it exists and takes commands.
     pub fn subscriber_up(&self) -> Option<BackKey> {
         self.subscriber

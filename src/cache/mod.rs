@@ -36,6 +36,9 @@ pub struct Settings {
     pub max_value: usize,
     /// `X-Cache: HIT|MISS` on cached prefixes.
     pub header: bool,
+    /// Without a metrics listener, each worker logs its counters at INFO this often
+    /// (seconds; 0: never).
+    pub log_sec: u64,
 }
 
 impl Settings {
@@ -48,6 +51,7 @@ impl Settings {
             max_ttl_ms: 60_000,
             max_value: 256 << 10,
             header: false,
+            log_sec: 60,
         };
         let num = |v: &serde_json::Value, what: &str| {
             v.as_u64()
@@ -96,6 +100,7 @@ impl Settings {
                     s.max_value = (kb as usize) << 10;
                 }
                 "header" => s.header = v.as_bool().ok_or("'header' must be a boolean")?,
+                "log_sec" => s.log_sec = num(v, k)?,
                 other => return Err(format!("unknown setting '{other}'")),
             }
         }
@@ -132,30 +137,65 @@ impl Settings {
 /// A span of a command line's bytes: an argument.
 pub type Span = (u32, u32);
 
+/// `tag`, decimal digits (at least one, no sign), CRLF at `buf[at..]`: the number and
+/// where what follows starts. Digit by digit (every request goes through here when a
+/// cache is configured).
+fn line(buf: &[u8], at: usize, tag: u8) -> Option<(usize, usize)> {
+    if *buf.get(at)? != tag {
+        return None;
+    }
+    let mut i = at + 1;
+    let mut n: usize = 0;
+    loop {
+        let d = buf.get(i)?.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        n = n.checked_mul(10)?.checked_add(usize::from(d))?;
+        i += 1;
+    }
+    // (Byte by byte: a slice comparison here is a call to memcmp.)
+    if i == at + 1 || *buf.get(i)? != b'\r' || *buf.get(i + 1)? != b'\n' {
+        return None;
+    }
+    Some((n, i + 2))
+}
+
+/// The bulk string at `buf[at..]`: its span, and where what follows starts.
+fn bulk(buf: &[u8], at: usize) -> Option<(Span, usize)> {
+    let (len, start) = line(buf, at, b'$')?;
+    let end = start.checked_add(len)?;
+    if end.checked_add(2)? > buf.len() || u32::try_from(end).is_err() {
+        return None;
+    }
+    Some(((start as u32, end as u32), end + 2))
+}
+
 /// The arguments of the RESP array of bulk strings at `buf[at..]` (a command as the
 /// gateway writes it), and where the array ends. `None`: not such an array (never
 /// panics, whatever the bytes).
 pub fn parse_command(buf: &[u8], at: usize) -> Option<(SmallVec<[Span; 8]>, usize)> {
-    fn line(buf: &[u8], at: usize, tag: u8) -> Option<(usize, usize)> {
-        if *buf.get(at)? != tag {
-            return None;
-        }
-        let end = at + 1 + memchr::memchr(b'\r', buf.get(at + 1..)?)?;
-        let n = std::str::from_utf8(&buf[at + 1..end]).ok()?.parse().ok()?;
-        Some((n, end + 2))
-    }
     let (n, mut at) = line(buf, at, b'*')?;
     let mut args = SmallVec::new();
     for _ in 0..n {
-        let (len, start): (usize, usize) = line(buf, at, b'$')?;
-        let end = start.checked_add(len)?;
-        if end.checked_add(2)? > buf.len() || u32::try_from(end).is_err() {
-            return None;
-        }
-        args.push((start as u32, end as u32));
-        at = end + 2;
+        let (span, next) = bulk(buf, at)?;
+        args.push(span);
+        at = next;
     }
     Some((args, at))
+}
+
+/// Argument `i` (0: the name) of the command at `buf[at..]`, reading no further than
+/// it: what a read of one key needs.
+pub fn nth_arg(buf: &[u8], at: usize, i: usize) -> Option<Span> {
+    let (n, mut at) = line(buf, at, b'*')?;
+    if i >= n {
+        return None;
+    }
+    for _ in 0..i {
+        at = bulk(buf, at)?.1;
+    }
+    Some(bulk(buf, at)?.0)
 }
 
 /// What an `invalidate` push says.
@@ -218,7 +258,7 @@ const NIL: u32 = u32::MAX;
 /// What an entry costs besides its bytes (the slot, the map entries, allocator slack).
 const OVERHEAD: usize = 128;
 
-struct Slot {
+struct Slot<M> {
     /// The cache key: the database (4 bytes, little endian), then the command line.
     key: Box<[u8]>,
     /// The key names in `key` (spans).
@@ -227,11 +267,14 @@ struct Slot {
     born_ms: u64,
     prev: u32,
     next: u32,
+    /// What the caller keeps beside the entry (the worker: the ETag of the response
+    /// last rendered from it), reset when the entry is stored.
+    memo: M,
 }
 
-impl Slot {
+impl<M> Slot<M> {
     fn cost(&self) -> usize {
-        self.key.len() + self.value.len() + OVERHEAD
+        self.key.len() + self.value.len() + OVERHEAD + std::mem::size_of::<M>()
     }
 }
 
@@ -249,10 +292,11 @@ pub struct Effect {
     pub evicted: u64,
 }
 
-/// One worker's cache.
-pub struct Store {
+/// One worker's cache. `M`: a value kept beside each entry for the caller
+/// ([`Store::hit`]), `M::default()` when the entry is stored; inline (no allocation).
+pub struct Store<M = ()> {
     map: HashMap<Box<[u8]>, u32>,
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Option<Slot<M>>>,
     free: Vec<u32>,
     /// Key name → the entries that read it (any database).
     names: HashMap<Box<[u8]>, SmallVec<[u32; 2]>>,
@@ -270,8 +314,8 @@ pub struct Store {
     pub evictions: u64,
 }
 
-impl Store {
-    pub fn new(s: &Settings) -> Store {
+impl<M: Default> Store<M> {
+    pub fn new(s: &Settings) -> Store<M> {
         Store {
             map: HashMap::new(),
             slots: Vec::new(),
@@ -320,6 +364,25 @@ impl Store {
     /// The reply bytes of entry `i` (from [`Store::get`]).
     pub fn value(&self, i: u32) -> Option<&[u8]> {
         self.slots.get(i as usize)?.as_ref().map(|s| &*s.value)
+    }
+
+    /// The reply bytes of entry `i` and the caller's memo beside them.
+    pub fn hit(&mut self, i: u32) -> Option<(&[u8], &mut M)> {
+        self.slots
+            .get_mut(i as usize)?
+            .as_mut()
+            .map(|s| (&*s.value, &mut s.memo))
+    }
+
+    /// A reload's limits: `max_memory_mb` (entries go, least recently used first, until
+    /// the store fits), `max_value_kb` (for the replies stored from now on) and
+    /// `max_ttl_ms` (for every entry from now on).
+    pub fn set_limits(&mut self, s: &Settings) {
+        (self.max, self.max_value, self.max_age_ms) = (s.max_memory, s.max_value, s.max_ttl_ms);
+        while self.used > self.max && self.tail != NIL {
+            self.remove(self.tail);
+            self.evictions += 1;
+        }
     }
 
     /// A miss (or a write) on `names` is about to be queued: its ticket.
@@ -374,6 +437,7 @@ impl Store {
             born_ms: now_ms,
             prev: NIL,
             next: NIL,
+            memo: M::default(),
         };
         let cost = slot.cost();
         if cost > self.max {
@@ -583,6 +647,12 @@ mod tests {
         }
         assert!(parse_command(b"*1\r\n$99999999999999999999\r\n", 0).is_none());
         assert!(parse_command(b"*1\r\n$-1\r\n", 0).is_none());
+        assert_eq!(nth_arg(&buf, 0, 2), Some(args[2]));
+        assert_eq!(nth_arg(&buf, 0, 1), Some(args[1]));
+        assert_eq!(nth_arg(&buf, 0, 3), None);
+        for cut in 0..buf.len() {
+            assert!(nth_arg(&buf[..cut], 0, 2).is_none());
+        }
     }
 
     #[test]
@@ -610,7 +680,7 @@ mod tests {
 
     #[test]
     fn a_reply_after_its_invalidation_is_not_stored() {
-        let mut s = Store::new(&settings(1));
+        let mut s: Store = Store::new(&settings(1));
         let (k, names) = key(b"flag:a");
         let name = &b"flag:a"[..];
         let t = s.ticket([name].into_iter());
@@ -631,7 +701,7 @@ mod tests {
 
     #[test]
     fn a_flush_voids_tickets_and_max_age_applies() {
-        let mut s = Store::new(&Settings {
+        let mut s: Store = Store::new(&Settings {
             max_ttl_ms: 10,
             ..settings(1)
         });
@@ -648,7 +718,7 @@ mod tests {
 
     #[test]
     fn lru_keeps_memory_bounded() {
-        let mut s = Store::new(&settings(1));
+        let mut s: Store = Store::new(&settings(1));
         let value = vec![b'x'; 10_000];
         for n in 0..1000 {
             let name = format!("flag:{n}");
@@ -662,6 +732,15 @@ mod tests {
         }
         assert!(s.evictions > 800);
         assert_eq!(s.len() as u64 + s.evictions, 1000);
+        // A reload's smaller bound evicts at once, the hot key last.
+        let before = s.evictions;
+        s.set_limits(&Settings {
+            max_memory: 100_000,
+            ..settings(1)
+        });
+        assert!(s.used() <= 100_000 && s.evictions > before);
+        let (k0, _) = key(b"flag:0");
+        assert!(s.get(&k0, 0).is_some());
         // Invalidation still finds the survivors.
         assert_eq!(s.invalidate(b"flag:0"), 1);
     }

@@ -354,7 +354,15 @@ const DIGITS_ROOM: &[u8; MAX_DIGITS + 4] = b"                    \r\n\r\n";
 
 /// Fills in the Content-Length for the body appended since [`open`]; with `drop_body`
 /// (HEAD) the body is then removed.
+#[inline]
 pub fn close(out: &mut Vec<u8>, open: Open, drop_body: bool) {
+    close_known(out, open, drop_body, None);
+}
+
+/// [`close`], with the ETag's hex digits given when the caller knows them already
+/// (`known`: the edge cache's memo of the same body); they are then at
+/// [`Open::etag_at`].
+pub fn close_known(out: &mut Vec<u8>, open: Open, drop_body: bool, known: Option<&[u8; 32]>) {
     let body_len = out.len() - open.body_at;
     let mut itoa = itoa::Buffer::new();
     let text = itoa.format(body_len).as_bytes();
@@ -362,7 +370,17 @@ pub fn close(out: &mut Vec<u8>, open: Open, drop_body: bool) {
     let body_at = open.body_at + text.len() - open.width;
     if let Some(at) = open.etag_at {
         let mut hex = [0; 32];
-        super::etag::md5_hex(&out[body_at..], &mut hex);
+        match known {
+            Some(known) => {
+                hex = *known;
+                debug_assert!({
+                    let mut check = [0; 32];
+                    super::etag::md5_hex(&out[body_at..], &mut check);
+                    check == hex
+                });
+            }
+            None => super::etag::md5_hex(&out[body_at..], &mut hex),
+        }
         out[at..at + 32].copy_from_slice(&hex);
     }
     if drop_body {

@@ -14,6 +14,7 @@
 //! Without a `cache` block `Worker::cache` is `None`: dispatch and back_io test it
 //! once and nothing else happens.
 
+use super::timers::Timer;
 use super::Worker;
 use crate::api::plan::Cmd;
 use crate::cache::{self, table, Invalidation, Settings, Span, Store};
@@ -21,10 +22,10 @@ use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
 use crate::metrics::Counters;
-use crate::reply::{Meta, CACHE_HIT, CACHE_MISS};
+use crate::reply::{EtagMemo, Meta, CACHE_HIT, CACHE_MISS};
 use smallvec::SmallVec;
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a request in flight on cached keys does with its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,22 +50,33 @@ struct Inflight {
 /// A worker's edge cache.
 pub(super) struct EdgeCache {
     settings: Settings,
-    store: Store,
+    /// Each entry with the ETag of the response last rendered from it.
+    store: Store<EtagMemo>,
     /// The tracking connection's handshake passed: hits may be served, replies stored.
     up: bool,
     tracking: BackKey,
     /// Requests on cached keys in flight, by (front, generation, request number).
     inflight: HashMap<(FrontKey, u32, u64), Inflight>,
-    /// The cache key of the request being dispatched.
+    /// The cache key of the request being dispatched: its database (4 bytes), then its
+    /// command as RESP, which then goes to the back as it is ([`EdgeCache::resp`]).
     scratch: Vec<u8>,
     /// The clock of `max_ttl_ms`.
     epoch: Instant,
+    /// The counters at the last log line (`log_sec`): hits, misses, evictions,
+    /// invalidations, flushes.
+    logged: [u64; 5],
 }
 
 impl EdgeCache {
-    /// The stored reply `i` ([`EdgeCache::before`]'s hit).
-    pub(super) fn value(&self, i: u32) -> Option<&[u8]> {
-        self.store.value(i)
+    /// The stored reply `i` ([`EdgeCache::before`]'s hit) and its ETag memo.
+    pub(super) fn hit(&mut self, i: u32) -> Option<(&[u8], &mut EtagMemo)> {
+        self.store.hit(i)
+    }
+
+    /// The command [`EdgeCache::before`] last saw, as RESP: what goes to Redis when it
+    /// was not a hit (written once, for the cache key and the back).
+    pub(super) fn resp(&self) -> &[u8] {
+        self.scratch.get(4..).unwrap_or_default()
     }
 
     /// Entries stored, and their bytes (the gauges).
@@ -91,11 +103,15 @@ impl EdgeCache {
         self.scratch.extend_from_slice(&db.to_le_bytes());
         cmd.write_resp(&mut self.scratch);
         let buf = &self.scratch;
-        let (args, end) = cache::parse_command(buf, 4)?;
-        let name = span(buf, *args.first()?);
-        if end == buf.len() {
-            if let Some(keys) = table::lookup(name) {
-                return self.read(keys, &args, id, now, meta, stats);
+        // One command (not a batch): a cacheable read needs its keys only, and one key
+        // is read without parsing the rest.
+        if !matches!(cmd, Cmd::Batch { .. }) {
+            if let Some(keys) = table::lookup(cmd.name()) {
+                let names: SmallVec<[Span; 2]> = match keys {
+                    table::Keys::First => smallvec::smallvec![cache::nth_arg(buf, 4, 1)?],
+                    table::Keys::All => cache::parse_command(buf, 4)?.0.get(1..)?.into(),
+                };
+                return self.read(names, id, now, meta, stats);
             }
         }
         // Anything else that names a key under a cached prefix may write it: evict
@@ -148,18 +164,13 @@ impl EdgeCache {
     /// its keys is not under a cached prefix (untouched).
     fn read(
         &mut self,
-        keys: table::Keys,
-        args: &[Span],
+        names: SmallVec<[Span; 2]>,
         id: (FrontKey, u32, u64),
         now: Instant,
         meta: &mut Meta,
         stats: &mut Counters,
     ) -> Option<u32> {
         let buf = &self.scratch;
-        let names: SmallVec<[Span; 2]> = match keys {
-            table::Keys::First => args.get(1..2)?.into(),
-            table::Keys::All => args.get(1..)?.into(),
-        };
         let mut max_age = u16::MAX;
         for &s in &names {
             max_age = max_age.min(self.settings.prefix_of(span(buf, s))?.max_age);
@@ -203,6 +214,10 @@ impl EdgeCache {
         now: Instant,
         stats: &mut Counters,
     ) {
+        // Most replies are of requests the cache left alone: no hashing for them.
+        if self.inflight.is_empty() {
+            return;
+        }
         let Some(f) = self.inflight.remove(&id) else {
             return;
         };
@@ -282,7 +297,104 @@ impl Worker {
             inflight: HashMap::new(),
             scratch: Vec::new(),
             epoch: Instant::now(),
+            logged: [0; 5],
         }));
+        // Without a metrics listener the counters go to the log.
+        if cfg.metrics_listen.is_none() && s.log_sec > 0 {
+            let at = Instant::now() + Duration::from_secs(s.log_sec);
+            self.timers.at(at, Timer::CacheLog);
+        }
+    }
+
+    /// A reload's `cache` block (the server kept whether there is one: that needs a
+    /// restart). Limits, `header`, `max_age` and `log_sec` apply from the next request
+    /// (a smaller `max_memory_mb` evicts now); new prefixes flush the store and
+    /// reconnect the tracking connection, whose handshake then asks Redis to track
+    /// them: the cache is bypassed until it is back, as after any loss.
+    pub(super) fn cache_reload(&mut self) {
+        let cfg = &self.shared.config;
+        let (Some(c), Some(new)) = (self.cache.as_deref_mut(), cfg.cache.as_ref()) else {
+            return;
+        };
+        if *new == c.settings {
+            return;
+        }
+        let same_prefixes = c
+            .settings
+            .prefixes
+            .iter()
+            .map(|p| &p.prefix)
+            .eq(new.prefixes.iter().map(|p| &p.prefix));
+        let arm_log = c.settings.log_sec == 0 && new.log_sec > 0 && cfg.metrics_listen.is_none();
+        c.store.set_limits(new);
+        self.stats.cache_evictions += std::mem::take(&mut c.store.evictions);
+        c.settings = new.clone();
+        if arm_log {
+            let at = Instant::now() + Duration::from_secs(new.log_sec);
+            self.timers.at(at, Timer::CacheLog);
+        }
+        if same_prefixes {
+            log!(Level::Info, "edge cache: new settings from the reload");
+            return;
+        }
+        log!(
+            Level::Info,
+            "edge cache: new prefixes from the reload; flushed, tracking them from a new connection"
+        );
+        // Nothing stored under the old prefixes may stay (no more invalidations for them).
+        c.store.flush();
+        self.stats.cache_flushes += 1;
+        // Bypassed until the new tracking is accepted (and `cache_lost`, below, then
+        // neither warns nor counts another flush).
+        c.up = false;
+        let b = c.tracking;
+        let cmd = new.tracking_command().into_boxed_slice();
+        if self.backs.set_tracking(b, cmd) {
+            // Closed and reconnected (with the backoff's first delay): `cache_lost`
+            // bypasses the cache meanwhile, `cache_up` turns it on again.
+            self.back_failed(b, Instant::now());
+        }
+    }
+
+    /// Every `log_sec` without a metrics listener: this worker's counters over the
+    /// period, and its store's size, at INFO.
+    pub(super) fn cache_log(&mut self, now: Instant) {
+        let Some(c) = self.cache.as_deref_mut() else {
+            return;
+        };
+        let s = &self.stats;
+        let counters = [
+            s.cache_hits,
+            s.cache_misses,
+            s.cache_evictions,
+            s.cache_invalidations,
+            s.cache_flushes,
+        ];
+        let d: [u64; 5] = std::array::from_fn(|i| counters[i].wrapping_sub(c.logged[i]));
+        c.logged = counters;
+        let reads = d[0] + d[1];
+        let rate = (d[0] * 100).checked_div(reads).unwrap_or(0);
+        log!(
+            Level::Info,
+            "edge cache, worker {}, last {} s: {} hits, {} misses ({rate} % hits), {} \
+             evictions, {} invalidations, {} flushes; {} entries, {} bytes{}",
+            self.id,
+            c.settings.log_sec,
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            d[4],
+            c.store.len(),
+            c.store.used(),
+            if c.up {
+                ""
+            } else {
+                " (bypassed: tracking down)"
+            }
+        );
+        let at = now + Duration::from_secs(c.settings.log_sec);
+        self.timers.at(at, Timer::CacheLog);
     }
 
     /// Back `b` passed its handshake: if it is the tracking connection, the cache is on

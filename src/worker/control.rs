@@ -166,6 +166,7 @@ impl Worker {
         if self.next_ping.is_none() && every > 0 {
             self.next_ping = Some(Instant::now() + Duration::from_secs(every));
         }
+        self.cache_reload();
     }
 }
 

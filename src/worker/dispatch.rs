@@ -98,7 +98,6 @@ impl Worker {
         let seq = busy.base_seq + busy.slots.len() as u64;
         let buf = busy.rbuf.bytes();
         let at = Incoming { req, buf, peer };
-        let mut cached = 0;
         let outcome = match plan::plan(cfg.plan_settings(), &mut self.scratch, &at, &mut meta) {
             Plan::Upgrade => return self.upgrade(k, req),
             Plan::Now(imm) => {
@@ -106,21 +105,24 @@ impl Worker {
                 Outcome::Now(Now::Plan(imm))
             }
             Plan::Subscribe(r) => Outcome::Subscribe(r),
-            // The edge cache first, when there is one (one branch otherwise).
-            Plan::Send { db, ref cmd, .. }
-                if self.cache.as_deref_mut().is_some_and(|c| {
+            Plan::Send { route, db, cmd } => 'send: {
+                // The edge cache first, when there is one (one branch otherwise): a hit,
+                // or the command written once, as the cache saw it.
+                let mut seen = None;
+                if let Some(c) = self.cache.as_deref_mut() {
+                    let (id, at) = ((k, gen, seq), self.turn.at);
                     let db = db.unwrap_or(cfg.database);
-                    let id = (k, gen, seq);
-                    let hit = c.before(db, cmd, id, self.turn.at, &mut meta, &mut self.stats);
-                    hit.inspect(|&i| cached = i).is_some()
-                }) =>
-            {
-                Outcome::Cached(cached)
-            }
-            Plan::Send { route, db, cmd } => {
+                    if let Some(i) = c.before(db, &cmd, id, at, &mut meta, &mut self.stats) {
+                        break 'send Outcome::Cached(i);
+                    }
+                    seen = Some(c.resp());
+                }
                 let waiter = Waiter::batch(k, gen, seq, cmd.frames());
                 let due = self.deadlines.due(self.turn, route, || cmd.block_limit());
-                let write = |w: &mut Vec<u8>| cmd.write_resp(w);
+                let write = |w: &mut Vec<u8>| match seen {
+                    Some(resp) => w.extend_from_slice(resp),
+                    None => cmd.write_resp(w),
+                };
                 let sent = self
                     .backs
                     .send(route, db, prefer, waiter, due, false, write);
@@ -170,11 +172,24 @@ impl Worker {
                 });
             }
             Outcome::Cached(i) => {
-                let answer = match self.cache.as_deref().and_then(|c| c.value(i)) {
-                    Some(v) => Answer::Frame(v),
-                    None => Answer::Error(Status::Unavailable),
-                };
-                deliver(f, k, seq, answer, &self.date, &mut self.dirty_fronts);
+                let date = &self.date;
+                match self.cache.as_deref_mut().and_then(|c| c.hit(i)) {
+                    // The stored frame, rendered like a Redis reply (`deliver`), its ETag
+                    // from the entry's memo when the same body was rendered before.
+                    Some((frame, memo)) => {
+                        respond(f, k, seq, &mut self.dirty_fronts, |out, meta| {
+                            reply::write_cached(out, meta, frame, date, memo)
+                        })
+                    }
+                    None => deliver(
+                        f,
+                        k,
+                        seq,
+                        Answer::Error(Status::Unavailable),
+                        date,
+                        &mut self.dirty_fronts,
+                    ),
+                }
             }
             Outcome::Subscribe(r) => {
                 // The connection now belongs to the stream.

@@ -44,6 +44,8 @@ pub(super) enum Timer {
     Sweep,
     /// Cluster mode: commands to retry, the slot map to ask for (`worker::cluster`).
     Cluster,
+    /// The edge cache's counters in the log (no metrics listener: `worker::cache`).
+    CacheLog,
 }
 
 /// Deadlines, soonest first.
@@ -146,6 +148,7 @@ impl Worker {
                 Timer::Request(k, gen) => self.request_due(k, gen, now),
                 Timer::Idle(k, gen) => self.idle_due(k, gen, now),
                 Timer::Sweep => self.sweep_due(now),
+                Timer::CacheLog => self.cache_log(now),
             }
         }
     }

@@ -418,12 +418,30 @@ impl Worker {
                     } else {
                         route
                     };
-                    let seq = busy.push_slot(meta);
+                    // The edge cache, as for an HTTP request (`dispatch`): a hit, or the
+                    // command as the cache wrote it.
+                    let seq = busy.base_seq + busy.slots.len() as u64;
+                    let mut seen = None;
+                    if let Some(c) = self.cache.as_deref_mut() {
+                        let (id, at, cmd) = ((k, gen, seq), self.turn.at, Cmd::Argv(&argv));
+                        let hit = c.before(cfg.database, &cmd, id, at, &mut meta, &mut self.stats);
+                        if let Some(i) = hit {
+                            busy.push_slot(meta);
+                            self.carry_out(k, seq, Outcome::Cached(i));
+                            return;
+                        }
+                        seen = Some(c.resp());
+                    }
+                    let pushed = busy.push_slot(meta);
+                    debug_assert_eq!(pushed, seq);
                     let waiter = Waiter::front(k, gen, seq);
                     let due = self
                         .deadlines
                         .due(self.turn, route, || Cmd::Argv(&argv).block_limit());
-                    let write = |w: &mut Vec<u8>| crate::proto::resp::write_argv(w, &argv);
+                    let write = |w: &mut Vec<u8>| match seen {
+                        Some(resp) => w.extend_from_slice(resp),
+                        None => crate::proto::resp::write_argv(w, &argv),
+                    };
                     let sent = self
                         .backs
                         .send(route, None, prefer, waiter, due, false, write);
@@ -431,6 +449,10 @@ impl Worker {
                         self.timers.at(at, Timer::Watch(b));
                     }
                     self.stats.commands += u64::from(sent.is_ok());
+                    if let (Err(_), Some(c)) = (&sent, self.cache.as_deref_mut()) {
+                        // Never sent: its ticket is given back.
+                        c.on_reply((k, gen, seq), None, self.turn.at, &mut self.stats);
+                    }
                     self.carry_out(k, seq, Outcome::sent(route, sent.map(|(b, _)| b)));
                 }
             },

@@ -292,3 +292,13 @@ pub fn cpu_seconds(pid: i32) -> f64 {
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     ticks as f64 / 100.0
 }
+
+/// Rewrites the gateway's config file with `change` applied, and sends SIGHUP.
+pub fn reload(gw: &Gateway, change: impl FnOnce(&mut serde_json::Value)) {
+    let path = gw.dir.join("webdis.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    change(&mut config);
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    gw.signal(libc::SIGHUP);
+}

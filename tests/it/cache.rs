@@ -503,8 +503,9 @@ fn cache_counters_in_metrics() {
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
     let mut text = String::new();
     std::io::Read::read_to_string(&mut s, &mut text).unwrap();
-    // 4 (database) + "*2\r\n$3\r\nGET\r\n$6\r\nflag:m\r\n" (25) + "$-1\r\n" (5) + 128.
-    for line in ["webdis_cache_entries 1", "webdis_cache_bytes 162"] {
+    // 4 (database) + "*2\r\n$3\r\nGET\r\n$6\r\nflag:m\r\n" (25) + "$-1\r\n" (5) + 128
+    // + 72 (the entry's ETag memo, `reply::EtagMemo`, kept inline).
+    for line in ["webdis_cache_entries 1", "webdis_cache_bytes 234"] {
         assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
     }
 }
@@ -531,5 +532,320 @@ fn cache_tracking_ping_late_flushes() {
         }
         assert!(Instant::now() < deadline, "no hit after the pause");
         thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Redis evicting keys by `maxmemory` (allkeys-lru) sends an `invalidate` for each:
+/// the gateway never serves a value Redis no longer holds. Cached keys are written
+/// first and left cold; filler written straight into Redis (not under a prefix) pushes
+/// memory past the limit until they go.
+#[test]
+fn cache_redis_maxmemory_eviction_leaves_nothing_stale() {
+    let (redis, gw) = cached("");
+    const KEYS: usize = 50;
+    for i in 0..KEYS {
+        redis.cmd(&["SET", &format!("flag:v{i}"), &format!("old-{i}")]);
+    }
+    for i in 0..KEYS {
+        gw.get(&format!("/GET/flag:v{i}"));
+        let r = gw.get(&format!("/GET/flag:v{i}"));
+        assert_eq!(r.header("X-Cache"), Some("HIT"), "flag:v{i}");
+    }
+    let info = String::from_utf8_lossy(&redis.cmd(&["INFO", "memory"])).into_owned();
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory in INFO");
+    redis.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    redis.cmd(&[
+        "CONFIG",
+        "SET",
+        "maxmemory",
+        &(used + (2 << 20)).to_string(),
+    ]);
+    // 100 values of 10 KB per script: Redis evicts before each one once past the limit.
+    let fill = "for i = 1, 100 do redis.call('SET', 'fill:' .. ARGV[1] .. ':' .. i, \
+                string.rep('x', 10000)) end";
+    let mut evicted = Vec::new();
+    for round in 0..60 {
+        redis.cmd(&["EVAL", fill, "0", &round.to_string()]);
+        evicted = (0..KEYS)
+            .filter(|i| redis.cmd(&["EXISTS", &format!("flag:v{i}")]) == b":0\r\n")
+            .collect();
+        if evicted.len() > KEYS / 2 {
+            break;
+        }
+    }
+    redis.cmd(&["CONFIG", "SET", "maxmemory", "0"]);
+    assert!(!evicted.is_empty(), "Redis evicted none of the cached keys");
+    // The invalidations were sent when Redis evicted; a moment for the worker's turn.
+    thread::sleep(Duration::from_millis(50));
+    for i in 0..KEYS {
+        let r = gw.get(&format!("/GET/flag:v{i}"));
+        let want = if evicted.contains(&i) {
+            r#"{"GET":null}"#.to_owned()
+        } else {
+            format!(r#"{{"GET":"old-{i}"}}"#)
+        };
+        assert_eq!(
+            r.body_str(),
+            want,
+            "flag:v{i} (evicted: {})",
+            evicted.contains(&i)
+        );
+        if evicted.contains(&i) {
+            assert_eq!(r.header("X-Cache"), Some("MISS"), "flag:v{i}");
+        }
+    }
+    eprintln!(
+        "maxmemory eviction: {} of {KEYS} cached keys evicted by Redis, none served",
+        evicted.len()
+    );
+}
+
+/// A skewed (Zipf, s = 1) read workload over far more data than `max_memory_mb`: the
+/// entries stay within the bound (the gauge), the process's RSS grows by much less
+/// than the data read, and the hit rate is reported (LRU keeps the head of the
+/// distribution).
+#[test]
+fn cache_skewed_workload_stays_bounded() {
+    const KEYS: usize = 20_000;
+    const READS: usize = 40_000;
+    const DEPTH: usize = 50;
+    let mport = free_port();
+    let (redis, gw) = setup_with(&format!(
+        r#""threads": 1, "cache": {{"prefixes": ["flag:"], "max_memory_mb": 2, "header": true}},
+           "metrics": {{"listen": "127.0.0.1:{mport}"}}"#
+    ));
+    gw.wait_for_log("edge cache: tracking on");
+    // 20,000 values of 2 KB (40 MB) straight into Redis.
+    redis.cmd(&[
+        "EVAL",
+        "for i = 0, tonumber(ARGV[1]) - 1 do redis.call('SET', 'flag:z' .. i, \
+         string.rep(string.char(97 + i % 26), 2000)) end",
+        "0",
+        &KEYS.to_string(),
+    ]);
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            .expect("VmRSS")
+    };
+    // The Zipf CDF over the ranks, and a fixed xorshift: the same draws every run.
+    let weights: Vec<f64> = (1..=KEYS).map(|r| 1.0 / r as f64).collect();
+    let total: f64 = weights.iter().sum();
+    let mut cdf = Vec::with_capacity(KEYS);
+    let mut acc = 0.0;
+    for w in &weights {
+        acc += w / total;
+        cdf.push(acc);
+    }
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut draw = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+        cdf.partition_point(|&c| c < u).min(KEYS - 1)
+    };
+    let mut client = gw.connect();
+    // A first pass of the workload warms buffers and the allocator; RSS after it is
+    // the base.
+    let mut run = |client: &mut Client, reads: usize| {
+        let (mut hits, mut distinct) = (0, std::collections::HashSet::new());
+        for _ in 0..reads / DEPTH {
+            let keys: Vec<usize> = (0..DEPTH).map(|_| draw()).collect();
+            let batch: String = keys
+                .iter()
+                .map(|k| get_req(&format!("/GET/flag:z{k}")))
+                .collect();
+            client.send(batch.as_bytes());
+            for k in keys {
+                let r = client.read_response();
+                assert_eq!(r.status(), 200);
+                assert_eq!(r.body.len(), r#"{"GET":""}"#.len() + 2000, "flag:z{k}");
+                hits += usize::from(r.header("X-Cache") == Some("HIT"));
+                distinct.insert(k);
+            }
+        }
+        (hits, distinct.len())
+    };
+    run(&mut client, READS / 4);
+    let before = rss();
+    let (hits, distinct) = run(&mut client, READS);
+    let after = rss();
+    let mut s = TcpStream::connect(("127.0.0.1", mport)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+    let gauge = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    let (bytes, entries) = (gauge("webdis_cache_bytes "), gauge("webdis_cache_entries "));
+    let evictions = gauge(r#"webdis_cache_total{event="eviction"} "#);
+    let rate = hits as f64 / READS as f64;
+    eprintln!(
+        "skewed workload: {READS} reads of {distinct} distinct keys (2 KB values, {} MB \
+         read), hit rate {:.1} %, {entries} entries of {bytes} bytes (bound {}), {evictions} \
+         LRU evictions, RSS {before} kB -> {after} kB",
+        (distinct * 2000) >> 20,
+        rate * 100.0,
+        2 << 20
+    );
+    assert!(bytes <= 2 << 20, "{bytes} bytes over max_memory_mb");
+    assert!(evictions > 0, "the bound never evicted");
+    // The data read is several times the bound: RSS grows by at most the bound and
+    // some slack, not by what was read.
+    assert!(
+        distinct * 2000 > 8 << 20,
+        "too few distinct keys read: {distinct}"
+    );
+    assert!(
+        after.saturating_sub(before) < 6 << 10,
+        "RSS grew {before} kB -> {after} kB"
+    );
+    // Zipf(1) over 20,000 keys with ~900 entries: the head holds most reads.
+    assert!(rate > 0.4, "hit rate {:.1} %", rate * 100.0);
+}
+
+/// Without a metrics listener each worker logs its counters every `log_sec` (60 by
+/// default) at INFO: the period's hits, misses and the rest, and the store's size.
+/// With a listener, nothing (the counters are in `/metrics`).
+#[test]
+fn cache_counters_in_the_log_without_metrics() {
+    let (redis, gw) = cached(r#", "verbosity": 3, "cache": {"prefixes": ["flag:"], "log_sec": 1}"#);
+    redis.cmd(&["SET", "flag:l", "1"]);
+    gw.get("/GET/flag:l");
+    gw.get("/GET/flag:l");
+    gw.get("/GET/flag:l");
+    gw.wait_for_log("edge cache, worker 0, last 1 s:");
+    thread::sleep(Duration::from_millis(1100));
+    let log = gw.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("edge cache, worker 0, last 1 s:"))
+        .collect();
+    let sum = |what: &str| -> u64 {
+        lines
+            .iter()
+            .filter_map(|l| {
+                let at = l.find(&format!(" {what}"))?;
+                l[..at].rsplit(' ').next()?.parse::<u64>().ok()
+            })
+            .sum()
+    };
+    assert_eq!((sum("hits,"), sum("misses")), (2, 1), "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains("entries")), "{lines:?}");
+    assert!(lines.last().unwrap().contains(" 1 entries"), "{lines:?}");
+
+    let mport = free_port();
+    let (_redis, gw) = cached(&format!(
+        r#", "verbosity": 3, "cache": {{"prefixes": ["flag:"], "log_sec": 1}},
+           "metrics": {{"listen": "127.0.0.1:{mport}"}}"#
+    ));
+    gw.get("/GET/flag:l");
+    thread::sleep(Duration::from_millis(1500));
+    assert!(!gw.log().contains("edge cache, worker"), "{}", gw.log());
+}
+
+/// SIGHUP applies a new `cache` block: `header` and the limits from the next request;
+/// new prefixes flush, track the new ones (a new tracking connection), and cache them;
+/// removing the block needs a restart (logged, the running cache stays).
+#[test]
+fn cache_reload_applies_new_settings() {
+    let (redis, gw) = cached("");
+    redis.cmd(&["SET", "flag:a", "1"]);
+    redis.cmd(&["SET", "new:a", "2"]);
+    gw.get("/GET/flag:a");
+    assert_bytes(&gw.get("/GET/flag:a"), &hit(r#"{"GET":"1"}"#));
+    let before = tracking_clients(&redis);
+    // `header` off: the same entry, no X-Cache.
+    reload(&gw, |c| c["cache"]["header"] = false.into());
+    gw.wait_for_log("edge cache: new settings from the reload");
+    assert_bytes(&gw.get("/GET/flag:a"), &ok_json(r#"{"GET":"1"}"#));
+    assert_eq!(
+        tracking_clients(&redis),
+        before,
+        "no new tracking connection"
+    );
+    // New prefixes: flag: is no longer cached, new: is, and Redis tracks new:.
+    reload(&gw, |c| {
+        c["cache"]["prefixes"] = serde_json::json!(["new:"]);
+        c["cache"]["header"] = true.into();
+    });
+    gw.wait_for_log("edge cache: new prefixes from the reload");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.get("/GET/new:a").header("X-Cache") != Some("HIT") {
+        assert!(Instant::now() < deadline, "no hit on new: after the reload");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_bytes(&gw.get("/GET/flag:a"), &ok_json(r#"{"GET":"1"}"#));
+    let after = tracking_clients(&redis);
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "the tracking connection was not replaced");
+    // Redis's invalidations for the new prefix reach it.
+    redis.cmd(&["SET", "new:a", "3"]);
+    gw.eventually_ok_header("/GET/new:a", r#"{"GET":"3"}"#);
+    // And flag: is not cached: a write in Redis is seen at once.
+    redis.cmd(&["SET", "flag:a", "4"]);
+    assert_bytes(&gw.get("/GET/flag:a"), &ok_json(r#"{"GET":"4"}"#));
+    // Removing the block: a restart is needed, the cache stays.
+    reload(&gw, |c| {
+        c.as_object_mut().unwrap().remove("cache");
+    });
+    gw.wait_for_log("'cache' changed");
+    gw.get("/GET/new:a");
+    assert_eq!(gw.get("/GET/new:a").header("X-Cache"), Some("HIT"));
+}
+
+/// How many GETs Redis has run (`INFO commandstats`).
+fn redis_gets(redis: &Redis) -> u64 {
+    let info = String::from_utf8_lossy(&redis.cmd(&["INFO", "commandstats"])).into_owned();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|v| v.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// WebSocket commands go through the cache like HTTP requests: hits answered from
+/// memory (Redis runs one GET for three), writes evict (read-your-writes on the
+/// socket), Redis's invalidations apply.
+#[test]
+fn cache_websocket_commands() {
+    let (redis, gw) = cached(r#", "websockets": true"#);
+    redis.cmd(&["SET", "flag:ws", "1"]);
+    let mut ws = WsClient::connect(gw.port, "/");
+    let gets = redis_gets(&redis);
+    for _ in 0..3 {
+        ws.call(r#"["GET","flag:ws"]"#, r#"{"GET":"1"}"#);
+    }
+    assert_eq!(
+        redis_gets(&redis) - gets,
+        1,
+        "the second and third were hits"
+    );
+    // An HTTP request shares the entry (same command line).
+    assert_bytes(&gw.get("/GET/flag:ws"), &hit(r#"{"GET":"1"}"#));
+    // A write on the socket, then a read on it: the new value.
+    ws.call(r#"["SET","flag:ws","2"]"#, r#"{"SET":[true,"OK"]}"#);
+    ws.call(r#"["GET","flag:ws"]"#, r#"{"GET":"2"}"#);
+    // A write in Redis: its invalidation reaches the socket's reads too.
+    redis.cmd(&["SET", "flag:ws", "3"]);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        ws.send_text(r#"["GET","flag:ws"]"#);
+        let f = ws.read_frame();
+        if f.payload == br#"{"GET":"3"}"# {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {:?}", show(&f.payload));
+        thread::sleep(Duration::from_millis(5));
     }
 }

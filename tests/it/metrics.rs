@@ -458,16 +458,6 @@ fn never_on_the_public_port() {
 
 // ---- reload -------------------------------------------------------------------------
 
-/// Rewrites the gateway's config file with `change` applied, and sends SIGHUP.
-fn reload(gw: &Gateway, change: impl FnOnce(&mut serde_json::Value)) {
-    let path = gw.dir.join("webdis.json");
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    change(&mut config);
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    gw.signal(libc::SIGHUP);
-}
-
 /// How many times `text` is in the log.
 fn log_count(gw: &Gateway, text: &str) -> usize {
     gw.log().matches(text).count()
