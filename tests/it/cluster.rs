@@ -672,7 +672,7 @@ fn chunk(payload: &str) -> String {
 #[test]
 fn pubsub_and_shard_channels_across_a_slot_move() {
     let c = RedisCluster::start();
-    let gw = gateway(&c, "\"threads\":1");
+    let gw = gateway(&c, "\"threads\":1,\"websockets\":true,\"sse_ping_sec\":0");
     let mut s = Stream::get(gw.port, "/SUBSCRIBE/chan");
     s.wait_for(&chunk("{\"SUBSCRIBE\":[\"subscribe\",\"chan\",1]}\n"));
     // From every primary in turn (keyless: any primary).
@@ -684,9 +684,19 @@ fn pubsub_and_shard_channels_across_a_slot_move() {
         )));
     }
 
+    // The same shard channel over chunked HTTP, Server-Sent Events and a WebSocket.
     let mut ss = Stream::get(gw.port, "/SSUBSCRIBE/news");
-    let confirm = chunk("{\"SSUBSCRIBE\":[\"ssubscribe\",\"news\",1]}\n");
+    let confirm_json = "{\"SSUBSCRIBE\":[\"ssubscribe\",\"news\",1]}";
+    let confirm = chunk(&format!("{confirm_json}\n"));
     ss.wait_for(&confirm);
+    let mut sse = Stream::get(gw.port, "/SSUBSCRIBE/news.sse");
+    sse.wait_for(confirm_json);
+    let mut ws = WsClient::connect(gw.port, "/.json");
+    ws.send_text(r#"["SSUBSCRIBE","news"]"#);
+    assert_eq!(
+        String::from_utf8_lossy(&ws.read_frame().payload),
+        confirm_json
+    );
     // Published and delivered (SPUBLISH counts the receivers at the owner).
     let mut delivered = Vec::new();
     let mut publish = |i: usize| -> bool {
@@ -727,6 +737,27 @@ fn pubsub_and_shard_channels_across_a_slot_move() {
     let last = format!("\"m{}\"", delivered.last().unwrap());
     ss.wait_for(&last);
     assert_eq!(ss.body(), want);
+    // SSE and the WebSocket: the same messages, no frame the client did not ask for.
+    let message = |i: &usize| format!("{{\"SSUBSCRIBE\":[\"smessage\",\"news\",\"m{i}\"]}}");
+    let want_sse: String = [
+        chunk("retry: 2000\n\n"),
+        chunk(&format!("data: {confirm_json}\n\n")),
+    ]
+    .into_iter()
+    .chain(
+        delivered
+            .iter()
+            .map(|i| chunk(&format!("data: {}\n\n", message(i)))),
+    )
+    .collect();
+    sse.wait_for(&last);
+    assert_eq!(sse.body(), want_sse);
+    for i in &delivered {
+        assert_eq!(
+            String::from_utf8_lossy(&ws.read_frame().payload),
+            message(i)
+        );
+    }
     let log = gw.log();
     assert!(
         log.contains("cluster: shard channel news moved; subscribing again"),
