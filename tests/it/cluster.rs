@@ -1156,3 +1156,173 @@ fn nodes_announced_by_host_name() {
     assert!(!log.contains("Cannot connect"), "{log}");
     assert!(!log.contains("not used"), "{log}");
 }
+
+/// The ids of a node's clients whose flags say tracking (`t`): the gateway's tracking
+/// connections to it.
+fn tracking_ids(node: &Redis) -> Vec<String> {
+    let list = String::from_utf8_lossy(&node.cmd(&["CLIENT", "LIST"])).into_owned();
+    list.lines()
+        .filter(|l| {
+            l.split(' ')
+                .any(|f| f.starts_with("flags=") && f.contains('t'))
+        })
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Reads `path` until its body is `body` (within 2 s); the first response with it must
+/// be a miss (never a hit of an entry read before the write), and no older body may
+/// follow it. Then a hit.
+#[track_caller]
+fn new_value_as_miss(gw: &Gateway, path: &str, body: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let r = gw.get(path);
+        if r.body_str() == body {
+            assert_eq!(r.header("X-Cache"), Some("MISS"), "{path}: {body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: still {} after 2 s",
+            r.body_str()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let r = gw.get(path);
+    assert_eq!(r.body_str(), body, "{path}: the value went back");
+    assert_eq!(r.header("X-Cache"), Some("HIT"), "{path}");
+}
+
+#[track_caller]
+fn miss_then_hit(gw: &Gateway, path: &str, body: &str) {
+    let r = gw.get(path);
+    assert_eq!(
+        (r.body_str(), r.header("X-Cache")),
+        (body.to_owned(), Some("MISS")),
+        "{path}"
+    );
+    let r = gw.get(path);
+    assert_eq!(
+        (r.body_str(), r.header("X-Cache")),
+        (body.to_owned(), Some("HIT")),
+        "{path}"
+    );
+}
+
+/// Hits again (the cache back up) within 5 s.
+#[track_caller]
+fn hits_again(gw: &Gateway, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.get(path).header("X-Cache") != Some("HIT") {
+        assert!(Instant::now() < deadline, "{path}: no hit within 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The edge cache in cluster mode (issue 17): one tracking connection per primary;
+/// misses routed by slot (an MGET split per slot too), hits from memory; writes made
+/// straight on a node, FLUSHALL on one node, a tracking connection killed and a slot
+/// moved to another primary never leave a stale value.
+#[test]
+fn edge_cache_on_a_cluster() {
+    let c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        r#""threads": 1, "redis_cluster":{"nodes":[SEEDS],"split_multi_key":true},
+           "cache": {"prefixes": ["flag:"], "header": true}"#,
+    );
+    gw.wait_for_log("edge cache: tracking on at all 3 primaries");
+    let primaries: Vec<NodeInfo> = c.node_infos().into_iter().filter(|n| n.primary).collect();
+    assert_eq!(primaries.len(), 3);
+    for p in &primaries {
+        let ids = tracking_ids(c.node(p.port));
+        assert_eq!(
+            ids.len(),
+            1,
+            "one tracking connection on {}: {ids:?}",
+            p.port
+        );
+    }
+    // A key on each primary.
+    let mut keys: Vec<(String, u16)> = Vec::new();
+    for i in 0.. {
+        let k = format!("flag:{i}");
+        let port = c.owner(key_slot(k.as_bytes())).port;
+        if keys.iter().all(|(_, p)| *p != port) {
+            keys.push((k, port));
+        }
+        if keys.len() == 3 {
+            break;
+        }
+    }
+    for (k, port) in &keys {
+        c.node(*port).cmd(&["SET", k, "v1"]);
+        miss_then_hit(&gw, &format!("/GET/{k}"), r#"{"GET":"v1"}"#);
+    }
+    // An MGET over the three (split per slot, merged): cached as one reply.
+    let mget = format!("/MGET/{}/{}/{}", keys[0].0, keys[1].0, keys[2].0);
+    miss_then_hit(&gw, &mget, r#"{"MGET":["v1","v1","v1"]}"#);
+    // A write straight on each owner (not through the gateway): the next read is a
+    // miss with the new value.
+    for (i, (k, port)) in keys.iter().enumerate() {
+        c.node(*port).cmd(&["SET", k, "v2"]);
+        new_value_as_miss(&gw, &format!("/GET/{k}"), r#"{"GET":"v2"}"#);
+        let mut want = vec!["v2"; i + 1];
+        want.resize(3, "v1");
+        let body = format!(r#"{{"MGET":["{}","{}","{}"]}}"#, want[0], want[1], want[2]);
+        new_value_as_miss(&gw, &mget, &body);
+    }
+    // FLUSHALL on one node: everything goes (a null invalidation flushes the store).
+    let (k0, p0) = &keys[0];
+    let (k1, _) = &keys[1];
+    c.node(*p0).cmd(&["FLUSHALL"]);
+    new_value_as_miss(&gw, &format!("/GET/{k0}"), r#"{"GET":null}"#);
+    miss_then_hit(&gw, &format!("/GET/{k1}"), r#"{"GET":"v2"}"#);
+
+    // One node's tracking connection killed, then a write there at once: its
+    // invalidation goes nowhere; the flush on loss covers it, and the cache is bypassed
+    // until the connection is back.
+    let (k2, p2) = &keys[2];
+    let path2 = format!("/GET/{k2}");
+    hits_again(&gw, &path2);
+    let ids = tracking_ids(c.node(*p2));
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    c.node(*p2).cmd(&["CLIENT", "KILL", "ID", &ids[0]]);
+    c.node(*p2).cmd(&["SET", k2, "v3"]);
+    std::thread::sleep(Duration::from_millis(30));
+    let r = gw.get(&path2);
+    assert_eq!(r.body_str(), r#"{"GET":"v3"}"#);
+    assert_ne!(r.header("X-Cache"), Some("HIT"));
+    // Keys of the other nodes are bypassed too (a cache up needs every primary).
+    let r = gw.get(&format!("/GET/{k1}"));
+    assert_eq!(r.body_str(), r#"{"GET":"v2"}"#);
+    assert_ne!(r.header("X-Cache"), Some("HIT"));
+    gw.wait_for_log("edge cache: tracking connection to 127.0.0.1:");
+    hits_again(&gw, &path2);
+    assert_eq!(tracking_ids(c.node(*p2)).len(), 1);
+    c.node(*p2).cmd(&["SET", k2, "v4"]);
+    new_value_as_miss(&gw, &path2, r#"{"GET":"v4"}"#);
+
+    // A slot moved to another primary (MIGRATE, SETSLOT): the entry read from the old
+    // owner is evicted (MIGRATE deletes the key there), a miss follows the MOVED to
+    // the new owner, and a write there is seen.
+    let to = primaries.iter().find(|p| p.port != *p2).unwrap().clone();
+    let slot = key_slot(k2.as_bytes());
+    hits_again(&gw, &path2);
+    c.move_slot(slot, &to, Duration::ZERO);
+    assert_eq!(c.owner(slot).port, to.port);
+    let r = gw.get(&path2);
+    assert_eq!(r.body_str(), r#"{"GET":"v4"}"#);
+    c.node(to.port).cmd(&["SET", k2, "v5"]);
+    new_value_as_miss(&gw, &path2, r#"{"GET":"v5"}"#);
+    // The map read again (after the MOVED) still has the same 3 primaries: no new
+    // tracking connection, and the cache stayed up.
+    for p in &primaries {
+        assert_eq!(tracking_ids(c.node(p.port)).len(), 1, "{}", p.port);
+    }
+    // Through the gateway: read-your-writes on the new owner.
+    get_ok(&gw, &format!("/SET/{k2}/v6"), r#"{"SET":[true,"OK"]}"#);
+    new_value_as_miss(&gw, &path2, r#"{"GET":"v6"}"#);
+}
