@@ -1326,3 +1326,157 @@ fn edge_cache_on_a_cluster() {
     get_ok(&gw, &format!("/SET/{k2}/v6"), r#"{"SET":[true,"OK"]}"#);
     new_value_as_miss(&gw, &path2, r#"{"GET":"v6"}"#);
 }
+
+/// The edge cache while a slot moves under load (MIGRATE in batches: the ASK window):
+/// a writer sets the keys through the gateway to increasing numbers while readers read
+/// them through it (one worker: read-your-writes holds across connections); a read that
+/// starts after a write's response never sees an older value.
+#[test]
+fn edge_cache_coherent_while_a_slot_moves() {
+    let c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        r#""threads": 1, "redis_timeout_ms": 3000, "redis_cluster":{"nodes":[SEEDS]},
+           "cache": {"prefixes": ["flag:"], "header": true}"#,
+    );
+    gw.wait_for_log("edge cache: tracking on at all 3 primaries");
+    const KEYS: usize = 30;
+    let key = |i: usize| format!("flag:{{mv}}:{i}");
+    let slot = key_slot(key(0).as_bytes());
+    let written: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+    for i in 0..KEYS {
+        get_ok(&gw, &format!("/SET/{}/0", key(i)), r#"{"SET":[true,"OK"]}"#);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let hits = Arc::new(AtomicU64::new(0));
+    let port = gw.port;
+    let readers: Vec<_> = (0..2)
+        .map(|r| {
+            let (written, stop, hits) = (written.clone(), stop.clone(), hits.clone());
+            std::thread::spawn(move || {
+                let mut client = Client::connect(port);
+                let mut n = r;
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n = (n + 7) % KEYS;
+                    let floor = written[n].load(Ordering::Acquire);
+                    client.send(get_req(&format!("/GET/flag:{{mv}}:{n}")).as_bytes());
+                    let resp = client.read_response();
+                    assert_eq!(resp.status(), 200, "{}", resp.body_str());
+                    let body = resp.body_str();
+                    let v: u64 = body
+                        .trim_start_matches(r#"{"GET":""#)
+                        .trim_end_matches(r#""}"#)
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{body}"));
+                    assert!(v >= floor, "key {n}: read {v} after {floor} was written");
+                    if resp.header("X-Cache") == Some("HIT") {
+                        hits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let writer = {
+        let (written, stop) = (written.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut client = Client::connect(port);
+            let mut v = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                v += 1;
+                let n = (v as usize * 13) % KEYS;
+                client.send(get_req(&format!("/SET/flag:{{mv}}:{n}/{v}")).as_bytes());
+                let resp = client.read_response();
+                assert_eq!(resp.body_str(), r#"{"SET":[true,"OK"]}"#);
+                written[n].store(v, Ordering::Release);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            v
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let from = c.owner(slot);
+    let to = c
+        .node_infos()
+        .into_iter()
+        .find(|n| n.primary && n.port != from.port)
+        .unwrap();
+    c.move_slot(slot, &to, Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.join().unwrap();
+    let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    eprintln!(
+        "slot move: {writes} writes, {reads} reads ({} hits) through the cache",
+        hits.load(Ordering::Relaxed)
+    );
+    assert_eq!(c.owner(slot).port, to.port);
+    assert!(writes > 50 && reads > 100, "{writes} writes, {reads} reads");
+}
+
+/// `kill -9` of a primary with the edge cache: its tracking connection is lost (flush,
+/// bypass); the promoted replica is tracked once the map names it, the dead node's
+/// tracking connection dropped, and the cache serves again, coherent with the new
+/// primary.
+#[test]
+fn edge_cache_follows_a_failover() {
+    let mut c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        r#""threads": 1, "redis_timeout_ms": 3000, "redis_cluster":{"nodes":[SEEDS]},
+           "cache": {"prefixes": ["flag:"], "header": true}"#,
+    );
+    gw.wait_for_log("edge cache: tracking on at all 3 primaries");
+    // A key whose owner is not the seed (the gateway's first connections).
+    let (k, victim) = (0..)
+        .map(|i| format!("flag:f{i}"))
+        .map(|k| {
+            let p = c.owner(key_slot(k.as_bytes())).port;
+            (k, p)
+        })
+        .find(|(_, p)| *p != c.nodes[0].port)
+        .unwrap();
+    let path = format!("/GET/{k}");
+    get_ok(&gw, &format!("/SET/{k}/v1"), r#"{"SET":[true,"OK"]}"#);
+    miss_then_hit(&gw, &path, r#"{"GET":"v1"}"#);
+    c.node_mut(victim).stop();
+    gw.wait_for_log(&format!(
+        "edge cache: tracking connection to 127.0.0.1:{victim} lost"
+    ));
+    let slot = key_slot(k.as_bytes());
+    let ok = eventually(Duration::from_secs(30), || {
+        c.node_infos().iter().any(|n| {
+            n.primary && n.port != victim && n.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
+        })
+    });
+    assert!(ok, "a replica took over");
+    let new = c.owner(slot).port;
+    // Written on the new primary directly: the gateway serves it once its map says so.
+    c.node(new).cmd(&["SET", &k, "v2"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = gw.get(&path);
+        if r.body_str() == r#"{"GET":"v2"}"# && r.header("X-Cache") == Some("HIT") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no hit of v2 within 10 s: {} {:?}",
+            r.body_str(),
+            r.header("X-Cache")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = gw.log();
+    assert!(
+        log.contains(&format!(
+            "edge cache: 127.0.0.1:{victim} is no longer a primary"
+        )),
+        "{log}"
+    );
+    assert_eq!(tracking_ids(c.node(new)).len(), 1);
+    c.node(new).cmd(&["SET", &k, "v3"]);
+    new_value_as_miss(&gw, &path, r#"{"GET":"v3"}"#);
+}
