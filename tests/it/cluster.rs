@@ -700,12 +700,7 @@ fn pubsub_and_shard_channels_across_a_slot_move() {
     };
     assert!(publish(0));
     let slot = key_slot(b"news");
-    let from = c.owner(slot);
-    let to = c
-        .node_infos()
-        .into_iter()
-        .find(|n| n.primary && n.id != from.id)
-        .unwrap();
+    let to = c.other_primary(c.owner(slot).port);
     c.move_slot(slot, &to, Duration::ZERO);
     let mut i = 1;
     let back = eventually(Duration::from_secs(10), || {
@@ -993,12 +988,7 @@ fn upstash_on_a_cluster() {
     // A slot moves: the gateway's map is stale, that command follows MOVED, the others
     // run once.
     let slot = key_slot(b"pipe:0");
-    let from = c.owner(slot);
-    let to = c
-        .node_infos()
-        .into_iter()
-        .find(|n| n.primary && n.id != from.id)
-        .unwrap();
+    let to = c.other_primary(c.owner(slot).port);
     c.move_slot(slot, &to, Duration::ZERO);
     let r = upstash_post(
         &gw,
@@ -1157,20 +1147,6 @@ fn nodes_announced_by_host_name() {
     assert!(!log.contains("not used"), "{log}");
 }
 
-/// The ids of a node's clients whose flags say tracking (`t`): the gateway's tracking
-/// connections to it.
-fn tracking_ids(node: &Redis) -> Vec<String> {
-    let list = String::from_utf8_lossy(&node.cmd(&["CLIENT", "LIST"])).into_owned();
-    list.lines()
-        .filter(|l| {
-            l.split(' ')
-                .any(|f| f.starts_with("flags=") && f.contains('t'))
-        })
-        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Reads `path` until its body is `body` (within 2 s); the first response with it must
 /// be a miss (never a hit of an entry read before the write), and no older body may
 /// follow it. Then a hit.
@@ -1237,7 +1213,7 @@ fn edge_cache_on_a_cluster() {
     let primaries: Vec<NodeInfo> = c.node_infos().into_iter().filter(|n| n.primary).collect();
     assert_eq!(primaries.len(), 3);
     for p in &primaries {
-        let ids = tracking_ids(c.node(p.port));
+        let ids = c.node(p.port).tracking_clients();
         assert_eq!(
             ids.len(),
             1,
@@ -1287,7 +1263,7 @@ fn edge_cache_on_a_cluster() {
     let (k2, p2) = &keys[2];
     let path2 = format!("/GET/{k2}");
     hits_again(&gw, &path2);
-    let ids = tracking_ids(c.node(*p2));
+    let ids = c.node(*p2).tracking_clients();
     assert_eq!(ids.len(), 1, "{ids:?}");
     c.node(*p2).cmd(&["CLIENT", "KILL", "ID", &ids[0]]);
     c.node(*p2).cmd(&["SET", k2, "v3"]);
@@ -1301,7 +1277,7 @@ fn edge_cache_on_a_cluster() {
     assert_ne!(r.header("X-Cache"), Some("HIT"));
     gw.wait_for_log("edge cache: tracking connection to 127.0.0.1:");
     hits_again(&gw, &path2);
-    assert_eq!(tracking_ids(c.node(*p2)).len(), 1);
+    assert_eq!(c.node(*p2).tracking_clients().len(), 1);
     c.node(*p2).cmd(&["SET", k2, "v4"]);
     new_value_as_miss(&gw, &path2, r#"{"GET":"v4"}"#);
 
@@ -1320,7 +1296,7 @@ fn edge_cache_on_a_cluster() {
     // The map read again (after the MOVED) still has the same 3 primaries: no new
     // tracking connection, and the cache stayed up.
     for p in &primaries {
-        assert_eq!(tracking_ids(c.node(p.port)).len(), 1, "{}", p.port);
+        assert_eq!(c.node(p.port).tracking_clients().len(), 1, "{}", p.port);
     }
     // Through the gateway: read-your-writes on the new owner.
     get_ok(&gw, &format!("/SET/{k2}/v6"), r#"{"SET":[true,"OK"]}"#);
@@ -1397,12 +1373,7 @@ fn edge_cache_coherent_while_a_slot_moves() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    let from = c.owner(slot);
-    let to = c
-        .node_infos()
-        .into_iter()
-        .find(|n| n.primary && n.port != from.port)
-        .unwrap();
+    let to = c.other_primary(c.owner(slot).port);
     c.move_slot(slot, &to, Duration::from_millis(50));
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
@@ -1476,7 +1447,7 @@ fn edge_cache_follows_a_failover() {
         )),
         "{log}"
     );
-    assert_eq!(tracking_ids(c.node(new)).len(), 1);
+    assert_eq!(c.node(new).tracking_clients().len(), 1);
     c.node(new).cmd(&["SET", &k, "v3"]);
     new_value_as_miss(&gw, &path, r#"{"GET":"v3"}"#);
 }
