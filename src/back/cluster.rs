@@ -199,6 +199,11 @@ impl Cluster {
         self.nodes.len()
     }
 
+    /// The addresses of the current map's primaries (none before the first map).
+    pub fn primary_addrs(&self) -> impl Iterator<Item = &Endpoint> + '_ {
+        self.primaries.iter().map(|&n| self.addr(n))
+    }
+
     /// The primaries of the current map.
     #[cfg(test)]
     pub fn primaries(&self) -> &[NodeIndex] {

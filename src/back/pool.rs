@@ -388,12 +388,17 @@ impl Pool {
         }
     }
 
-    /// The edge cache's tracking connection (`Kind::Tracking`), created now with the
-    /// `CLIENT TRACKING` command `cmd` its handshake ends with; reconnected like a
-    /// shared connection.
-    pub fn create_tracking(&mut self, cmd: Box<[u8]>) -> BackKey {
+    /// An edge cache's tracking connection (`Kind::Tracking`), created now with the
+    /// `CLIENT TRACKING` command `cmd` its handshake ends with, to `node` (cluster mode:
+    /// one per primary) or to the configured Redis; reconnected like a shared
+    /// connection.
+    pub fn create_tracking(&mut self, cmd: Box<[u8]>, node: Option<Endpoint>) -> BackKey {
         let b = self.create(Kind::Tracking, 0);
-        self.slab[b.0].tracking = Some(cmd);
+        let back = &mut self.slab[b.0];
+        back.tracking = Some(cmd);
+        if node.is_some() {
+            back.node = node;
+        }
         b
     }
 

@@ -5,11 +5,14 @@
 //!
 //! One tracking connection per worker (`Kind::Tracking`: `HELLO 3`, then `CLIENT
 //! TRACKING ON BCAST PREFIX ...` as the last step of its handshake; reconnected with
-//! the shared connections' backoff, pinged and watched like them). BCAST rather than
+//! the shared connections' backoff, pinged and watched like them); in cluster mode one
+//! per primary of the slot map, made and dropped as the map changes the primaries
+//! (`cache_cluster_sync`), and one more for a node a redirect names that none tracks.
+//! The cache is up only while every one of them is. BCAST rather than
 //! default-mode tracking: the invalidations do not depend on which connection read a
 //! key, so the worker's ordinary connections stay as they are (RESP2, no tracking
 //! state in Redis per key read), and one connection carries every invalidation for the
-//! prefixes. While it is not up, the cache is bypassed: no hit, nothing stored.
+//! prefixes. While one is not up, the cache is bypassed: no hit, nothing stored.
 //!
 //! Without a `cache` block `Worker::cache` is `None`: dispatch and back_io test it
 //! once and nothing else happens.
@@ -18,6 +21,7 @@ use super::timers::Timer;
 use super::Worker;
 use crate::api::plan::Cmd;
 use crate::cache::{self, table, Invalidation, Settings, Span, Store};
+use crate::endpoint::Endpoint;
 use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
@@ -47,14 +51,26 @@ struct Inflight {
     op: Op,
 }
 
+/// A tracking connection.
+struct Tracker {
+    b: BackKey,
+    /// The cluster node it tracks (`None`: the configured Redis).
+    node: Option<Endpoint>,
+    /// Its handshake passed, and it was not lost since.
+    up: bool,
+}
+
 /// A worker's edge cache.
 pub(super) struct EdgeCache {
     settings: Settings,
     /// Each entry with the ETag of the response last rendered from it.
     store: Store<EtagMemo>,
-    /// The tracking connection's handshake passed: hits may be served, replies stored.
+    /// Every tracking connection is up (and there is one): hits may be served, replies
+    /// stored.
     up: bool,
-    tracking: BackKey,
+    /// One (the configured Redis), or in cluster mode one per primary (none before the
+    /// first slot map).
+    tracking: Vec<Tracker>,
     /// Requests on cached keys in flight, by (front, generation, request number).
     inflight: HashMap<(FrontKey, u32, u64), Inflight>,
     /// The cache key of the request being dispatched: its database (4 bytes), then its
@@ -82,6 +98,25 @@ impl EdgeCache {
     /// Entries stored, and their bytes (the gauges).
     pub(super) fn size(&self) -> (u64, u64) {
         (self.store.len() as u64, self.store.used() as u64)
+    }
+
+    fn tracker(&mut self, b: BackKey) -> Option<&mut Tracker> {
+        self.tracking.iter_mut().find(|t| t.b == b)
+    }
+
+    /// The cache on if every tracking connection is up (and there is one).
+    fn maybe_up(&mut self) {
+        if self.up || self.tracking.is_empty() || !self.tracking.iter().all(|t| t.up) {
+            return;
+        }
+        self.up = true;
+        match self.tracking.len() {
+            1 => log!(Level::Info, "edge cache: tracking on, serving from memory"),
+            n => log!(
+                Level::Info,
+                "edge cache: tracking on at all {n} primaries, serving from memory"
+            ),
+        }
     }
 
     fn now_ms(&self, now: Instant) -> u64 {
@@ -272,23 +307,35 @@ fn span(buf: &[u8], (a, b): Span) -> &[u8] {
 }
 
 impl Worker {
-    /// With a `cache` block (and not in cluster mode): the store and the tracking
-    /// connection, listed to connect.
+    /// With a `cache` block: the store and the tracking connection, listed to connect
+    /// (in cluster mode, the tracking connections come with the first slot map:
+    /// `cache_cluster_sync`).
     pub(super) fn cache_start(&mut self) {
         let cfg = &self.shared.config;
         let Some(s) = cfg.cache.as_ref() else {
             return;
         };
-        if cfg.redis_cluster.is_some() {
-            log!(
-                Level::Warning,
-                "the edge cache is not available in cluster mode yet: 'cache' ignored"
-            );
-            return;
+        let mut tracking = Vec::new();
+        match &cfg.redis_cluster {
+            // Reads from replicas: a replica applies a write after its primary has
+            // sent the invalidation, so a miss read there could store the old value.
+            Some(c) if c.read_from_replicas => {
+                log!(
+                    Level::Warning,
+                    "the edge cache is not available with 'read_from_replicas': 'cache' ignored"
+                );
+                return;
+            }
+            Some(_) => {}
+            None => {
+                let cmd = s.tracking_command().into_boxed_slice();
+                tracking.push(Tracker {
+                    b: self.backs.create_tracking(cmd, None),
+                    node: None,
+                    up: false,
+                });
+            }
         }
-        let tracking = self
-            .backs
-            .create_tracking(s.tracking_command().into_boxed_slice());
         self.cache = Some(Box::new(EdgeCache {
             settings: s.clone(),
             store: Store::new(s),
@@ -347,12 +394,14 @@ impl Worker {
         // Bypassed until the new tracking is accepted (and `cache_lost`, below, then
         // neither warns nor counts another flush).
         c.up = false;
-        let b = c.tracking;
         let cmd = new.tracking_command().into_boxed_slice();
-        if self.backs.set_tracking(b, cmd) {
-            // Closed and reconnected (with the backoff's first delay): `cache_lost`
-            // bypasses the cache meanwhile, `cache_up` turns it on again.
-            self.back_failed(b, Instant::now());
+        let list: Vec<BackKey> = c.tracking.iter().map(|t| t.b).collect();
+        for b in list {
+            if self.backs.set_tracking(b, cmd.clone()) {
+                // Closed and reconnected (with the backoff's first delay): `cache_lost`
+                // bypasses the cache meanwhile, `cache_up` turns it on again.
+                self.back_failed(b, Instant::now());
+            }
         }
     }
 
@@ -397,29 +446,114 @@ impl Worker {
         self.timers.at(at, Timer::CacheLog);
     }
 
-    /// Back `b` passed its handshake: if it is the tracking connection, the cache is on
-    /// (flushed first: nothing read before tracking started may be kept).
+    /// Back `b` passed its handshake: if it is a tracking connection, and the last one
+    /// to come up, the cache is on (flushed first: nothing read before tracking
+    /// started may be kept).
     pub(super) fn cache_up(&mut self, b: BackKey) {
-        if let Some(c) = self.cache.as_deref_mut().filter(|c| c.tracking == b) {
-            c.store.flush();
-            c.up = true;
-            log!(Level::Info, "edge cache: tracking on, serving from memory");
-        }
-    }
-
-    /// Back `b` is lost: if it is the tracking connection, everything goes and the cache
-    /// is bypassed until it is back (an invalidation may have been missed).
-    pub(super) fn cache_lost(&mut self, b: BackKey) {
-        let Some(c) = self.cache.as_deref_mut().filter(|c| c.tracking == b) else {
+        let Some(c) = self.cache.as_deref_mut() else {
             return;
         };
+        let Some(t) = c.tracker(b) else {
+            return;
+        };
+        t.up = true;
+        c.store.flush();
+        c.maybe_up();
+    }
+
+    /// Back `b` is lost: if it is a tracking connection, everything goes and the cache
+    /// is bypassed until it is back (an invalidation may have been missed).
+    pub(super) fn cache_lost(&mut self, b: BackKey) {
+        let Some(c) = self.cache.as_deref_mut() else {
+            return;
+        };
+        let Some(t) = c.tracker(b) else {
+            return;
+        };
+        t.up = false;
+        let node = t.node.clone();
+        if c.up {
+            match node {
+                Some(at) => log!(
+                    Level::Warning,
+                    "edge cache: tracking connection to {at} lost; flushed, bypassed until it is back"
+                ),
+                None => log!(
+                    Level::Warning,
+                    "edge cache: tracking connection lost; flushed, bypassed until it is back"
+                ),
+            }
+            self.stats.cache_flushes += 1;
+        }
+        c.up = false;
+        c.store.flush();
+    }
+
+    /// Cluster mode, a slot map installed: a tracking connection for each primary that
+    /// has none (the cache flushed and bypassed until it is up), and those of nodes no
+    /// longer primaries dropped (the cache flushed).
+    pub(super) fn cache_cluster_sync(&mut self) {
+        let (Some(c), Some(cl)) = (self.cache.as_deref_mut(), self.backs.cluster_ref()) else {
+            return;
+        };
+        let primaries: Vec<Endpoint> = cl.primary_addrs().cloned().collect();
+        let mut gone = Vec::new();
+        c.tracking.retain(|t| {
+            let keep = t.node.as_ref().is_some_and(|n| primaries.contains(n));
+            if !keep {
+                gone.push((t.b, t.node.clone()));
+            }
+            keep
+        });
+        if !gone.is_empty() {
+            // Entries read there could change there unseen (a node that imports a
+            // slot is reached by ASK before it owns one): none is kept.
+            c.store.flush();
+            self.stats.cache_flushes += 1;
+        }
+        for (b, node) in gone {
+            if let Some(at) = node {
+                log!(
+                    Level::Info,
+                    "edge cache: {at} is no longer a primary; flushed, its tracking connection closed"
+                );
+            }
+            self.drop_back(b);
+        }
+        for p in primaries {
+            self.cache_track(p);
+        }
+        // A node dropped may have been the one down.
+        if let Some(c) = self.cache.as_deref_mut() {
+            c.maybe_up();
+        }
+        self.connect_pending_backs();
+    }
+
+    /// Cluster mode: a tracking connection to `node` (a primary of the map, or a node a
+    /// redirect names), made if there is none; the cache is flushed and bypassed until
+    /// it is up (a reply from that node could not be known fresh before).
+    pub(super) fn cache_track(&mut self, node: Endpoint) {
+        let Some(c) = self.cache.as_deref_mut() else {
+            return;
+        };
+        if c.tracking.iter().any(|t| t.node.as_ref() == Some(&node)) {
+            return;
+        }
+        let cmd = c.settings.tracking_command().into_boxed_slice();
+        let b = self.backs.create_tracking(cmd, Some(node.clone()));
         if c.up {
             log!(
-                Level::Warning,
-                "edge cache: tracking connection lost; flushed, bypassed until it is back"
+                Level::Notice,
+                "edge cache: tracking {node} too; flushed, bypassed until it is up"
             );
             self.stats.cache_flushes += 1;
         }
+        c.tracking.push(Tracker {
+            b,
+            node: Some(node),
+            up: false,
+        });
         c.up = false;
         c.store.flush();
     }

@@ -136,6 +136,15 @@ impl Worker {
         };
         *hops = hops.saturating_add(1);
         let hops = *hops;
+        // The edge cache takes a reply from a node only while it tracks that node.
+        if self.cache.is_some() {
+            match &r {
+                Redirect::Moved { to, .. } | Redirect::Ask { to, .. } => {
+                    self.cache_track(to.clone())
+                }
+                Redirect::Retry => {}
+            }
+        }
         let Some(mut c) = self.backs.take_cluster() else {
             return;
         };
@@ -292,6 +301,10 @@ impl Worker {
             if part != 0 {
                 return self.cluster_part(key, gen, seq, part, Err(Status::Unavailable));
             }
+            if let Some(c) = self.cache.as_deref_mut() {
+                // Its ticket given back (a write may have run: evicted again).
+                c.on_reply((key, gen, seq), None, Instant::now(), &mut self.stats);
+            }
             if let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) {
                 let answer = Answer::ErrorMsg(Status::Unavailable, NOT_SERVED);
                 deliver(f, key, seq, answer, &self.date, &mut self.dirty_fronts);
@@ -316,6 +329,12 @@ impl Worker {
         let Some(done) = c.part_done((key.0, gen, seq), part, reply) else {
             return;
         };
+        if let Some(c) = self.cache.as_deref_mut() {
+            // The merged reply of a cached read (an MGET split per slot) is stored
+            // like any other; a failure gives its ticket back.
+            let frame = done.as_ref().ok().map(Vec::as_slice);
+            c.on_reply((key, gen, seq), frame, Instant::now(), &mut self.stats);
+        }
         let Some(f) = self.fronts.get_mut(key).filter(|f| f.gen == gen) else {
             return;
         };
@@ -476,6 +495,7 @@ impl Worker {
         }
         if resubscribe {
             self.cluster_resubscribe_shards();
+            self.cache_cluster_sync();
         }
         self.cluster_arm(now);
     }
@@ -633,7 +653,9 @@ impl Worker {
         // they reconnect to a primary of the map, the next one each time, so that a
         // seed that died (failed over) does not keep them, and the SUBSCRIBEs on the
         // pub/sub connection, down for ever.
-        if !c.owns(b) {
+        // (An edge cache's tracking connection stays with its node.)
+        let tracking = self.backs.get(b).is_some_and(|x| x.kind == Kind::Tracking);
+        if !c.owns(b) && !tracking {
             let now_at = self.backs.get(b).and_then(|x| x.node.as_ref());
             if let Some(addr) = c.next_primary(now_at) {
                 if let Some(back) = self.backs.get_mut(b) {

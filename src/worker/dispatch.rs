@@ -130,7 +130,9 @@ impl Worker {
                     self.timers.at(at, Timer::Watch(b));
                 }
                 self.stats.commands += u64::from(sent.is_ok());
-                if let (Err(_), Some(c)) = (&sent, self.cache.as_deref_mut()) {
+                // (Held for its node, in cluster mode: sent later, its ticket kept.)
+                let unsent = matches!(sent, Err(e) if e != Unreachable::Held);
+                if let (true, Some(c)) = (unsent, self.cache.as_deref_mut()) {
                     // Never sent: its ticket is given back.
                     c.on_reply((k, gen, seq), None, self.turn.at, &mut self.stats);
                 }

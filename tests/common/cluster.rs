@@ -188,6 +188,14 @@ impl RedisCluster {
             .unwrap_or_else(|| panic!("no owner for slot {slot}"))
     }
 
+    /// A primary other than the node at `port`.
+    pub fn other_primary(&self, port: u16) -> NodeInfo {
+        self.node_infos()
+            .into_iter()
+            .find(|n| n.primary && n.port != port)
+            .expect("another primary")
+    }
+
     /// The hash slot of `key`, as Redis computes it.
     pub fn slot(&self, key: &str) -> u16 {
         let r = self.nodes[0].cmd(&["CLUSTER", "KEYSLOT", key]);

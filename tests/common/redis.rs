@@ -245,6 +245,20 @@ impl Redis {
         self.session(None, args)
     }
 
+    /// The ids of this server's clients whose flags say tracking (`t`): an edge cache's
+    /// tracking connections.
+    pub fn tracking_clients(&self) -> Vec<String> {
+        let list = String::from_utf8_lossy(&self.cmd(&["CLIENT", "LIST"])).into_owned();
+        list.lines()
+            .filter(|l| {
+                l.split(' ')
+                    .any(|f| f.starts_with("flags=") && f.contains('t'))
+            })
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Runs one command in database `db` (SELECT then the command, one connection).
     pub fn cmd_in_db(&self, db: u32, args: &[&str]) -> Vec<u8> {
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();

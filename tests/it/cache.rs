@@ -34,19 +34,6 @@ fn miss(body: &str) -> Vec<u8> {
     with_headers(&ok_json(body), "X-Cache: MISS\r\n")
 }
 
-/// The ids of Redis's clients whose flags say tracking (`t`).
-fn tracking_clients(redis: &Redis) -> Vec<String> {
-    let list = String::from_utf8_lossy(&redis.cmd(&["CLIENT", "LIST"])).into_owned();
-    list.lines()
-        .filter(|l| {
-            l.split(' ')
-                .any(|f| f.starts_with("flags=") && f.contains('t'))
-        })
-        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn cache_miss_then_hit_with_headers() {
     let (redis, gw) = cached("");
@@ -251,7 +238,7 @@ fn cache_tracking_connection_killed_flushes_and_bypasses() {
     redis.cmd(&["SET", "flag:k", "old"]);
     gw.get("/GET/flag:k");
     assert_bytes(&gw.get("/GET/flag:k"), &hit(r#"{"GET":"old"}"#));
-    let ids = tracking_clients(&redis);
+    let ids = redis.tracking_clients();
     assert_eq!(ids.len(), 1, "one tracking connection per worker: {ids:?}");
     // Killed, then a write at once: its invalidation can go nowhere (the gateway
     // reconnects after 100 ms at the soonest); the flush on loss must cover it.
@@ -268,7 +255,7 @@ fn cache_tracking_connection_killed_flushes_and_bypasses() {
         assert!(Instant::now() < deadline, "no hit after the reconnect");
         thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(tracking_clients(&redis).len(), 1);
+    assert_eq!(redis.tracking_clients().len(), 1);
     redis.cmd(&["SET", "flag:k", "newer"]);
     gw.eventually_ok_header("/GET/flag:k", r#"{"GET":"newer"}"#);
 }
@@ -328,7 +315,7 @@ fn cache_without_a_block_nothing_changes() {
     for _ in 0..2 {
         assert_bytes(&gw.get("/GET/flag:a"), &ok_json(r#"{"GET":"on"}"#));
     }
-    assert_eq!(tracking_clients(&redis), Vec::<String>::new());
+    assert_eq!(redis.tracking_clients(), Vec::<String>::new());
 }
 
 /// The raw tracking stream, to see what Redis sends (a sanity check of the test's own
@@ -765,13 +752,13 @@ fn cache_reload_applies_new_settings() {
     redis.cmd(&["SET", "new:a", "2"]);
     gw.get("/GET/flag:a");
     assert_bytes(&gw.get("/GET/flag:a"), &hit(r#"{"GET":"1"}"#));
-    let before = tracking_clients(&redis);
+    let before = redis.tracking_clients();
     // `header` off: the same entry, no X-Cache.
     reload(&gw, |c| c["cache"]["header"] = false.into());
     gw.wait_for_log("edge cache: new settings from the reload");
     assert_bytes(&gw.get("/GET/flag:a"), &ok_json(r#"{"GET":"1"}"#));
     assert_eq!(
-        tracking_clients(&redis),
+        redis.tracking_clients(),
         before,
         "no new tracking connection"
     );
@@ -787,7 +774,7 @@ fn cache_reload_applies_new_settings() {
         thread::sleep(Duration::from_millis(20));
     }
     assert_bytes(&gw.get("/GET/flag:a"), &ok_json(r#"{"GET":"1"}"#));
-    let after = tracking_clients(&redis);
+    let after = redis.tracking_clients();
     assert_eq!(after.len(), 1);
     assert_ne!(after, before, "the tracking connection was not replaced");
     // Redis's invalidations for the new prefix reach it.

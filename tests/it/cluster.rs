@@ -710,12 +710,7 @@ fn pubsub_and_shard_channels_across_a_slot_move() {
     };
     assert!(publish(0));
     let slot = key_slot(b"news");
-    let from = c.owner(slot);
-    let to = c
-        .node_infos()
-        .into_iter()
-        .find(|n| n.primary && n.id != from.id)
-        .unwrap();
+    let to = c.other_primary(c.owner(slot).port);
     c.move_slot(slot, &to, Duration::ZERO);
     let mut i = 1;
     let back = eventually(Duration::from_secs(10), || {
@@ -1024,12 +1019,7 @@ fn upstash_on_a_cluster() {
     // A slot moves: the gateway's map is stale, that command follows MOVED, the others
     // run once.
     let slot = key_slot(b"pipe:0");
-    let from = c.owner(slot);
-    let to = c
-        .node_infos()
-        .into_iter()
-        .find(|n| n.primary && n.id != from.id)
-        .unwrap();
+    let to = c.other_primary(c.owner(slot).port);
     c.move_slot(slot, &to, Duration::ZERO);
     let r = upstash_post(
         &gw,
@@ -1186,4 +1176,309 @@ fn nodes_announced_by_host_name() {
     assert!(!log.contains("giving up"), "{log}");
     assert!(!log.contains("Cannot connect"), "{log}");
     assert!(!log.contains("not used"), "{log}");
+}
+
+/// Reads `path` until its body is `body` (within 2 s); the first response with it must
+/// be a miss (never a hit of an entry read before the write), and no older body may
+/// follow it. Then a hit.
+#[track_caller]
+fn new_value_as_miss(gw: &Gateway, path: &str, body: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let r = gw.get(path);
+        if r.body_str() == body {
+            assert_eq!(r.header("X-Cache"), Some("MISS"), "{path}: {body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: still {} after 2 s",
+            r.body_str()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let r = gw.get(path);
+    assert_eq!(r.body_str(), body, "{path}: the value went back");
+    assert_eq!(r.header("X-Cache"), Some("HIT"), "{path}");
+}
+
+#[track_caller]
+fn miss_then_hit(gw: &Gateway, path: &str, body: &str) {
+    let r = gw.get(path);
+    assert_eq!(
+        (r.body_str(), r.header("X-Cache")),
+        (body.to_owned(), Some("MISS")),
+        "{path}"
+    );
+    let r = gw.get(path);
+    assert_eq!(
+        (r.body_str(), r.header("X-Cache")),
+        (body.to_owned(), Some("HIT")),
+        "{path}"
+    );
+}
+
+/// Hits again (the cache back up) within 5 s.
+#[track_caller]
+fn hits_again(gw: &Gateway, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.get(path).header("X-Cache") != Some("HIT") {
+        assert!(Instant::now() < deadline, "{path}: no hit within 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The edge cache in cluster mode (issue 17): one tracking connection per primary;
+/// misses routed by slot (an MGET split per slot too), hits from memory; writes made
+/// straight on a node, FLUSHALL on one node, a tracking connection killed and a slot
+/// moved to another primary never leave a stale value.
+#[test]
+fn edge_cache_on_a_cluster() {
+    let c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        r#""threads": 1, "redis_cluster":{"nodes":[SEEDS],"split_multi_key":true},
+           "cache": {"prefixes": ["flag:"], "header": true}"#,
+    );
+    gw.wait_for_log("edge cache: tracking on at all 3 primaries");
+    let primaries: Vec<NodeInfo> = c.node_infos().into_iter().filter(|n| n.primary).collect();
+    assert_eq!(primaries.len(), 3);
+    for p in &primaries {
+        let ids = c.node(p.port).tracking_clients();
+        assert_eq!(
+            ids.len(),
+            1,
+            "one tracking connection on {}: {ids:?}",
+            p.port
+        );
+    }
+    // A key on each primary.
+    let mut keys: Vec<(String, u16)> = Vec::new();
+    for i in 0.. {
+        let k = format!("flag:{i}");
+        let port = c.owner(key_slot(k.as_bytes())).port;
+        if keys.iter().all(|(_, p)| *p != port) {
+            keys.push((k, port));
+        }
+        if keys.len() == 3 {
+            break;
+        }
+    }
+    for (k, port) in &keys {
+        c.node(*port).cmd(&["SET", k, "v1"]);
+        miss_then_hit(&gw, &format!("/GET/{k}"), r#"{"GET":"v1"}"#);
+    }
+    // An MGET over the three (split per slot, merged): cached as one reply.
+    let mget = format!("/MGET/{}/{}/{}", keys[0].0, keys[1].0, keys[2].0);
+    miss_then_hit(&gw, &mget, r#"{"MGET":["v1","v1","v1"]}"#);
+    // A write straight on each owner (not through the gateway): the next read is a
+    // miss with the new value.
+    for (i, (k, port)) in keys.iter().enumerate() {
+        c.node(*port).cmd(&["SET", k, "v2"]);
+        new_value_as_miss(&gw, &format!("/GET/{k}"), r#"{"GET":"v2"}"#);
+        let mut want = vec!["v2"; i + 1];
+        want.resize(3, "v1");
+        let body = format!(r#"{{"MGET":["{}","{}","{}"]}}"#, want[0], want[1], want[2]);
+        new_value_as_miss(&gw, &mget, &body);
+    }
+    // FLUSHALL on one node: everything goes (a null invalidation flushes the store).
+    let (k0, p0) = &keys[0];
+    let (k1, _) = &keys[1];
+    c.node(*p0).cmd(&["FLUSHALL"]);
+    new_value_as_miss(&gw, &format!("/GET/{k0}"), r#"{"GET":null}"#);
+    miss_then_hit(&gw, &format!("/GET/{k1}"), r#"{"GET":"v2"}"#);
+
+    // One node's tracking connection killed, then a write there at once: its
+    // invalidation goes nowhere; the flush on loss covers it, and the cache is bypassed
+    // until the connection is back.
+    let (k2, p2) = &keys[2];
+    let path2 = format!("/GET/{k2}");
+    hits_again(&gw, &path2);
+    let ids = c.node(*p2).tracking_clients();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    c.node(*p2).cmd(&["CLIENT", "KILL", "ID", &ids[0]]);
+    c.node(*p2).cmd(&["SET", k2, "v3"]);
+    std::thread::sleep(Duration::from_millis(30));
+    let r = gw.get(&path2);
+    assert_eq!(r.body_str(), r#"{"GET":"v3"}"#);
+    assert_ne!(r.header("X-Cache"), Some("HIT"));
+    // Keys of the other nodes are bypassed too (a cache up needs every primary).
+    let r = gw.get(&format!("/GET/{k1}"));
+    assert_eq!(r.body_str(), r#"{"GET":"v2"}"#);
+    assert_ne!(r.header("X-Cache"), Some("HIT"));
+    gw.wait_for_log("edge cache: tracking connection to 127.0.0.1:");
+    hits_again(&gw, &path2);
+    assert_eq!(c.node(*p2).tracking_clients().len(), 1);
+    c.node(*p2).cmd(&["SET", k2, "v4"]);
+    new_value_as_miss(&gw, &path2, r#"{"GET":"v4"}"#);
+
+    // A slot moved to another primary (MIGRATE, SETSLOT): the entry read from the old
+    // owner is evicted (MIGRATE deletes the key there), a miss follows the MOVED to
+    // the new owner, and a write there is seen.
+    let to = primaries.iter().find(|p| p.port != *p2).unwrap().clone();
+    let slot = key_slot(k2.as_bytes());
+    hits_again(&gw, &path2);
+    c.move_slot(slot, &to, Duration::ZERO);
+    assert_eq!(c.owner(slot).port, to.port);
+    let r = gw.get(&path2);
+    assert_eq!(r.body_str(), r#"{"GET":"v4"}"#);
+    c.node(to.port).cmd(&["SET", k2, "v5"]);
+    new_value_as_miss(&gw, &path2, r#"{"GET":"v5"}"#);
+    // The map read again (after the MOVED) still has the same 3 primaries: no new
+    // tracking connection, and the cache stayed up.
+    for p in &primaries {
+        assert_eq!(c.node(p.port).tracking_clients().len(), 1, "{}", p.port);
+    }
+    // Through the gateway: read-your-writes on the new owner.
+    get_ok(&gw, &format!("/SET/{k2}/v6"), r#"{"SET":[true,"OK"]}"#);
+    new_value_as_miss(&gw, &path2, r#"{"GET":"v6"}"#);
+}
+
+/// The edge cache while a slot moves under load (MIGRATE in batches: the ASK window):
+/// a writer sets the keys through the gateway to increasing numbers while readers read
+/// them through it (one worker: read-your-writes holds across connections); a read that
+/// starts after a write's response never sees an older value.
+#[test]
+fn edge_cache_coherent_while_a_slot_moves() {
+    let c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        r#""threads": 1, "redis_timeout_ms": 3000, "redis_cluster":{"nodes":[SEEDS]},
+           "cache": {"prefixes": ["flag:"], "header": true}"#,
+    );
+    gw.wait_for_log("edge cache: tracking on at all 3 primaries");
+    const KEYS: usize = 30;
+    let key = |i: usize| format!("flag:{{mv}}:{i}");
+    let slot = key_slot(key(0).as_bytes());
+    let written: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+    for i in 0..KEYS {
+        get_ok(&gw, &format!("/SET/{}/0", key(i)), r#"{"SET":[true,"OK"]}"#);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let hits = Arc::new(AtomicU64::new(0));
+    let port = gw.port;
+    let readers: Vec<_> = (0..2)
+        .map(|r| {
+            let (written, stop, hits) = (written.clone(), stop.clone(), hits.clone());
+            std::thread::spawn(move || {
+                let mut client = Client::connect(port);
+                let mut n = r;
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n = (n + 7) % KEYS;
+                    let floor = written[n].load(Ordering::Acquire);
+                    client.send(get_req(&format!("/GET/flag:{{mv}}:{n}")).as_bytes());
+                    let resp = client.read_response();
+                    assert_eq!(resp.status(), 200, "{}", resp.body_str());
+                    let body = resp.body_str();
+                    let v: u64 = body
+                        .trim_start_matches(r#"{"GET":""#)
+                        .trim_end_matches(r#""}"#)
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{body}"));
+                    assert!(v >= floor, "key {n}: read {v} after {floor} was written");
+                    if resp.header("X-Cache") == Some("HIT") {
+                        hits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let writer = {
+        let (written, stop) = (written.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut client = Client::connect(port);
+            let mut v = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                v += 1;
+                let n = (v as usize * 13) % KEYS;
+                client.send(get_req(&format!("/SET/flag:{{mv}}:{n}/{v}")).as_bytes());
+                let resp = client.read_response();
+                assert_eq!(resp.body_str(), r#"{"SET":[true,"OK"]}"#);
+                written[n].store(v, Ordering::Release);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            v
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let to = c.other_primary(c.owner(slot).port);
+    c.move_slot(slot, &to, Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.join().unwrap();
+    let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    eprintln!(
+        "slot move: {writes} writes, {reads} reads ({} hits) through the cache",
+        hits.load(Ordering::Relaxed)
+    );
+    assert_eq!(c.owner(slot).port, to.port);
+    assert!(writes > 50 && reads > 100, "{writes} writes, {reads} reads");
+}
+
+/// `kill -9` of a primary with the edge cache: its tracking connection is lost (flush,
+/// bypass); the promoted replica is tracked once the map names it, the dead node's
+/// tracking connection dropped, and the cache serves again, coherent with the new
+/// primary.
+#[test]
+fn edge_cache_follows_a_failover() {
+    let mut c = RedisCluster::start();
+    let gw = gateway(
+        &c,
+        r#""threads": 1, "redis_timeout_ms": 3000, "redis_cluster":{"nodes":[SEEDS]},
+           "cache": {"prefixes": ["flag:"], "header": true}"#,
+    );
+    gw.wait_for_log("edge cache: tracking on at all 3 primaries");
+    // A key whose owner is not the seed (the gateway's first connections).
+    let (k, victim) = (0..)
+        .map(|i| format!("flag:f{i}"))
+        .map(|k| {
+            let p = c.owner(key_slot(k.as_bytes())).port;
+            (k, p)
+        })
+        .find(|(_, p)| *p != c.nodes[0].port)
+        .unwrap();
+    let path = format!("/GET/{k}");
+    get_ok(&gw, &format!("/SET/{k}/v1"), r#"{"SET":[true,"OK"]}"#);
+    miss_then_hit(&gw, &path, r#"{"GET":"v1"}"#);
+    c.node_mut(victim).stop();
+    gw.wait_for_log(&format!(
+        "edge cache: tracking connection to 127.0.0.1:{victim} lost"
+    ));
+    let slot = key_slot(k.as_bytes());
+    let ok = eventually(Duration::from_secs(30), || {
+        c.node_infos().iter().any(|n| {
+            n.primary && n.port != victim && n.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
+        })
+    });
+    assert!(ok, "a replica took over");
+    let new = c.owner(slot).port;
+    // Written on the new primary directly: the gateway serves it once its map says so.
+    c.node(new).cmd(&["SET", &k, "v2"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = gw.get(&path);
+        if r.body_str() == r#"{"GET":"v2"}"# && r.header("X-Cache") == Some("HIT") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no hit of v2 within 10 s: {} {:?}",
+            r.body_str(),
+            r.header("X-Cache")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = gw.log();
+    assert!(
+        log.contains(&format!(
+            "edge cache: 127.0.0.1:{victim} is no longer a primary"
+        )),
+        "{log}"
+    );
+    assert_eq!(c.node(new).tracking_clients().len(), 1);
+    c.node(new).cmd(&["SET", &k, "v3"]);
+    new_value_as_miss(&gw, &path, r#"{"GET":"v3"}"#);
 }
