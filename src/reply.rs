@@ -175,13 +175,16 @@ fn write_memo(
     let start = out.len();
     write_reply(out, meta, frame, date, memo);
     if !meta.ws && !meta.upstash.is_some() {
-        cache_headers(out, start, meta);
+        // A Redis error (`LOADING`, `OOM`, `WRONGTYPE`, ...) is never stored, nor offered
+        // to a CDN for `max-age` seconds: it says nothing lasting about the key.
+        let error = matches!(frame.first(), Some(b'-' | b'!'));
+        cache_headers(out, start, meta, !error);
     }
 }
 
 /// The edge cache's headers, inserted after the status line of the response at
 /// `out[start..]` (its bodies are at most `max_value_kb`: the move is bounded).
-fn cache_headers(out: &mut Vec<u8>, start: usize, meta: &Meta) {
+fn cache_headers(out: &mut Vec<u8>, start: usize, meta: &Meta, cacheable: bool) {
     let Some(eol) = memchr::memmem::find(&out[start..], b"\r\n") else {
         return;
     };
@@ -191,7 +194,7 @@ fn cache_headers(out: &mut Vec<u8>, start: usize, meta: &Meta) {
         CACHE_MISS => lines.extend_from_slice(b"X-Cache: MISS\r\n"),
         _ => {}
     }
-    if meta.max_age > 0 {
+    if meta.max_age > 0 && cacheable {
         lines.extend_from_slice(b"Cache-Control: max-age=");
         lines.extend_from_slice(itoa::Buffer::new().format(meta.max_age).as_bytes());
         lines.extend_from_slice(b"\r\n");

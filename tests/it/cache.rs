@@ -72,6 +72,14 @@ fn cache_miss_then_hit_with_headers() {
         let r = gw.get("/GET/flag:h");
         assert_eq!(r.header("X-Cache"), Some("MISS"));
     }
+    // Nor offered to a CDN: no Cache-Control on an error, even under a max_age prefix.
+    redis.cmd(&["HSET", "page:h", "f", "v"]);
+    let wrongtype =
+        r#"{"GET":[false,"WRONGTYPE Operation against a key holding the wrong kind of value"]}"#;
+    assert_bytes(
+        &gw.get("/GET/page:h"),
+        &with_headers(&ok_json(wrongtype), "X-Cache: MISS\r\n"),
+    );
 }
 
 #[test]
