@@ -135,9 +135,9 @@ fn serve(
                     match last.get(&name) {
                         Some(&prev) if prev != addr => log!(
                             Level::Notice,
-                            "Redis host {host} now resolves to {addr} (was {prev})"
+                            "Redis host {host}:{port} now resolves to {addr} (was {prev})"
                         ),
-                        None => log!(Level::Info, "Redis host {host} resolves to {addr}"),
+                        None => log!(Level::Info, "Redis host {host}:{port} resolves to {addr}"),
                         _ => {}
                     }
                     if last.len() >= MAX_REMEMBERED {

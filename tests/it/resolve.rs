@@ -84,7 +84,7 @@ fn a_name_that_moves_is_followed_and_a_failed_lookup_is_a_failed_connect() {
     // A loopback address: Redis is on this host, so the workers are not pinned.
     gw.wait_for_log("Workers not pinned (cpu_affinity auto: Redis is on this host)");
     let p = a.port;
-    gw.wait_for_log(&format!("Redis host {NAME} resolves to 127.0.0.2:{p}"));
+    gw.wait_for_log(&format!("Redis host {NAME}:{p} resolves to 127.0.0.2:{p}"));
     assert!(threads(gw.pid()).iter().any(|t| t == "resolver"));
 
     // The name moves. The connection made stays where it is until it breaks...
@@ -94,7 +94,7 @@ fn a_name_that_moves_is_followed_and_a_failed_lookup_is_a_failed_connect() {
     a.stop();
     gw.eventually_ok("/GET/who", r#"{"GET":"b"}"#);
     gw.wait_for_log(&format!(
-        "Redis host {NAME} now resolves to 127.0.0.3:{p} (was 127.0.0.2:{p})"
+        "Redis host {NAME}:{p} now resolves to 127.0.0.3:{p} (was 127.0.0.2:{p})"
     ));
 
     // The name goes away: every connect attempt fails, and requests get 503 at once.
