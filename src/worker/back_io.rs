@@ -269,8 +269,15 @@ impl Worker {
                     let reply = Ok(frame.to_vec());
                     self.cluster_part(key, gen, seq, part, reply);
                 }
-                Some(Waiter::Front { key, gen, seq, .. }) => {
-                    self.stats.replies += 1;
+                Some(Waiter::Front {
+                    key,
+                    gen,
+                    seq,
+                    frames,
+                    ..
+                }) => {
+                    // A batch's waiter takes its `frames` replies at once.
+                    self.stats.replies += u64::from(frames);
                     if let Some(c) = self.cache.as_deref_mut() {
                         // Stored (if still fresh) or evicted before the reply goes out.
                         c.on_reply((key, gen, seq), Some(frame), self.turn.at, &mut self.stats);

@@ -129,7 +129,8 @@ impl Worker {
                 if let Ok((b, Some(at))) = sent {
                     self.timers.at(at, Timer::Watch(b));
                 }
-                self.stats.commands += u64::from(sent.is_ok());
+                // A batch (`/pipeline`, `/multi-exec`) counts each of its commands.
+                self.stats.commands += u64::from(cmd.frames()) * u64::from(sent.is_ok());
                 // (Held for its node, in cluster mode: sent later, its ticket kept.)
                 let unsent = matches!(sent, Err(e) if e != Unreachable::Held);
                 if let (true, Some(c)) = (unsent, self.cache.as_deref_mut()) {

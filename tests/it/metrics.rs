@@ -375,6 +375,30 @@ fn exposition_parses_and_counts_move() {
 
 // ---- health -------------------------------------------------------------------------
 
+/// A batch counts each of its commands and replies, not one: `/pipeline` with three,
+/// `/multi-exec` with two (MULTI and EXEC are sent too: four).
+#[test]
+fn batches_count_each_command() {
+    let redis = Redis::start();
+    let mport = free_port();
+    let gw = Gateway::start(&redis, &metrics_config(mport));
+    wait_ready(mport);
+    let a = scrape(mport);
+    let r = gw.post(
+        "/pipeline",
+        br#"[["SET","b1","1"],["INCR","b1"],["GET","b1"]]"#,
+    );
+    assert_eq!(
+        r.body_str(),
+        r#"[{"SET":[true,"OK"]},{"INCR":2},{"GET":"2"}]"#
+    );
+    let r = gw.post("/multi-exec", br#"[["INCR","b1"],["GET","b1"]]"#);
+    assert_eq!(r.body_str(), r#"[{"INCR":3},{"GET":"3"}]"#);
+    let b = scrape(mport);
+    assert_eq!(delta(&a, &b, "webdis_redis_commands_total", &[]), 7);
+    assert_eq!(delta(&a, &b, "webdis_redis_replies_total", &[]), 7);
+}
+
 #[test]
 fn health_follows_redis() {
     let mut redis = Redis::start();
