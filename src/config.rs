@@ -416,10 +416,7 @@ impl Config {
                     .number(v)
                     .filter(|&n| n <= YEAR_SECS * 1000)
                     .map(|n| c.redis_timeout_ms = n),
-                "redis_ping_sec" => r
-                    .number(v)
-                    .filter(|&n| n <= YEAR_SECS)
-                    .map(|n| c.redis_ping_sec = n),
+                "redis_ping_sec" => r.seconds(v).map(|n| c.redis_ping_sec = n),
                 "max_clients" => r.size(v).map(|n| c.max_clients = Some(n)),
                 "http_client_buffer" => r.size(v).map(|n| c.http_client_buffer = n),
                 "http_client_buffer_soft" => r.size(v).map(|n| c.http_client_buffer_soft = n),
@@ -527,9 +524,6 @@ impl Config {
     }
 }
 
-/// Longest timeout accepted (a year): deadlines stay far from `Instant`'s range.
-const MAX_SECONDS: u64 = 365 * 24 * 3600;
-
 struct Reader<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     warnings: Vec<String>,
@@ -572,7 +566,7 @@ impl Reader<'_> {
 
     /// A duration in seconds, 0 (off) to a year.
     fn seconds(&mut self, v: &Value) -> Option<u64> {
-        self.number(v).filter(|&n| n <= MAX_SECONDS)
+        self.number(v).filter(|&n| n <= YEAR_SECS)
     }
 
     /// A count of threads or connections: 1 to 1024.

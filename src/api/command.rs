@@ -156,17 +156,19 @@ pub fn parse<'a>(
     }
     // 5. A leading empty segment is ignored; an all-digit first segment is a database.
     let mut db = None;
-    if let Some(slash) = find(u, b'/') {
-        let first = &u[..slash];
+    let mut slash = find(u, b'/');
+    if let Some(s) = slash {
+        let first = &u[..s];
         if first.iter().all(u8::is_ascii_digit) {
             if !first.is_empty() {
                 db = Some(parse_db(first)?);
             }
-            u = &u[slash + 1..];
+            u = &u[s + 1..];
+            slash = find(u, b'/');
         }
     }
     // 4, 6, 7. Split: the name, then the arguments.
-    let (name, args) = match find(u, b'/') {
+    let (name, args) = match slash {
         Some(i) => (&u[..i], Some(&u[i + 1..])),
         None => (u, None),
     };

@@ -26,6 +26,7 @@ use crate::endpoint::Endpoint;
 use crate::key::BackKey;
 use crate::proto::resp::write_argv;
 use crate::proto::response::Status;
+use rustc_hash::FxHashMap;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -122,7 +123,7 @@ pub struct Cluster {
     /// The primaries sorted by address: SCAN's order, the same in every gateway.
     scan_order: Vec<NodeIndex>,
     /// Commands run as several parts.
-    pub gathers: std::collections::HashMap<GatherKey, Gather>,
+    pub gathers: FxHashMap<GatherKey, Gather>,
     /// Timer entries to set for connections that parts were queued on.
     pub arms: Vec<(BackKey, Instant)>,
     /// A command was held by [`Cluster::send`]: the worker sets its cluster timer.
@@ -163,7 +164,7 @@ impl Cluster {
             ask_turn: 0,
             split: false,
             scan_order: Vec::new(),
-            gathers: std::collections::HashMap::new(),
+            gathers: FxHashMap::default(),
             arms: Vec::new(),
             held_new: false,
             shard_subs: HashMap::new(),
@@ -750,7 +751,7 @@ impl Cluster {
         node: Option<NodeIndex>,
         route: Route,
         prefer: usize,
-        mut waiter: Waiter,
+        waiter: Waiter,
         due: Option<Instant>,
         cmd: &[u8],
     ) -> Result<(BackKey, Option<Instant>), Unreachable> {
@@ -762,15 +763,15 @@ impl Cluster {
         // A batch (several commands, one waiter: Upstash's /pipeline, /multi-exec) is not
         // kept: sent again whole after a redirect, the commands that did run would run
         // twice. Its replies, a redirect's error among them, go to the client as they are.
-        if let Waiter::Front {
-            cmd: kept, frames, ..
-        } = &mut waiter
-        {
-            if kept.is_none() && *frames == 1 {
-                *kept = Some(cmd.into());
+        let keep = matches!(
+            waiter,
+            Waiter::Front {
+                cmd: None,
+                frames: 1,
+                ..
             }
-        }
-        Ok(pool.send_on(b, waiter, due, false, |w| w.extend_from_slice(cmd)))
+        );
+        Ok(pool.send_on(b, waiter, due, keep, |w| w.extend_from_slice(cmd)))
     }
 
     /// Queues `ASKING` and the command back to back on a connection to `to` (after an

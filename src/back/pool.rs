@@ -138,10 +138,9 @@ impl Pool {
     }
 
     /// Queues a command (`write` appends it) for `waiter`, its reply due by `due`, on the
-    /// connection [`Pool::pick`] chooses; with `keep`, the waiter keeps a copy of the
-    /// command's bytes (a cluster redirect sends it again). Returns the connection, and
-    /// the time a timer entry must be set for it, if one must (see [`super::Watch`]).
-    #[allow(clippy::too_many_arguments)]
+    /// connection [`Pool::pick`] chooses (in cluster mode: `Cluster::send`, by slot).
+    /// Returns the connection, and the time a timer entry must be set for it, if one must
+    /// (see [`super::Watch`]).
     pub fn send(
         &mut self,
         route: Route,
@@ -149,7 +148,6 @@ impl Pool {
         prefer: usize,
         waiter: Waiter,
         due: Option<Instant>,
-        keep: bool,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(BackKey, Option<Instant>), Unreachable> {
         if self.cluster.is_some() {
@@ -162,10 +160,11 @@ impl Pool {
             return sent;
         }
         let b = self.pick(route, db, prefer)?;
-        Ok(self.send_on(b, waiter, due, keep, write))
+        Ok(self.send_on(b, waiter, due, false, write))
     }
 
-    /// Queues a command on connection `b` (see [`Pool::send`]).
+    /// Queues a command on connection `b` (see [`Pool::send`]); with `keep`, the waiter
+    /// keeps a copy of the command's bytes (a cluster redirect sends it again).
     pub fn send_on(
         &mut self,
         b: BackKey,

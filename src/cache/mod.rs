@@ -286,12 +286,6 @@ struct Pend {
     inval: u64,
 }
 
-/// What the store did (for the counters).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Effect {
-    pub evicted: u64,
-}
-
 /// One worker's cache. `M`: a value kept beside each entry for the caller
 /// ([`Store::hit`]), `M::default()` when the entry is stored; inline (no allocation).
 pub struct Store<M = ()> {

@@ -7,7 +7,7 @@
 
 use super::slot::key_slot;
 use crate::proto::keyspec::CommandTable;
-use crate::proto::resp::{Item, Reader};
+use crate::proto::resp::{parse_count, take_line, Item, Reader};
 use smallvec::SmallVec;
 
 /// Where a command goes.
@@ -24,43 +24,16 @@ pub enum Where {
 /// Read once per command in cluster mode, so read directly: a command line is only ever
 /// `*N` and `$LEN` headers (the general [`Reader`] cost ten times more here).
 pub fn argv(cmd: &[u8]) -> Option<SmallVec<[&[u8]; 8]>> {
-    let (n, mut at) = header(cmd, 0, b'*')?;
+    let mut rest = cmd;
+    let n = parse_count(take_line(&mut rest, b'*')?)?;
     let mut out = SmallVec::new();
     for _ in 0..n {
-        let (len, start) = header(cmd, at, b'$')?;
-        let end = start.checked_add(len)?;
-        if cmd.get(end..end.checked_add(2)?)? != b"\r\n" {
-            return None;
-        }
-        out.push(&cmd[start..end]);
-        at = end + 2;
+        let len = parse_count(take_line(&mut rest, b'$')?)?;
+        let (arg, tail) = rest.split_at_checked(len)?;
+        rest = tail.strip_prefix(b"\r\n")?;
+        out.push(arg);
     }
     Some(out)
-}
-
-/// `marker`, then 1 to 10 decimal digits and CRLF, at `at`: the number and where what
-/// follows starts.
-fn header(cmd: &[u8], at: usize, marker: u8) -> Option<(usize, usize)> {
-    if *cmd.get(at)? != marker {
-        return None;
-    }
-    let mut n = 0usize;
-    let mut i = at + 1;
-    loop {
-        let b = *cmd.get(i)?;
-        if b == b'\r' {
-            break;
-        }
-        if !b.is_ascii_digit() || i - at > 10 {
-            return None;
-        }
-        n = n * 10 + usize::from(b - b'0');
-        i += 1;
-    }
-    if i == at + 1 || *cmd.get(i + 1)? != b'\n' {
-        return None;
-    }
-    Some((n, i + 2))
 }
 
 /// Where the command line `cmd` goes, with `table` when known.
@@ -183,7 +156,8 @@ pub fn common_slot<'a>(
     Ok(slot)
 }
 
-/// Every key's slot is `slot`'s (for tests and the split of multi-key commands).
+/// Every key's slot (the tests' view of [`key_slots`]).
+#[cfg(test)]
 pub fn slots_of(argv: &[&[u8]], table: &CommandTable) -> Option<SmallVec<[(usize, u16); 8]>> {
     let pos = table.keys(argv)?;
     Some(

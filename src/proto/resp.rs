@@ -363,7 +363,7 @@ pub(crate) fn take_line<'a>(rest: &mut &'a [u8], marker: u8) -> Option<&'a [u8]>
     if r.first() != Some(&marker) {
         return None;
     }
-    let cr = memchr(b'\r', r)?;
+    let cr = find_cr(r)?;
     if r.get(cr + 1) != Some(&b'\n') {
         return None;
     }

@@ -32,9 +32,9 @@ pub fn render(out: &mut Vec<u8>, name: &[u8], frame: &[u8], shape: Shape) {
 
 /// Appends `bytes` as a JSON string literal (quotes included).
 pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    // A short string (a command name, a small value): tested as one word, padded with a
-    // plain byte, and stored as one word whose extra bytes are then cut off; no loop over
-    // the bytes and no call to memcpy.
+    // A short string (a command name, a small value): gathered into one word padded with
+    // a plain byte, tested as a word (no escape branch per byte), and stored as one word
+    // whose extra bytes are then cut off (no call to memcpy).
     if bytes.len() <= 8 {
         let mut word = u64::from_le_bytes([b'a'; 8]);
         for (i, &b) in bytes.iter().enumerate() {

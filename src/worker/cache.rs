@@ -27,8 +27,8 @@ use crate::log;
 use crate::log::Level;
 use crate::metrics::Counters;
 use crate::reply::{EtagMemo, Meta, CACHE_HIT, CACHE_MISS};
+use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// What a request in flight on cached keys does with its reply.
@@ -71,8 +71,9 @@ pub(super) struct EdgeCache {
     /// One (the configured Redis), or in cluster mode one per primary (none before the
     /// first slot map).
     tracking: Vec<Tracker>,
-    /// Requests on cached keys in flight, by (front, generation, request number).
-    inflight: HashMap<(FrontKey, u32, u64), Inflight>,
+    /// Requests on cached keys in flight, by (front, generation, request number): looked
+    /// up on every reply while any is in flight; our own ids, so an unkeyed Fx hash.
+    inflight: FxHashMap<(FrontKey, u32, u64), Inflight>,
     /// The cache key of the request being dispatched: its database (4 bytes), then its
     /// command as RESP, which then goes to the back as it is ([`EdgeCache::resp`]).
     scratch: Vec<u8>,
@@ -341,7 +342,7 @@ impl Worker {
             store: Store::new(s),
             up: false,
             tracking,
-            inflight: HashMap::new(),
+            inflight: FxHashMap::default(),
             scratch: Vec::new(),
             epoch: Instant::now(),
             logged: [0; 5],

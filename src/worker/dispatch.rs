@@ -123,9 +123,7 @@ impl Worker {
                     Some(resp) => w.extend_from_slice(resp),
                     None => cmd.write_resp(w),
                 };
-                let sent = self
-                    .backs
-                    .send(route, db, prefer, waiter, due, false, write);
+                let sent = self.backs.send(route, db, prefer, waiter, due, write);
                 if let Ok((b, Some(at))) = sent {
                     self.timers.at(at, Timer::Watch(b));
                 }

@@ -443,9 +443,7 @@ impl Worker {
                         Some(resp) => w.extend_from_slice(resp),
                         None => crate::proto::resp::write_argv(w, &argv),
                     };
-                    let sent = self
-                        .backs
-                        .send(route, None, prefer, waiter, due, false, write);
+                    let sent = self.backs.send(route, None, prefer, waiter, due, write);
                     if let Ok((b, Some(at))) = sent {
                         self.timers.at(at, Timer::Watch(b));
                     }
