@@ -347,6 +347,38 @@ pub(crate) fn write_header(out: &mut Vec<u8>, marker: u8, n: usize) {
     }
 }
 
+/// The payload of a frame that is one RESP bulk string and nothing else
+/// (`$5\r\nhello\r\n`), read without the general [`Reader`]: the reply to a GET, the most
+/// common of all, is rendered from this. `None` for any other frame (nil included).
+#[inline]
+pub fn lone_bulk(frame: &[u8]) -> Option<&[u8]> {
+    let (&b'$', rest) = frame.split_first()? else {
+        return None;
+    };
+    let mut n: usize = 0;
+    let mut digits = 0;
+    loop {
+        let d = *rest.get(digits)?;
+        if d == b'\r' {
+            break;
+        }
+        if !d.is_ascii_digit() || digits == 10 {
+            return None;
+        }
+        n = n * 10 + usize::from(d - b'0');
+        digits += 1;
+    }
+    let start = 1 + digits + 2;
+    if digits == 0 || rest.get(digits + 1) != Some(&b'\n') {
+        return None;
+    }
+    let end = start.checked_add(n)?;
+    if frame.len() != end.checked_add(2)? || &frame[end..] != b"\r\n" {
+        return None;
+    }
+    Some(&frame[start..end])
+}
+
 /// Appends one RESP bulk string (one reservation for its header, bytes and CRLF).
 #[inline]
 pub fn write_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -662,6 +694,34 @@ mod tests {
     use super::*;
 
     type Scan = Result<Option<usize>, RespError>;
+
+    #[test]
+    fn lone_bulk_is_what_the_reader_reads() {
+        let frames: &[&[u8]] = &[
+            b"$5\r\nhello\r\n",
+            b"$0\r\n\r\n",
+            b"$12\r\nhello\r\nworld\r\n",
+            b"$-1\r\n",
+            b"+OK\r\n",
+            b"*1\r\n$1\r\na\r\n",
+            b"$5\r\nhello\r\n+OK\r\n",
+            b"$5\r\nhell\r\n",
+            b"$5\r\nhelloXX",
+            b"$\r\n\r\n",
+            b"$5\rXhello\r\n",
+            b"$99999999999\r\n",
+            b"$",
+            b"",
+        ];
+        for f in frames {
+            let mut r = Reader::new(f);
+            let want = match r.next() {
+                Some(Item::Bulk(s)) if r.rest().is_empty() => Some(s),
+                _ => None,
+            };
+            assert_eq!(lone_bulk(f), want, "{:?}", String::from_utf8_lossy(f));
+        }
+    }
 
     /// Scans `buf` in one call, then again feeding it one byte more at a time (the same
     /// scanner, resumed), and checks both agree.

@@ -14,7 +14,7 @@
 //! - big numbers and verbatim strings: JSON strings of their text; sets and pushes: arrays.
 
 use super::{info_fields, skip_children, Shape};
-use crate::proto::resp::{Item, Reader, MAX_DEPTH};
+use crate::proto::resp::{lone_bulk, Item, Reader, MAX_DEPTH};
 
 /// Appends `{"<name>":VALUE}` for one complete RESP frame.
 pub fn render(out: &mut Vec<u8>, name: &[u8], frame: &[u8], shape: Shape) {
@@ -22,6 +22,13 @@ pub fn render(out: &mut Vec<u8>, name: &[u8], frame: &[u8], shape: Shape) {
     out.push(b'{');
     write_string(out, name);
     out.push(b':');
+    if shape != Shape::Info {
+        if let Some(s) = lone_bulk(frame) {
+            write_string(out, s);
+            out.push(b'}');
+            return;
+        }
+    }
     let mut r = Reader::new(frame);
     match r.next() {
         Some(item) => top(out, &mut r, item, shape),

@@ -11,12 +11,17 @@
 //! big number and verbatim → string; attributes are skipped by the reader.
 
 use super::{info_fields, skip_children, Shape};
-use crate::proto::resp::{Item, Reader, MAX_DEPTH};
+use crate::proto::resp::{lone_bulk, Item, Reader, MAX_DEPTH};
 
 /// Appends `{name: value}` for one complete RESP frame.
 pub fn render(out: &mut Vec<u8>, name: &[u8], frame: &[u8], shape: Shape) {
     out.push(0x81);
     write_raw(out, name);
+    if shape != Shape::Info {
+        if let Some(s) = lone_bulk(frame) {
+            return write_raw(out, s);
+        }
+    }
     let mut r = Reader::new(frame);
     let Some(item) = r.next() else {
         out.push(0xc0);
