@@ -64,6 +64,14 @@ impl FrameScanner {
     /// one complete value (the scanner is then reset). `Ok(None)`: more bytes are needed.
     /// After an error the scanner is reset too.
     pub fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, RespError> {
+        // The most common frame, one whole bulk string, in one short pass.
+        if self.pos == 0 && self.stack.is_empty() {
+            if let Some((_, end)) = leading_bulk(buf) {
+                self.searched = 0;
+                self.want = 0;
+                return Ok(Some(end + 2));
+            }
+        }
         let r = self.scan_inner(buf);
         if !matches!(r, Ok(None)) {
             self.reset();
@@ -352,7 +360,16 @@ pub(crate) fn write_header(out: &mut Vec<u8>, marker: u8, n: usize) {
 /// common of all, is rendered from this. `None` for any other frame (nil included).
 #[inline]
 pub fn lone_bulk(frame: &[u8]) -> Option<&[u8]> {
-    let (&b'$', rest) = frame.split_first()? else {
+    let (start, end) = leading_bulk(frame)?;
+    (frame.len() == end + 2).then(|| &frame[start..end])
+}
+
+/// Where the payload of the bulk string `buf` starts with is (`$n\r\n`, at most
+/// [`MAX_BULK_LEN`] bytes), when all of it and its CRLF are in `buf`; `None` for anything
+/// else (nil, another type, a frame not complete yet, malformed bytes).
+#[inline]
+fn leading_bulk(buf: &[u8]) -> Option<(usize, usize)> {
+    let (&b'$', rest) = buf.split_first()? else {
         return None;
     };
     let mut n: usize = 0;
@@ -368,15 +385,12 @@ pub fn lone_bulk(frame: &[u8]) -> Option<&[u8]> {
         n = n * 10 + usize::from(d - b'0');
         digits += 1;
     }
+    if digits == 0 || n > MAX_BULK_LEN || rest.get(digits + 1) != Some(&b'\n') {
+        return None;
+    }
     let start = 1 + digits + 2;
-    if digits == 0 || rest.get(digits + 1) != Some(&b'\n') {
-        return None;
-    }
-    let end = start.checked_add(n)?;
-    if frame.len() != end.checked_add(2)? || &frame[end..] != b"\r\n" {
-        return None;
-    }
-    Some(&frame[start..end])
+    let end = start + n;
+    (buf.get(end..end + 2)? == b"\r\n").then_some((start, end))
 }
 
 /// Appends one RESP bulk string (one reservation for its header, bytes and CRLF).
