@@ -43,17 +43,14 @@ pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
     // a plain byte, tested as a word (no escape branch per byte), and stored as one word
     // whose extra bytes are then cut off (no call to memcpy).
     if bytes.len() <= 8 {
-        let mut word = u64::from_le_bytes([b'a'; 8]);
-        for (i, &b) in bytes.iter().enumerate() {
-            word ^= u64::from(b ^ b'a') << (8 * i);
-        }
+        let word = padded_word(bytes);
         if !word_is_special::<true>(word) {
             let start = out.len();
-            out.reserve(10);
-            out.push(b'"');
-            out.extend_from_slice(&word.to_le_bytes());
-            out.truncate(start + 1 + bytes.len());
-            out.push(b'"');
+            let mut quoted = [b'"'; 10];
+            quoted[1..9].copy_from_slice(&word.to_le_bytes());
+            out.extend_from_slice(&quoted);
+            out[start + 1 + bytes.len()] = b'"';
+            out.truncate(start + 2 + bytes.len());
             return;
         }
     }
@@ -92,6 +89,32 @@ static ESCAPE: [u8; 256] = {
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// `bytes` (at most 8) as a little-endian word, padded with `a`s: loaded in two
+/// overlapping 4-byte reads (or up to three byte reads), not a loop over the bytes.
+#[inline(always)]
+fn padded_word(bytes: &[u8]) -> u64 {
+    const PAD: u64 = u64::from_le_bytes([b'a'; 8]);
+    let n = bytes.len();
+    debug_assert!(n <= 8);
+    let word = match n {
+        4..=8 => {
+            let lo = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            let hi = u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]]);
+            // The overlapping bytes are the same bytes: OR keeps them.
+            u64::from(lo) | u64::from(hi) << (8 * (n - 4))
+        }
+        1..=3 => {
+            let (first, mid, last) = (bytes[0], bytes[n / 2], bytes[n - 1]);
+            u64::from(first) | u64::from(mid) << (8 * (n / 2)) | u64::from(last) << (8 * (n - 1))
+        }
+        _ => 0,
+    };
+    match PAD.checked_shl(8 * n as u32) {
+        Some(pad) => word | pad,
+        None => word,
+    }
+}
 
 /// True if any byte of `w` is < 0x20, `"` or `\\` (or, with `NON_ASCII`, >= 0x80).
 #[inline(always)]
@@ -546,6 +569,16 @@ fn geo_member(out: &mut Vec<u8>, r: &mut Reader<'_>, item: Item<'_>, depth: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_word_is_the_bytes_then_as() {
+        let src = b"\x01\"bcdefgh";
+        for n in 0..=8 {
+            let mut want = [b'a'; 8];
+            want[..n].copy_from_slice(&src[..n]);
+            assert_eq!(padded_word(&src[..n]).to_le_bytes(), want, "{n}");
+        }
+    }
     use crate::proto::resp::FrameScanner;
     use crate::testing::Rng;
 
