@@ -309,8 +309,9 @@ impl Worker {
     /// Lets connections waiting for the bulk lane go on, first come first served, while
     /// it has room (called at the end of each turn while some wait).
     pub(super) fn wake_bulk(&mut self) {
-        let lane = self.backs.shared_len().saturating_sub(1);
-        while self.backs.shared_in_flight(lane) < BULK_IN_FLIGHT {
+        // No bulk lane (one shared connection): nothing to wait for.
+        let lane = self.backs.bulk_lane();
+        while lane.is_none_or(|l| self.backs.shared_in_flight(l) < BULK_IN_FLIGHT) {
             let Some((k, gen)) = self.bulk_waiting.pop_front() else {
                 return;
             };
