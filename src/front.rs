@@ -239,25 +239,26 @@ impl Busy {
         self.bulk_wait = false;
     }
 
-    /// Whether the next command would go on the bulk lane ([`Busy::lane`]).
-    pub fn next_is_bulk(&self, shared: usize) -> bool {
+    /// Whether the next command would go on the bulk lane ([`Busy::lane`]), `bulk`
+    /// being [`Pool::bulk_lane`](crate::back::pool::Pool::bulk_lane).
+    pub fn next_is_bulk(&self, bulk: Option<usize>) -> bool {
         if self.slots.is_empty() {
-            shared >= 2 && self.seen && self.reply_guess >= BULK_REPLY
+            bulk.is_some() && self.seen && self.reply_guess >= BULK_REPLY
         } else {
             self.bulk
         }
     }
 
-    /// Which of the `shared` shared Redis connections the next command goes to: the
-    /// front's own (`small`, one of all but the last), or the last one while its replies
-    /// are large. The lane changes only when nothing is in flight, so that a client's
+    /// Which shared Redis connection the next command goes to: the front's own
+    /// (`small`, one of those before the bulk lane), or the bulk lane (`bulk`, from
+    /// [`Pool::bulk_lane`](crate::back::pool::Pool::bulk_lane)) while its replies are
+    /// large. The lane changes only when nothing is in flight, so that a client's
     /// commands always run in the order it sent them.
-    pub fn lane(&mut self, small: usize, shared: usize) -> usize {
-        self.bulk = self.next_is_bulk(shared);
-        if self.bulk {
-            shared - 1
-        } else {
-            small
+    pub fn lane(&mut self, small: usize, bulk: Option<usize>) -> usize {
+        self.bulk = self.next_is_bulk(bulk);
+        match bulk {
+            Some(lane) if self.bulk => lane,
+            _ => small,
         }
     }
 
@@ -573,22 +574,26 @@ mod window {
     fn large_replies_move_to_the_bulk_lane_between_requests() {
         let mut b = Busy::new();
         // Nothing known yet: the connection's own lane, whatever the first guess.
-        assert_eq!(b.lane(0, 2), 0);
+        assert_eq!(b.lane(0, Some(1)), 0);
         let seq = b.push_slot(Meta::default());
         b.complete(seq, |o, _| o.resize(BULK_REPLY, b'x'));
-        assert_eq!(b.lane(0, 2), 1, "large replies: the last connection");
-        assert_eq!(b.lane(0, 1), 0, "one connection: no lane of its own");
+        assert_eq!(b.lane(0, Some(1)), 1, "large replies: the last connection");
+        assert_eq!(b.lane(0, None), 0, "one connection: no lane of its own");
         // While requests are in flight the lane does not change.
-        assert_eq!(b.lane(0, 3), 2);
+        assert_eq!(b.lane(0, Some(2)), 2);
         let seq = b.push_slot(Meta::default());
         b.reply_guess = 100;
-        assert_eq!(b.lane(0, 3), 2);
+        assert_eq!(b.lane(0, Some(2)), 2);
+        // The lane gone meanwhile (no shared connection left): the front's own, not
+        // an index below 0.
+        assert!(b.next_is_bulk(None));
+        assert_eq!(b.lane(0, None), 0);
         b.complete(seq, |_, _| {});
-        assert_eq!(b.lane(0, 3), 0);
+        assert_eq!(b.lane(0, Some(2)), 0);
         // An idle spell keeps what was learnt.
         let mut c = Busy::new();
         c.set_guess_log2(20);
-        assert_eq!(c.lane(1, 3), 2);
+        assert_eq!(c.lane(1, Some(2)), 2);
         let d = Busy::new();
         assert_eq!(d.guess_log2(), 0, "nothing learnt, nothing kept");
     }

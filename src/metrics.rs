@@ -781,10 +781,30 @@ fn labels(out: &mut String, labels: &[(&str, &str)]) {
         if i > 0 {
             out.push(',');
         }
-        // Label values here are fixed words and the crate's version: nothing to escape.
-        let _ = write!(out, "{k}=\"{v}\"");
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label(out, v);
+        out.push('"');
     }
     out.push('}');
+}
+
+/// Appends label value `v` as the text format wants it: `\`, `"` and a line feed
+/// escaped. Most values (fixed words, the version) have none: copied in one piece.
+fn escape_label(out: &mut String, v: &str) {
+    let Some(first) = v.find(['\\', '"', '\n']) else {
+        out.push_str(v);
+        return;
+    };
+    out.push_str(&v[..first]);
+    for c in v[first..].chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
 }
 
 fn sample(out: &mut String, name: &str, l: &[(&str, &str)], v: u64) {
@@ -968,6 +988,22 @@ mod tests {
                 assert!(l.starts_with(family), "{l} outside {family}");
             }
         }
+    }
+
+    #[test]
+    fn label_values_escaped() {
+        let mut out = String::new();
+        labels(&mut out, &[("node", "127.0.0.1:7000"), ("state", "up")]);
+        assert_eq!(out, r#"{node="127.0.0.1:7000",state="up"}"#);
+        out.clear();
+        labels(&mut out, &[("node", "a\\b\"c\nd:1"), ("x", "\"")]);
+        assert_eq!(out, r#"{node="a\\b\"c\nd:1",x="\""}"#);
+        out.clear();
+        labels(&mut out, &[("v", "é\n")]);
+        assert_eq!(out, r#"{v="é\n"}"#);
+        out.clear();
+        labels(&mut out, &[]);
+        assert_eq!(out, "");
     }
 
     #[test]

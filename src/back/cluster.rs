@@ -760,17 +760,7 @@ impl Cluster {
             (Some(n), _) => self.conn(pool, n, prefer, None)?,
             (None, _) => pool.pick(route, None, prefer)?,
         };
-        // A batch (several commands, one waiter: Upstash's /pipeline, /multi-exec) is not
-        // kept: sent again whole after a redirect, the commands that did run would run
-        // twice. Its replies, a redirect's error among them, go to the client as they are.
-        let keep = matches!(
-            waiter,
-            Waiter::Front {
-                cmd: None,
-                frames: 1,
-                ..
-            }
-        );
+        let keep = keeps(&waiter);
         Ok(pool.send_on(b, waiter, due, keep, |w| w.extend_from_slice(cmd)))
     }
 
@@ -790,7 +780,11 @@ impl Cluster {
         pool.send_on(b, Waiter::Cluster(Ask::Asking), due, false, |w| {
             crate::proto::resp::write_argv(w, [b"ASKING"])
         });
-        Ok(pool.send_on(b, waiter, due, false, |w| w.extend_from_slice(cmd)))
+        // Kept like [`Cluster::queue`]'s: the target may answer `TRYAGAIN` (a multi-key
+        // command during the migration) or `MOVED` (the migration ended), to be followed
+        // too, and a connection that fails before writing it holds it.
+        let keep = keeps(&waiter);
+        Ok(pool.send_on(b, waiter, due, keep, |w| w.extend_from_slice(cmd)))
     }
 
     /// A connection that takes commands, to ask for the map: a known node's in turn (so a
@@ -823,6 +817,22 @@ impl Cluster {
         }
         None
     }
+}
+
+/// Whether `waiter`'s command is kept with it (`Pool::send_on`'s `keep`), to be sent
+/// again after a redirect or a retry: a client's single command. A batch (several
+/// commands, one waiter: Upstash's /pipeline, /multi-exec) is not: sent again whole
+/// after a redirect, the commands that did run would run twice. Its replies, a
+/// redirect's error among them, go to the client as they are.
+fn keeps(waiter: &Waiter) -> bool {
+    matches!(
+        waiter,
+        Waiter::Front {
+            cmd: None,
+            frames: 1,
+            ..
+        }
+    )
 }
 
 #[cfg(test)]

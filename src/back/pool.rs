@@ -125,9 +125,13 @@ impl Pool {
         self.slab.iter().map(|(b, _)| BackKey(b))
     }
 
-    /// How many shared connections (a front is given one of them).
-    pub fn shared_len(&self) -> usize {
-        self.shared.len()
+    /// The bulk lane: the index of the last shared connection, where a client whose
+    /// replies are large sends ([`crate::front::Busy::lane`]), when there are at least
+    /// two; `None` when there is one (or none): then every client shares it. Its index
+    /// is also how many connections come before it, the ones a front is given.
+    pub fn bulk_lane(&self) -> Option<usize> {
+        let n = self.shared.len();
+        (n >= 2).then(|| n - 1)
     }
 
     /// Replies still awaited on shared connection `i` (0 when there is none).
@@ -509,5 +513,19 @@ impl std::ops::Index<BackKey> for Pool {
 impl std::ops::IndexMut<BackKey> for Pool {
     fn index_mut(&mut self, b: BackKey) -> &mut Back {
         &mut self.slab[b.0]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bulk_lane_is_the_last_of_two_or_more() {
+        let lane = |n| Pool::new(n, 0, Arc::new(AtomicU64::new(0))).bulk_lane();
+        assert_eq!(lane(0), None);
+        assert_eq!(lane(1), None);
+        assert_eq!(lane(2), Some(1));
+        assert_eq!(lane(4), Some(3));
     }
 }

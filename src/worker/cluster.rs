@@ -191,7 +191,7 @@ impl Worker {
     /// owner when `n` is `None`; queues a retry when the node cannot be reached now.
     fn cluster_resend(
         &mut self,
-        q: Queued,
+        mut q: Queued,
         n: Option<NodeIndex>,
         ask: bool,
         blocking: bool,
@@ -201,12 +201,17 @@ impl Worker {
             key,
             gen,
             seq,
-            cmd: Some(cmd),
+            cmd,
             frames,
             hops,
             part,
-        } = &q.waiter
+        } = &mut q.waiter
         else {
+            return;
+        };
+        // Taken out of `q` rather than copied: the new waiter keeps the copy written to
+        // the connection; given back to `q` if it could not be queued (held, retried).
+        let Some(cmd) = cmd.take() else {
             return;
         };
         let (key, gen, seq, frames, hops, part) = (*key, *gen, *seq, *frames, *hops, *part);
@@ -222,7 +227,6 @@ impl Worker {
         let Some(mut c) = self.backs.take_cluster() else {
             return;
         };
-        let cmd: Box<[u8]> = cmd.clone();
         let waiter = Waiter::Front {
             key,
             gen,
@@ -243,6 +247,11 @@ impl Worker {
             _ => c.queue(&mut self.backs, node, route, prefer, waiter, q.due, &cmd),
         };
         self.backs.put_cluster(c);
+        if sent.is_err() {
+            if let Waiter::Front { cmd: kept, .. } = &mut q.waiter {
+                *kept = Some(cmd);
+            }
+        }
         match sent {
             Ok((b, arm)) => {
                 if let Some(at) = arm {

@@ -86,7 +86,7 @@ impl Worker {
         let Some(busy) = f.busy.as_deref_mut() else {
             return;
         };
-        let prefer = busy.lane(f.back as usize, self.backs.shared_len());
+        let prefer = busy.lane(f.back as usize, self.backs.bulk_lane());
         let mut meta = Meta {
             minor: req.minor,
             keep_alive: req.keep_alive,

@@ -58,11 +58,9 @@ impl Worker {
                         continue;
                     }
                     self.gen = self.gen.wrapping_add(1);
-                    // The last shared connection is the bulk lane (Busy::lane).
-                    let pool = match self.backs.shared_len() {
-                        0 | 1 => 1,
-                        n => n - 1,
-                    };
+                    // One of the shared connections before the bulk lane (as many as
+                    // its index), or the only one.
+                    let pool = self.backs.bulk_lane().unwrap_or(1);
                     self.fronts.insert(Front {
                         sock,
                         gen: self.gen,
@@ -200,9 +198,11 @@ impl Worker {
             if f.stop_parsing || busy.rbuf.is_empty() || busy.paused(self.limits.soft) {
                 return;
             }
-            let shared = self.backs.shared_len();
-            if busy.next_is_bulk(shared)
-                && self.backs.shared_in_flight(shared - 1) >= super::limits::BULK_IN_FLIGHT
+            let bulk = self.backs.bulk_lane();
+            if busy.next_is_bulk(bulk)
+                && bulk.is_some_and(|l| {
+                    self.backs.shared_in_flight(l) >= super::limits::BULK_IN_FLIGHT
+                })
             {
                 // The bulk lane is full: wait for room (Worker::wake_bulk).
                 busy.bulk_wait = true;

@@ -18,6 +18,15 @@ use crate::proto::response::Status;
 use std::io;
 use std::time::{Duration, Instant};
 
+/// Which limit a client that does not read is over ([`Worker::drop_slow`]).
+pub(super) enum Slow<'a> {
+    /// Its responses: `http_client_buffer`, or its soft limit for too long (the
+    /// words for the log line).
+    Client(&'a str),
+    /// A subscriber's messages: `pubsub_client_buffer`.
+    Consumer,
+}
+
 /// The config's limits and timeouts, copied where the worker reads them.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
@@ -148,7 +157,7 @@ impl Worker {
             } else if backlog > self.limits.hard.saturating_add(busy.reply_guess) {
                 // Past the hard limit with more than one (recent-size) response on
                 // top: a single large response is never what closes a connection.
-                self.drop_slow_client(k, "over http_client_buffer");
+                self.drop_slow(k, Slow::Client("over http_client_buffer"));
                 return false;
             } else {
                 if wrote || busy.over_soft.is_none() {
@@ -168,23 +177,43 @@ impl Worker {
         true
     }
 
-    /// Closes a client that does not read its responses, counted and logged as a
-    /// slow pub/sub consumer is.
-    pub(super) fn drop_slow_client(&mut self, k: FrontKey, why: &str) {
+    /// Closes a client that does not read what it is sent, `slow` saying which limit
+    /// it is over (counted and logged as such); a WebSocket is told why first (close
+    /// 1008), and the bytes of that frame the socket took are counted as sent.
+    pub(super) fn drop_slow(&mut self, k: FrontKey, slow: Slow<'_>) {
         let Some(f) = self.fronts.get_mut(k) else {
             return;
         };
         let backlog = f.busy.as_ref().map_or(0, |b| b.backlog());
-        self.stats.output_buffer += 1;
-        log!(
-            Level::Warning,
-            "disconnecting client {}: {} bytes of responses unread ({why}); {} so far",
-            f.peer,
-            backlog,
-            self.stats.output_buffer
-        );
+        match slow {
+            Slow::Client(why) => {
+                self.stats.output_buffer += 1;
+                log!(
+                    Level::Warning,
+                    "disconnecting client {}: {} bytes of responses unread ({why}); {} so far",
+                    f.peer,
+                    backlog,
+                    self.stats.output_buffer
+                );
+            }
+            Slow::Consumer => {
+                self.stats.slow_consumers += 1;
+                log!(
+                    Level::Warning,
+                    "pub/sub: disconnecting slow consumer {} ({} bytes unread; {} so far)",
+                    f.peer,
+                    backlog,
+                    self.stats.slow_consumers
+                );
+            }
+        }
         if f.busy.as_ref().is_some_and(|b| b.ws.is_some()) {
-            super::websocket::close_now(f, crate::proto::ws::close::POLICY, "Output buffer full");
+            let sent = super::websocket::close_now(
+                f,
+                crate::proto::ws::close::POLICY,
+                "Output buffer full",
+            );
+            self.stats.bytes_out += sent as u64;
         }
         self.close_front(k);
     }
@@ -211,7 +240,7 @@ impl Worker {
             "over http_client_buffer_soft for {} s without reading",
             t.as_secs()
         );
-        self.drop_slow_client(k, &why);
+        self.drop_slow(k, Slow::Client(&why));
     }
 
     /// An incomplete request is in front `k`'s read buffer: starts its clock.
@@ -280,8 +309,9 @@ impl Worker {
     /// Lets connections waiting for the bulk lane go on, first come first served, while
     /// it has room (called at the end of each turn while some wait).
     pub(super) fn wake_bulk(&mut self) {
-        let lane = self.backs.shared_len().saturating_sub(1);
-        while self.backs.shared_in_flight(lane) < BULK_IN_FLIGHT {
+        // No bulk lane (one shared connection): nothing to wait for.
+        let lane = self.backs.bulk_lane();
+        while lane.is_none_or(|l| self.backs.shared_in_flight(l) < BULK_IN_FLIGHT) {
             let Some((k, gen)) = self.bulk_waiting.pop_front() else {
                 return;
             };

@@ -2,11 +2,10 @@
 //! subscriber connection's pushes fanned out to fronts, slow consumers, SSE pings, and
 //! what clients are told when the subscriber connection is lost.
 
+use super::limits::Slow;
 use super::{mark_front, respond, Worker};
 use crate::front::Closing;
 use crate::key::{BackKey, FrontKey};
-use crate::log;
-use crate::log::Level;
 use crate::proto::response::{self, Status};
 use crate::pubsub::{self, Confirmed, Joined, Push, Style, TopicKind, Transport};
 use crate::pubsub::{PendingSub, SubRequest, Subscriber};
@@ -259,7 +258,9 @@ impl Worker {
             // client that really does not read stays over it.
             let limit = self.shared.config.pubsub_client_buffer;
             if self.write_now(k) > limit {
-                self.drop_slow_consumer(k);
+                // Disconnected before its backlog grows without bound; the other
+                // subscribers are not affected.
+                self.drop_slow(k, Slow::Consumer);
             }
         }
         if let Some((kind, topic)) = confirmed {
@@ -300,32 +301,6 @@ impl Worker {
             }
         }
         busy.backlog()
-    }
-
-    /// A subscriber that does not read its messages: disconnected before its backlog
-    /// grows without bound; the other subscribers are not affected.
-    fn drop_slow_consumer(&mut self, k: FrontKey) {
-        let Some(f) = self.fronts.get_mut(k) else {
-            return;
-        };
-        let backlog = f.busy.as_ref().map_or(0, |b| b.backlog());
-        self.stats.slow_consumers += 1;
-        log!(
-            Level::Warning,
-            "pub/sub: disconnecting slow consumer {} ({} bytes unread; {} so far)",
-            f.peer,
-            backlog,
-            self.stats.slow_consumers
-        );
-        if f.busy.as_ref().is_some_and(|b| b.ws.is_some()) {
-            let sent = super::websocket::close_now(
-                f,
-                crate::proto::ws::close::POLICY,
-                "Output buffer full",
-            );
-            self.stats.bytes_out += sent as u64;
-        }
-        self.close_front(k);
     }
 
     /// Removes a closing front from its topics, unsubscribing those it was last on.

@@ -1482,3 +1482,179 @@ fn edge_cache_follows_a_failover() {
     c.node(new).cmd(&["SET", &k, "v3"]);
     new_value_as_miss(&gw, &path, r#"{"GET":"v3"}"#);
 }
+
+/// A multi-key command on a slot being migrated, none of its keys there yet: the old
+/// owner answers `ASK`, the new one, after `ASKING`, `TRYAGAIN` (it has not all of
+/// them). That `TRYAGAIN` is followed like any other (the command tried again later),
+/// not handed to the client; once both keys are on the new owner, the command is
+/// served there.
+#[test]
+fn tryagain_after_ask_is_retried() {
+    let c = RedisCluster::start();
+    let gw = gateway(&c, "");
+    let slot = key_slot(b"ask");
+    let from = c.owner(slot);
+    let to = c.other_primary(from.port);
+    // The map is read and the slot's owner reached before the migration starts.
+    get_ok(&gw, "/GET/{ask}warm", r#"{"GET":null}"#);
+    let s = slot.to_string();
+    let dst = c.node(to.port);
+    let src = c.node(from.port);
+    let ok = |r: Vec<u8>| assert!(r.starts_with(b"+OK"), "{}", show(&r));
+    ok(dst.cmd(&["CLUSTER", "SETSLOT", &s, "IMPORTING", &from.id]));
+    ok(src.cmd(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &to.id]));
+    let port = gw.port;
+    let request = std::thread::spawn(move || {
+        let mut client = Client::connect(port);
+        client.send(get_req("/MGET/{ask}a/{ask}b").as_bytes());
+        client.read_response()
+    });
+    // Meanwhile the command goes round: ASK, TRYAGAIN, a retry 40 ms later, again...
+    std::thread::sleep(Duration::from_millis(400));
+    // Both keys written on the new owner (ASKING: it is still importing the slot).
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", to.port)).unwrap();
+    let mut batch = Vec::new();
+    for (k, v) in [("{ask}a", "1"), ("{ask}b", "2")] {
+        batch.extend(resp_command(&[b"ASKING"]));
+        batch.extend(resp_command(&[b"SET", k.as_bytes(), v.as_bytes()]));
+    }
+    s.write_all(&batch).unwrap();
+    let mut r = std::io::BufReader::new(s);
+    for _ in 0..4 {
+        ok(read_resp(&mut r).unwrap());
+    }
+    let got = request.join().expect("client thread");
+    assert_bytes(&got, &ok_json(r#"{"MGET":["1","2"]}"#));
+    let log = gw.log();
+    assert!(!log.contains("giving up"), "{log}");
+}
+
+/// Redirect sequences a real cluster does not produce on cue, from scripted nodes.
+mod scripted {
+    use crate::common::*;
+    use std::io::{BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::Duration;
+    use webdis_rs::cluster::slot::key_slot;
+
+    /// What a scripted node answers to a command (its arguments): raw RESP.
+    type Script = dyn Fn(&[String]) -> Vec<u8> + Send + Sync;
+
+    /// A scripted cluster node on a free port; `script` answers each command.
+    struct Node {
+        port: u16,
+        listener: Option<TcpListener>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Node {
+        fn bind() -> Node {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            Node {
+                port: listener.local_addr().unwrap().port(),
+                listener: Some(listener),
+                stop: Arc::new(AtomicBool::new(false)),
+            }
+        }
+
+        fn serve(&mut self, script: Arc<Script>) {
+            let listener = self.listener.take().expect("served once");
+            let stop = self.stop.clone();
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((sock, _)) => {
+                            let script = script.clone();
+                            thread::spawn(move || answer(sock, &*script));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            });
+        }
+    }
+
+    impl Drop for Node {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn answer(mut sock: TcpStream, script: &Script) {
+        sock.set_nonblocking(false).unwrap();
+        let mut r = BufReader::new(sock.try_clone().unwrap());
+        while let Ok(cmd) = read_resp(&mut r) {
+            // `*N\r\n$len\r\narg\r\n...`: the arguments are every other line from the third.
+            let text = String::from_utf8_lossy(&cmd).into_owned();
+            let args: Vec<String> = text
+                .split("\r\n")
+                .skip(2)
+                .step_by(2)
+                .map(String::from)
+                .collect();
+            if sock.write_all(&script(&args)).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// `ASK` to a node that answers `MOVED` after `ASKING`: the `MOVED` is followed
+    /// (the waiter sent after `ASKING` keeps its command), and the node it names serves
+    /// the command. Before, the `MOVED` error went to the client as its reply.
+    #[test]
+    fn moved_after_ask_is_followed() {
+        // The real command table (the gateway reads it from its first seed).
+        let redis = Redis::start();
+        let table = redis.cmd(&["COMMAND"]);
+        let (mut a, mut b, mut c) = (Node::bind(), Node::bind(), Node::bind());
+        let slot = key_slot(b"k");
+        // Every node's map: all the slots on a.
+        let slots = format!(
+            "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:{}\r\n",
+            a.port
+        );
+        let common = move |args: &[String]| -> Option<Vec<u8>> {
+            match args.first()?.to_ascii_uppercase().as_str() {
+                "PING" => Some(b"+PONG\r\n".to_vec()),
+                "CLUSTER" => Some(slots.clone().into_bytes()),
+                _ => None,
+            }
+        };
+        let (asking, served) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (to_b, to_c) = (b.port, c.port);
+        let common_a = common.clone();
+        a.serve(Arc::new(move |args: &[String]| {
+            if args[0].eq_ignore_ascii_case("COMMAND") {
+                return table.clone();
+            }
+            common_a(args)
+                .unwrap_or_else(|| format!("-ASK {slot} 127.0.0.1:{to_b}\r\n").into_bytes())
+        }));
+        let (common_b, asking_b) = (common.clone(), asking.clone());
+        b.serve(Arc::new(move |args: &[String]| {
+            if args[0].eq_ignore_ascii_case("ASKING") {
+                asking_b.fetch_add(1, Ordering::Relaxed);
+                return b"+OK\r\n".to_vec();
+            }
+            common_b(args)
+                .unwrap_or_else(|| format!("-MOVED {slot} 127.0.0.1:{to_c}\r\n").into_bytes())
+        }));
+        let served_c = served.clone();
+        c.serve(Arc::new(move |args: &[String]| {
+            common(args).unwrap_or_else(|| {
+                served_c.fetch_add(1, Ordering::Relaxed);
+                b"$6\r\nfrom-c\r\n".to_vec()
+            })
+        }));
+        let json = format!(r#""redis_cluster":{{"nodes":["127.0.0.1:{}"]}}"#, a.port);
+        let gw = Gateway::start_on(1, &json, &[]);
+        gw.wait_for_ping();
+        assert_bytes(&gw.get("/GET/k"), &ok_json(r#"{"GET":"from-c"}"#));
+        assert_eq!(asking.load(Ordering::Relaxed), 1);
+        assert_eq!(served.load(Ordering::Relaxed), 1);
+    }
+}

@@ -777,3 +777,58 @@ fn client_limits_are_counted() {
         1
     );
 }
+
+/// A WebSocket client closed at the output limit is told why (close 1008), and that
+/// frame is counted in `webdis_client_sent_bytes_total` like every other byte it was
+/// sent (as a slow pub/sub consumer's always was): the counter moves by exactly what
+/// the client received.
+#[test]
+fn a_slow_websocket_s_close_frame_is_counted() {
+    let redis = Redis::start();
+    let mport = free_port();
+    let gw = Gateway::start(
+        &redis,
+        &format!(
+            r#""websockets": true, "threads": 1, "http_client_buffer": 262144,
+               "http_client_buffer_soft": 65536, {}"#,
+            metrics_config(mport)
+        ),
+    );
+    wait_ready(mport);
+    redis.cmd(&["SET", "v", &"x".repeat(16_000)]);
+    let a = scrape(mport);
+    let mut ws = WsClient::connect(gw.port, "/");
+    // Small replies first: a small guess, so many requests may be in flight.
+    let pong = r#"{"PING":[true,"PONG"]}"#;
+    for _ in 0..16 {
+        ws.call(r#"["PING"]"#, pong);
+    }
+    // A command blocked at the head: the replies after it are held (completed ahead
+    // of their turn), past the hard limit, while the socket has room for the close.
+    let mut batch = ws.text(r#"["BLPOP","nolist","0"]"#);
+    for _ in 0..100 {
+        batch.extend(ws.text(r#"["GET","v"]"#));
+    }
+    ws.send(&batch);
+    let close = ws_close_frame(1008, "Output buffer full");
+    ws.expect(&close);
+    ws.expect_eof();
+    gw.wait_for_log("disconnecting client 127.0.0.1");
+    let b = scrape(mport);
+    let received = ws_switching(WS_ACCEPT).len()
+        + 16 * ws_server_frame(op::TEXT, pong.as_bytes()).len()
+        + close.len();
+    assert_eq!(
+        delta(&a, &b, "webdis_client_sent_bytes_total", &[]),
+        received as u64
+    );
+    assert_eq!(
+        delta(
+            &a,
+            &b,
+            "webdis_limits_hit_total",
+            &[("limit", "output_buffer")]
+        ),
+        1
+    );
+}
