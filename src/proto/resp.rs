@@ -774,12 +774,12 @@ mod tests {
             write_header(&mut out, b'$', n);
             assert_eq!(out, format!("x${n}\r\n").into_bytes());
         }
-        for len in [0usize, 9, 10, 99, 100, 1000] {
-            let v = vec![b'v'; len];
-            let mut out = Vec::new();
+        for len in (0..=20).chain([99, 100, 1000]) {
+            let v: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut out = b"x".to_vec();
             write_bulk(&mut out, &v);
-            let want = [format!("${len}\r\n").into_bytes(), v, b"\r\n".to_vec()].concat();
-            assert_eq!(out, want);
+            let want = [format!("x${len}\r\n").into_bytes(), v, b"\r\n".to_vec()].concat();
+            assert_eq!(out, want, "{len}");
         }
     }
 

@@ -592,6 +592,26 @@ mod tests {
     }
 
     #[test]
+    fn short_strings_at_every_length_and_with_each_special_byte() {
+        for n in 0..=20 {
+            let plain: Vec<u8> = (0..n).map(|i| b'k' + (i % 10) as u8).collect();
+            let mut out = vec![b'x'];
+            write_string(&mut out, &plain);
+            assert_eq!(out, [&b"x\""[..], &plain, b"\""].concat(), "{n}");
+            for at in 0..n {
+                for special in [b'"', b'\\', b'\n', 0x01, 0xc3] {
+                    let mut s = plain.clone();
+                    s[at] = special;
+                    let mut out = Vec::new();
+                    write_string(&mut out, &s);
+                    let want = serde_json::to_vec(&String::from_utf8_lossy(&s)).unwrap();
+                    assert_eq!(out, want, "{n} {at} {special}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn plain_table() {
         let cases: &[(&[u8], &[u8], &[u8])] = &[
             (b"SET", b"+OK\r\n", br#"{"SET":[true,"OK"]}"#),

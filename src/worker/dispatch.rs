@@ -148,8 +148,8 @@ impl Worker {
         let pushed = busy.push_slot(meta);
         debug_assert_eq!(pushed, seq);
         self.carry_out(k, seq, outcome);
-        // New DB and blocking connections are opened on first use.
-        self.connect_pending_backs();
+        // New DB and blocking connections are opened on first use, by parse_requests
+        // once it has dispatched the batch.
     }
 
     /// Completes what was done with request `seq` of front `k`, its slot queued: a command

@@ -185,8 +185,14 @@ impl Worker {
     }
 
     /// Parses and dispatches every complete request (or WebSocket message) in the read
-    /// buffer.
+    /// buffer, then opens the DB and blocking connections they asked for (once for the
+    /// whole batch, not per request).
     pub(super) fn parse_requests(&mut self, k: FrontKey) {
+        self.parse_all(k);
+        self.connect_pending_backs();
+    }
+
+    fn parse_all(&mut self, k: FrontKey) {
         let max = self.shared.config.http_max_request_size;
         loop {
             let Some(f) = self.fronts.get_mut(k) else {
