@@ -321,6 +321,23 @@ impl<'a> Command<'a> {
         self.args.into_iter().flat_map(|a| a.split(|&b| b == b'/'))
     }
 
+    /// The first argument, when it is sent as it is in the URL (no `%` or `+` to
+    /// decode); `None` too when there is none in the path.
+    pub fn first_plain_arg(&self) -> Option<&'a [u8]> {
+        let args = self.args?;
+        let first = find(args, b'/').map_or(args, |i| &args[..i]);
+        (!needs_decoding(first)).then_some(first)
+    }
+
+    /// The arguments after the name as they are sent (the PUT body included), when none
+    /// in the path has a `%` or `+` to decode; `None` otherwise.
+    pub fn plain_args(&self) -> Option<impl Iterator<Item = &'a [u8]>> {
+        if self.args.is_some_and(needs_decoding) {
+            return None;
+        }
+        Some(self.args().chain(self.put_body))
+    }
+
     /// Number of RESP arguments, the name included.
     pub fn argc(&self) -> usize {
         let path_args = self.args.map_or(0, |a| count(a, b'/') + 1);
@@ -718,6 +735,33 @@ mod tests {
             assert_eq!(c.argc(), argv.len(), "{path}");
             assert_eq!(out, resp(&argv), "{path}");
         }
+    }
+
+    #[test]
+    fn first_plain_arg_is_the_first_segment_as_sent() {
+        let q = Query::default();
+        let first = |path: &str, body: Option<&'static [u8]>| {
+            let c = parse(path.as_bytes(), &q, body).unwrap();
+            c.first_plain_arg().map(<[u8]>::to_vec)
+        };
+        assert_eq!(first("GET/hello", None), Some(b"hello".to_vec()));
+        assert_eq!(first("MGET/a/b", None), Some(b"a".to_vec()));
+        assert_eq!(first("GET//b", None), Some(b"".to_vec()));
+        assert_eq!(first("GET/a%3Ab", None), None);
+        assert_eq!(first("GET/a+b/c", None), None);
+        assert_eq!(first("GET", Some(b"k")), None);
+        assert_eq!(first("PING", None), None);
+        let plain = |path: &str, body: Option<&'static [u8]>| {
+            let c = parse(path.as_bytes(), &q, body).unwrap();
+            c.plain_args()
+                .map(|a| a.map(<[u8]>::to_vec).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            plain("SET/a/b", Some(b"c")),
+            Some(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()])
+        );
+        assert_eq!(plain("PING", None), Some(vec![]));
+        assert_eq!(plain("SET/a/b%20c", None), None);
     }
 
     #[test]

@@ -117,7 +117,11 @@ impl Settings {
 
     /// The prefix `key` is under, if any.
     pub fn prefix_of(&self, key: &[u8]) -> Option<&Prefix> {
-        self.prefixes.iter().find(|p| key.starts_with(&p.prefix))
+        // Compared byte by byte inline: a prefix is a few bytes, and this runs for
+        // every key of every command while a cache is configured.
+        self.prefixes
+            .iter()
+            .find(|p| key.len() >= p.prefix.len() && p.prefix.iter().zip(key).all(|(a, b)| a == b))
     }
 
     /// `CLIENT TRACKING ON BCAST PREFIX p1 PREFIX p2 ...` as RESP (not `NOLOOP`: the

@@ -67,17 +67,12 @@ pub const CACHEABLE: &[(&str, Keys)] = &[
 ];
 
 /// The key positions of a cacheable command (`name` in any case); `None`: not cacheable.
-/// One pass over [`CACHEABLE`] after an upper-casing into a stack buffer; names longer
-/// than any in the table are refused first.
+/// One pass over [`CACHEABLE`], each entry compared in place (its length first, then
+/// its bytes ignoring case, inline: no upper-cased copy, no call to `memcmp`).
 pub fn lookup(name: &[u8]) -> Option<Keys> {
-    let mut up = [0u8; 16];
-    let up = up.get_mut(..name.len())?;
-    for (u, c) in up.iter_mut().zip(name) {
-        *u = c.to_ascii_uppercase();
-    }
     CACHEABLE
         .iter()
-        .find(|(n, _)| n.as_bytes() == up)
+        .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
         .map(|&(_, k)| k)
 }
 

@@ -91,9 +91,10 @@ impl EdgeCache {
     }
 
     /// The command [`EdgeCache::before`] last saw, as RESP: what goes to Redis when it
-    /// was not a hit (written once, for the cache key and the back).
-    pub(super) fn resp(&self) -> &[u8] {
-        self.scratch.get(4..).unwrap_or_default()
+    /// was not a hit (written once, for the cache key and the back). `None` when
+    /// `before` did not need to write it (a read of a key under no cached prefix).
+    pub(super) fn resp(&self) -> Option<&[u8]> {
+        self.scratch.get(4..)
     }
 
     /// Entries stored, and their bytes (the gauges).
@@ -126,6 +127,7 @@ impl EdgeCache {
 
     /// Before request `id`'s command goes to Redis: `Some(i)` when stored reply `i`
     /// answers it. A miss takes a ticket; a write or flush evicts at once.
+    #[inline]
     pub(super) fn before(
         &mut self,
         db: u32,
@@ -136,6 +138,40 @@ impl EdgeCache {
         stats: &mut Counters,
     ) -> Option<u32> {
         self.scratch.clear();
+        if self.passes_by(cmd) {
+            return None;
+        }
+        self.before_written(db, cmd, id, now, meta, stats)
+    }
+
+    /// A URL's command the cache has nothing to do with, known from the URL's own bytes:
+    /// a read whose key (or one of whose keys, for `Keys::All`) is under no cached prefix,
+    /// or any other command (not a flush) none of whose arguments is. Nothing to look up,
+    /// track or evict, and the command needs no writing here ([`EdgeCache::resp`] is
+    /// `None`). The same decisions as `before_written`'s, checked inline before its call;
+    /// an argument to %-decode leaves the decision to it.
+    #[inline]
+    fn passes_by(&self, cmd: &Cmd<'_>) -> bool {
+        let Cmd::Url(c) = cmd else {
+            return false;
+        };
+        let outside = |key: &[u8]| self.settings.prefix_of(key).is_none();
+        match table::lookup(c.name) {
+            Some(table::Keys::First) => c.first_plain_arg().is_some_and(outside),
+            Some(table::Keys::All) => c.plain_args().is_some_and(|mut a| a.any(outside)),
+            None => !table::flushes(c.name) && c.plain_args().is_some_and(|mut a| a.all(outside)),
+        }
+    }
+
+    fn before_written(
+        &mut self,
+        db: u32,
+        cmd: &Cmd<'_>,
+        id: (FrontKey, u32, u64),
+        now: Instant,
+        meta: &mut Meta,
+        stats: &mut Counters,
+    ) -> Option<u32> {
         self.scratch.extend_from_slice(&db.to_le_bytes());
         cmd.write_resp(&mut self.scratch);
         let buf = &self.scratch;

@@ -115,7 +115,7 @@ impl Worker {
                     if let Some(i) = c.before(db, &cmd, id, at, &mut meta, &mut self.stats) {
                         break 'send Outcome::Cached(i);
                     }
-                    seen = Some(c.resp());
+                    seen = c.resp();
                 }
                 let waiter = Waiter::batch(k, gen, seq, cmd.frames());
                 let due = self.deadlines.due(self.turn, route, || cmd.block_limit());

@@ -431,7 +431,7 @@ impl Worker {
                             self.carry_out(k, seq, Outcome::Cached(i));
                             return;
                         }
-                        seen = Some(c.resp());
+                        seen = c.resp();
                     }
                     let pushed = busy.push_slot(meta);
                     debug_assert_eq!(pushed, seq);
