@@ -2,6 +2,7 @@
 //! building its Redis command, and scanning a Redis reply and rendering the response.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use webdis_rs::bench::cache;
 use webdis_rs::bench::command::{self, Output, Query};
 use webdis_rs::bench::http::{self, Status};
 use webdis_rs::bench::render::Shape;
@@ -160,5 +161,34 @@ fn replies(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, requests, replies);
+/// What a configured edge cache asks of every command before it is sent (the
+/// worker's `EdgeCache::passes_by`): is the command in the cacheable table, and is its key
+/// under a cached prefix. The URL's command parsed as `dispatch` does.
+fn cache_decisions(c: &mut Criterion) {
+    let settings = cache::Settings::from_json(&serde_json::json!({
+        "prefixes": ["hot:", "page:", {"prefix": "user:", "max_age": 60}]
+    }))
+    .expect("valid cache settings");
+    let mut group = c.benchmark_group("cache_decision");
+    for (name, path) in [
+        ("get_outside", "GET/hello"),
+        ("get_cached", "GET/page:home"),
+        ("set_outside", "SET/k/v"),
+        ("zrevrangebyscore_outside", "ZREVRANGEBYSCORE/z/10/0"),
+    ] {
+        group.bench_function(name, |b| {
+            let q = Query::default();
+            b.iter(|| {
+                let cmd = command::parse(black_box(path.as_bytes()), &q, None).unwrap();
+                let keys = cache::lookup(cmd.name);
+                let args = cmd.plain_args().expect("plain arguments");
+                let outside = args.filter(|k| settings.prefix_of(k).is_none()).count();
+                black_box((keys, outside))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, requests, replies, cache_decisions);
 criterion_main!(benches);

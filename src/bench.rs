@@ -14,6 +14,12 @@ pub mod rules {
     pub use crate::api::rules::{Request, Routed, Rules, Scratch};
 }
 
+/// `crate::cache`: the edge cache's per-request decisions.
+pub mod cache {
+    pub use crate::cache::table::lookup;
+    pub use crate::cache::Settings;
+}
+
 /// `crate::proto::http`: the request parser.
 pub mod http {
     pub use crate::proto::http::{parse, Method, Status};
