@@ -240,7 +240,7 @@ impl Busy {
     }
 
     /// Whether the next command would go on the bulk lane ([`Busy::lane`]), `bulk`
-    /// being [`Pool::bulk_lane`](crate::back::pool::Pool::bulk_lane).
+    /// being the back pool's `bulk_lane`.
     pub fn next_is_bulk(&self, bulk: Option<usize>) -> bool {
         if self.slots.is_empty() {
             bulk.is_some() && self.seen && self.reply_guess >= BULK_REPLY
@@ -251,7 +251,7 @@ impl Busy {
 
     /// Which shared Redis connection the next command goes to: the front's own
     /// (`small`, one of those before the bulk lane), or the bulk lane (`bulk`, from
-    /// [`Pool::bulk_lane`](crate::back::pool::Pool::bulk_lane)) while its replies are
+    /// the back pool's `bulk_lane`) while its replies are
     /// large. The lane changes only when nothing is in flight, so that a client's
     /// commands always run in the order it sent them.
     pub fn lane(&mut self, small: usize, bulk: Option<usize>) -> usize {
