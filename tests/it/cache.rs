@@ -240,6 +240,45 @@ fn cache_read_your_writes_through_the_gateway() {
     assert_bytes(&gw.get("/GET/flag:w"), &miss(r#"{"GET":null}"#));
 }
 
+/// The writes the cache decides on from the URL's bytes alone (a command none of whose
+/// arguments is under a prefix passes by) and those it must still look into: a cached
+/// key named after the first argument, or only once %-decoded, is evicted at once.
+#[test]
+fn cache_writes_with_the_cached_key_anywhere_in_the_url() {
+    let (redis, gw) = cached("");
+    redis.cmd(&["SET", "flag:m", "first"]);
+    let mut client = gw.connect();
+    let mut exchange = |write: &str| {
+        // Redis's pushes for the previous write are in (50 ms), and a hit is stored.
+        thread::sleep(Duration::from_millis(50));
+        let hit_stored = (0..50).any(|_| {
+            client.send(get_req("/GET/flag:m").as_bytes());
+            let r = client.read_response();
+            r.header("X-Cache") == Some("HIT") || {
+                thread::sleep(Duration::from_millis(10));
+                false
+            }
+        });
+        assert!(hit_stored, "{write}: no hit before the write");
+        // Then the write and a read pipelined in one packet.
+        client.send([get_req(write), get_req("/GET/flag:m")].concat().as_bytes());
+        assert_eq!(client.read_response().status(), 200, "{write}");
+        client.read_response()
+    };
+    // The cached key second: MSET's first key is under no prefix.
+    let r = exchange("/MSET/other/1/flag:m/second");
+    assert_bytes(&r, &miss(r#"{"GET":"second"}"#));
+    // The cached key %-encoded (`flag%3Am` is `flag:m` once decoded).
+    let r = exchange("/SET/flag%3Am/third");
+    assert_bytes(&r, &miss(r#"{"GET":"third"}"#));
+    // A write none of whose arguments is cached evicts nothing.
+    let r = exchange("/SET/plain/x");
+    assert_bytes(&r, &hit(r#"{"GET":"third"}"#));
+    // A read outside the prefixes has no X-Cache header at all.
+    assert_bytes(&gw.get("/GET/plain"), &ok_json(r#"{"GET":"x"}"#));
+    assert_eq!(redis.cmd(&["GET", "other"]), b"$1\r\n1\r\n");
+}
+
 #[test]
 fn cache_tracking_connection_killed_flushes_and_bypasses() {
     let (redis, gw) = cached("");
