@@ -125,9 +125,27 @@ impl EdgeCache {
         now.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
+    /// A URL's command the cache has nothing to do with, known from the URL's own bytes
+    /// (`keys`: its place in the table): a read whose key (or one of whose keys, for
+    /// `Keys::All`) is under no cached prefix, or any other command (not a flush) none of
+    /// whose arguments is. Nothing to look up, track or evict, and the command needs no
+    /// writing here ([`EdgeCache::resp`] is `None`). The same decisions as the rest of
+    /// [`EdgeCache::before`] takes from the written command; an argument to %-decode
+    /// leaves the decision to it.
+    fn passes_by(&self, cmd: &Cmd<'_>, keys: Option<table::Keys>) -> bool {
+        let Cmd::Url(c) = cmd else {
+            return false;
+        };
+        let outside = |key: &[u8]| self.settings.prefix_of(key).is_none();
+        match keys {
+            Some(table::Keys::First) => c.first_plain_arg().is_some_and(outside),
+            Some(table::Keys::All) => c.plain_args().is_some_and(|mut a| a.any(outside)),
+            None => !table::flushes(c.name) && c.plain_args().is_some_and(|mut a| a.all(outside)),
+        }
+    }
+
     /// Before request `id`'s command goes to Redis: `Some(i)` when stored reply `i`
     /// answers it. A miss takes a ticket; a write or flush evicts at once.
-    #[inline]
     pub(super) fn before(
         &mut self,
         db: u32,
@@ -138,53 +156,25 @@ impl EdgeCache {
         stats: &mut Counters,
     ) -> Option<u32> {
         self.scratch.clear();
-        if self.passes_by(cmd) {
+        // One command (not a batch): its keys' places when it is a cacheable read.
+        let keys = match cmd {
+            Cmd::Batch { .. } => None,
+            _ => table::lookup(cmd.name()),
+        };
+        if self.passes_by(cmd, keys) {
             return None;
         }
-        self.before_written(db, cmd, id, now, meta, stats)
-    }
-
-    /// A URL's command the cache has nothing to do with, known from the URL's own bytes:
-    /// a read whose key (or one of whose keys, for `Keys::All`) is under no cached prefix,
-    /// or any other command (not a flush) none of whose arguments is. Nothing to look up,
-    /// track or evict, and the command needs no writing here ([`EdgeCache::resp`] is
-    /// `None`). The same decisions as `before_written`'s, checked inline before its call;
-    /// an argument to %-decode leaves the decision to it.
-    #[inline]
-    fn passes_by(&self, cmd: &Cmd<'_>) -> bool {
-        let Cmd::Url(c) = cmd else {
-            return false;
-        };
-        let outside = |key: &[u8]| self.settings.prefix_of(key).is_none();
-        match table::lookup(c.name) {
-            Some(table::Keys::First) => c.first_plain_arg().is_some_and(outside),
-            Some(table::Keys::All) => c.plain_args().is_some_and(|mut a| a.any(outside)),
-            None => !table::flushes(c.name) && c.plain_args().is_some_and(|mut a| a.all(outside)),
-        }
-    }
-
-    fn before_written(
-        &mut self,
-        db: u32,
-        cmd: &Cmd<'_>,
-        id: (FrontKey, u32, u64),
-        now: Instant,
-        meta: &mut Meta,
-        stats: &mut Counters,
-    ) -> Option<u32> {
         self.scratch.extend_from_slice(&db.to_le_bytes());
         cmd.write_resp(&mut self.scratch);
         let buf = &self.scratch;
-        // One command (not a batch): a cacheable read needs its keys only, and one key
-        // is read without parsing the rest.
-        if !matches!(cmd, Cmd::Batch { .. }) {
-            if let Some(keys) = table::lookup(cmd.name()) {
-                let names: SmallVec<[Span; 2]> = match keys {
-                    table::Keys::First => smallvec::smallvec![cache::nth_arg(buf, 4, 1)?],
-                    table::Keys::All => cache::parse_command(buf, 4)?.0.get(1..)?.into(),
-                };
-                return self.read(names, id, now, meta, stats);
-            }
+        // A cacheable read needs its keys only, and one key is read without parsing the
+        // rest.
+        if let Some(keys) = keys {
+            let names: SmallVec<[Span; 2]> = match keys {
+                table::Keys::First => smallvec::smallvec![cache::nth_arg(buf, 4, 1)?],
+                table::Keys::All => cache::parse_command(buf, 4)?.0.get(1..)?.into(),
+            };
+            return self.read(names, id, now, meta, stats);
         }
         // Anything else that names a key under a cached prefix may write it: evict
         // those names now and again at the reply. (A read not in the table evicts
