@@ -45,13 +45,6 @@ impl Endpoint {
         name_ok.then(|| Endpoint::Name(host.into(), port))
     }
 
-    pub fn port(&self) -> u16 {
-        match self {
-            Endpoint::Ip(a) => a.port(),
-            Endpoint::Name(_, p) => *p,
-        }
-    }
-
     /// The same host at another port (a redirect or a `CLUSTER SLOTS` entry with an
     /// empty or unknown host means the host that answered).
     pub fn with_port(&self, port: u16) -> Endpoint {

@@ -29,12 +29,11 @@ const UNEXPECTED: &[u8] = b"-ERR webdis-rs: unexpected reply from a cluster node
 
 /// The merged reply of `parts` (in part order).
 pub fn merge(m: &Merge, parts: &[Vec<u8>]) -> Vec<u8> {
-    if *m == Merge::Frames {
-        return parts.concat();
-    }
+    // A batch's frames go back as they are, errors among them; anything else is one
+    // reply, an error if any part is one.
     if let Some(e) = parts
         .iter()
-        .find(|p| matches!(p.first(), Some(b'-' | b'!')))
+        .find(|p| *m != Merge::Frames && matches!(p.first(), Some(b'-' | b'!')))
     {
         return e.clone();
     }
