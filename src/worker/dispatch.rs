@@ -2,17 +2,20 @@
 //! waiter, an immediate answer completed in its slot, a subscription started, or the
 //! WebSocket upgrade. What to do was decided by `api::plan`, without I/O.
 
-use super::timers::Timer;
+use super::cache::EdgeCache;
+use super::timers::{Timer, Timers};
 use super::{deliver, first_line, respond, Answer, Worker};
 use crate::api::command::Route;
 use crate::api::plan::{self, Immediate, Incoming, Plan};
 use crate::back::pool::Unreachable;
 use crate::back::{Waiter, AUTH_FAILED};
 use crate::key::{BackKey, FrontKey};
+use crate::metrics::Counters;
 use crate::proto::http::{Method, Request};
 use crate::proto::response::{DateCache, Status};
 use crate::pubsub::SubRequest;
 use crate::reply::{self, Meta};
+use std::time::Instant;
 
 /// The body of the 400 for a DB prefix in cluster mode.
 const ONE_DATABASE: &[u8] = b"a Redis Cluster has one database: no DB prefix";
@@ -43,6 +46,30 @@ impl Outcome {
             Err(Unreachable::Held) => Outcome::Sent(None),
             Err(e) => Outcome::Now(Now::Unreachable(e)),
         }
+    }
+}
+
+/// The bookkeeping of a command handed to the back pool (`Pool::send`'s result): the
+/// watch timer of a connection armed, its commands counted (a batch, `/pipeline` or
+/// `/multi-exec`, counts each of its `frames`), and the edge cache's ticket of request
+/// `id` given back if it was never sent (held for its node, in cluster mode, it is sent
+/// later and keeps its ticket).
+pub(super) fn handed_over(
+    sent: &Result<(BackKey, Option<Instant>), Unreachable>,
+    frames: u32,
+    id: (FrontKey, u32, u64),
+    now: Instant,
+    timers: &mut Timers,
+    stats: &mut Counters,
+    cache: Option<&mut EdgeCache>,
+) {
+    if let Ok((b, Some(at))) = *sent {
+        timers.at(at, Timer::Watch(b));
+    }
+    stats.commands += u64::from(frames) * u64::from(sent.is_ok());
+    let unsent = matches!(sent, Err(e) if *e != Unreachable::Held);
+    if let (true, Some(c)) = (unsent, cache) {
+        c.on_reply(id, None, now, stats);
     }
 }
 
@@ -124,17 +151,17 @@ impl Worker {
                     None => cmd.write_resp(w),
                 };
                 let sent = self.backs.send(route, db, prefer, waiter, due, write);
-                if let Ok((b, Some(at))) = sent {
-                    self.timers.at(at, Timer::Watch(b));
-                }
-                // A batch (`/pipeline`, `/multi-exec`) counts each of its commands.
-                self.stats.commands += u64::from(cmd.frames()) * u64::from(sent.is_ok());
-                // (Held for its node, in cluster mode: sent later, its ticket kept.)
-                let unsent = matches!(sent, Err(e) if e != Unreachable::Held);
-                if let (true, Some(c)) = (unsent, self.cache.as_deref_mut()) {
-                    // Never sent: its ticket is given back.
-                    c.on_reply((k, gen, seq), None, self.turn.at, &mut self.stats);
-                }
+                let cache = self.cache.as_deref_mut();
+                let (timers, stats, now) = (&mut self.timers, &mut self.stats, self.turn.at);
+                handed_over(
+                    &sent,
+                    cmd.frames(),
+                    (k, gen, seq),
+                    now,
+                    timers,
+                    stats,
+                    cache,
+                );
                 Outcome::sent(route, sent.map(|(b, _)| b))
             }
         };

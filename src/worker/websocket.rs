@@ -3,12 +3,10 @@
 //! slot, so replies keep the order of the commands). Subscriptions use the worker's
 //! multiplexed subscriber connection.
 
-use super::dispatch::Outcome;
-use super::timers::Timer;
+use super::dispatch::{handed_over, Outcome};
 use super::{mark_front, respond, Worker};
 use crate::api::command::{self, CommandError, Query, Route};
 use crate::api::plan::{self, AclArgv, Cmd};
-use crate::back::pool::Unreachable;
 use crate::back::Waiter;
 use crate::front::{Front, WsConn};
 use crate::key::FrontKey;
@@ -444,21 +442,14 @@ impl Worker {
                         None => crate::proto::resp::write_argv(w, &argv),
                     };
                     let sent = self.backs.send(route, None, prefer, waiter, due, write);
-                    if let Ok((b, Some(at))) = sent {
-                        self.timers.at(at, Timer::Watch(b));
-                    }
-                    self.stats.commands += u64::from(sent.is_ok());
-                    // (Held for its node, in cluster mode: sent later, its ticket kept.)
-                    let unsent = matches!(sent, Err(e) if e != Unreachable::Held);
-                    if let (true, Some(c)) = (unsent, self.cache.as_deref_mut()) {
-                        // Never sent: its ticket is given back.
-                        c.on_reply((k, gen, seq), None, self.turn.at, &mut self.stats);
-                    }
+                    let cache = self.cache.as_deref_mut();
+                    let (timers, stats, now) = (&mut self.timers, &mut self.stats, self.turn.at);
+                    handed_over(&sent, 1, (k, gen, seq), now, timers, stats, cache);
                     self.carry_out(k, seq, Outcome::sent(route, sent.map(|(b, _)| b)));
                 }
             },
         }
-        self.connect_pending_backs();
+        // (Connections opened on first use: by parse_requests, after the batch.)
     }
 }
 
