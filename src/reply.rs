@@ -2,7 +2,7 @@
 //! head and body, appended to the output buffer, or a WebSocket frame. [`body`] writes a
 //! reply in its format, for pub/sub messages too. Free of I/O.
 
-use crate::proto::resp::{Item, Reader};
+use crate::proto::resp::{is_error, Item, Reader};
 use crate::proto::response::{self, DateCache, Head, Status};
 use crate::proto::ws;
 use crate::render::custom::Custom;
@@ -177,7 +177,7 @@ fn write_memo(
     if !meta.ws && !meta.upstash.is_some() {
         // A Redis error (`LOADING`, `OOM`, `WRONGTYPE`, ...) is never stored, nor offered
         // to a CDN for `max-age` seconds: it says nothing lasting about the key.
-        let error = matches!(frame.first(), Some(b'-' | b'!'));
+        let error = is_error(frame);
         cache_headers(out, start, meta, !error);
     }
 }

@@ -32,7 +32,7 @@ use crate::key::FrontKey;
 use crate::log;
 use crate::log::Level;
 use crate::proto::resp::write_argv;
-use crate::proto::resp::FrameScanner;
+use crate::proto::resp::{is_error, FrameScanner};
 use crate::proto::response::Status;
 use mio::net::{TcpStream, UnixStream};
 use std::collections::VecDeque;
@@ -573,7 +573,7 @@ impl Back {
     pub fn on_handshake_reply(&mut self, w: &Waiter, n: usize) -> Handshake {
         debug_assert!(w.is_handshake());
         let frame = &self.rbuf.bytes()[..n];
-        if *w != Waiter::Ping && matches!(frame.first(), Some(b'-' | b'!')) {
+        if *w != Waiter::Ping && is_error(frame) {
             let msg = frame.get(1..n.saturating_sub(2)).unwrap_or(b"");
             let (what, auth) = match w {
                 Waiter::Select => ("SELECT failed", false),

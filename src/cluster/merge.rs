@@ -5,7 +5,7 @@
 //! is the reply (the first one, in part order): never a partial result.
 
 use super::route::next_scan_cursor;
-use crate::proto::resp::{write_bulk, write_header, Item, Reader};
+use crate::proto::resp::{is_error, write_bulk, write_header, Item, Reader};
 
 /// How the parts' replies become one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,10 +31,7 @@ const UNEXPECTED: &[u8] = b"-ERR webdis-rs: unexpected reply from a cluster node
 pub fn merge(m: &Merge, parts: &[Vec<u8>]) -> Vec<u8> {
     // A batch's frames go back as they are, errors among them; anything else is one
     // reply, an error if any part is one.
-    if let Some(e) = parts
-        .iter()
-        .find(|p| *m != Merge::Frames && matches!(p.first(), Some(b'-' | b'!')))
-    {
+    if let Some(e) = parts.iter().find(|p| *m != Merge::Frames && is_error(p)) {
         return e.clone();
     }
     merged(m, parts).unwrap_or_else(|| UNEXPECTED.to_vec())

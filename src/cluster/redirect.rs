@@ -8,7 +8,7 @@
 //! (`unknown-endpoint`).
 
 use crate::endpoint::Endpoint;
-use crate::proto::resp::{classify_error, ServerError};
+use crate::proto::resp::{classify_error, is_error, ServerError};
 
 /// A redirect or a retry, owned (the reply's bytes are consumed right after).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub enum Redirect {
 /// reply is anything else (a malformed redirect included).
 pub fn parse(frame: &[u8], from: &Endpoint) -> Option<Redirect> {
     // Cheap test first: every reply goes through here in cluster mode.
-    if !matches!(frame.first(), Some(b'-' | b'!')) {
+    if !is_error(frame) {
         return None;
     }
     match classify_error(frame)? {

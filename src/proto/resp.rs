@@ -355,6 +355,12 @@ pub(crate) fn write_header(out: &mut Vec<u8>, marker: u8, n: usize) {
     }
 }
 
+/// Whether `frame` is an error reply (`-ERR ...`, RESP3's `!` bulk error).
+#[inline]
+pub fn is_error(frame: &[u8]) -> bool {
+    matches!(frame.first(), Some(b'-' | b'!'))
+}
+
 /// The payload of a frame that is one RESP bulk string and nothing else
 /// (`$5\r\nhello\r\n`), read without the general [`Reader`]: the reply to a GET, the most
 /// common of all, is rendered from this. `None` for any other frame (nil included).

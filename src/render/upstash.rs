@@ -15,7 +15,7 @@
 //! Every Upstash response carries `upstash-sync-token` and CORS headers that let a
 //! browser send the SDK's headers and read the token.
 
-use crate::proto::resp::{write_header, Item, Reader};
+use crate::proto::resp::{is_error, write_header, Item, Reader};
 use crate::proto::response::{self, DateCache, Head, Status};
 use crate::render::json;
 use base64::Engine;
@@ -205,7 +205,7 @@ pub fn write(
         }
     }
     if env.resp2 {
-        let status = match (env.batch, refusal, first_error(frames_from(&r))) {
+        let status = match (env.batch, refusal, is_error(frames_from(&r))) {
             (Batch::MultiExec, Some(_), _) | (Batch::Single, _, true) => Status::BadRequest,
             _ => Status::Ok,
         };
@@ -320,10 +320,6 @@ fn frames_from<'a>(r: &Reader<'a>) -> &'a [u8] {
 }
 
 /// Whether the first frame of `frames` is an error.
-fn first_error(frames: &[u8]) -> bool {
-    matches!(frames.first(), Some(b'-' | b'!'))
-}
-
 /// One item of a batch: `{"result":V}` / `{"error":"..."}`, or webdis's `{"CMD":V}`.
 fn item_json(out: &mut Vec<u8>, r: &mut Reader<'_>, item: Item<'_>, env: &Envelope, name: &[u8]) {
     match env.dialect {

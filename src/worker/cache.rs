@@ -26,6 +26,7 @@ use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
 use crate::metrics::Counters;
+use crate::proto::resp::is_error;
 use crate::reply::{EtagMemo, Meta, CACHE_HIT, CACHE_MISS};
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
@@ -288,7 +289,7 @@ impl EdgeCache {
             Op::Read => {
                 // Errors are not stored (WRONGTYPE now may be a value later, and the
                 // error frames of RESP3 are not worth it).
-                let value = frame.filter(|v| !matches!(v.first(), Some(b'-' | b'!')));
+                let value = frame.filter(|v| !is_error(v));
                 self.store
                     .complete(f.ticket, &f.key, &f.names, value, now_ms);
                 stats.cache_evictions += std::mem::take(&mut self.store.evictions);

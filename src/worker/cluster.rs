@@ -27,6 +27,7 @@ use crate::endpoint::Endpoint;
 use crate::key::{BackKey, FrontKey};
 use crate::log;
 use crate::log::Level;
+use crate::proto::resp::is_error;
 use crate::proto::response::Status;
 use crate::pubsub::{self, TopicKind};
 use std::collections::HashSet;
@@ -89,10 +90,7 @@ impl Worker {
     /// queued for a retry), `false` when it is to be delivered as usual.
     pub(super) fn cluster_redirect(&mut self, b: BackKey, n: usize) -> bool {
         // Cheap test first: every reply comes here in cluster mode.
-        let error = self
-            .backs
-            .get(b)
-            .is_some_and(|x| matches!(x.rbuf.bytes().first(), Some(b'-' | b'!')));
+        let error = self.backs.get(b).is_some_and(|x| is_error(x.rbuf.bytes()));
         if !error {
             return false;
         }
@@ -552,7 +550,7 @@ impl Worker {
             return false;
         };
         let frame = &back.rbuf.bytes()[..n];
-        if matches!(frame.first(), Some(b'-' | b'!')) {
+        if is_error(frame) {
             let r = redirect::parse(frame, &from);
             log!(
                 Level::Notice,
