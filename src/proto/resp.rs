@@ -372,7 +372,9 @@ pub fn lone_bulk(frame: &[u8]) -> Option<&[u8]> {
 
 /// Where the payload of the bulk string `buf` starts with is (`$n\r\n`, at most
 /// [`MAX_BULK_LEN`] bytes), when all of it and its CRLF are in `buf`; `None` for anything
-/// else (nil, another type, a frame not complete yet, malformed bytes).
+/// else (nil, another type, a frame not complete yet, malformed bytes). The same checks
+/// as [`take_line`] and [`parse_len`], in one loop over the few header bytes: built on
+/// them it cost 49 more instructions per pipelined GET (`loadtest/icount`).
 #[inline]
 fn leading_bulk(buf: &[u8]) -> Option<(usize, usize)> {
     let (&b'$', rest) = buf.split_first()? else {
