@@ -13,6 +13,7 @@
 
 pub mod table;
 
+use crate::api::command::Command;
 use smallvec::SmallVec;
 use std::collections::HashMap;
 
@@ -113,6 +114,21 @@ impl Settings {
             return Err("a prefix may not be empty".into());
         }
         Ok(s)
+    }
+
+    /// Whether URL command `c` (`keys`: its place in [`table`], if a cacheable read) is
+    /// none of the cache's business, known from the URL's own bytes: a read whose key (or
+    /// one of whose keys, for `Keys::All`) is under no cached prefix, or any other command
+    /// (not a flush) none of whose arguments is. Nothing to look up, track or evict. The
+    /// same decisions as the edge cache takes from the written command; an argument to
+    /// %-decode leaves the decision to it (`false`).
+    pub fn passes_by(&self, c: &Command<'_>, keys: Option<table::Keys>) -> bool {
+        let outside = |key: &[u8]| self.prefix_of(key).is_none();
+        match keys {
+            Some(table::Keys::First) => c.first_plain_arg().is_some_and(outside),
+            Some(table::Keys::All) => c.plain_args().is_some_and(|mut a| a.any(outside)),
+            None => !table::flushes(c.name) && c.plain_args().is_some_and(|mut a| a.all(outside)),
+        }
     }
 
     /// The prefix `key` is under, if any.

@@ -126,25 +126,6 @@ impl EdgeCache {
         now.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
-    /// A URL's command the cache has nothing to do with, known from the URL's own bytes
-    /// (`keys`: its place in the table): a read whose key (or one of whose keys, for
-    /// `Keys::All`) is under no cached prefix, or any other command (not a flush) none of
-    /// whose arguments is. Nothing to look up, track or evict, and the command needs no
-    /// writing here ([`EdgeCache::resp`] is `None`). The same decisions as the rest of
-    /// [`EdgeCache::before`] takes from the written command; an argument to %-decode
-    /// leaves the decision to it.
-    fn passes_by(&self, cmd: &Cmd<'_>, keys: Option<table::Keys>) -> bool {
-        let Cmd::Url(c) = cmd else {
-            return false;
-        };
-        let outside = |key: &[u8]| self.settings.prefix_of(key).is_none();
-        match keys {
-            Some(table::Keys::First) => c.first_plain_arg().is_some_and(outside),
-            Some(table::Keys::All) => c.plain_args().is_some_and(|mut a| a.any(outside)),
-            None => !table::flushes(c.name) && c.plain_args().is_some_and(|mut a| a.all(outside)),
-        }
-    }
-
     /// Before request `id`'s command goes to Redis: `Some(i)` when stored reply `i`
     /// answers it. A miss takes a ticket; a write or flush evicts at once.
     pub(super) fn before(
@@ -162,7 +143,9 @@ impl EdgeCache {
             Cmd::Batch { .. } => None,
             _ => table::lookup(cmd.name()),
         };
-        if self.passes_by(cmd, keys) {
+        // A URL's command decided from its own bytes ([`cache::Settings::passes_by`]):
+        // `resp` is then `None`, the command written straight into the back buffer.
+        if matches!(cmd, Cmd::Url(c) if self.settings.passes_by(c, keys)) {
             return None;
         }
         self.scratch.extend_from_slice(&db.to_le_bytes());
