@@ -27,6 +27,7 @@ use crate::key::BackKey;
 use crate::proto::resp::write_argv;
 use crate::proto::response::Status;
 use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -554,7 +555,7 @@ impl Cluster {
             let node = self
                 .node_at(route::locate_argv(&argv, table))
                 .ok_or(Unreachable::Down)?;
-            parts.push((node, line.to_vec()));
+            parts.push((node, Cow::Borrowed(line)));
         }
         self.queue_parts(pool, prefer, (key, gen, seq), due, parts, Merge::Frames)
     }
@@ -609,11 +610,11 @@ impl Cluster {
         }
         let argv = route::argv(cmd).ok_or(Unreachable::Down)?;
         // (node, command line) of each part.
-        let mut parts: Vec<(NodeIndex, Vec<u8>)> = Vec::new();
+        let mut parts: Vec<(NodeIndex, Cow<[u8]>)> = Vec::new();
         let merge = match &fan {
             Fan::SumAll | Fan::ConcatAll | Fan::SameAll => {
                 for &n in &self.primaries {
-                    parts.push((n, cmd.to_vec()));
+                    parts.push((n, Cow::Borrowed(cmd)));
                 }
                 match fan {
                     Fan::SumAll => Merge::Sum,
@@ -627,7 +628,7 @@ impl Cluster {
                     // A cursor naming no primary: Redis's own error, from any node.
                     let mut line = Vec::new();
                     write_argv(&mut line, [&b"SCAN"[..], b"invalid-cursor"]);
-                    parts.push((self.primaries[0], line));
+                    parts.push((self.primaries[0], Cow::Owned(line)));
                     return self.queue_parts(
                         pool,
                         prefer,
@@ -641,7 +642,7 @@ impl Cluster {
                 args[1] = cursor;
                 let mut line = Vec::new();
                 write_argv(&mut line, args.iter());
-                parts.push((n, line));
+                parts.push((n, Cow::Owned(line)));
                 Merge::Scan { node: *node, count }
             }
             Fan::Mget(groups) | Fan::SumSplit(groups) => {
@@ -658,7 +659,7 @@ impl Cluster {
                     }
                     let mut line = Vec::new();
                     write_argv(&mut line, args.iter());
-                    parts.push((n, line));
+                    parts.push((n, Cow::Owned(line)));
                 }
                 match fan {
                     Fan::Mget(_) => Merge::Mget(order),
@@ -675,7 +676,7 @@ impl Cluster {
         prefer: usize,
         (key, gen, seq): (crate::key::FrontKey, u32, u64),
         due: Option<Instant>,
-        parts: Vec<(NodeIndex, Vec<u8>)>,
+        parts: Vec<(NodeIndex, Cow<[u8]>)>,
         merge: Merge,
     ) -> Result<(BackKey, Option<Instant>), Unreachable> {
         if parts.len() > usize::from(u16::MAX) {
@@ -692,12 +693,13 @@ impl Cluster {
                 key,
                 gen,
                 seq,
-                cmd: Some(line.as_slice().into()),
+                cmd: None,
                 frames: 1,
                 hops: 0,
                 part: i as u16 + 1,
             };
-            let (b, arm) = pool.send_on(*b, waiter, due, false, |w| w.extend_from_slice(line));
+            // Kept (`keep`): each part follows its own redirects.
+            let (b, arm) = pool.send_on(*b, waiter, due, true, |w| w.extend_from_slice(line));
             match first {
                 None => first = Some((b, arm)),
                 Some(_) => self.arms.extend(arm.map(|at| (b, at))),
