@@ -107,6 +107,16 @@ impl EdgeCache {
         self.tracking.iter_mut().find(|t| t.b == b)
     }
 
+    /// The cache off until every tracking connection is up again ([`EdgeCache::maybe_up`]),
+    /// everything stored gone (a reply read meanwhile could not be known fresh). True if
+    /// it was serving: the flush is counted then, and the caller says why in the log.
+    fn bypass(&mut self, stats: &mut Counters) -> bool {
+        let was_up = std::mem::replace(&mut self.up, false);
+        self.store.flush();
+        stats.cache_flushes += u64::from(was_up);
+        was_up
+    }
+
     /// The cache on if every tracking connection is up (and there is one).
     fn maybe_up(&mut self) {
         if self.up || self.tracking.is_empty() || !self.tracking.iter().all(|t| t.up) {
@@ -483,7 +493,7 @@ impl Worker {
         };
         t.up = false;
         let node = t.node.clone();
-        if c.up {
+        if c.bypass(&mut self.stats) {
             match node {
                 Some(at) => log!(
                     Level::Warning,
@@ -494,10 +504,7 @@ impl Worker {
                     "edge cache: tracking connection lost; flushed, bypassed until it is back"
                 ),
             }
-            self.stats.cache_flushes += 1;
         }
-        c.up = false;
-        c.store.flush();
     }
 
     /// Cluster mode, a slot map installed: a tracking connection for each primary that
@@ -553,19 +560,16 @@ impl Worker {
         }
         let cmd = c.settings.tracking_command().into_boxed_slice();
         let b = self.backs.create_tracking(cmd, Some(node.clone()));
-        if c.up {
+        if c.bypass(&mut self.stats) {
             log!(
                 Level::Notice,
                 "edge cache: tracking {node} too; flushed, bypassed until it is up"
             );
-            self.stats.cache_flushes += 1;
         }
         c.tracking.push(Tracker {
             b,
             node: Some(node),
             up: false,
         });
-        c.up = false;
-        c.store.flush();
     }
 }
