@@ -209,23 +209,16 @@ fn resharding_under_load_loses_nothing() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
-    let primaries: Vec<NodeInfo> = c.node_infos().into_iter().filter(|n| n.primary).collect();
     let mut moved = 0;
     for i in 0..8 {
         let slot = key_slot(format!("{{tag{i}}}").as_bytes());
         let from = c.owner(slot);
-        let to = primaries
-            .iter()
-            .find(|p| p.id != from.id)
-            .expect("another primary")
-            .clone();
-        c.move_slot(slot, &to, Duration::from_millis(30));
+        c.move_slot(slot, &c.other_primary(from.port), Duration::from_millis(30));
         moved += 1;
         // And a plain key's slot too.
         let slot = key_slot(format!("plain:c{}:{}", i % 4, 2 * i + 1).as_bytes());
         let from = c.owner(slot);
-        let to = primaries.iter().find(|p| p.id != from.id).unwrap().clone();
-        c.move_slot(slot, &to, Duration::from_millis(10));
+        c.move_slot(slot, &c.other_primary(from.port), Duration::from_millis(10));
         moved += 1;
     }
     let took = started.elapsed();
@@ -1138,12 +1131,10 @@ fn nodes_announced_by_host_name() {
     );
     assert!(!log.contains("not used"), "{log}");
     // A slot moves: the gateway's map is stale, the old owner answers MOVED localhost:port.
-    let primaries: Vec<NodeInfo> = c.node_infos().into_iter().filter(|n| n.primary).collect();
     let move_key = |key: &str| {
         let slot = key_slot(key.as_bytes());
         let from = c.owner(slot);
-        let to = primaries.iter().find(|p| p.id != from.id).unwrap().clone();
-        c.move_slot(slot, &to, Duration::ZERO);
+        c.move_slot(slot, &c.other_primary(from.port), Duration::ZERO);
         let moved = c.node(from.port).cmd(&["GET", key]);
         String::from_utf8_lossy(&moved).into_owned()
     };
@@ -1221,11 +1212,10 @@ fn miss_then_hit(gw: &Gateway, path: &str, body: &str) {
 /// Hits again (the cache back up) within 5 s.
 #[track_caller]
 fn hits_again(gw: &Gateway, path: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while gw.get(path).header("X-Cache") != Some("HIT") {
-        assert!(Instant::now() < deadline, "{path}: no hit within 5 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let hit = eventually(Duration::from_secs(5), || {
+        gw.get(path).header("X-Cache") == Some("HIT")
+    });
+    assert!(hit, "{path}: no hit within 5 s");
 }
 
 /// The edge cache in cluster mode (issue 17): one tracking connection per primary;
