@@ -153,6 +153,16 @@ fn metrics_config(port: u16) -> String {
     format!(r#""metrics": {{"listen": "127.0.0.1:{port}"}}"#)
 }
 
+/// A gateway with `extra` config (JSON members, may be empty) and a metrics listener on
+/// a free port, once that listener says ready; its port.
+fn metered(redis: &Redis, extra: &str) -> (Gateway, u16) {
+    let mport = free_port();
+    let sep = if extra.is_empty() { "" } else { ", " };
+    let gw = Gateway::start(redis, &format!("{extra}{sep}{}", metrics_config(mport)));
+    wait_ready(mport);
+    (gw, mport)
+}
+
 #[track_caller]
 fn wait_ready(mport: u16) {
     assert!(
@@ -183,16 +193,11 @@ fn delta(a: &Metrics, b: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
 #[test]
 fn exposition_parses_and_counts_move() {
     let redis = Redis::start();
-    let mport = free_port();
-    let gw = Gateway::start(
+    let (gw, mport) = metered(
         &redis,
-        &format!(
-            r#""websockets": true, "http_max_request_size": 1000,
-               "acl": [{{"disabled": ["DEBUG"]}}], {}"#,
-            metrics_config(mport)
-        ),
+        r#""websockets": true, "http_max_request_size": 1000,
+               "acl": [{"disabled": ["DEBUG"]}]"#,
     );
-    wait_ready(mport);
     let a = scrape(mport);
 
     // Every family is documented and typed, here and in the README.
@@ -380,9 +385,7 @@ fn exposition_parses_and_counts_move() {
 #[test]
 fn batches_count_each_command() {
     let redis = Redis::start();
-    let mport = free_port();
-    let gw = Gateway::start(&redis, &metrics_config(mport));
-    wait_ready(mport);
+    let (gw, mport) = metered(&redis, "");
     let a = scrape(mport);
     let r = gw.post(
         "/pipeline",
@@ -402,9 +405,7 @@ fn batches_count_each_command() {
 #[test]
 fn health_follows_redis() {
     let mut redis = Redis::start();
-    let mport = free_port();
-    let gw = Gateway::start(&redis, &metrics_config(mport));
-    wait_ready(mport);
+    let (gw, mport) = metered(&redis, "");
     assert_eq!(http_get(mport, "GET", "/health/ready").2, "OK\n");
     assert_eq!(http_get(mport, "GET", "/health/live").2, "OK\n");
     let (status, head, body) = http_get(mport, "HEAD", "/health/live");
@@ -521,16 +522,11 @@ fn load(port: u16, keep_alive: bool, stop: Arc<AtomicBool>, done: Arc<AtomicUsiz
 fn reload_applies_acl_rules_and_logs_under_load() {
     let redis = Redis::start();
     redis.cmd(&["SET", "k", "v"]);
-    let mport = free_port();
-    let gw = Gateway::start(
+    let (gw, mport) = metered(
         &redis,
-        &format!(
-            r#""websockets": true, "acl": [{{"disabled": ["DEBUG"]}}],
-               "access_log": "a.log", {}"#,
-            metrics_config(mport)
-        ),
+        r#""websockets": true, "acl": [{"disabled": ["DEBUG"]}],
+               "access_log": "a.log""#,
     );
-    wait_ready(mport);
     // A subscriber and an idle keep-alive connection from before the reload.
     let mut ws = WsClient::connect(gw.port, "/.json");
     ws.send_text(r#"["SUBSCRIBE","news"]"#);
@@ -713,17 +709,12 @@ fn reload_to_an_acl_with_key_patterns() {
 #[test]
 fn client_limits_are_counted() {
     let redis = Redis::start();
-    let mport = free_port();
-    let gw = Gateway::start(
+    let (gw, mport) = metered(
         &redis,
-        &format!(
-            r#""threads": 1, "max_clients": 3, "http_request_timeout_sec": 1,
+        r#""threads": 1, "max_clients": 3, "http_request_timeout_sec": 1,
                "http_client_buffer": 65536, "http_client_buffer_soft": 16384,
-               "http_client_buffer_soft_sec": 1, {}"#,
-            metrics_config(mport)
-        ),
+               "http_client_buffer_soft_sec": 1"#,
     );
-    wait_ready(mport);
     let a = scrape(mport);
     let limit = |m: &Metrics, l: &str| m.int("webdis_limits_hit_total", &[("limit", l)]);
     // 408: a head that never ends.
@@ -785,16 +776,11 @@ fn client_limits_are_counted() {
 #[test]
 fn a_slow_websocket_s_close_frame_is_counted() {
     let redis = Redis::start();
-    let mport = free_port();
-    let gw = Gateway::start(
+    let (gw, mport) = metered(
         &redis,
-        &format!(
-            r#""websockets": true, "threads": 1, "http_client_buffer": 262144,
-               "http_client_buffer_soft": 65536, {}"#,
-            metrics_config(mport)
-        ),
+        r#""websockets": true, "threads": 1, "http_client_buffer": 262144,
+               "http_client_buffer_soft": 65536"#,
     );
-    wait_ready(mport);
     redis.cmd(&["SET", "v", &"x".repeat(16_000)]);
     let a = scrape(mport);
     let mut ws = WsClient::connect(gw.port, "/");
