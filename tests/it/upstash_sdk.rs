@@ -44,14 +44,6 @@ fn check(run: &Finished, what: &str, gw: &Gateway) {
 
 #[test]
 fn node_sdk() {
-    let dir = root().join("tests/upstash");
-    let sdk = dir.join("node_modules/@upstash/redis/package.json");
-    assert!(
-        sdk.exists(),
-        "the Upstash SDK test needs {}: run `make test` (or `make deps-test`), which runs \
-         npm ci in tests/upstash",
-        sdk.display()
-    );
     let (_redis, gw) = gateway();
     let run = node_suite(&gw, &[]);
     check(&run, "the @upstash/redis suite", &gw);
@@ -62,6 +54,13 @@ fn node_sdk() {
 /// `UPSTASH_SUBSET` when there are any: a part of the suite).
 fn node_suite(gw: &Gateway, extra: &[&str]) -> Finished {
     let dir = root().join("tests/upstash");
+    let sdk = dir.join("node_modules/@upstash/redis/package.json");
+    assert!(
+        sdk.exists(),
+        "the Upstash SDK test needs {}: run `make test` (or `make deps-test`), which runs \
+         npm ci in tests/upstash",
+        sdk.display()
+    );
     let mut cmd = Command::new("node");
     cmd.args(["--test", "--test-reporter=spec"])
         .args(extra)
@@ -85,13 +84,6 @@ fn node_suite(gw: &Gateway, extra: &[&str]) -> Finished {
 /// (`common::cluster`), the rest of the suite left out (it uses commands across slots).
 #[test]
 fn node_sdk_pipelines_on_a_cluster() {
-    let dir = root().join("tests/upstash");
-    let sdk = dir.join("node_modules/@upstash/redis/package.json");
-    assert!(
-        sdk.exists(),
-        "the Upstash SDK test needs {}: run `make test` (or `make deps-test`)",
-        sdk.display()
-    );
     let c = RedisCluster::start();
     let json = format!(r#""redis_cluster":{{"nodes":[{}]}},{CONFIG}"#, c.seeds(1));
     let gw = Gateway::start_on(1, &json, &[("UPSTASH_TEST_TOKEN", TOKEN)]);
