@@ -7,7 +7,7 @@
 
 use super::slot::key_slot;
 use crate::proto::keyspec::CommandTable;
-use crate::proto::resp::{parse_count, take_line, Item, Reader};
+use crate::proto::resp::{parse_count, take_line};
 use smallvec::SmallVec;
 
 /// Where a command goes.
@@ -22,8 +22,16 @@ pub enum Where {
 
 /// The arguments of a RESP command line; `None` if it is not an array of bulk strings.
 /// Read once per command in cluster mode, so read directly: a command line is only ever
-/// `*N` and `$LEN` headers (the general [`Reader`] cost ten times more here).
-pub fn argv(cmd: &[u8]) -> Option<SmallVec<[&[u8]; 8]>> {
+/// `*N` and `$LEN` headers (the general `Reader` cost ten times more here).
+pub fn argv(cmd: &[u8]) -> Option<Argv<'_>> {
+    argv_prefix(cmd).map(|(argv, _)| argv)
+}
+
+/// A command line's arguments, borrowed from it.
+pub type Argv<'a> = SmallVec<[&'a [u8]; 8]>;
+
+/// [`argv`] of the command line `cmd` starts with, and the bytes after it.
+fn argv_prefix(cmd: &[u8]) -> Option<(Argv<'_>, &[u8])> {
     let mut rest = cmd;
     let n = parse_count(take_line(&mut rest, b'*')?)?;
     let mut out = SmallVec::new();
@@ -33,7 +41,7 @@ pub fn argv(cmd: &[u8]) -> Option<SmallVec<[&[u8]; 8]>> {
         rest = tail.strip_prefix(b"\r\n")?;
         out.push(arg);
     }
-    Some(out)
+    Some((out, rest))
 }
 
 /// Where the command line `cmd` goes, with `table` when known.
@@ -86,24 +94,14 @@ fn takes_numkeys(name: &[u8]) -> bool {
 /// an array or bytes are left over. At most `max` commands.
 pub fn split_batch(batch: &[u8], max: usize) -> Option<Vec<std::ops::Range<usize>>> {
     let mut out = Vec::new();
-    let mut at = 0;
-    while at < batch.len() {
+    let mut rest = batch;
+    while !rest.is_empty() {
         if out.len() >= max {
             return None;
         }
-        let mut r = Reader::new(&batch[at..]);
-        let n = match r.next()? {
-            Item::Array(n) => n,
-            _ => return None,
-        };
-        for _ in 0..n {
-            if !matches!(r.next()?, Item::Bulk(_)) {
-                return None;
-            }
-        }
-        let end = at + r.position();
-        out.push(at..end);
-        at = end;
+        let (_, tail) = argv_prefix(rest)?;
+        out.push(batch.len() - rest.len()..batch.len() - tail.len());
+        rest = tail;
     }
     Some(out)
 }
